@@ -1,0 +1,40 @@
+"""Error hierarchy. Every message names the input, what was expected, and what was found."""
+
+from __future__ import annotations
+
+
+class LanepipeError(Exception):
+    """Base class of every error lanepipe raises on purpose."""
+
+
+class InputError(LanepipeError):
+    """A clip, mask, URL or file given by the user is not usable.
+
+    Args:
+        source: the input's name (path, URL or clip id).
+        expected: what lanepipe needs.
+        found: what it found instead.
+        hint: optional advice on what to do.
+    """
+
+    def __init__(self, source: str, expected: str, found: str, hint: str | None = None) -> None:
+        self.source = source
+        self.expected = expected
+        self.found = found
+        self.hint = hint
+        msg = f"{source}: expected {expected}, found {found}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str, str, str | None]]:
+        # Keeps the structured fields when the error crosses a Ray process boundary.
+        return (InputError, (self.source, self.expected, self.found, self.hint))
+
+
+class ConfigError(LanepipeError):
+    """A configuration value is invalid or inconsistent."""
+
+
+class BackendUnavailableError(LanepipeError):
+    """A backend's optional dependency or checkpoint is missing."""

@@ -1,0 +1,1 @@
+"""I/O: video (PyAV), storage (fsspec, atomic writes), run and VideoPainter layouts."""

@@ -1,0 +1,165 @@
+"""The run layout (DESIGN.md §2) on any fsspec URL, the manifest and the results table.
+
+```
+<root>/<run_id>/
+  manifest.json  results.parquet
+  segment/<clip>/{masks/00000.png…, all_masks.npz, overlay.mp4, meta.json}
+  videopainter/{meta.csv, masks/<clip>/all_masks.npz, raw_videos/<clip>/<clip>.0.mp4}
+```
+``meta.json`` is written last in a clip's folder: its presence marks the clip finished for that stage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lanepipe.config import RunConfig, config_hash
+from lanepipe.errors import InputError
+from lanepipe.io import storage
+
+MANIFEST = "manifest.json"
+RESULTS = "results.parquet"
+_VERSIONED = ("lanepipe", "ray", "numpy", "av", "opencv-python-headless", "pyarrow", "fsspec", "pydantic",
+              "torch", "sam2", "diffusers", "transformers")
+
+
+def new_run_id(cfg: RunConfig, now: dt.datetime | None = None) -> str:
+    """``<UTC timestamp>-<config hash>``, e.g. ``20261125T203000Z-1a2b3c4d``."""
+    t = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{t}-{config_hash(cfg)}"
+
+
+@dataclass(frozen=True)
+class SegmentPaths:
+    dir: str
+    masks_dir: str
+    npz: str
+    overlay: str
+    meta: str
+    vp_npz: str
+    vp_video: str
+
+    def mask_png(self, i: int) -> str:
+        return storage.join(self.masks_dir, f"{i:05d}.png")
+
+
+class RunStore:
+    """Paths and whole-file reads/writes of one run folder."""
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self.root = root.rstrip("/") or "."
+        self.run_id = run_id
+        self.url = storage.join(self.root, run_id)
+
+    def stage_dir(self, stage: str) -> str:
+        return storage.join(self.url, stage)
+
+    def segment_paths(self, clip: str) -> SegmentPaths:
+        d = storage.join(self.url, "segment", clip)
+        vp = storage.join(self.url, "videopainter")
+        return SegmentPaths(
+            dir=d, masks_dir=storage.join(d, "masks"), npz=storage.join(d, "all_masks.npz"),
+            overlay=storage.join(d, "overlay.mp4"), meta=storage.join(d, "meta.json"),
+            vp_npz=storage.join(vp, "masks", clip, "all_masks.npz"),
+            vp_video=storage.join(vp, "raw_videos", clip, f"{clip}.0.mp4"),
+        )
+
+    @property
+    def manifest_url(self) -> str:
+        return storage.join(self.url, MANIFEST)
+
+    @property
+    def results_url(self) -> str:
+        return storage.join(self.url, RESULTS)
+
+    def exists(self) -> bool:
+        return storage.exists(self.manifest_url)
+
+    def finished(self, stage: str) -> dict[str, dict[str, Any]]:
+        """``{clip: meta}`` of every clip whose ``<stage>/<clip>/meta.json`` exists (one listing)."""
+        fs, path = storage.filesystem(self.stage_dir(stage))
+        try:
+            metas = fs.glob(f"{path}/*/meta.json")
+        except FileNotFoundError:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for m in sorted(metas):
+            with fs.open(m, "rb") as f:
+                meta = json.loads(f.read())
+            out[str(meta["clip"])] = meta
+        return out
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.exists():
+            raise InputError(self.url, f"a run folder with {MANIFEST}", "no manifest (wrong run id or root?)")
+        data: dict[str, Any] = json.loads(storage.read_text(self.manifest_url))
+        return data
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        storage.write_text_atomic(self.manifest_url, json.dumps(manifest, indent=2, default=str))
+
+    def write_results(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        df = pd.DataFrame(rows)
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        storage.write_bytes_atomic(self.results_url, buf.getvalue())
+        return df
+
+    def read_results(self) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(storage.read_bytes(self.results_url)))
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_sha() -> str | None:
+    """The lanepipe checkout's commit, or None when installed without git."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_videopainter_meta(store: RunStore, rows: list[dict[str, Any]], caption: str) -> str:
+    """Write ``videopainter/meta.csv`` for the clips whose segmentation succeeded.
+
+    Columns ``path, mask_id, start_frame, end_frame, fps, caption`` (TencentARC/VideoPainter
+    ``infer/edit_bench.py``): ``path`` is ``<clip>.0.mp4`` under ``raw_videos/<clip>/``; frame indices are
+    of that raw video, which is the decoded (resampled) clip the masks are aligned with.
+    """
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("stage") == "segment"]
+    df = pd.DataFrame({
+        "path": [f"{r['clip']}.0.mp4" for r in ok],
+        "mask_id": [1] * len(ok),
+        "start_frame": [0] * len(ok),
+        "end_frame": [int(r["num_frames"]) for r in ok],
+        "fps": [float(r["fps"]) for r in ok],
+        "caption": [caption] * len(ok),
+    })
+    url = storage.join(store.url, "videopainter", "meta.csv")
+    storage.write_text_atomic(url, df.to_csv(index=False))
+    return url

@@ -1,0 +1,102 @@
+"""Shared fixtures. Real data comes from LANEPIPE_DATA_DIR; tests that need it fail (never skip) without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    raw = os.environ.get("LANEPIPE_DATA_DIR")
+    if not raw:
+        pytest.fail("LANEPIPE_DATA_DIR is not set: point it at the shared data folder (e.g. ../shared/data)")
+    p = Path(raw).resolve()
+    if not (p / "README.md").is_file():
+        pytest.fail(f"LANEPIPE_DATA_DIR={raw}: expected the shared data folder with README.md, found none")
+    return p
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real-data folder (dashcam clips, stills, TuSimple frames, comma2k19 poses)."""
+    return _data_dir()
+
+
+@pytest.fixture(scope="session")
+def real_clip(data_dir: Path) -> Path:
+    """Shortest real 1280x720 clip: 38 frames at 25 fps, highway."""
+    return data_dir / "udacity_advanced_lane_lines" / "vehicle_detection_test_video.mp4"
+
+
+@pytest.fixture(scope="session")
+def real_clips(data_dir: Path) -> list[Path]:
+    """All four real dashcam clips."""
+    return sorted(data_dir.glob("udacity_*/*.mp4"))
+
+
+def make_video(path: Path, frames, fps: float = 8.0) -> Path:
+    """Encode ``(T, H, W, 3) uint8`` frames with the project's encoder (real PyAV file)."""
+    from lanepipe.io.video import encode
+
+    encode(frames, str(path), fps)
+    return path
+
+
+def _audio_only(path: Path) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as out:
+        s = out.add_stream("aac", rate=16000)
+        s.layout = "mono"
+        for i in range(4):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+            fr.sample_rate = 16000
+            fr.pts = i * 1024
+            for pkt in s.encode(fr):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(tmp_path_factory: pytest.TempPathFactory, real_clip: Path) -> dict[str, Path]:
+    """Malformed inputs, each a real file on disk (except 'missing')."""
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("bad")
+    zero = d / "zero.mp4"
+    zero.write_bytes(b"")
+    trunc = d / "truncated.mp4"
+    data = real_clip.read_bytes()
+    trunc.write_bytes(data[: len(data) // 3])
+    text = d / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    one = make_video(d / "one_frame.mp4", np.full((1, 64, 96, 3), 120, np.uint8))
+    huge = make_video(d / "huge.mp4", np.zeros((2, 2304, 4096, 3), np.uint8))
+    empty_dir = d / "empty_dir"
+    empty_dir.mkdir()
+    (empty_dir / "readme.txt").write_text("no videos here")
+    return {"missing": d / "missing.mp4", "zero": zero, "truncated": trunc, "text": text,
+            "audio_only": _audio_only(d / "audio_only.mp4"), "one_frame": one, "huge": huge,
+            "empty_dir": empty_dir}
+
+
+@pytest.fixture
+def synthetic_clip_file(tmp_path: Path) -> Path:
+    """A small 16-frame 25 fps clip: grey road trapezoid under a blue sky."""
+    import numpy as np
+
+    t, h, w = 16, 96, 160
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[:, : h // 2] = (120, 160, 220)
+    frames[:, h // 2 :] = (70, 110, 60)
+    for y in range(h // 2, h):
+        half = int((y - h // 2) / (h / 2) * w * 0.6)
+        frames[:, y, max(0, w // 2 - half) : w // 2 + half] = (90, 90, 92)
+    return make_video(tmp_path / "synthetic.mp4", frames, fps=25.0)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lanepipe.config import RunConfig, apply_overrides, config_hash, load_config
+from lanepipe.errors import ConfigError
+
+
+def test_defaults_are_embedded_backends() -> None:
+    cfg = RunConfig()
+    assert cfg.segment.backend == "grid" and cfg.stages == ["segment"]
+    assert cfg.input.target_fps == 8.0 and cfg.input.max_frames == 150
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "run.yaml"
+    p.write_text("segment:\n  backend: sam2\n  resources: {concurrency: 2}\ninput:\n  paths: a.mp4\n")
+    cfg = load_config(p, ["segment.resources.batch_size=3", "input.max_frames=20", "segment.sam2.preset=tiny-random"])
+    assert cfg.segment.backend == "sam2" and cfg.segment.resources.concurrency == 2
+    assert cfg.segment.resources.batch_size == 3 and cfg.input.max_frames == 20
+    assert cfg.input.paths == ["a.mp4"] and cfg.segment.sam2.preset == "tiny-random"
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("segment.backend=foo", "segment.backend"),
+    ("input.target_fps=-1", "input.target_fps"),
+    ("segment.nope=1", "segment.nope"),
+    ("stages=segment,evaluate", "contiguous"),
+    ("stages=", "at least one"),
+])
+def test_invalid_values_are_explained(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_config(None, [override])
+    assert needle in str(ei.value)
+
+
+def test_override_needs_equals() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["segment.backend"])
+
+
+def test_stage_selections() -> None:
+    assert load_config(None, ["stages=all"]).stages == ["segment", "edit", "evaluate", "render"]
+    assert load_config(None, ["stages=edit,segment"]).stages == ["segment", "edit"]
+    assert load_config(None, ["stages=evaluate"]).stages == ["evaluate"]
+
+
+def test_bad_yaml_file(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("segment: [unclosed\n")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="nothing at that path"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_config_hash_ignores_run_id_but_not_settings() -> None:
+    a = RunConfig()
+    assert config_hash(a) == config_hash(RunConfig(run_id="x", output="elsewhere"))
+    assert config_hash(a) != config_hash(load_config(None, ["segment.backend=sam2"]))
