@@ -100,3 +100,15 @@ def synthetic_clip_file(tmp_path: Path) -> Path:
         half = int((y - h // 2) / (h / 2) * w * 0.6)
         frames[:, y, max(0, w // 2 - half) : w // 2 + half] = (90, 90, 92)
     return make_video(tmp_path / "synthetic.mp4", frames, fps=25.0)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the session: 2 CPUs and a logical GPU for GPU-stage wiring."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+    yield ray
+    ray.shutdown()

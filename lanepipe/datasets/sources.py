@@ -118,7 +118,7 @@ def _expand_one(item: str) -> list[str]:
                                  "no video files")
             return found
         return [item]
-    local = item.removeprefix("file://")
+    local = storage.absolute(item)
     if any(ch in local for ch in "*?["):
         return sorted(p for p in globlib.glob(local, recursive=True) if Path(p).is_file())  # noqa: PTH207
     p = Path(local)

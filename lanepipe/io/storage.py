@@ -29,6 +29,13 @@ def is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
+def absolute(url: str) -> str:
+    """Local paths made absolute (Ray workers may run in another folder); URLs unchanged."""
+    if is_remote(url):
+        return url
+    return str(Path(url.removeprefix("file://")).resolve())
+
+
 def join(base: str, *parts: str) -> str:
     """Join URL or path components with '/' (never os.sep, so URLs stay URLs)."""
     out = base.rstrip("/")

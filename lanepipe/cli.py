@@ -1,0 +1,154 @@
+"""``lanepipe`` console script: one app, verbs as subcommands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lanepipe.config import RunConfig, load_config
+from lanepipe.errors import LanepipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Segment the road in driving videos, paint requested lane markings, evaluate the edit.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run config")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="dotted override, e.g. segment.backend=sam2")]
+InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="clip, folder, glob or URL (repeatable)")]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="run root: local folder, gs://, s3://")]
+
+
+def sample_cache_dir() -> Path:
+    return Path(os.environ.get("LANEPIPE_CACHE", Path.home() / ".cache" / "lanepipe")) / "sample"
+
+
+def default_sample_clip() -> str:
+    """Render the synthetic sample clip once (cached) and return its path."""
+    from lanepipe.sample import write_sample
+
+    d = sample_cache_dir()
+    mp4 = d / "sample.mp4"
+    if not mp4.exists():
+        console.print(f"no --input: rendering the synthetic sample clip into {d}")
+        write_sample(d)
+    return str(mp4)
+
+
+def _build_config(config: Path | None, sets: list[str] | None, **fields: Any) -> RunConfig:
+    base: dict[str, Any] = {}
+    if fields.get("input"):
+        base.setdefault("input", {})["paths"] = fields["input"]
+    for key in ("output", "stages", "run_id", "from_run"):
+        if fields.get(key) is not None:
+            base[key] = fields[key]
+    if fields.get("address"):
+        base["ray"] = {"address": fields["address"]}
+    return load_config(config, sets or [], base=base)
+
+
+def _execute(cfg: RunConfig, executor: str) -> None:
+    from lanepipe import pipeline
+
+    if not cfg.input.paths and cfg.stages[0] == "segment":
+        cfg.input.paths = [default_sample_clip()]
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("clips · {task.fields[frames]} frames · {task.fields[failed]} failed"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("segment", total=None, frames=0, failed=0)
+
+        def on_plan(todo: int, skipped: int) -> None:
+            bar.update(task, total=todo)
+            if skipped:
+                console.print(f"resuming: {skipped} clip(s) already finished are skipped")
+
+        def on_row(row: dict[str, Any]) -> None:
+            t = bar.tasks[task]
+            bar.update(task, advance=1, frames=t.fields["frames"] + int(row.get("num_frames") or 0),
+                       failed=t.fields["failed"] + (row["status"] != "ok"))
+
+        summary = pipeline.run(cfg, executor=executor, progress=on_row, on_plan=on_plan)
+    for r in summary.failed:
+        console.print(f"[red]failed[/red] {r['clip']}: {str(r['error']).splitlines()[0]}")
+    ok = len(summary.rows) - len(summary.failed)
+    console.print(f"run {summary.run_id}: {ok} ok, {len(summary.failed)} failed, {summary.skipped} skipped "
+                  f"in {summary.seconds:.1f} s → {summary.url}")
+    typer.echo(summary.url)
+
+
+@app.command()
+def run(
+    input: InputOpt = None,
+    output: OutputOpt = None,
+    stages: Annotated[str | None, typer.Option(help="comma list or 'all', e.g. segment,edit")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
+    from_run: Annotated[str | None, typer.Option(help="run whose outputs a later-starting selection reads")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray address: local (default), auto, ray://…")] = None,
+    executor: Annotated[str, typer.Option(help="ray | sequential (no Ray, same stages)")] = "ray",
+) -> None:
+    """Run the selected stages over the input clips (the synthetic sample clip when no --input)."""
+    cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
+                        from_run=from_run, address=address)
+    _execute(cfg, executor)
+
+
+@app.command()
+def segment(
+    input: InputOpt = None,
+    output: OutputOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
+    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+) -> None:
+    """Shortcut for ``run --stages segment``."""
+    cfg = _build_config(config, set_, input=input, output=output, stages="segment", run_id=run_id,
+                        address=address)
+    _execute(cfg, executor)
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for sample.mp4 and ground truth")] = Path(
+        "sample"),
+    frames: Annotated[int, typer.Option(help="number of frames")] = 48,
+    fps: Annotated[float, typer.Option(help="frame rate")] = 8.0,
+    width: int = 960,
+    height: int = 540,
+    seed: int = 0,
+) -> None:
+    """Render the synthetic front-camera sample clip with its ground truth."""
+    from lanepipe.sample import write_sample
+
+    path = write_sample(output, num_frames=frames, fps=fps, width=width, height=height, seed=seed)
+    typer.echo(str(path))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the effective config (defaults < YAML file < --set overrides) as YAML."""
+    cfg = load_config(config, set_ or [])
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def main() -> None:
+    try:
+        app()
+    except LanepipeError as e:
+        console.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The segment stage for one clip: decode → segment → write every output → meta.json last.
+
+Plain class (no Ray): the Ray actor in ``lanepipe.actors.segment`` and the sequential runner both call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import traceback
+from typing import Any
+
+import cv2
+import fsspec
+import numpy as np
+import numpy.typing as npt
+
+from lanepipe.config import RunConfig
+from lanepipe.datasets.sources import ClipRef
+from lanepipe.errors import LanepipeError
+from lanepipe.io import storage
+from lanepipe.io.layout import RunStore, SegmentPaths
+from lanepipe.io.video import decode, encode
+from lanepipe.segment import build_segmenter, grid_points_px
+from lanepipe.types import Clip, RoadMasks
+
+OVERLAY_COLOR = np.array([0, 255, 80], dtype=np.float32)
+
+
+def file_sha256(url: str) -> str | None:
+    """sha256 of a file's bytes, streamed; None when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with fsspec.open(url, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def overlay_frames(clip: Clip, masks: RoadMasks, alpha: float = 0.4) -> npt.NDArray[np.uint8]:
+    """Tint the road green and mark the 9 prompt points: ``(T, H, W, 3) uint8``."""
+    f = clip.frames.astype(np.float32)
+    m = masks.masks[..., None]
+    out: npt.NDArray[np.uint8] = np.where(m, f * (1 - alpha) + OVERLAY_COLOR * alpha, f).astype(np.uint8)
+    pts = grid_points_px(clip.width, clip.height).round().astype(int)
+    r = max(2, clip.width // 160)
+    for t in range(out.shape[0]):
+        frame = np.ascontiguousarray(out[t])
+        for x, y in pts:
+            cv2.circle(frame, (int(x), int(y)), r, (255, 60, 60), -1, lineType=cv2.LINE_AA)
+        out[t] = frame
+    return out
+
+
+def _npz_bytes(ids: npt.NDArray[np.uint8]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, ids)  # key arr_0, as VideoPainter reads it
+    return buf.getvalue()
+
+
+def write_segment_outputs(paths: SegmentPaths, clip: Clip, masks: RoadMasks, *, overlay: bool,
+                          videopainter: bool) -> None:
+    """Write masks PNGs, all_masks.npz, overlay.mp4 and the VideoPainter export (not meta.json)."""
+    ids = masks.masks.astype(np.uint8)  # mask id 1 = road
+    for i, m in enumerate(ids):
+        ok, png = cv2.imencode(".png", m * 255)
+        if not ok:
+            raise RuntimeError(f"PNG encoding failed for frame {i} of {clip.name}")
+        storage.write_bytes_atomic(paths.mask_png(i), png.tobytes())
+    npz = _npz_bytes(ids)
+    storage.write_bytes_atomic(paths.npz, npz)
+    if overlay:
+        encode(overlay_frames(clip, masks), paths.overlay, clip.fps)
+    if videopainter:
+        storage.write_bytes_atomic(paths.vp_npz, npz)
+        encode(clip.frames, paths.vp_video, clip.fps)
+
+
+class SegmentStage:
+    """Loads the configured segmentation backend once; ``__call__`` processes one clip."""
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str) -> None:
+        self.cfg = cfg
+        self.store = RunStore(root, run_id)
+        self.segmenter = build_segmenter(cfg.segment)
+
+    def load(self, ref: ClipRef) -> Clip:
+        c = self.cfg.input
+        return decode(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
+                      max_pixels=c.max_pixels, min_frames=c.min_frames)
+
+    def __call__(self, ref: ClipRef) -> dict[str, Any]:
+        """Segment one clip and write its outputs. Never raises: failures become a row with the reason."""
+        row: dict[str, Any] = {"run_id": self.store.run_id, "clip": ref.name, "source": ref.source,
+                               "stage": "segment", "backend": self.cfg.segment.backend, "status": "ok",
+                               "error": None, "error_type": None, "num_frames": 0, "fps": None,
+                               "width": None, "height": None, "road_fraction": None, "input_sha256": None,
+                               "decode_s": None, "segment_s": None, "write_s": None}
+        paths = self.store.segment_paths(ref.name)
+        try:
+            t0 = time.perf_counter()
+            clip = self.load(ref)
+            t1 = time.perf_counter()
+            masks = self.segmenter.segment(clip)
+            masks.check_matches(clip)
+            t2 = time.perf_counter()
+            write_segment_outputs(paths, clip, masks, overlay=self.cfg.segment.overlay,
+                                  videopainter=self.cfg.segment.videopainter)
+            t3 = time.perf_counter()
+            row.update(num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
+                       road_fraction=float(masks.masks.mean()), input_sha256=file_sha256(ref.source),
+                       decode_s=t1 - t0, segment_s=t2 - t1, write_s=t3 - t2, masks_npz=paths.npz,
+                       overlay=paths.overlay if self.cfg.segment.overlay else None)
+            storage.write_text_atomic(paths.meta, json.dumps(row, indent=2, default=str))
+        except LanepipeError as e:
+            row.update(status="failed", error=str(e), error_type=type(e).__name__)
+        except Exception as e:  # one bad clip never stops a sweep: record it with its traceback tail
+            tb = traceback.format_exc(limit=3)
+            row.update(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", error_type=type(e).__name__)
+        return row
