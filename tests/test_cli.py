@@ -42,3 +42,18 @@ def test_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
                                  "--executor", "sequential"], capture_output=True, text=True, timeout=120,
                                 check=False)
     assert bad_scheme.returncode == 2 and "unknown scheme" in bad_scheme.stderr
+
+
+def test_sweep_job_entrypoint(ray_local, tmp_path: Path, synthetic_clip_file: Path, capsys) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep", Path(__file__).parents[1] / "jobs" / "sweep.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rc = mod.main(["-c", str(Path(__file__).parents[1] / "jobs/configs/segment_sweep.yaml"), "--address", "local",
+                   "--set", f"input.paths=['{synthetic_clip_file}']", "--set", f"output={tmp_path}",
+                   "--set", "run_id=job"])
+    assert rc == 0 and "1 ok, 0 failed" in capsys.readouterr().out
+    assert (tmp_path / "job" / "segment" / "synthetic" / "meta.json").is_file()
+    assert mod.main(["--set", "segment.backend=nope"]) == 2

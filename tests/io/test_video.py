@@ -81,3 +81,26 @@ def test_bad_input_names_input_expectation_and_finding(bad_inputs: dict[str, Pat
 def test_clip_names_are_folder_safe() -> None:
     assert clip_name_from_source("gs://b/x/a b.c.mp4") == "a_b_c"
     assert clip_name_from_source("/tmp/clip-01.MP4") == "clip-01"
+
+
+@pytest.mark.parametrize(("fmt", "ext", "codec"), [("matroska", "mkv", "libx264"), ("mpegts", "ts", "libx264"),
+                                                   ("avi", "avi", "mpeg4")])
+def test_fps_from_other_containers(tmp_path: Path, fmt: str, ext: str, codec: str) -> None:
+    import fractions
+
+    import av
+
+    p = tmp_path / f"c.{ext}"
+    with av.open(str(p), "w", format=fmt) as out:
+        s = out.add_stream(codec, rate=fractions.Fraction(12))
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            for pkt in s.encode(frame):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    info = probe(str(p))
+    assert info.fps == pytest.approx(12.0)
+    clip = decode(str(p), target_fps=8.0)
+    assert clip.fps == 8.0 and 6 <= clip.num_frames <= 7  # 10 frames over 0.75 s at 12 fps → t = 0 … 0.75
