@@ -1,0 +1,1 @@
+"""Edit stage: lane instructions, painters (procedural default), QA loop."""
