@@ -149,3 +149,17 @@ def test_output_on_fsspec_url(tmp_path: Path, synthetic_clip_file: Path) -> None
 def test_probe_fallbacks_on_written_clip(synthetic_clip_file: Path) -> None:
     info = probe(str(synthetic_clip_file))
     assert info.fps == pytest.approx(25.0) and info.num_frames == 16
+
+
+def test_sam2_tiny_random_end_to_end_through_ray_actor_on_logical_gpu(ray_local, tmp_path: Path,
+                                                                       real_clip: Path) -> None:
+    cfg = _cfg([str(real_clip)], tmp_path, "segment.backend=sam2", "segment.sam2.preset=tiny-random",
+               "segment.resources.num_gpus=1", "segment.sam2.reprompt_every=2", "input.max_frames=4")
+    summary = pipeline.run(cfg)
+    row = summary.rows[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["backend"] == "sam2" and row["num_frames"] == 4
+    _check_clip_outputs(Path(summary.url), real_clip.stem)
+    manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
+    assert manifest["config"]["segment"]["backend"] == "sam2"
+    assert manifest["stages"]["segment"]["status"] == "done"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -130,34 +131,39 @@ def test_vehicle_pixels_are_excluded_from_the_road(sample: SampleClip) -> None:
 
 
 def test_dashes_move_between_frames(sample: SampleClip) -> None:
-    """Along the dashed line the painted/unpainted pattern shifts with ego motion; the solid edge does not."""
+    """Along the dashed line the painted/unpainted pattern changes with ego motion; along a solid line not."""
     hz = sample.camera.horizon_row()
 
-    def paint_pattern(line_id: int, t: int, ref: int = 0) -> np.ndarray:
-        pts = next(ln for ln in sample.lanes[ref] if ln.id == line_id).points
-        pts = pts[pts[:, 1] > hz + 60]  # near part of the line, where dashes span many pixels
-        uv = np.round(pts).astype(int)
-        return _luma(sample.frames[t][uv[:, 1], uv[:, 0]]) > 150
+    def luma_along(line_id: int, t: int) -> np.ndarray:
+        pts = next(ln for ln in sample.lanes[0] if ln.id == line_id).points  # frame 0's line, fixed pixels
+        uv = np.round(pts[pts[:, 1] > hz + 60]).astype(int)  # near part, lines several pixels wide
+        return _luma(sample.frames[t][uv[:, 1], uv[:, 0]])
 
-    dashed0, dashed1 = paint_pattern(2, 0), paint_pattern(2, 1)
-    assert 0.1 < dashed0.mean() < 0.6  # dashes and gaps both present
-    assert (dashed0 != dashed1).mean() > 0.1
-    edge0, edge1 = paint_pattern(3, 0), paint_pattern(3, 1)
-    assert edge0.mean() > 0.9 and edge1.mean() > 0.9
-    diff = np.abs(sample.frames[1].astype(int) - sample.frames[0].astype(int)).sum(axis=-1)
-    assert diff[sample.road_masks[0]].mean() > 5
+    dashed0, dashed1 = luma_along(2, 0), luma_along(2, 1)
+    for luma in (dashed0, dashed1):  # dashes and gaps both present
+        assert (luma > 150).any() and (luma < 120).any()
+    assert not np.array_equal(dashed0 > 150, dashed1 > 150)
+    assert (np.logical_xor(dashed0 > 150, dashed1 > 150)).mean() > 0.05
+    solid0, solid1 = luma_along(3, 0), luma_along(3, 1)
+    assert (solid0 > 150).mean() > 0.9 and (solid1 > 150).mean() > 0.9
+    # every frame pair differs on the road (texture and dashes flow towards the camera)
+    diff = np.abs(np.diff(sample.frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
+    assert (diff > 2).all()
 
 
 def test_lane_polylines_lie_in_the_road(sample: SampleClip) -> None:
     h, w = sample.road_masks.shape[1:]
     for t in range(sample.road_masks.shape[0]):
         visible = sample.road_masks[t] | sample.vehicle_masks[t]  # polylines are not cut by the car
+        near_visible = cv2.dilate(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         for ln in sample.lanes[t]:
             assert len(ln.points) > 30
             u, v = ln.points[:, 0], ln.points[:, 1]
             assert ((u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)).all()
             ui, vi = np.round(u).astype(int), np.round(v).astype(int)
-            assert visible[vi, ui].mean() > 0.95, (t, ln.id)
+            # far away the road is a band a few pixels tall, so allow one pixel of rounding there
+            assert visible[vi, ui].mean() > 0.85, (t, ln.id)
+            assert near_visible[vi, ui].mean() > 0.95, (t, ln.id)
             assert (np.diff(v) <= 1e-6).all()  # ordered near (bottom) to far (top)
 
 
@@ -218,6 +224,7 @@ def test_write_sample_round_trip(tmp_path: Path, small: SampleClip) -> None:
     ({"num_frames": 0}, "num_frames"),
     ({"fps": 0.0}, "fps"),
     ({"width": 16}, "width and height"),
+    ({"num_frames": 300, "fps": 8.0}, "at most 30"),
 ])
 def test_bad_arguments(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
