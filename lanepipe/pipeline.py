@@ -1,8 +1,9 @@
 """Builds and runs a lanepipe run: stage selection, lineage, the Ray Data plan, manifest and results.
 
 Each stage is a Ray Data ``map_batches`` over a stateful actor pool (one backend load per actor) with the
-stage's resources from the config. ``executor="sequential"`` runs the same stage classes in this process
-(no Ray), which is what the benchmarks compare against.
+stage's resources from the config; stages are chained so clips stream through them. Rows (JSON) flow between
+stages: a stage passes the rows it does not handle through. ``executor="sequential"`` runs the same stage
+classes in this process (no Ray), which is what the benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from lanepipe.config import STAGES, RunConfig
-from lanepipe.datasets.sources import ClipRef, resolve_inputs
+from lanepipe.config import STAGES, Resources, RunConfig
+from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
@@ -37,6 +38,10 @@ ProgressFn = Callable[[dict[str, Any]], None]
 DEFAULT_CAPTION = "road with lane markings"
 
 
+class Stage(Protocol):
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -51,11 +56,26 @@ class RunSummary:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
+def build_stage(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root: str,
+                upstream_run_id: str) -> Stage:
+    """The plain (Ray-free) stage object for ``name``; its backend loads here."""
+    if name == "segment":
+        from lanepipe.segment.stage import SegmentStage
+
+        return SegmentStage(cfg, root, run_id)
+    raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
+
+
+def stage_resources(cfg: RunConfig, name: str) -> Resources:
+    res: Resources = getattr(cfg, name).resources
+    return res
+
+
 def check_lineage(cfg: RunConfig) -> list[str]:
     """Validate ``--from-run`` for a selection that starts after ``segment``; return upstream run ids.
 
     Raises:
-        ConfigError: selection starts later but names no run.
+        ConfigError: selection starts later but names no run (or names one while starting at segment).
         InputError: the named run or its outputs for the first selected stage are missing.
     """
     first = cfg.stages[0]
@@ -92,8 +112,7 @@ def init_ray(cfg: RunConfig) -> float:
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
-                              "log_to_driver": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
     if cfg.ray.address == "local":
         kwargs.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus)
     else:
@@ -102,22 +121,26 @@ def init_ray(cfg: RunConfig) -> float:
     return time.perf_counter() - t
 
 
-def _run_segment_ray(cfg: RunConfig, store: RunStore, todo: list[ClipRef], progress: ProgressFn | None,
-                     ) -> list[dict[str, Any]]:
+def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
+    if cfg.stages[0] == "segment":
+        return [{"source": r.source, "name": r.name} for r in resolve_inputs(cfg.input.paths)]
+    need_stage, _ = UPSTREAM_OUTPUT[cfg.stages[0]]
+    return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
+
+
+def _run_ray(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
+             progress: ProgressFn | None) -> list[dict[str, Any]]:
     import ray.data
 
-    from lanepipe.actors.segment import SegmentActor
+    from lanepipe.actors import ACTORS
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    res = cfg.segment.resources
-    ds: Any = ray.data.from_items([{"source": r.source, "name": r.name} for r in todo],
-                             override_num_blocks=len(todo))
-    ds = ds.map_batches(SegmentActor, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(),
-                                                             "root": store.root, "run_id": store.run_id},
-                        batch_size=res.batch_size, compute=ray.data.ActorPoolStrategy(size=res.concurrency),
-                        num_cpus=res.num_cpus,
-                        num_gpus=res.num_gpus or None)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds: Any = ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
+    for name in cfg.stages:
+        res = stage_resources(cfg, name)
+        ds = ds.map_batches(ACTORS[name], fn_constructor_kwargs=ctor, batch_size=res.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=res.concurrency), num_cpus=res.num_cpus,
+                            num_gpus=res.num_gpus or None)
     rows: list[dict[str, Any]] = []
     for item in ds.iter_rows():
         row = json.loads(item["row"])
@@ -127,75 +150,82 @@ def _run_segment_ray(cfg: RunConfig, store: RunStore, todo: list[ClipRef], progr
     return rows
 
 
-def _run_segment_sequential(cfg: RunConfig, store: RunStore, todo: list[ClipRef],
-                            progress: ProgressFn | None) -> list[dict[str, Any]]:
-    from lanepipe.segment.stage import SegmentStage
-
-    stage = SegmentStage(cfg, store.root, store.run_id)
-    rows = []
-    for ref in todo:
-        row = stage(ref)
-        rows.append(row)
-        if progress:
-            progress(row)
+def _run_sequential(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
+                    progress: ProgressFn | None) -> list[dict[str, Any]]:
+    stages = [build_stage(n, cfg, ctor["root"], ctor["run_id"], ctor["upstream_root"], ctor["upstream_run_id"])
+              for n in cfg.stages]
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        batch = [item]
+        for stage in stages:
+            batch = [out for r in batch for out in stage.process(r)]
+        for row in batch:
+            rows.append(row)
+            if progress:
+                progress(row)
     return rows
 
 
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
         on_plan: Callable[[int, int], None] | None = None) -> RunSummary:
-    """Run the configured stages. A re-run with the same run id skips clips already finished.
+    """Run the configured stages. A re-run with the same run id skips items already finished.
 
     Args:
         executor: ``"ray"`` (Ray Data actor pools) or ``"sequential"`` (same stages, this process).
-        progress: called with each finished clip's results row.
-        on_plan: called once with (clips to process, clips skipped as finished).
+        progress: called with every results row as it arrives (rows of all selected stages).
+        on_plan: called once with (clips to stream, clips whose first stage is already finished).
     """
+    if executor not in ("ray", "sequential"):
+        raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
     t_start = time.perf_counter()
     upstream_ids = check_lineage(cfg)
     _check_implemented(cfg)
+    root = storage.absolute(cfg.output)
     run_id = cfg.run_id or new_run_id(cfg)
-    store = RunStore(storage.absolute(cfg.output), run_id)
-    refs = resolve_inputs(cfg.input.paths)
+    store = RunStore(root, run_id)
+    upstream = RunStore(root, cfg.from_run) if cfg.from_run else store
+    items = _initial_items(cfg, upstream)
+    if not items:
+        raise InputError(upstream.url, "clips to process", "none")
     manifest: dict[str, Any] = store.read_manifest() if store.exists() else {
         "run_id": run_id, "created": utc_now(), "stages": {}}
     manifest.update(config=cfg.model_dump(mode="json") | {"run_id": run_id}, versions=package_versions(),
                     git_sha=git_sha(), upstream_run_ids=upstream_ids, updated=utc_now())
     summary = RunSummary(run_id=run_id, url=store.url)
-
-    done = store.finished("segment")
-    todo = [r for r in refs if r.name not in done]
-    summary.skipped = len(refs) - len(todo)
+    first_done = store.finished(cfg.stages[0])
     if on_plan:
-        on_plan(len(todo), summary.skipped)
-    stage_info: dict[str, Any] = {"status": "running", "started": utc_now(), "clips_total": len(refs)}
-    manifest["stages"]["segment"] = stage_info
+        on_plan(len(items), sum(1 for i in items if str(i.get("name", i.get("clip"))) in first_done))
+    for name in cfg.stages:
+        manifest["stages"][name] = {"status": "running", "started": utc_now()}
     store.write_manifest(manifest)
 
-    rows: list[dict[str, Any]] = []
-    if todo:
-        if executor == "ray":
-            summary.ray_init_s = init_ray(cfg)
-            rows = _run_segment_ray(cfg, store, todo, progress)
-        elif executor == "sequential":
-            rows = _run_segment_sequential(cfg, store, todo, progress)
-        else:
-            raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
-    by_name = {r.name: r for r in refs}
-    previous = [done[n] | {"skipped": True} for n in by_name if n in done]
-    all_rows = [*previous, *[r | {"skipped": False} for r in rows]]
-    order = {r.name: i for i, r in enumerate(refs)}
-    all_rows.sort(key=lambda r: order.get(r["clip"], len(order)))
-    summary.rows = all_rows
+    ctor = {"cfg_json": cfg.model_dump_json(), "root": root, "run_id": run_id, "upstream_root": upstream.root,
+            "upstream_run_id": upstream.run_id}
+    if executor == "ray":
+        summary.ray_init_s = init_ray(cfg)
+        rows = _run_ray(cfg, ctor, items, progress)
+    else:
+        rows = _run_sequential(cfg, ctor, items, progress)
+    rows = [r for r in rows if r.get("stage") in cfg.stages]
+    order = {str(i.get("name", i.get("clip"))): k for k, i in enumerate(items)}
+    stage_order = {s: k for k, s in enumerate(STAGES)}
+    rows.sort(key=lambda r: (order.get(r["clip"], len(order)), stage_order[r["stage"]], r.get("instruction") or ""))
+    summary.rows = rows
+    summary.skipped = sum(bool(r.get("skipped")) for r in rows)
 
-    store.write_results(all_rows)
-    write_videopainter_meta(store, all_rows, caption=DEFAULT_CAPTION)
-    n_ok = sum(r["status"] == "ok" for r in all_rows)
+    store.write_results(rows)
+    if "segment" in cfg.stages:
+        write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
     summary.seconds = time.perf_counter() - t_start
-    stage_info.update(status="done" if n_ok == len(refs) else "partial", finished=utc_now(),
-                      seconds=round(summary.seconds, 3), clips_ok=n_ok, clips_failed=len(refs) - n_ok,
-                      clips_skipped=summary.skipped, ray_init_s=round(summary.ray_init_s, 3))
+    for name in cfg.stages:
+        mine = [r for r in rows if r["stage"] == name]
+        n_ok = sum(r["status"] == "ok" for r in mine)
+        manifest["stages"][name].update(
+            status="done" if mine and n_ok == len(mine) else "partial", finished=utc_now(),
+            items=len(mine), ok=n_ok, failed=len(mine) - n_ok, skipped=sum(bool(r.get("skipped")) for r in mine),
+            seconds=round(summary.seconds, 3), ray_init_s=round(summary.ray_init_s, 3))
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
-                          for r in all_rows]
+                          for r in rows if r["stage"] == "segment"] or manifest.get("inputs", [])
     manifest["updated"] = utc_now()
     store.write_manifest(manifest)
     return summary

@@ -68,7 +68,7 @@ def test_segment_sweep_records_bad_clips_and_completes_good_ones(ray_local, tmp_
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["run_id"] == summary.run_id == run.name
     assert manifest["stages"]["segment"]["status"] == "partial"
-    assert manifest["stages"]["segment"]["clips_ok"] == 2
+    assert manifest["stages"]["segment"]["ok"] == 2
     assert {"python", "ray", "numpy"} <= set(manifest["versions"])
     sha = {i["clip"]: i["sha256"] for i in manifest["inputs"]}
     import hashlib
@@ -127,8 +127,10 @@ def test_lineage_errors_come_before_any_work(tmp_path: Path, synthetic_clip_file
 def test_later_stage_on_finished_upstream_explains_availability(tmp_path: Path, synthetic_clip_file: Path) -> None:
     up = pipeline.run(_cfg([str(synthetic_clip_file)], tmp_path, "run_id=up"), executor="sequential")
     assert up.rows[0]["status"] == "ok"
+    with pytest.raises(InputError, match="no finished clips for 'edit'"):
+        pipeline.run(_cfg([], tmp_path, "stages=evaluate", "from_run=up"))
     with pytest.raises(ConfigError, match="not available"):
-        pipeline.run(_cfg([], tmp_path, "stages=edit", "from_run=up"))
+        pipeline.run(_cfg([str(synthetic_clip_file)], tmp_path, "stages=all"))
 
 
 def test_output_on_fsspec_url(tmp_path: Path, synthetic_clip_file: Path) -> None:

@@ -53,6 +53,16 @@ class SegmentPaths:
         return storage.join(self.masks_dir, f"{i:05d}.png")
 
 
+@dataclass(frozen=True)
+class EditPaths:
+    dir: str
+    video: str
+    first_frame: str
+    qa: str
+    lanes: str
+    meta: str
+
+
 class RunStore:
     """Paths and whole-file reads/writes of one run folder."""
 
@@ -73,6 +83,12 @@ class RunStore:
             vp_npz=storage.join(vp, "masks", clip, "all_masks.npz"),
             vp_video=storage.join(vp, "raw_videos", clip, f"{clip}.0.mp4"),
         )
+
+    def edit_paths(self, clip: str, slug: str) -> EditPaths:
+        d = storage.join(self.url, "edit", clip, slug)
+        return EditPaths(dir=d, video=storage.join(d, "edited.mp4"), first_frame=storage.join(d, "first_frame.png"),
+                         qa=storage.join(d, "qa.json"), lanes=storage.join(d, "lanes.json"),
+                         meta=storage.join(d, "meta.json"))
 
     @property
     def manifest_url(self) -> str:

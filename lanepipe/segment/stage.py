@@ -93,6 +93,13 @@ class SegmentStage:
         return decode(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
                       max_pixels=c.max_pixels, min_frames=c.min_frames)
 
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """Pipeline entry: ``{"source", "name"}`` → ``[segment row]``; a finished clip is read back, not redone."""
+        meta_url = self.store.segment_paths(str(item["name"])).meta
+        if storage.exists(meta_url):
+            return [json.loads(storage.read_text(meta_url)) | {"skipped": True}]
+        return [self(ClipRef(source=str(item["source"]), name=str(item["name"]))) | {"skipped": False}]
+
     def __call__(self, ref: ClipRef) -> dict[str, Any]:
         """Segment one clip and write its outputs. Never raises: failures become a row with the reason."""
         row: dict[str, Any] = {"run_id": self.store.run_id, "clip": ref.name, "source": ref.source,
