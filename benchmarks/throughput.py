@@ -21,7 +21,7 @@ from lanepipe.config import GridConfig, load_config
 from lanepipe.io.video import decode
 from lanepipe.segment.grid import GridSegmenter
 
-REPEATS = 3
+REPEATS = 5
 
 
 def main() -> None:
