@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lanepipe.errors import InputError
+from lanepipe.metrics import farneback_flow, psnr, warping_error
+
+
+def test_psnr_known_values() -> None:
+    a = np.zeros((4, 8, 8, 3), np.uint8)
+    b = a.copy()
+    assert psnr(a, b) == float("inf")
+    b[..., :] = 10  # mse 100 → 10*log10(255²/100)
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 100))
+    mask = np.zeros((4, 8, 8), bool)
+    b2 = a.copy()
+    b2[:, :4] = 50
+    mask[:, 4:] = True
+    assert psnr(a, b2, mask) == float("inf")
+    assert np.isnan(psnr(a, b2, np.zeros_like(mask)))
+    with pytest.raises(InputError):
+        psnr(a, b[:2])
+
+
+def test_warping_error_zero_for_pure_translation_and_higher_for_flicker() -> None:
+    rng = np.random.default_rng(0)
+    base = (rng.random((72, 96)) * 255).astype(np.uint8)
+    import cv2
+
+    base = cv2.GaussianBlur(base, (0, 0), 3)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX)
+    frames = np.stack([np.repeat(np.roll(base, 2 * t, axis=1)[..., None], 3, -1) for t in range(4)])
+    flows = [farneback_flow(frames[t], frames[t + 1]) for t in range(3)]
+    inner = np.zeros((4, 72, 96), bool)
+    inner[:, 10:-10, 10:-10] = True
+    steady = warping_error(frames, flows, inner)
+    flicker = frames.copy()
+    flicker[1::2] = np.clip(flicker[1::2].astype(int) + 40, 0, 255).astype(np.uint8)
+    assert steady < 3.0
+    assert warping_error(flicker, flows, inner) > steady + 20
+    with pytest.raises(InputError):
+        warping_error(frames, flows[:1])
