@@ -1,0 +1,1 @@
+"""Trajectory predictors, chosen by name, import path or entry point (``predict.backend``)."""
