@@ -1,0 +1,314 @@
+"""The procedural painter on the synthetic sample (known camera and lanes) and on a real dashcam clip."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lanepipe.edit.instructions import MarkingSizes, parse_instruction
+from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult, ProceduralConfig, ProceduralPainter
+from lanepipe.errors import InputError
+from lanepipe.sample import LANE_WIDTH_M, SampleClip, render_sample
+from lanepipe.types import Clip, RoadMasks
+
+T, W, H, FPS = 12, 640, 360, 8.0
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleClip:
+    return render_sample(num_frames=T, fps=FPS, width=W, height=H, seed=3)
+
+
+@pytest.fixture(scope="module")
+def clip_ego(sample: SampleClip) -> Clip:
+    """The sample clip with its camera and ego motion in ``meta``."""
+    clip = sample.to_clip()
+    return dataclasses.replace(clip, meta={**clip.meta, "ego": sample.ego})
+
+
+@pytest.fixture(scope="module")
+def painter() -> ProceduralPainter:
+    return ProceduralPainter(ProceduralConfig(threads=2))
+
+
+@pytest.fixture(scope="module")
+def dashed_left(painter: ProceduralPainter, clip_ego: Clip, sample: SampleClip) -> PaintResult:
+    return painter.paint(clip_ego, RoadMasks(sample.road_masks, "gt"), parse_instruction("single white dashed"))
+
+
+def _yellow(px: np.ndarray) -> np.ndarray:
+    p = px.astype(np.int32)
+    return ((p[..., 0] + p[..., 1]) // 2 - p[..., 2] > 40) & (p[..., 0] > 100)
+
+
+def _white(px: np.ndarray) -> np.ndarray:
+    p = px.astype(np.int32)
+    return (p.min(axis=-1) > 140) & (p.max(axis=-1) - p.min(axis=-1) < 40)
+
+
+def _near_points(line_points: np.ndarray, mask: np.ndarray, v_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer ``(u, v)`` of a ground-truth polyline, densified, below row ``v_min`` and inside the mask."""
+    pts = line_points[line_points[:, 1] > v_min]
+    v = np.arange(int(pts[:, 1].min()) + 1, int(pts[:, 1].max()))
+    u = np.interp(v, pts[::-1, 1], pts[::-1, 0])
+    ui, vi = np.round(u).astype(int), v.astype(int)
+    ok = (ui >= 0) & (ui < mask.shape[1]) & mask[vi, np.clip(ui, 0, mask.shape[1] - 1)]
+    return ui[ok], vi[ok]
+
+
+def _gt_left(sample: SampleClip, t: int) -> np.ndarray:
+    return next(ln for ln in sample.lanes[t] if ln.side == "left").points
+
+
+# ------------------------------------------------------------------------------------------------ known answers
+def test_white_dashes_replace_the_yellow_centre_line(dashed_left: PaintResult, sample: SampleClip) -> None:
+    horizon = sample.camera.horizon_row()
+    yellow_before, yellow_after, white_after = [], [], []
+    for t in range(T):
+        u, v = _near_points(_gt_left(sample, t), sample.road_masks[t], horizon + 25)
+        # the double yellow has its two lines 0.11 m either side of the polyline: look across a few pixels
+        win = np.stack([sample.frames[t][v, np.clip(u + k, 0, W - 1)] for k in range(-6, 7)], axis=1)
+        win_after = np.stack([dashed_left.frames[t][v, np.clip(u + k, 0, W - 1)] for k in range(-6, 7)], axis=1)
+        yellow_before.append(_yellow(win).any(axis=1).mean())
+        yellow_after.append(_yellow(win_after).any(axis=1).mean())
+        white_after.append(_white(win_after[:, 4:9]).any(axis=1).mean())
+    assert np.mean(yellow_before) > 0.8
+    assert np.mean(yellow_after) < 0.02
+    # a broken line: 10 ft of paint per 40 ft, seen in perspective (near rows are longer): some rows, not all
+    assert 0.08 < np.mean(white_after) < 0.7, white_after
+    assert min(white_after) > 0.0  # every frame shows paint on the line
+
+
+def test_erased_asphalt_keeps_its_texture(painter: ProceduralPainter, clip_ego: Clip, sample: SampleClip) -> None:
+    import cv2
+
+    res = painter.paint(clip_ego, RoadMasks(sample.road_masks, "gt"), parse_instruction("none@left"))
+    inside, beside, step = [], [], []
+    for t in (0, 5, 10):
+        orig = sample.frames[t].astype(np.float32)
+        edit = res.frames[t].astype(np.float32)
+        changed = np.abs(orig - edit).sum(axis=-1) > 0
+        hp = (edit - cv2.GaussianBlur(edit, (0, 0), 2.0)).mean(axis=-1)
+        rows = np.arange(int(sample.camera.horizon_row()) + 60, H - 10)
+        for r in rows[::8]:
+            cols = np.flatnonzero(changed[r])
+            if len(cols) < 6:
+                continue
+            inside.append(hp[r, cols].std())
+            beside.append(hp[r, cols.max() + 4: cols.max() + 40].std())
+            step.append(abs(edit[r, cols].mean() - edit[r, cols.max() + 4: cols.max() + 40].mean()))
+    assert len(inside) > 10
+    # grain, not a flat fill; and no visible step in brightness
+    assert np.median(inside) > 0.6 * np.median(beside)
+    assert np.median(step) < 4.0
+
+
+def test_pixels_outside_the_road_are_unchanged(dashed_left: PaintResult, sample: SampleClip) -> None:
+    outside = ~sample.road_masks
+    assert np.array_equal(dashed_left.frames[outside], sample.frames[outside])
+    assert dashed_left.frames.shape == sample.frames.shape
+    assert dashed_left.frames.dtype == np.uint8
+    # and the road did change
+    assert np.abs(dashed_left.frames.astype(int) - sample.frames).sum() > 0
+
+
+def test_lanes_follow_the_ground_truth_and_stay_in_the_mask(dashed_left: PaintResult, sample: SampleClip) -> None:
+    assert len(dashed_left.lanes) == T
+    for t, lines in enumerate(dashed_left.lanes):
+        assert len(lines) == 1
+        ln = lines[0]
+        assert isinstance(ln, PaintedLine)
+        assert (ln.id, ln.side, ln.color, ln.pattern, ln.count) == (0, "left", "white", "dashed", 1)
+        assert ln.visible and ln.points.shape[1] == 2 and len(ln.points) >= 5
+        ui, vi = np.round(ln.points).astype(int).T
+        assert sample.road_masks[t, vi, ui].all()
+        assert np.all(np.diff(ln.points[:, 1]) < 0)  # near to far
+        gt = _gt_left(sample, t)
+        near = ln.points[ln.points[:, 1] > sample.camera.horizon_row() + 40]
+        u_gt = np.interp(near[:, 1], gt[::-1, 1], gt[::-1, 0])
+        assert np.median(np.abs(near[:, 0] - u_gt)) < 3.0
+
+
+def _line_profile(frames: np.ndarray, sample: SampleClip, t: int, xs: np.ndarray) -> np.ndarray:
+    """Whiteness along the centre line (ego y = +1.83 m on the straight start of the road)."""
+    pts = np.stack([xs, np.full_like(xs, LANE_WIDTH_M / 2), np.zeros_like(xs)], axis=1)
+    px, _ = sample.camera.project(pts)
+    u = np.clip(np.round(px[:, 0]).astype(int), 0, W - 1)
+    v = np.clip(np.round(px[:, 1]).astype(int), 0, H - 1)
+    return frames[t][v, u].astype(float).min(axis=1)
+
+
+def test_dashes_move_with_the_ego_not_the_camera(dashed_left: PaintResult, sample: SampleClip) -> None:
+    step = sample.ego[0, 3] / FPS  # 1.875 m per frame
+    xs = np.arange(8.0, 25.0, 0.05)
+    shifts = []
+    for t in range(3):  # the first 40 m of road are straight
+        p0 = _line_profile(dashed_left.frames, sample, t, xs)
+        cand = np.arange(0.0, 6.0, 0.05)
+        # a dash at x in frame t is at x - step in frame t + 1
+        scores = [np.corrcoef(p0, _line_profile(dashed_left.frames, sample, t + 1, xs - s))[0, 1] for s in cand]
+        shifts.append(cand[int(np.argmax(scores))])
+    assert np.allclose(shifts, step, atol=0.3), shifts
+
+
+def test_speed_is_estimated_from_the_image_without_ego_motion(painter: ProceduralPainter, sample: SampleClip) -> None:
+    res = painter.paint(sample.to_clip(), RoadMasks(sample.road_masks, "gt"), parse_instruction("single white dashed"))
+    assert res.diagnostics["speed_source"].startswith("image motion")
+    assert res.diagnostics["speed_mps_median"] == pytest.approx(15.0, rel=0.08)
+    assert res.diagnostics["camera_source"] == "clip meta"
+
+
+def test_none_removes_the_markings(painter: ProceduralPainter, clip_ego: Clip, sample: SampleClip) -> None:
+    res = painter.paint(clip_ego, RoadMasks(sample.road_masks, "gt"), parse_instruction("none@both"))
+    road = sample.road_masks
+
+    def paint_count(frames: np.ndarray) -> int:
+        return int(((_white(frames) | _yellow(frames)) & road).sum())
+
+    before, after = paint_count(sample.frames), paint_count(res.frames)
+    assert before > 2000
+    assert after < 0.05 * before
+    assert all(lines == [] for lines in res.lanes)
+    assert np.array_equal(res.frames[~road], sample.frames[~road])
+
+
+def test_double_yellow_on_the_right_and_solid_dashed(painter: ProceduralPainter, clip_ego: Clip,
+                                                     sample: SampleClip) -> None:
+    masks = RoadMasks(sample.road_masks, "gt")
+    res = painter.paint(clip_ego, masks, parse_instruction("double yellow solid@right"))
+    gt_right = next(ln for ln in sample.lanes[0] if ln.side == "right").points
+    u, v = _near_points(gt_right, sample.road_masks[0], sample.camera.horizon_row() + 25)
+    win = np.stack([res.frames[0][v, np.clip(u + k, 0, W - 1)] for k in range(-6, 7)], axis=1)
+    assert _yellow(win).any(axis=1).mean() > 0.8
+    res2 = painter.paint(clip_ego, masks, parse_instruction("double yellow solid-dashed@both"))
+    assert [ln.side for ln in res2.lanes[0]] == ["left", "right"]
+    assert all(ln.count == 2 and ln.pattern == "solid-dashed" for ln in res2.lanes[0])
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+def test_bad_masks_raise_input_error(painter: ProceduralPainter, clip_ego: Clip, sample: SampleClip) -> None:
+    spec = parse_instruction("single white solid")
+    with pytest.raises(InputError, match="all-zero"):
+        painter.paint(clip_ego, RoadMasks(np.zeros_like(sample.road_masks), "gt"), spec)
+    with pytest.raises(InputError, match="road masks of shape"):
+        painter.paint(clip_ego, RoadMasks(sample.road_masks[:-1], "gt"), spec)
+    with pytest.raises(InputError, match="road masks of shape"):
+        painter.paint(clip_ego, RoadMasks(sample.road_masks[:, :, :-8], "gt"), spec)
+
+
+def _ego_lane_mask(sample: SampleClip, half_width_m: float) -> np.ndarray:
+    """A road mask covering only ``|y| < half_width_m`` around the camera (ego frame)."""
+    vv, uu = np.mgrid[0:H, 0:W]
+    pts, ok = sample.camera.pixel_to_ground(uu.ravel(), vv.ravel())
+    m = ok & (np.abs(pts[:, 1]) < half_width_m) & (pts[:, 0] < 60)
+    return np.broadcast_to(m.reshape(H, W), (T, H, W)).copy()
+
+
+def test_instructions_the_road_cannot_take(painter: ProceduralPainter, clip_ego: Clip, sample: SampleClip) -> None:
+    narrow = RoadMasks(_ego_lane_mask(sample, 1.2), "test")  # the lane's lines lie outside the mask
+    with pytest.raises(InputError, match="left boundary"):
+        painter.paint(clip_ego, narrow, parse_instruction("single white solid"))
+    one_lane = RoadMasks(_ego_lane_mask(sample, 2.1), "test")  # a 4.2 m road: one lane
+    with pytest.raises(InputError, match="double line"):
+        painter.paint(clip_ego, one_lane, parse_instruction("double yellow solid"))
+    res = painter.paint(clip_ego, one_lane, parse_instruction("single white solid"))  # a single line fits
+    assert res.frames.shape == sample.frames.shape
+
+
+# ------------------------------------------------------------------------------------------------ QA knobs
+def test_params_adjusted_by_reasons() -> None:
+    p = PaintParams()
+    colour = p.adjusted(["left colour: expected yellow, saw white"], 0)
+    assert colour.saturation > p.saturation and colour.contrast > p.contrast
+    white = p.adjusted(["left colour: expected white, saw yellow"], 0)
+    assert white.saturation < p.saturation and white.erase_strength > p.erase_strength
+    pattern = p.adjusted(["left pattern: expected dashed, saw solid"], 1)
+    assert pattern.sharpness > p.sharpness and pattern.wear_scale < p.wear_scale
+    count = p.adjusted(["left count: expected double, saw single"], 0)
+    assert count.spacing_scale > p.spacing_scale
+    # the verifier's wording (lanepipe.verify.base.verdict)
+    verifier = p.adjusted(["left boundary color: expected yellow, seen white (confidence 0.80)"], 0)
+    assert verifier.saturation > p.saturation
+    assert p.adjusted(["right boundary count: expected none (0), seen single (1)"], 0).erase_strength > 1.0
+    assert p.adjusted(["something odd"], 0) != p
+    assert p.adjusted(["paint still visible after removal"], 0).erase_strength > 1.0
+    q = p
+    for attempt in range(30):
+        q = q.adjusted(["colour: expected yellow", "count"], attempt)
+    assert q.saturation <= 3.0 and q.spacing_scale <= 4.0  # stays within bounds
+    assert ProceduralConfig(sizes=MarkingSizes(line_width=0.1)).sizes.line_width == 0.1
+
+
+def test_retry_with_adjusted_params_changes_the_paint(painter: ProceduralPainter, clip_ego: Clip,
+                                                      sample: SampleClip) -> None:
+    masks = RoadMasks(sample.road_masks, "gt")
+    spec = parse_instruction("double yellow solid")
+    a = painter.paint(clip_ego, masks, spec)
+    b = painter.paint(clip_ego, masks, spec, PaintParams().adjusted(["count"], 0))
+    assert not np.array_equal(a.frames, b.frames)
+    assert b.diagnostics["timing_s"]["analyse"] < 0.05  # the clip analysis is cached across retries
+
+
+# ------------------------------------------------------------------------------------------------ real footage
+def test_real_clip_smoke(real_clip: Path) -> None:
+    from lanepipe.io.video import decode
+    from lanepipe.segment.grid import GridSegmenter
+
+    t0 = time.perf_counter()
+    clip = decode(str(real_clip), target_fps=8.0, max_frames=48)
+    decode_s = time.perf_counter() - t0
+    masks = GridSegmenter().segment(clip)
+    painter = ProceduralPainter()
+    t0 = time.perf_counter()
+    res = painter.paint(clip, masks, parse_instruction("double yellow solid"))
+    paint_s = time.perf_counter() - t0
+    assert res.frames.shape == clip.frames.shape
+    assert np.array_equal(res.frames[~masks.masks], clip.frames[~masks.masks])
+    assert res.diagnostics["camera_source"].startswith("fallback")
+    assert res.diagnostics["lines_found_fraction"]["left"] > 0.5
+    assert 15.0 < res.diagnostics["speed_mps_median"] < 45.0  # a highway
+    assert all(len(lines) == 1 and lines[0].visible for lines in res.lanes)
+    # generous bound (shared CI machines): the goal is paint time <= decode time / 0.3
+    assert paint_s < max(10.0, 8.0 * decode_s)
+
+
+# ------------------------------------------------------------------------------------------------ pure helpers
+def test_ground_maps_match_the_camera() -> None:
+    from lanepipe.edit.geometry import ground_maps
+    from lanepipe.viz.camera import PinholeCamera
+
+    cam = PinholeCamera.from_fov(160, 90, 60.0, mount_height_m=1.4, pitch_deg=4.0, yaw_deg=2.0)
+    maps = ground_maps(cam, 200.0)
+    vv, uu = np.mgrid[0:90, 0:160]
+    pts, ok = cam.pixel_to_ground(uu.ravel(), vv.ravel())
+    ok = ok & (pts[:, 0] > 0) & (pts[:, 0] <= 200.0)
+    assert np.array_equal(np.isfinite(maps.x).ravel(), ok)
+    assert np.allclose(maps.x.ravel()[ok], pts[ok, 0], rtol=1e-4)
+    assert np.allclose(maps.y.ravel()[ok], pts[ok, 1], atol=1e-3)
+
+
+def test_push_pull_fills_a_hole_smoothly() -> None:
+    from lanepipe.edit.erase import push_pull_fill
+
+    ramp = np.tile(np.linspace(50, 150, 64, dtype=np.float32), (48, 1))[..., None]
+    known = np.ones((48, 64), dtype=bool)
+    known[20:28, 10:54] = False
+    filled = push_pull_fill(ramp, known)
+    assert np.abs(filled[~known] - ramp[~known]).max() < 6.0
+    assert np.array_equal(filled[known], ramp[known])
+
+
+def test_dash_coverage_keeps_the_duty_cycle() -> None:
+    from lanepipe.edit.procedural import _dash_coverage
+
+    sz = MarkingSizes()
+    period = sz.dash_length + sz.gap_length
+    s = np.arange(0.0, 10 * period, 0.01)
+    for foot in (0.05, 1.0, 5.0, 30.0):  # sharp near, blurred far, beyond a period
+        cov = _dash_coverage(s, np.full_like(s, foot), sz.dash_length, period)
+        assert cov.min() >= 0.0 and cov.max() <= 1.0
+        assert cov.mean() == pytest.approx(sz.dash_length / period, abs=0.01)
