@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lanepipe run --output runs
+	$(VENV)/bin/lanepipe run --stages segment,edit --edit preset:double-yellow-solid \
+		--edit preset:single-white-dashed --output runs
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lanepipe.config import RunConfig, load_config
@@ -52,6 +53,8 @@ def _build_config(config: Path | None, sets: list[str] | None, **fields: Any) ->
             base[key] = fields[key]
     if fields.get("address"):
         base["ray"] = {"address": fields["address"]}
+    if fields.get("edit"):
+        base["edit"] = {"instructions": fields["edit"]}
     return load_config(config, sets or [], base=base)
 
 
@@ -60,24 +63,34 @@ def _execute(cfg: RunConfig, executor: str) -> None:
 
     if not cfg.input.paths and cfg.stages[0] == "segment":
         cfg.input.paths = [default_sample_clip()]
+    last = cfg.stages[-1]
+    per_clip = len(cfg.edit.instructions) if last == "edit" else 1
+    unit = "edits" if last == "edit" else "clips"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("clips · {task.fields[frames]} frames · {task.fields[failed]} failed"),
+                  TextColumn(unit + " · {task.fields[frames]} frames · {task.fields[failed]} failed"),
                   TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("segment", total=None, frames=0, failed=0)
+        task = bar.add_task(" → ".join(cfg.stages), total=None, frames=0, failed=0)
 
         def on_plan(todo: int, skipped: int) -> None:
-            bar.update(task, total=todo)
+            bar.update(task, total=todo * per_clip)
             if skipped:
-                console.print(f"resuming: {skipped} clip(s) already finished are skipped")
+                console.print(f"resuming: {skipped} clip(s) already finished in {cfg.stages[0]} are skipped")
 
         def on_row(row: dict[str, Any]) -> None:
+            if row.get("stage") != last:
+                return
             t = bar.tasks[task]
             bar.update(task, advance=1, frames=t.fields["frames"] + int(row.get("num_frames") or 0),
                        failed=t.fields["failed"] + (row["status"] != "ok"))
 
         summary = pipeline.run(cfg, executor=executor, progress=on_row, on_plan=on_plan)
     for r in summary.failed:
-        console.print(f"[red]failed[/red] {r['clip']}: {str(r['error']).splitlines()[0]}")
+        what = escape(f"{r['clip']} [{r['instruction']}]") if r.get("instruction") else r["clip"]
+        console.print(f"[red]failed[/red] {r['stage']} {what}: {str(r['error']).splitlines()[0]}")
+    for r in summary.rows:
+        if r.get("stage") == "edit" and r["status"] == "ok":
+            console.print(escape(f"edit {r['clip']} [{r['instruction']}]") + f": QA {r.get('qa_verdict')} "
+                          f"after {r.get('qa_iterations')} attempt(s)")
     ok = len(summary.rows) - len(summary.failed)
     console.print(f"run {summary.run_id}: {ok} ok, {len(summary.failed)} failed, {summary.skipped} skipped "
                   f"in {summary.seconds:.1f} s → {summary.url}")
@@ -95,10 +108,12 @@ def run(
     from_run: Annotated[str | None, typer.Option(help="run whose outputs a later-starting selection reads")] = None,
     address: Annotated[str | None, typer.Option(help="Ray address: local (default), auto, ray://…")] = None,
     executor: Annotated[str, typer.Option(help="ray | sequential (no Ray, same stages)")] = "ray",
+    edit: Annotated[list[str] | None, typer.Option("--edit", "-e", help="lane instruction or preset:NAME "
+                                                   "(repeatable), e.g. 'double yellow solid'")] = None,
 ) -> None:
     """Run the selected stages over the input clips (the synthetic sample clip when no --input)."""
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
-                        from_run=from_run, address=address)
+                        from_run=from_run, address=address, edit=edit)
     _execute(cfg, executor)
 
 
@@ -115,6 +130,25 @@ def segment(
     """Shortcut for ``run --stages segment``."""
     cfg = _build_config(config, set_, input=input, output=output, stages="segment", run_id=run_id,
                         address=address)
+    _execute(cfg, executor)
+
+
+@app.command("edit")
+def edit_cmd(
+    edit: Annotated[list[str], typer.Option("--edit", "-e", help="lane instruction or preset:NAME (repeatable)")],
+    input: InputOpt = None,
+    output: OutputOpt = None,
+    from_run: Annotated[str | None, typer.Option(help="edit the segmented clips of this run")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
+    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+) -> None:
+    """Paint lane markings: ``--stages edit --from-run RUN`` or, with ``--input``, ``--stages segment,edit``."""
+    stages = "edit" if from_run else "segment,edit"
+    cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
+                        from_run=from_run, address=address, edit=edit)
     _execute(cfg, executor)
 
 

@@ -9,7 +9,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lanepipe.errors import ConfigError
+from lanepipe.edit.instructions import parse_instruction
+from lanepipe.edit.procedural import ProceduralConfig
+from lanepipe.errors import ConfigError, InputError
+from lanepipe.verify.lane_detector import LaneDetectorConfig
 
 STAGES: tuple[str, ...] = ("segment", "edit", "evaluate", "render")
 StageName = Literal["segment", "edit", "evaluate", "render"]
@@ -106,6 +109,44 @@ class SegmentConfig(_Strict):
     videopainter: bool = True
 
 
+class QAConfig(_Strict):
+    """Verify → refine → retry loop after each edit."""
+
+    enabled: bool = True
+    max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
+
+
+class EditConfig(_Strict):
+    backend: Literal["procedural"] = "procedural"
+    instructions: list[str] = Field(default_factory=lambda: ["double yellow solid"],
+                                    description="lane instructions or preset:NAME, one edit each")
+    procedural: ProceduralConfig = Field(default_factory=ProceduralConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("instructions")
+    @classmethod
+    def _parse(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one instruction, e.g. 'double yellow solid' or 'preset:passing-zone'")
+        for text in v:
+            try:
+                parse_instruction(text)
+            except InputError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+class VerifyConfig(_Strict):
+    backend: Literal["lane_detector"] = "lane_detector"
+    lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
+
+
 class RayConfig(_Strict):
     address: str = Field("local", description='"local" starts a private instance; "auto" or ray://… joins')
     num_cpus: int | None = Field(None, ge=1)
@@ -121,6 +162,8 @@ class RunConfig(_Strict):
     stages: list[StageName] = Field(default_factory=lambda: list[StageName](["segment"]))
     from_run: str | None = None
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    edit: EditConfig = Field(default_factory=EditConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("stages", mode="before")

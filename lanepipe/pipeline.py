@@ -27,7 +27,7 @@ from lanepipe.io.layout import (
     write_videopainter_meta,
 )
 
-IMPLEMENTED: tuple[str, ...] = ("segment",)
+IMPLEMENTED: tuple[str, ...] = ("segment", "edit")
 #: What each stage reads from the run before it (checked before anything runs).
 UPSTREAM_OUTPUT: dict[str, tuple[str, str]] = {
     "edit": ("segment", "road masks (segment/<clip>/meta.json)"),
@@ -63,6 +63,10 @@ def build_stage(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root
         from lanepipe.segment.stage import SegmentStage
 
         return SegmentStage(cfg, root, run_id)
+    if name == "edit":
+        from lanepipe.edit.stage import EditStage
+
+        return EditStage(cfg, root, run_id, upstream_root, upstream_run_id)
     raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
 
 

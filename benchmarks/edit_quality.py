@@ -1,0 +1,142 @@
+"""Edit-stage figures on the shared real clips and the sample clip, measured in one run.
+
+- edit success: every preset x every clip through the QA loop; share the verifier passes (goal >= 0.9);
+- not a rubber stamp: the verifier on the *original* clips, for presets that differ from the labelled markings
+  (tests/data/lane_labels.json); share it fails (goal >= 0.9);
+- background preservation: PSNR outside the road mask, edited.mp4 vs the input re-encoded once (goal >= 40 dB);
+- temporal consistency inside the road mask: warping error (flow from the original clip) of original vs
+  edited (goal: edited no worse than original by more than 10 %);
+- speed on a 1280x720 clip: edit-stage frames/s vs decode-only frames/s (goal ratio >= 0.3).
+
+    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/edit_quality.py [--max-frames 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import data_dir, machine
+
+from lanepipe.config import GridConfig
+from lanepipe.edit.instructions import PRESETS, LaneSpec, parse_instruction
+from lanepipe.edit.procedural import ProceduralConfig, ProceduralPainter
+from lanepipe.edit.stage import qa_edit
+from lanepipe.io.video import decode, encode
+from lanepipe.metrics import farneback_flow, psnr, warping_error
+from lanepipe.segment.grid import GridSegmenter
+from lanepipe.types import Clip
+from lanepipe.verify.base import verdict
+from lanepipe.verify.lane_detector import LaneDetector, LaneDetectorConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def clip_truth(rel: str) -> dict[str, dict[str, object]]:
+    """Labelled boundaries of a clip (labels hold for the whole clip in the shared data)."""
+    items = json.loads((REPO / "tests" / "data" / "lane_labels.json").read_text())["items"]
+    for it in items:
+        if it["path"] == rel:
+            return {"left": it["left"], "right": it["right"]}
+    raise SystemExit(f"no labels for {rel}")
+
+
+def differs(spec: LaneSpec, truth: dict[str, dict[str, object]]) -> bool:
+    sides = ["left", "right"] if spec.side == "both" else [spec.side]
+    for side in sides:
+        t = truth[side]
+        if spec.is_removal:
+            if t["count"] != 0:
+                return True
+        elif (t["count"], t["color"], t["pattern"]) != (spec.count, spec.color, spec.pattern):
+            return True
+    return False
+
+
+def reencoded(clip: Clip, tmp: Path) -> np.ndarray:
+    p = tmp / "ref.mp4"
+    encode(clip.frames, str(p), clip.fps)
+    return decode(str(p), target_fps=None).frames
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-frames", type=int, default=48)
+    ap.add_argument("--max-iterations", type=int, default=10)
+    args = ap.parse_args()
+    d = data_dir()
+    clips = sorted(p.relative_to(d).as_posix() for p in d.glob("udacity_*/*.mp4"))
+    seg = GridSegmenter(GridConfig())
+    painter = ProceduralPainter(ProceduralConfig())
+    verifier = LaneDetector(LaneDetectorConfig())
+    specs = {name: parse_instruction(text) for name, text in PRESETS.items()}
+    print(f"machine: {machine()}")
+    passed, total, stamp_fail, stamp_total = 0, 0, 0, 0
+    psnrs: list[float] = []
+    wes: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        for rel in clips:
+            clip = decode(str(d / rel), max_frames=args.max_frames)
+            masks = seg.segment(clip)
+            truth = clip_truth(rel)
+            ref = reencoded(clip, tmp)
+            flows = [farneback_flow(clip.frames[t], clip.frames[t + 1]) for t in range(clip.num_frames - 1)]
+            we_orig = warping_error(clip.frames, flows, masks.masks)
+            orig_report = verifier.inspect(clip.frames, masks.masks)
+            for name, spec in specs.items():
+                out = qa_edit(painter, verifier, clip, masks, spec, args.max_iterations)
+                total += 1
+                passed += out.passed
+                p = tmp / "edited.mp4"
+                encode(out.result.frames, str(p), clip.fps)
+                edited = decode(str(p), target_fps=None).frames
+                bg = psnr(edited, ref, ~masks.masks)
+                psnrs.append(bg)
+                we_edit = warping_error(out.result.frames, flows, masks.masks)
+                wes.append((we_orig, we_edit))
+                stamp = ""
+                if differs(spec, truth):
+                    ok_orig, _ = verdict(orig_report, spec)
+                    stamp_total += 1
+                    stamp_fail += not ok_orig
+                    stamp = f"; original judged {'PASS (rubber stamp!)' if ok_orig else 'FAIL'}"
+                print(f"{rel} [{name}]: QA {out.verdict} after {len(out.iterations)} attempt(s); background PSNR "
+                      f"{bg:.1f} dB; warping error orig {we_orig:.2f} edited {we_edit:.2f}{stamp}")
+    print(f"edit success: {passed}/{total} = {passed / total:.2f} pass the verifier (goal >= 0.9)")
+    print(f"not a rubber stamp: {stamp_fail}/{stamp_total} = {stamp_fail / max(stamp_total, 1):.2f} of originals "
+          "fail a differing instruction (goal >= 0.9)")
+    print(f"background PSNR outside the road mask: min {min(psnrs):.1f} dB, median {statistics.median(psnrs):.1f} dB "
+          "(goal >= 40)")
+    ratios = [e / o for o, e in wes]
+    print(f"warping error edited/original inside the road mask: median {statistics.median(ratios):.3f}, "
+          f"max {max(ratios):.3f} (goal <= 1.10)")
+
+    bridge = str(d / "udacity_advanced_lane_lines" / "project_video_subclip_bridge_6s.mp4")
+    spec = specs["double-yellow-solid"]
+    dec_t, edit_t = [], []
+    n = 0
+    for _ in range(3):
+        t = time.perf_counter()
+        clip = decode(bridge)
+        dec_t.append(time.perf_counter() - t)
+        n = clip.num_frames
+        masks = seg.segment(clip)
+        t = time.perf_counter()
+        out = qa_edit(painter, verifier, clip, masks, spec, 1)
+        with tempfile.TemporaryDirectory() as tmpdir:
+            encode(out.result.frames, f"{tmpdir}/e.mp4", clip.fps)
+        edit_t.append(time.perf_counter() - t)
+    fd = n / statistics.median(dec_t)
+    fe = n / statistics.median(edit_t)
+    print(f"speed on {Path(bridge).name} 1280x720, {n} frames: decode-only {fd:.1f} frames/s; edit stage "
+          f"(paint + verify + encode, one attempt) {fe:.1f} frames/s; ratio {fe / fd:.2f} (goal >= 0.3)")
+
+
+if __name__ == "__main__":
+    main()

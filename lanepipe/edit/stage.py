@@ -1,0 +1,174 @@
+"""The edit stage for one clip: for each instruction, paint → verify → retry (QA loop) → write outputs.
+
+Reads the clip's source and road masks from a finished segment stage (this run or ``--from-run``).
+Outputs per (clip, instruction): ``edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json,
+meta.json}``; ``meta.json`` is written last and marks the item finished.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lanepipe.config import RunConfig
+from lanepipe.edit.instructions import LaneSpec, parse_instruction
+from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
+from lanepipe.errors import InputError, LanepipeError
+from lanepipe.io import storage
+from lanepipe.io.layout import RunStore
+from lanepipe.io.video import decode, encode
+from lanepipe.types import Clip, RoadMasks
+from lanepipe.verify.base import Verifier, verdict
+from lanepipe.verify.lane_detector import LaneDetector
+
+
+def load_masks(url: str, clip: Clip) -> RoadMasks:
+    """Read ``all_masks.npz`` (key ``arr_0``, ``(T, H, W)`` ids, road = 1) and check it matches the clip."""
+    try:
+        with np.load(io.BytesIO(storage.read_bytes(url))) as z:
+            ids = z["arr_0"]
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(url, "an all_masks.npz with key arr_0", f"an unreadable file ({e})") from None
+    masks = RoadMasks(masks=ids == 1, backend="file")
+    masks.check_matches(clip)
+    if not masks.masks.any():
+        raise InputError(url, "a road mask with road pixels to paint on", "an all-zero mask in every frame",
+                         "the segment stage found no road in this clip")
+    return masks
+
+
+def lanes_to_json(lanes: list[list[Any]], spec: LaneSpec, fps: float) -> dict[str, Any]:
+    """Per-frame painted lines (TuSimple-style polylines in image pixels) with their attributes."""
+    frames = []
+    for t, lines in enumerate(lanes):
+        frames.append({"frame": t, "time_s": t / fps, "lines": [
+            {"id": ln.id, "side": ln.side, "count": ln.count, "color": ln.color, "pattern": ln.pattern,
+             "points": np.round(np.asarray(ln.points, dtype=float), 2).tolist()} for ln in lines]})
+    return {"instruction": spec.to_text(), "caption": spec.caption(), "frames": frames}
+
+
+@dataclass
+class QAOutcome:
+    """What the QA loop produced: the last painted result and one record per attempt."""
+
+    result: PaintResult
+    iterations: list[dict[str, Any]]
+    passed: bool
+
+    @property
+    def verdict(self) -> str:
+        return str(self.iterations[-1]["verdict"])
+
+
+def qa_edit(painter: ProceduralPainter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+            max_iterations: int = 10, enabled: bool = True) -> QAOutcome:
+    """Paint → verify → adjust → retry until the verifier sees what ``spec`` asks, or ``max_iterations``."""
+    params = PaintParams()
+    iterations: list[dict[str, Any]] = []
+    result: PaintResult | None = None
+    passed = False
+    for attempt in range(max_iterations):
+        result = painter.paint(clip, masks, spec, params)
+        if not enabled:
+            iterations.append({"attempt": attempt, "verdict": "SKIPPED", "reasons": [], "params": params.model_dump()})
+            break
+        report = verifier.inspect(result.frames, masks.masks)
+        passed, reasons = verdict(report, spec)
+        iterations.append({"attempt": attempt, "verdict": "PASS" if passed else "FAIL", "reasons": reasons,
+                           "params": params.model_dump(), "seen": report.to_dict()})
+        if passed:
+            break
+        params = params.adjusted(reasons, attempt)
+    assert result is not None
+    return QAOutcome(result=result, iterations=iterations, passed=passed)
+
+
+class EditStage:
+    """Loads the painter and verifier once; ``__call__`` edits one clip for every configured instruction."""
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
+        self.cfg = cfg
+        self.store = RunStore(root, run_id)
+        self.upstream = RunStore(upstream_root, upstream_run_id)
+        self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
+        self.painter = ProceduralPainter(cfg.edit.procedural)
+        self.verifier = LaneDetector(cfg.verify.lane_detector)
+
+    def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
+        c = self.cfg.input
+        return decode(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
+                      max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+
+    def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any]) -> None:
+        """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last)."""
+        qa_cfg = self.cfg.edit.qa
+        t0 = time.perf_counter()
+        outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
+        result, iterations = outcome.result, outcome.iterations
+        paint_s = time.perf_counter() - t0
+        d = self.store.edit_paths(clip.name, spec.slug)
+        encode(result.frames, d.video, clip.fps)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(result.frames[0], cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"PNG encoding of the first frame of {clip.name} failed")
+        storage.write_bytes_atomic(d.first_frame, png.tobytes())
+        final = iterations[-1]["verdict"]
+        qa = {"instruction": spec.to_text(), "caption": spec.caption(), "verifier": "lane_detector",
+              "max_iterations": qa_cfg.max_iterations, "final_verdict": final, "iterations": iterations}
+        storage.write_text_atomic(d.qa, json.dumps(qa, indent=2, default=str))
+        storage.write_text_atomic(d.lanes, json.dumps(lanes_to_json(result.lanes, spec, clip.fps)))
+        row.update(qa_verdict=final, qa_iterations=len(iterations), edit_s=paint_s, edited=d.video,
+                   num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
+                   geometry=json.dumps(result.diagnostics, default=str))
+        storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
+
+    def __call__(self, seg_row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Edit rows (one per instruction) for one segmented clip. Never raises."""
+        rows: list[dict[str, Any]] = []
+        base = {"run_id": self.store.run_id, "clip": seg_row["clip"], "source": seg_row["source"],
+                "stage": "edit", "backend": self.cfg.edit.backend, "status": "ok", "error": None,
+                "error_type": None, "skipped": False}
+        todo: list[tuple[LaneSpec, dict[str, Any]]] = []
+        for spec in self.specs:
+            row = base | {"instruction": spec.to_text(), "caption": spec.caption()}
+            meta_url = self.store.edit_paths(str(seg_row["clip"]), spec.slug).meta
+            if storage.exists(meta_url):
+                rows.append(json.loads(storage.read_text(meta_url)) | {"skipped": True})
+            elif seg_row.get("status") != "ok":
+                rows.append(row | {"status": "failed", "error_type": "UpstreamFailed",
+                                   "error": f"segment stage failed: {str(seg_row.get('error')).splitlines()[0]}"})
+            else:
+                todo.append((spec, row))
+                rows.append(row)
+        if not todo:
+            return rows
+        try:
+            clip = self._load_clip(seg_row)
+            masks = load_masks(self.upstream.segment_paths(clip.name).npz, clip)
+        except Exception as e:
+            msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
+            for _, row in todo:
+                row.update(status="failed", error=msg, error_type=type(e).__name__)
+            return rows
+        for spec, row in todo:
+            try:
+                self.edit_one(clip, masks, spec, row)
+            except LanepipeError as e:
+                row.update(status="failed", error=str(e), error_type=type(e).__name__)
+            except Exception as e:  # one bad instruction never stops the others
+                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                           error_type=type(e).__name__)
+        return rows
+
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """Pipeline entry: a segment row → that row passed through plus one edit row per instruction."""
+        if item.get("stage") != "segment":
+            return [item]
+        return [item, *self(item)]

@@ -1,0 +1,12 @@
+"""Lane-attribute verifiers (QA of an edit), chosen by name (``verify.backend``).
+
+Heavy libraries of model backends are imported when a backend is built, not here.
+"""
+
+from __future__ import annotations
+
+from lanepipe.verify.base import BoundaryReport, LaneReport, Verifier, verdict
+
+BACKENDS: tuple[str, ...] = ("lane_detector",)
+
+__all__ = ["BACKENDS", "BoundaryReport", "LaneReport", "Verifier", "verdict"]

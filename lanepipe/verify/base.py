@@ -1,0 +1,143 @@
+"""Verifier Protocol, what a verifier reports, and the PASS/FAIL verdict against a lane instruction.
+
+A verifier looks at frames (original or edited) and says what the ego lane's two boundaries look like:
+``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
+instruction; :func:`verdict` compares its report with a :class:`~lanepipe.edit.instructions.LaneSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from lanepipe.edit.instructions import LaneSpec
+
+ColorSeen = Literal["white", "yellow"]
+PatternSeen = Literal["solid", "dashed", "solid-dashed"]
+BoundaryName = Literal["left", "right"]
+
+_COUNT_WORD = {0: "none (0)", 1: "single (1)", 2: "double (2)"}
+
+
+@dataclass(frozen=True)
+class BoundaryReport:
+    """What one boundary of the ego lane looks like.
+
+    Attributes:
+        count: 0 = no marking, 1 = single line, 2 = double line.
+        color: ``"white"``, ``"yellow"``, or None when ``count == 0``.
+        pattern: ``"solid"``, ``"dashed"``, ``"solid-dashed"`` (double line, one of each), or None when
+            ``count == 0``.
+        confidence: in [0, 1]; how sure the verifier is of all three attributes together.
+        x_bottom: image x (pixels of the input frames, x to the right) where the boundary meets the lowest
+            road row (the bottom image row, or the row above the ego vehicle's hood), None when ``count == 0``.
+        lateral_m: signed lateral offset from the camera centre in metres on the ground (+ = left), assuming
+            the configured camera height; None when ``count == 0``.
+        coverage: fraction of the boundary's visible length (measured on the ground, not in pixels) that
+            is painted, in [0, 1]; about 1 for solid, 0.25-0.5 for dashed lines.
+        yellowness: median Lab b* of the paint minus that of the pavement beside it (OpenCV 8-bit units);
+            yellow paint is well above 0.
+        frames_seen: number of analysed frames in which a line was found on this side.
+        frames_used: number of analysed frames.
+        votes: per attribute, the share of frames that agreed with the reported value, in [0, 1].
+    """
+
+    count: int
+    color: ColorSeen | None
+    pattern: PatternSeen | None
+    confidence: float
+    x_bottom: float | None = None
+    lateral_m: float | None = None
+    coverage: float | None = None
+    yellowness: float | None = None
+    frames_seen: int = 0
+    frames_used: int = 0
+    votes: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """Instruction-like text, e.g. ``double yellow solid`` or ``none``."""
+        if self.count == 0:
+            return "none"
+        return f"{'single' if self.count == 1 else 'double'} {self.color} {self.pattern}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (floats rounded to 3 decimals)."""
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = round(v, 3)
+        d["votes"] = {k: round(v, 3) for k, v in self.votes.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class LaneReport:
+    """The ego lane's two boundaries as seen by a verifier.
+
+    Attributes:
+        left: boundary left of the camera centre.
+        right: boundary right of the camera centre.
+        verifier: name of the verifier that made it.
+        diagnostics: free-form extras (vanishing point, frames analysed, timing...).
+    """
+
+    left: BoundaryReport
+    right: BoundaryReport
+    verifier: str = ""
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def boundary(self, side: BoundaryName) -> BoundaryReport:
+        return self.left if side == "left" else self.right
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"verifier": self.verifier, "left": self.left.to_dict(), "right": self.right.to_dict(),
+                "diagnostics": self.diagnostics}
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A lane-attribute verifier. Built once per worker; ``inspect`` is called per clip (or edited clip)."""
+
+    name: str
+
+    def inspect(self, frames: npt.NDArray[np.uint8],
+                road_masks: npt.NDArray[np.bool_] | None = None) -> LaneReport:
+        """What the ego lane's boundaries look like in ``frames``.
+
+        Args:
+            frames: ``(T, H, W, 3) uint8`` RGB frames of a front camera, T >= 1.
+            road_masks: optional ``(T, H, W) bool``, True = road; restricts the search when given.
+        """
+        ...
+
+
+def verdict(report: LaneReport, spec: LaneSpec) -> tuple[bool, list[str]]:
+    """Compare a report with an instruction.
+
+    Checks count, colour and pattern of each boundary the spec names (``side="both"`` checks both); for a
+    removal (``count == 0``) only the count. Boundaries the spec does not name are not checked.
+
+    Returns:
+        ``(passed, reasons)``: one human-readable reason per mismatching attribute, each naming the boundary
+        and the attribute (``count``, ``color`` or ``pattern``), what was expected and what was seen; empty
+        when ``passed``.
+    """
+    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
+    reasons: list[str] = []
+    for side in sides:
+        b = report.boundary(side)
+        conf = f"(confidence {b.confidence:.2f})"
+        if b.count != spec.count:
+            reasons.append(f"{side} boundary count: expected {_COUNT_WORD.get(spec.count, spec.count)}, "
+                           f"seen {_COUNT_WORD.get(b.count, b.count)} {conf}")
+        if spec.count == 0 or b.count == 0:
+            continue
+        if b.color != spec.color:
+            reasons.append(f"{side} boundary color: expected {spec.color}, seen {b.color} {conf}")
+        if b.pattern != spec.pattern:
+            reasons.append(f"{side} boundary pattern: expected {spec.pattern}, seen {b.pattern} {conf}")
+    return (not reasons, reasons)
