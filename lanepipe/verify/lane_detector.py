@@ -422,6 +422,8 @@ def _trace(pm: PaintMap, g: _Geometry, lat0: float, cfg: LaneDetectorConfig) -> 
         if len(ys) < max(2, 0.3 * (r1 - r0)):
             continue
         wt = pm.strength[ys + r0, xs + lo] * (1.0 + 2.0 * pm.lines[ys + r0, xs + lo])
+        if not np.isfinite(wt).all() or wt.sum() <= 0:  # paint pixels without strength: no observation
+            continue
         xo = float(np.average(xs + lo, weights=wt))
         yo = float(np.average(ys + r0, weights=wt))
         obs_y.append(yo)
