@@ -33,7 +33,7 @@ resolution inside, input resolution in reports).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -79,6 +79,20 @@ class LaneDetectorConfig(BaseModel):
         0.25, gt=0.02, lt=0.8, description="farthest row used for coverage (dash gaps must stay resolved)"
     )
     min_frame_share: float = Field(0.34, ge=0.0, le=1.0, description="share of frames that must see a line")
+    double_resolve_px: float = Field(
+        4.0, gt=0.0, description="a double's lines count as resolved in rows where their spacing spans this many px"
+    )
+    passing_max_gap_m: float = Field(
+        0.4, gt=0.0, description="largest centre spacing of a passing zone's dashed line from the solid one"
+    )
+    passing_min_presence: float = Field(
+        0.12, gt=0.0, lt=1.0, description="least share of resolved rows with paint at a passing zone's dashed line"
+    )
+    passing_min_frame_share: float = Field(
+        0.25, gt=0.0, le=1.0,
+        description="share of frames showing a passing zone's pair that makes a solid yellow line one (dashes "
+                    "come and go in the near range where the pair is resolved)",
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -293,6 +307,8 @@ class LineObs:
         count: 1 or 2 (double line).
         coverage: painted share of the visible length, over equal steps of ground depth.
         sub_coverage: coverage of each line of a double (left, right in the image), else empty.
+        passing: the double is a solid line with a weak dashed partner (passing zone), found where the two
+            are resolved.
         yellowness: median paint b* minus median pavement b* beside it.
         paint_px: number of paint pixels that support the line.
         paint_lab, road_lab: median OpenCV Lab of the paint and of the pavement beside it.
@@ -318,6 +334,7 @@ class LineObs:
     xs: tuple[float, ...] = ()
     paint_lab: tuple[float, ...] = (0.0, 128.0, 128.0)
     road_lab: tuple[float, ...] = (0.0, 128.0, 128.0)
+    passing: bool = False
 
 
 @dataclass(frozen=True)
@@ -495,30 +512,27 @@ def _measure(pm: PaintMap, g: _Geometry, rows_f: F64, xc: F64, cfg: LaneDetector
     if not valid.any() or profile.max() <= 0:
         return None
     centres, widths = _line_centres(profile, prof_bins, cfg)
-    covered = np.zeros((len(centres), len(rows)), bool)
-    paint_b: list[F64] = []
-    road_b: list[F64] = []
-    for i, y in enumerate(rows):
-        if not valid[i]:
-            continue
-        off, xs = offsets[i], xs_rows[i]
-        tol = 0.1 + 1.0 / px_per_m[i]
-        need = max(1.0, 0.4 * 0.1 * px_per_m[i])
-        on_line = np.zeros(len(off), bool)
-        for k, ck in enumerate(centres):
-            near = np.abs(off - ck) <= tol
-            covered[k, i] = near.sum() >= need
-            on_line |= near
-        if covered[:, i].any():
-            paint_b.append(pm.lab[y, xs[on_line]].astype(np.float64))
-        # pavement beside the line: 0.4-0.8 m beyond the outer lines on each side, unpainted
-        c = xc[i]
-        for sgn, edge in ((-1.0, min(centres)), (1.0, max(centres))):
-            p0 = round(c + (edge + sgn * 0.4) * px_per_m[i])
-            p1 = round(c + (edge + sgn * 0.8) * px_per_m[i])
-            p0, p1 = max(0, min(p0, p1)), min(w, max(p0, p1) + 1)
-            if p1 > p0:
-                road_b.append(pm.lab[y, p0:p1][~pm.mask[y, p0:p1]].astype(np.float64))
+    # rows where two lines double_min_gap_m apart are resolved (their gap spans pixels): only there can each
+    # line of a double be followed on its own; farther away they merge into one blob
+    near = valid & (v >= cfg.pattern_far_limit * vr)
+    resolved = near & (cfg.double_min_gap_m * px_per_m >= cfg.double_resolve_px)
+    passing: tuple[float, float] | None = None  # (left, right) coverage of a passing zone found below
+    if len(centres) == 1 and _yellowish(pm, rows, xs_rows, resolved, cfg):
+        # a passing zone: the dashed partner of a solid line is a weak hump (paint in 1/4 of the rows) that
+        # merges into the solid one's shoulder over the profile's rows; look again where they are resolved
+        b_star = [pm.lab[y, xs, 2].astype(np.float64) if ok else np.zeros(0)
+                  for y, xs, ok in zip(rows, xs_rows, resolved, strict=True)]
+        found = _passing_partner(offsets, resolved, v, px_per_m, centres[0], b_star, cfg)
+        if found is not None and found[1] >= cfg.solid_coverage and found[2] < cfg.solid_coverage:
+            partner, cm, cp, partner_b = found
+            passing = (cm, cp) if centres[0] < partner else (cp, cm)
+            centres, widths = sorted([centres[0], partner]), widths * 2
+    cover = _cover(pm, rows, valid, offsets, xs_rows, xc, px_per_m, centres)
+    if passing is not None and not _passing_colours_ok(cover, partner_b, cfg):
+        main = 0 if passing[0] >= passing[1] else 1
+        centres, widths, passing = [centres[main]], widths[:1], None
+        cover = _cover(pm, rows, valid, offsets, xs_rows, xc, px_per_m, centres)
+    covered, separate, paint_b, road_b, _ = cover
     any_cov: Bool = np.asarray(covered.any(axis=0), dtype=bool)
     if not any_cov.any():
         return None
@@ -529,6 +543,14 @@ def _measure(pm: PaintMap, g: _Geometry, rows_f: F64, xc: F64, cfg: LaneDetector
     seen_cov = _depth_coverage(v, any_cov, valid)
     valid &= v >= cfg.pattern_far_limit * vr
     covs = [_depth_coverage(v, covered[k], valid) for k in range(len(centres))]
+    if len(centres) == 2:
+        # each line of a double on its own: only rows where the two are resolved, each pixel to its nearer line
+        res2 = valid & (abs(centres[1] - centres[0]) * px_per_m >= cfg.double_resolve_px)
+        sep = [_depth_coverage(v, separate[k], res2) for k in range(2)]
+        if passing is not None:
+            covs = list(passing)
+        elif all(c is not None for c in sep):
+            covs = sep
     if seen_cov is None or any(cv is None for cv in covs):
         return None
     sub = tuple(float(cv) for cv in covs if cv is not None)
@@ -545,8 +567,147 @@ def _measure(pm: PaintMap, g: _Geometry, rows_f: F64, xc: F64, cfg: LaneDetector
                    paint_px=int(sum(len(o) for o in offsets)), paint_lab=paint_lab, road_lab=road_lab,
                    seen_coverage=max(seen_cov, *sub), width_m=max(widths),
                    contrast=max(paint_lab[0] - road_lab[0], 2.0 * yellowness),
-                   rows=(int(rows[0]), int(rows[-1])), xs=tuple(float(q) for q in xc[:: max(1, len(xc) // 16)]))
+                   rows=(int(rows[0]), int(rows[-1])), xs=tuple(float(q) for q in xc[:: max(1, len(xc) // 16)]),
+                   passing=passing is not None)
 
+
+_Cover = tuple[Bool, Bool, list[F64], list[F64], list[list[F64]]]
+
+
+def _cover(pm: PaintMap, rows: npt.NDArray[np.intp], valid: Bool, offsets: list[F64],
+           xs_rows: list[npt.NDArray[np.intp]], xc: F64, px_per_m: F64, centres: list[float]) -> _Cover:
+    """Row by row, whether each line (offset ``centres``) is painted, and the Lab samples of paint and pavement.
+
+    Returns:
+        ``(covered, separate, paint_lab, road_lab, line_lab)``: ``covered`` ``(K, R) bool`` enough paint
+        within a line width (and a pixel) of each centre; ``separate`` the same with each pixel given to its
+        nearer centre and the tolerance held under half the spacing of a double (so one line's paint never
+        counts for the other); Lab samples of the paint on the lines, of the pavement beside them and, per
+        line, of its own (separate) paint.
+    """
+    w = pm.mask.shape[1]
+    k_n = len(centres)
+    cen = np.asarray(centres)
+    half_gap = 0.5 * float(np.ptp(cen)) if k_n > 1 else math.inf
+    covered = np.zeros((k_n, len(rows)), bool)
+    separate = np.zeros((k_n, len(rows)), bool)
+    paint_b: list[F64] = []
+    road_b: list[F64] = []
+    line_b: list[list[F64]] = [[] for _ in range(k_n)]
+    for i, y in enumerate(rows):
+        if not valid[i]:
+            continue
+        off, xs = offsets[i], xs_rows[i]
+        tol = 0.1 + 1.0 / px_per_m[i]
+        tol_s = min(tol, 0.8 * half_gap)
+        need = max(1.0, 0.4 * 0.1 * px_per_m[i])
+        on_line = np.zeros(len(off), bool)
+        nearest = np.argmin(np.abs(off[:, None] - cen[None, :]), axis=1) if len(off) else np.zeros(0, np.intp)
+        for k, ck in enumerate(centres):
+            dist = np.abs(off - ck)
+            near = dist <= tol
+            covered[k, i] = near.sum() >= need
+            own = (nearest == k) & (dist <= tol_s)
+            separate[k, i] = own.sum() >= need
+            if separate[k, i]:
+                line_b[k].append(pm.lab[y, xs[own]].astype(np.float64))
+            on_line |= near
+        if covered[:, i].any():
+            paint_b.append(pm.lab[y, xs[on_line]].astype(np.float64))
+        # pavement beside the line: 0.4-0.8 m beyond the outer lines on each side, unpainted
+        c = xc[i]
+        for sgn, edge in ((-1.0, min(centres)), (1.0, max(centres))):
+            p0 = round(c + (edge + sgn * 0.4) * px_per_m[i])
+            p1 = round(c + (edge + sgn * 0.8) * px_per_m[i])
+            p0, p1 = max(0, min(p0, p1)), min(w, max(p0, p1) + 1)
+            if p1 > p0:
+                road_b.append(pm.lab[y, p0:p1][~pm.mask[y, p0:p1]].astype(np.float64))
+    return covered, separate, paint_b, road_b, line_b
+
+
+def _yellowish(pm: PaintMap, rows: npt.NDArray[np.intp], xs_rows: list[npt.NDArray[np.intp]], resolved: Bool,
+               cfg: LaneDetectorConfig) -> bool:
+    """Cheap gate before the passing-zone search: the paint near the line is at least somewhat yellow (median
+    b* half ``yellow_b`` above neutral); white lines are never a passing zone."""
+    idx = np.nonzero(resolved)[0]
+    ys = np.concatenate([np.full(len(xs_rows[i]), rows[i]) for i in idx]) if len(idx) else np.zeros(0, np.intp)
+    xs = np.concatenate([xs_rows[i] for i in idx]) if len(idx) else np.zeros(0, np.intp)
+    return bool(len(xs)) and float(np.median(pm.lab[ys, xs, 2])) > 128.0 + 0.5 * cfg.yellow_b
+
+
+def _passing_partner(offsets: list[F64], resolved: Bool, v: F64, px_per_m: F64, c0: float, b_star: list[F64],
+                     cfg: LaneDetectorConfig) -> tuple[float, float, float, float] | None:
+    """A weak second line beside the line at ``c0`` (a passing zone's dashed line), or None.
+
+    Row by row where two lines are resolved, the paint splits into runs (unpainted pixels between): the run
+    nearest ``c0`` is the main line and the nearest run beside it, ``double_min_gap_m`` to
+    ``passing_max_gap_m`` from it, a partner. The side with more partner rows wins; rows whose spacing
+    stays within 0.05 m of the median count. Measured from the main run row by row, the spacing does not
+    suffer from the traced curve's drift.
+
+    Args:
+        b_star: per row, the Lab b* of the paint pixels whose offsets ``offsets`` holds.
+
+    Returns:
+        ``(offset, main_coverage, partner_coverage, partner_b)``: the partner's offset (m, like ``c0``), the
+        coverage over ground depth of the two in the resolved rows and the partner paint's median b*; None
+        when there is no partner in at least ``passing_min_presence`` of the rows.
+    """
+    idx = np.nonzero(resolved)[0]
+    if len(idx) < 8:
+        return None
+    main_on = np.zeros(len(resolved), bool)
+    dist = np.full((2, len(resolved)), np.nan)  # per side (image left, right): spacing to the partner run
+    run_b: list[list[F64]] = [[] for _ in resolved]  # per row, per side: b* of the partner run
+    width = np.full(len(resolved), np.nan)  # per row: width (m) of the main run
+    for i in idx:
+        off = offsets[i]
+        if not len(off):
+            continue
+        px = np.round(off * px_per_m[i]).astype(np.int64)
+        cut = np.nonzero(np.diff(px) > 1)[0] + 1
+        parts = np.split(off, cut)
+        runs = [float(r.mean()) for r in parts]
+        bs = np.split(b_star[i], cut)
+        run_b[i] = [np.zeros(0), np.zeros(0)]
+        k0 = int(np.argmin([abs(r - c0) for r in runs]))
+        if abs(runs[k0] - c0) > 0.1 + 1.0 / px_per_m[i]:
+            continue
+        main_on[i] = True
+        width[i] = float(np.ptp(parts[k0])) + 1.0 / px_per_m[i]
+        for side, nb in ((0, k0 - 1), (1, k0 + 1)):
+            if 0 <= nb < len(runs):
+                d = abs(runs[nb] - runs[k0])
+                if cfg.double_min_gap_m <= d <= cfg.passing_max_gap_m:
+                    dist[side, i] = d
+                    run_b[i][side] = bs[nb]
+    seen = np.isfinite(dist).sum(axis=1)
+    side = int(np.argmax(seen))
+    if seen[side] < max(3, cfg.passing_min_presence * len(idx)):
+        return None
+    d_med = float(np.nanmedian(dist[side]))
+    partner_on = np.abs(np.nan_to_num(dist[side], nan=-1.0) - d_med) <= 0.05
+    # rows where the pair merged into one run (wider than the main line alone by half the spacing) tell
+    # nothing about the partner: they are left out of both coverages
+    w_main = float(np.nanmedian(width[partner_on])) if partner_on.any() else math.nan
+    merged = np.nan_to_num(width, nan=0.0) >= w_main + 0.5 * d_med
+    rows_ok = resolved & ~merged
+    cm = _depth_coverage(v, main_on, rows_ok)
+    cp = _depth_coverage(v, partner_on, rows_ok)
+    if cm is None or cp is None or cp < cfg.passing_min_presence:
+        return None
+    pb = np.concatenate([run_b[i][side] for i in np.nonzero(partner_on)[0]])
+    return c0 + (d_med if side == 1 else -d_med), cm, cp, float(np.median(pb))
+
+
+def _passing_colours_ok(cover: _Cover, partner_b: float, cfg: LaneDetectorConfig) -> bool:
+    """Whether both lines of a found pair are yellow (paint b* above the pavement's beside them)."""
+    _, _, paint_b, road_b, _ = cover
+    if not road_b or not paint_b:
+        return False
+    road = float(np.median(np.concatenate(road_b)[:, 2]))
+    paint = float(np.median(np.concatenate(paint_b)[:, 2]))
+    return min(paint, partner_b) - road > cfg.yellow_b
 
 def _depth_coverage(v: F64, covered: Bool, valid: Bool, n_bins: int = 24) -> float | None:
     """Painted share of the visible length, measured in equal steps of ground depth (depth ~ 1 / v)."""
@@ -674,6 +835,14 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
 # --------------------------------------------------------------------------------------------------------
 # Clip-level vote
 # --------------------------------------------------------------------------------------------------------
+def _frame_pattern(o: LineObs, cfg: LaneDetectorConfig) -> PatternSeen:
+    """One frame's pattern: each line of a double on its own, else the line's coverage."""
+    if o.count == 2 and len(o.sub_coverage) == 2:
+        solid = [c >= cfg.solid_coverage for c in o.sub_coverage]
+        return "solid" if all(solid) else "dashed" if not any(solid) else "solid-dashed"
+    return "solid" if o.coverage >= cfg.solid_coverage else "dashed"
+
+
 def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: float) -> BoundaryReport:
     n = len(obs)
     seen = [o for o in obs if o is not None]
@@ -681,10 +850,22 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
     if not seen or share_seen < cfg.min_frame_share:
         return BoundaryReport(count=0, color=None, pattern=None, confidence=round(1.0 - share_seen, 3),
                               frames_seen=len(seen), frames_used=n, votes={"count": 1.0 - share_seen})
+    n_seen = len(seen)
+    if sum(o.passing for o in seen) < 2:
+        # one frame's weak partner may be wear of a single line (or of a double's second line): a passing
+        # zone needs its dashes in two frames at least; alone, such a frame counts as its solid line
+        seen = [replace(o, count=1, sub_coverage=(), passing=False) if o.passing else o for o in seen]
     doubles = sum(o.count == 2 for o in seen)
     count = 2 if doubles > len(seen) / 2 else 1
     count_share = (doubles if count == 2 else len(seen) - doubles) / len(seen)
     yel = float(np.median([o.yellowness for o in seen]))
+    # a passing zone's dashed line is resolved only near the camera, where a 10 ft dash comes and goes: a
+    # yellow line whose frames show the pair often enough (the others: the solid line alone) is one
+    passing = [o for o in seen if o.passing]
+    if count == 1 and yel > cfg.yellow_b and len(passing) >= cfg.passing_min_frame_share * len(seen):
+        solid_alone = sum(o.count == 1 and o.coverage >= cfg.solid_coverage for o in seen)
+        count, count_share = 2, (len(passing) + solid_alone) / n_seen
+        seen = passing  # the pair's attributes come from the frames that resolved it
     yel_votes = sum(o.yellowness > cfg.yellow_b for o in seen) / len(seen)
     color: ColorSeen = "yellow" if yel > cfg.yellow_b else "white"
     color_share = yel_votes if color == "yellow" else 1.0 - yel_votes
@@ -700,14 +881,14 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
     else:
         pattern = "solid" if cov >= cfg.solid_coverage else "dashed"
         pat_margin = abs(cov - cfg.solid_coverage)
-    pat_votes = sum((o.coverage >= cfg.solid_coverage) == (pattern == "solid") for o in seen) / len(seen)
+    pat_votes = sum(_frame_pattern(o, cfg) == pattern for o in seen) / len(seen)
     pat_conf = min(1.0, pat_margin / 0.2) * 0.5 + 0.5 * pat_votes
     col_conf = min(1.0, abs(yel - cfg.yellow_b) / 10.0) * 0.5 + 0.5 * color_share
     conf = share_seen * count_share * math.sqrt(pat_conf * col_conf)
     xb = float(np.median([o.x_bottom for o in seen])) / scale
     return BoundaryReport(count=count, color=color, pattern=pattern, confidence=round(float(conf), 3),
                           x_bottom=xb, lateral_m=float(np.median([o.lateral_m for o in seen])), coverage=cov,
-                          yellowness=yel, frames_seen=len(seen), frames_used=n,
+                          yellowness=yel, frames_seen=n_seen, frames_used=n,
                           votes={"seen": share_seen, "count": count_share, "color": color_share,
                                  "pattern": pat_votes})
 

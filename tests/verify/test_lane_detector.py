@@ -218,3 +218,21 @@ def test_report_to_dict_is_json(detector: LaneDetector, sample) -> None:
     assert d["verifier"] == "lane_detector"
     assert set(d["left"]) >= {"count", "color", "pattern", "confidence", "x_bottom", "coverage", "votes"}
     assert 0.0 <= d["left"]["confidence"] <= 1.0
+
+
+def test_painted_passing_zone_is_double_yellow_solid_dashed(detector: LaneDetector) -> None:
+    """A painted passing zone (solid yellow on the ego side, dashed yellow 4 in outside it, MUTCD 3B.02) on the
+    sample clip: the pair is resolved near the camera, where each line's coverage is measured on its own."""
+    from lanepipe.edit.procedural import PaintParams, ProceduralConfig, ProceduralPainter
+    from lanepipe.sample import render_sample
+    from lanepipe.types import RoadMasks
+
+    s = render_sample()
+    spec = parse_instruction("double yellow solid-dashed")
+    painted = ProceduralPainter(ProceduralConfig()).paint(s.to_clip(), RoadMasks(masks=s.road_masks, backend="gt"),
+                                                          spec, PaintParams())
+    r = detector.inspect(painted.frames, s.road_masks)
+    assert (r.left.count, r.left.color, r.left.pattern) == (2, "yellow", "solid-dashed"), r.left
+    ok, reasons = verdict(r, spec)
+    assert ok, reasons
+    assert r.right.describe() == "single white dashed"  # the other boundary is untouched
