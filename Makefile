@@ -23,10 +23,16 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lanepipe run --stages segment,edit --edit preset:double-yellow-solid \
-		--edit preset:single-white-dashed --output runs
+	$(VENV)/bin/lanepipe run --stages all --edit preset:double-yellow-solid \
+		--edit preset:no-markings --output runs
+
+# headless Chromium for the report page test (Debian package; needs root, as on CI)
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
 test: $(STAMP)
+ifeq ($(CHROMIUM),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+endif
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -64,8 +64,10 @@ def _execute(cfg: RunConfig, executor: str) -> None:
     if not cfg.input.paths and cfg.stages[0] == "segment":
         cfg.input.paths = [default_sample_clip()]
     last = cfg.stages[-1]
-    per_clip = len(cfg.edit.instructions) if last == "edit" else 1
-    unit = "edits" if last == "edit" else "clips"
+    per_clip = 1
+    if "edit" in cfg.stages and last != "segment":
+        per_clip = len(cfg.edit.instructions) * (len(cfg.evaluate.predictors) if last in ("evaluate", "render") else 1)
+    unit = {"segment": "clips", "edit": "edits"}.get(last, "evaluations")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn(unit + " · {task.fields[frames]} frames · {task.fields[failed]} failed"),
                   TimeElapsedColumn(), console=console) as bar:
@@ -150,6 +152,38 @@ def edit_cmd(
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
                         from_run=from_run, address=address, edit=edit)
     _execute(cfg, executor)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    from_run: Annotated[str, typer.Option(help="run whose edited clips are evaluated")],
+    output: OutputOpt = None,
+    predictor: Annotated[list[str] | None, typer.Option("--predictor", "-p", help="lane_keep, alpamayo or "
+                                                        "module:Class (repeatable)")] = None,
+    render: Annotated[bool, typer.Option(help="also render videos and report.html")] = True,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
+    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+) -> None:
+    """Predict trajectories on original and edited clips of an earlier run (``--stages evaluate[,render]``)."""
+    sets = list(set_ or [])
+    if predictor:
+        sets.append("evaluate.predictors=[" + ", ".join(predictor) + "]")
+    cfg = _build_config(config, sets, output=output, stages="evaluate,render" if render else "evaluate",
+                        run_id=run_id, from_run=from_run, address=address)
+    _execute(cfg, executor)
+
+
+@app.command()
+def report(run: Annotated[str, typer.Argument(help="run folder or URL (<output>/<run_id>)")]) -> None:
+    """Write report.html for a run and print its summary table."""
+    from lanepipe.viz.report import format_table, summary_table, write_report
+
+    path = write_report(run)
+    typer.echo(format_table(summary_table(run)))
+    console.print(f"report: {path}")
 
 
 @app.command()

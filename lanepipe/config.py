@@ -147,6 +147,39 @@ class VerifyConfig(_Strict):
     lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
 
 
+class EvaluateConfig(_Strict):
+    """Trajectory predictors on the original and the edited clip."""
+
+    predictors: list[str] = Field(default_factory=lambda: ["lane_keep"],
+                                  description="lane_keep, alpamayo, or a user predictor 'module:Class' / entry point")
+    predictor_options: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                         description="per-predictor config, by predictor name")
+    t0_s: float | None = Field(None, description="prediction time in clip seconds; None = the last frame "
+                               "((frames - 1) x 0.125 s at 8 fps)")
+    assumed_speed_mps: float = Field(25.0, gt=0, description="speed when a clip has no ego-motion and none "
+                                     "was estimated from the image")
+    fallback_fov_deg: float = Field(60.0, gt=0, lt=180)
+    fallback_mount_height_m: float = Field(1.5, gt=0)
+    fallback_pitch_deg: float = Field(2.0, gt=-45, lt=45)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("predictors")
+    @classmethod
+    def _some(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one predictor, e.g. lane_keep")
+        return v
+
+
+class RenderConfig(_Strict):
+    """Overlay and comparison videos, BEV plots and report.html."""
+
+    overlay: bool = True
+    comparison: bool = True
+    report: bool = True
+    resources: Resources = Field(default_factory=Resources)
+
+
 class RayConfig(_Strict):
     address: str = Field("local", description='"local" starts a private instance; "auto" or ray://… joins')
     num_cpus: int | None = Field(None, ge=1)
@@ -164,6 +197,8 @@ class RunConfig(_Strict):
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     edit: EditConfig = Field(default_factory=EditConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("stages", mode="before")

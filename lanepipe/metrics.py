@@ -75,3 +75,135 @@ def warping_error(frames: U8, flows: list[npt.NDArray[np.float32]], mask: Mask |
         if sel.any():
             errs.append(float(d[sel].mean()))
     return float(np.mean(errs)) if errs else float("nan")
+
+
+# ------------------------------------------------------------------------------------------ trajectories
+#: Waypoint spacing of trajectories (s): 10 Hz, as :mod:`lanepipe.predict.base`.
+TRAJ_DT_S = 0.1
+#: Horizons (s) reported by :func:`trajectory_metrics` besides the full length (Alpamayo's
+#: ``metrics/distance_metrics.py`` reports 0.5, 1, 3 and 5 s).
+HORIZONS_S: tuple[float, ...] = (0.5, 1.0, 3.0, 5.0)
+
+F64 = npt.NDArray[np.float64]
+
+
+def _as_trajs(pred: npt.ArrayLike, gt: npt.ArrayLike) -> tuple[F64, F64]:
+    """``pred`` as ``(K, N, 2)`` and ``gt`` as ``(N, 2)`` float64 (XY of ``(.., 3)`` inputs)."""
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    if p.ndim != 3 or p.shape[2] not in (2, 3) or p.shape[0] < 1:
+        raise InputError("predicted trajectories", "(K, N, 3) or (K, N, 2) with K >= 1", f"shape {p.shape}")
+    if g.ndim != 2 or g.shape[1] not in (2, 3) or g.shape[0] != p.shape[1]:
+        raise InputError("ground-truth trajectory", f"({p.shape[1]}, 3) or ({p.shape[1]}, 2), as many steps as "
+                         "the prediction", f"shape {g.shape}")
+    if not (np.all(np.isfinite(p[..., :2])) and np.all(np.isfinite(g[:, :2]))):
+        raise InputError("trajectories", "finite waypoints", "NaN or inf")
+    return p[..., :2], g[:, :2]
+
+
+def _horizon_steps(horizon_s: float | None, n: int) -> int:
+    if horizon_s is None:
+        return n
+    steps = round(horizon_s / TRAJ_DT_S)
+    if not (abs(steps * TRAJ_DT_S - horizon_s) < 1e-6 and 1 <= steps <= n):
+        raise InputError("horizon_s", f"a multiple of {TRAJ_DT_S} s between {TRAJ_DT_S} and {n * TRAJ_DT_S:.1f} s",
+                         f"{horizon_s}")
+    return steps
+
+
+def min_ade(pred: npt.ArrayLike, gt: npt.ArrayLike, horizon_s: float | None = None) -> float:
+    """Minimum over samples of the average displacement error, in the XY plane (metres).
+
+    Args:
+        pred: ``(K, N, 3)`` (or ``(K, N, 2)``) predicted waypoints at 10 Hz, ``pred[k, i]`` at ``(i + 1) * 0.1`` s.
+        gt: ``(N, 3)`` (or ``(N, 2)``) ground truth in the same frame (e.g. the t0 ego frame).
+        horizon_s: use the first ``horizon_s / 0.1`` steps only (``None``: all ``N``); e.g. 0.5 → 5 steps.
+
+    Returns:
+        ``min_k mean_i ||pred[k, i, :2] - gt[i, :2]||``. z is ignored (as Alpamayo's minADE).
+
+    Raises:
+        InputError: shapes that do not match, non-finite values, a horizon outside ``(0, N * 0.1]``.
+    """
+    p, g = _as_trajs(pred, gt)
+    n = _horizon_steps(horizon_s, g.shape[0])
+    err = np.linalg.norm(p[:, :n] - g[None, :n], axis=-1)  # (K, n)
+    return float(err.mean(axis=1).min())
+
+
+def min_fde(pred: npt.ArrayLike, gt: npt.ArrayLike, horizon_s: float | None = None) -> float:
+    """Minimum over samples of the XY displacement at the horizon's last step (metres).
+
+    Same arguments as :func:`min_ade`; the error is taken at step ``horizon_s / 0.1 - 1`` (the last one for
+    ``None``). The sample with the smallest FDE need not be the one with the smallest ADE.
+    """
+    p, g = _as_trajs(pred, gt)
+    n = _horizon_steps(horizon_s, g.shape[0])
+    return float(np.linalg.norm(p[:, n - 1] - g[None, n - 1], axis=-1).min())
+
+
+def _horizon_key(h: float) -> str:
+    return f"{h:g}s"
+
+
+def trajectory_metrics(pred: npt.ArrayLike, gt: npt.ArrayLike) -> dict[str, float]:
+    """minADE and minFDE at 0.5, 1, 3 and 5 s and over the whole trajectory.
+
+    Args:
+        pred: ``(K, N, 3)`` predicted waypoints (10 Hz); gt: ``(N, 3)`` ground truth, same frame.
+
+    Returns:
+        ``{"min_ade_0.5s", "min_fde_0.5s", …, "min_ade_5s", "min_fde_5s", "min_ade", "min_fde"}`` in metres;
+        the unsuffixed keys use all ``N`` steps (6.4 s for 64 steps). Horizons beyond ``N`` steps are left out.
+    """
+    _, g = _as_trajs(pred, gt)
+    out: dict[str, float] = {}
+    for h in HORIZONS_S:
+        if round(h / TRAJ_DT_S) <= g.shape[0]:
+            out[f"min_ade_{_horizon_key(h)}"] = min_ade(pred, gt, h)
+            out[f"min_fde_{_horizon_key(h)}"] = min_fde(pred, gt, h)
+    out["min_ade"] = min_ade(pred, gt)
+    out["min_fde"] = min_fde(pred, gt)
+    return out
+
+
+def prediction_shift(pred_a: npt.ArrayLike, pred_b: npt.ArrayLike) -> dict[str, float]:
+    """How far prediction ``b`` (e.g. on the edited clip) moved from prediction ``a`` (on the original).
+
+    Each prediction is first reduced to its sample mean ``(N, 2)`` (the K samples of ``a`` and ``b`` are not
+    paired, and K may differ), then compared step by step in the XY plane of the common t0 ego frame.
+
+    Args:
+        pred_a, pred_b: ``(K, N, 3)`` (or ``(K, N, 2)``) trajectories with the same ``N``; K may differ.
+
+    Returns:
+        ``ade``: mean L2 distance between the two mean trajectories (m);
+        ``fde``: their distance at the last step (m);
+        ``max_lateral_offset``: the ``Δy = y_b - y_a`` of largest magnitude (m, ego frame; + = ``b`` lies to the
+        left of ``a``), 0.0 when they coincide;
+        ``max_lateral_offset_t_s``: when it occurs (s after t0);
+        ``lateral_offset_0.5s``, ``_1s``, ``_3s``, ``_5s`` (those within ``N`` steps): ``Δy`` at that time (m);
+        with a long horizon the largest offset is usually at the end, where a small change of curvature
+        outweighs a change of lane position, so these show the near-term reaction.
+
+    Raises:
+        InputError: shapes that do not match or non-finite values.
+    """
+    a = np.asarray(pred_a, dtype=np.float64)
+    b = np.asarray(pred_b, dtype=np.float64)
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:] or a.shape[2] not in (2, 3):
+        raise InputError("prediction_shift", "two (K, N, 3) trajectory sets with the same N",
+                         f"shapes {a.shape} and {b.shape}")
+    ma = a.mean(axis=0)
+    mb = b.mean(axis=0)
+    pa, gb = _as_trajs(ma[None], mb)
+    d = np.linalg.norm(pa[0] - gb, axis=-1)
+    dy = gb[:, 1] - pa[0, :, 1]
+    i = int(np.argmax(np.abs(dy)))
+    out = {"ade": float(d.mean()), "fde": float(d[-1]), "max_lateral_offset": float(dy[i]),
+           "max_lateral_offset_t_s": round((i + 1) * TRAJ_DT_S, 3)}
+    for h in HORIZONS_S:
+        n = round(h / TRAJ_DT_S)
+        if n <= len(dy):
+            out[f"lateral_offset_{_horizon_key(h)}"] = float(dy[n - 1])
+    return out

@@ -27,11 +27,11 @@ from lanepipe.io.layout import (
     write_videopainter_meta,
 )
 
-IMPLEMENTED: tuple[str, ...] = ("segment", "edit")
+IMPLEMENTED: tuple[str, ...] = STAGES
 #: What each stage reads from the run before it (checked before anything runs).
 UPSTREAM_OUTPUT: dict[str, tuple[str, str]] = {
     "edit": ("segment", "road masks (segment/<clip>/meta.json)"),
-    "evaluate": ("edit", "edited clips (edit/<clip>/…)"),
+    "evaluate": ("edit", "edited clips (edit/<clip>/<slug>/meta.json)"),
     "render": ("evaluate", "predictions (evaluate/<clip>/…)"),
 }
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -67,6 +67,14 @@ def build_stage(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root
         from lanepipe.edit.stage import EditStage
 
         return EditStage(cfg, root, run_id, upstream_root, upstream_run_id)
+    if name == "evaluate":
+        from lanepipe.predict.stage import EvaluateStage
+
+        return EvaluateStage(cfg, root, run_id, upstream_root, upstream_run_id)
+    if name == "render":
+        from lanepipe.viz.stage import RenderStage
+
+        return RenderStage(cfg, root, run_id, upstream_root, upstream_run_id)
     raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
 
 
@@ -220,6 +228,10 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     store.write_results(rows)
     if "segment" in cfg.stages:
         write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
+    if "render" in cfg.stages and cfg.render.report:
+        from lanepipe.viz.report import write_report
+
+        manifest["report"] = write_report(store.url)
     summary.seconds = time.perf_counter() - t_start
     for name in cfg.stages:
         mine = [r for r in rows if r["stage"] == name]

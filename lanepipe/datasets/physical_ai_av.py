@@ -288,6 +288,12 @@ class PaiavClip:
                              f"look for {self._features[missing[0]].chunk_path.format(chunk_id=self.chunk)}"
                              if missing[0] in self._features else None)
 
+    def video_url(self, camera: str) -> str:
+        """fsspec URL of a camera's mp4 inside its chunk zip (``zip://member::archive``), for :func:`decode`."""
+        self.require_cameras([camera])
+        spec = self._features[camera]
+        return f"zip://{spec.member('video', self.clip_id)}::{spec.path(self.root, self.chunk).resolve()}"
+
     def _zip_read(self, feature: str, alias: str) -> bytes:
         spec = self._features[feature]
         path = spec.path(self.root, self.chunk)

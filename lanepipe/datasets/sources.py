@@ -44,7 +44,7 @@ def _is_video(path: str) -> bool:
 
 def _check_scheme(url: str) -> None:
     scheme = url.split("://", 1)[0]
-    known = set(fsspec.available_protocols()) | {"chunks"}
+    known = set(fsspec.available_protocols()) | {"chunks", "paiav"}
     base = scheme.split("+", 1)[0]
     if base not in known:
         raise InputError(url, f"a local path or a URL with a known scheme (file, gs, s3, chunks, {len(known)} in all)",
@@ -102,11 +102,29 @@ def _expand_chunks(url: str) -> list[str]:
     return out
 
 
+def _expand_paiav(url: str) -> list[str]:
+    """``paiav:///abs/root?camera=NAME&clips=ID,ID`` → ``zip://<clip>.<camera>.mp4::<camera zip>`` URLs."""
+    from lanepipe.datasets.physical_ai_av import list_clips, open_clip
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    root = f"{parts.netloc}{parts.path}"
+    camera = query.get("camera", ["camera_front_wide_120fov"])[0]
+    clips = query["clips"][0].split(",") if "clips" in query else list_clips(root)
+    out = []
+    for clip_id in clips:
+        clip = open_clip(root, clip_id)
+        out.append(clip.video_url(camera))
+    return out
+
+
 def _expand_one(item: str) -> list[str]:
     if "://" in item and not item.startswith("file://"):
         _check_scheme(item)
         if item.startswith("chunks"):
             return _expand_chunks(item)
+        if item.startswith("paiav://"):
+            return _expand_paiav(item)
         fs, path = storage.filesystem(item)
         proto = item.split("://", 1)[0]
         if any(ch in path for ch in "*?["):

@@ -102,17 +102,24 @@ class RunStore:
         return storage.exists(self.manifest_url)
 
     def finished(self, stage: str) -> dict[str, dict[str, Any]]:
-        """``{clip: meta}`` of every clip whose ``<stage>/<clip>/meta.json`` exists (one listing)."""
+        """Results rows of the finished items of ``stage`` (one listing), keyed ``clip[/instruction[/predictor]]``.
+
+        Finished = its marker exists: ``segment/<clip>/meta.json``, ``edit/<clip>/<slug>/meta.json``,
+        ``evaluate/<clip>/<slug>/<predictor>.meta.json``.
+        """
+        pattern = {"segment": "*/meta.json", "edit": "*/*/meta.json", "evaluate": "*/*/*.meta.json",
+                   "render": "*/*/*.render.json"}[stage]
         fs, path = storage.filesystem(self.stage_dir(stage))
         try:
-            metas = fs.glob(f"{path}/*/meta.json")
+            metas = fs.glob(f"{path}/{pattern}")
         except FileNotFoundError:
             return {}
         out: dict[str, dict[str, Any]] = {}
         for m in sorted(metas):
             with fs.open(m, "rb") as f:
                 meta = json.loads(f.read())
-            out[str(meta["clip"])] = meta
+            key = "/".join(str(meta[k]) for k in ("clip", "instruction", "predictor") if meta.get(k))
+            out[key] = meta
         return out
 
     def read_manifest(self) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def _open_container(source: str) -> Iterator[tuple[Any, IO[bytes]]]:
         if p.stat().st_size == 0:
             raise InputError(source, "a video file", "a zero-byte file")
     try:
-        fh: IO[bytes] = fsspec.open(source, "rb").open()
+        opened = fsspec.open(source, "rb")  # keep a reference: chained URLs (zip://…::…) close with it
+        fh: IO[bytes] = opened.open()
     except FileNotFoundError:
         raise InputError(source, "a video file", "no object at that URL") from None
     except OSError as e:
@@ -68,6 +69,7 @@ def _open_container(source: str) -> Iterator[tuple[Any, IO[bytes]]]:
             container.close()
     finally:
         fh.close()
+        del opened
 
 
 def _video_stream(container: Any, source: str) -> Any:
@@ -183,6 +185,8 @@ def decode(source: str, *, name: str | None = None, target_fps: float | None = 8
 
 def clip_name_from_source(source: str) -> str:
     """A folder-safe clip name from a path or URL: the file stem with unsafe characters replaced."""
+    if source.startswith("zip://"):  # zip://member::archive — name after the member (PhysicalAI-AV videos)
+        source = source[len("zip://"):].split("::", 1)[0]
     stem = source.rstrip("/").rsplit("/", 1)[-1]
     for ext in VIDEO_EXTENSIONS:
         if stem.lower().endswith(ext):

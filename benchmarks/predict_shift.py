@@ -1,0 +1,140 @@
+"""lane_keep figures: accuracy on the sample clip, and how far lane edits move its prediction.
+
+1. Sample clip (``lanepipe.sample.write_sample`` to a temporary folder, decoded at 8 fps, t0 = last frame):
+   minADE / minFDE at 0.5, 1, 3, 5 and 6.4 s against the sample's analytic ground truth (goal: minADE over
+   6.4 s <= 0.5 m).
+2. Procedural edits of the sample that change the lane geometry (a boundary repainted 1 m outwards, one or both
+   removed) and the five presets: shift of the prediction vs the unedited clip (ADE between the two, largest
+   signed lateral offset, lateral offset at 1 s and 3 s; + = left) and the lane centre the predictor saw.
+3. The four real clips (no ego-motion: a straight 25 m/s history, the fallback 60 deg pinhole posed from the
+   vanishing point): the shift for each preset vs the original clip. Masks come from the grid segmenter.
+
+    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/predict_shift.py [--max-frames 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import data_dir, machine
+
+from lanepipe.datasets.sample_context import load_sample_context
+from lanepipe.edit.instructions import PRESETS, parse_instruction
+from lanepipe.edit.procedural import PaintParams, ProceduralPainter
+from lanepipe.errors import LanepipeError
+from lanepipe.io.video import decode
+from lanepipe.metrics import prediction_shift, trajectory_metrics
+from lanepipe.predict.base import CameraView, EgoState, Prediction, PredictorInput
+from lanepipe.predict.lane_keep import LaneKeepConfig, LaneKeepPredictor
+from lanepipe.sample import write_sample
+from lanepipe.segment.grid import GridSegmenter
+from lanepipe.types import Clip, RoadMasks
+
+SAMPLE_EDITS: list[tuple[str, float]] = [
+    ("single white solid", 1.0),  # left boundary repainted 1 m further left: lane centre +0.5 m
+    ("single white solid", -1.0),  # ... 1 m further right (into the lane): centre -0.5 m
+    ("single white solid@right", -1.0),  # right boundary 1 m further right: centre -0.5 m
+    ("none@left", 0.0),
+    ("none@right", 0.0),
+    ("none@both", 0.0),
+] + [(v, 0.0) for v in PRESETS.values()]
+
+
+def straight_history(speed: float) -> EgoState:
+    """A straight constant-speed 1.5 s history ending at the origin (clips without ego-motion)."""
+    xyz = np.zeros((16, 3), np.float32)
+    xyz[:, 0] = speed * 0.1 * (np.arange(16) - 15)
+    return EgoState(xyz=xyz, rot=np.tile(np.eye(3, dtype=np.float32), (16, 1, 1)), speed=speed)
+
+
+def fmt_shift(s: dict[str, float]) -> str:
+    return (f"ADE {s['ade']:6.2f} m  max lat {s['max_lateral_offset']:+7.2f} m @ {s['max_lateral_offset_t_s']:.1f} s"
+            f"  lat@1s {s['lateral_offset_1s']:+6.2f}  lat@3s {s['lateral_offset_3s']:+6.2f}")
+
+
+def centre(p: Prediction) -> str:
+    c = p.meta["centre"]
+    return f"centre {c['offset_m']:+.2f} m, curv {c['curvature']:+.4f} ({c['source']})"
+
+
+def sample_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        mp4 = write_sample(tmp)
+        gt = np.load(Path(tmp) / "sample_gt.npz")
+        meta = json.loads((Path(tmp) / "sample_gt.json").read_text())
+        print(f"sample: rendered in {time.perf_counter() - t:.1f} s")
+        clip = decode(str(mp4), target_fps=8.0)
+        clip = dataclasses.replace(clip, meta={"camera": meta["camera"], "ego": gt["ego"]})
+        masks = RoadMasks(masks=gt["road_masks"], backend="ground_truth")
+        ctx = load_sample_context(mp4)
+    truth = ctx.future()
+    t = time.perf_counter()
+    base = predictor.predict(ctx.predictor_input(clip.frames, clip.timestamps))
+    dt = time.perf_counter() - t
+    m = trajectory_metrics(base.trajectories, truth)
+    print(f"sample {clip.num_frames} frames {clip.width}x{clip.height} @ 8 fps, t0 = {ctx.t_last:.3f} s "
+          f"(on the R = 250 m left curve); predict {dt * 1000:.0f} ms; {centre(base)}")
+    print("  " + "  ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    print(f"  goal minADE(6.4 s) <= 0.5 m: {'PASS' if m['min_ade'] <= 0.5 else 'FAIL'} ({m['min_ade']:.3f} m)")
+    print("\nsample edits (procedural painter, ground-truth road masks), shift vs the unedited clip:")
+    for instr, off in SAMPLE_EDITS:
+        try:
+            res = painter.paint(clip, masks, parse_instruction(instr), PaintParams(lateral_offset_m=off))
+        except LanepipeError as e:
+            print(f"  {instr:28s} {off:+.1f} m  not painted: {e}")
+            continue
+        pred = predictor.predict(ctx.predictor_input(res.frames, clip.timestamps))
+        sh = prediction_shift(base.trajectories, pred.trajectories)
+        print(f"  {instr:28s} {off:+.1f} m  {fmt_shift(sh)}  | {centre(pred)}")
+
+
+def real_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter, max_frames: int) -> None:
+    clips = sorted(data_dir().glob("udacity_*/*.mp4"))
+    segmenter = GridSegmenter()
+    print(f"\nreal clips (fallback camera, straight history at {predictor.cfg.speed_mps or 25.0} m/s, "
+          f"<= {max_frames} frames at 8 fps), shift vs the original clip:")
+    for path in clips:
+        clip: Clip = decode(str(path), target_fps=8.0, max_frames=max_frames)
+        ts = clip.timestamps - clip.timestamps[-1]
+        hist = straight_history(25.0)
+
+        def run(frames: np.ndarray, clip: Clip = clip, ts: np.ndarray = ts, hist: EgoState = hist) -> Prediction:
+            view = CameraView(name="front", frames=frames, timestamps=ts, camera=None)
+            return predictor.predict(PredictorInput(clip=clip.name, cameras={"front": view}, ego=hist))
+
+        base = run(clip.frames)
+        masks = segmenter.segment(clip)
+        print(f"  {clip.name} ({clip.num_frames} frames {clip.width}x{clip.height}): original {centre(base)}")
+        for name, instr in PRESETS.items():
+            t = time.perf_counter()
+            try:
+                res = painter.paint(clip, masks, parse_instruction(instr))
+            except LanepipeError as e:
+                print(f"    {name:22s} not painted: {e}")
+                continue
+            tp = time.perf_counter() - t
+            pred = run(res.frames)
+            sh = prediction_shift(base.trajectories, pred.trajectories)
+            print(f"    {name:22s} {fmt_shift(sh)}  | {centre(pred)}  (paint {tp:.1f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-frames", type=int, default=48, help="frames per real clip (8 fps)")
+    args = ap.parse_args()
+    print(f"predict_shift on {machine()}")
+    predictor = LaneKeepPredictor(LaneKeepConfig())
+    painter = ProceduralPainter()
+    sample_figures(predictor, painter)
+    real_figures(predictor, painter, args.max_frames)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The evaluate stage for one edited item: predict on the original and the edited clip, compare.
+
+Input rows are edit rows (this run or ``--from-run``). For each configured predictor the stage builds the same
+predictor input twice — same ego history, same other cameras, only the front camera's frames differ — runs the
+predictor, and writes ``evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz}``. Ground-truth metrics
+(minADE/minFDE) are computed where the clip has ego-motion and are absent (None) otherwise; the shift between
+the two predictions is always computed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from lanepipe.config import RunConfig
+from lanepipe.datasets.context import ClipContext, load_context
+from lanepipe.datasets.trajectory import ego_state_at, future_at
+from lanepipe.edit.instructions import parse_instruction
+from lanepipe.errors import InputError, LanepipeError
+from lanepipe.io import storage
+from lanepipe.io.layout import RunStore
+from lanepipe.io.video import decode
+from lanepipe.metrics import prediction_shift, trajectory_metrics
+from lanepipe.predict.base import HISTORY_STEPS, CameraView, EgoState, Prediction, Predictor, PredictorInput
+from lanepipe.predict.registry import build_predictor
+from lanepipe.types import Clip
+
+
+def straight_history(speed: float) -> EgoState:
+    """History of an ego that drove straight at ``speed`` m/s (used when a clip has no ego-motion)."""
+    t = 0.1 * (np.arange(HISTORY_STEPS) - (HISTORY_STEPS - 1))
+    xyz = np.stack([speed * t, np.zeros_like(t), np.zeros_like(t)], -1).astype(np.float32)
+    rot = np.repeat(np.eye(3, dtype=np.float32)[None], HISTORY_STEPS, 0)
+    return EgoState(xyz=xyz, rot=rot, speed=float(speed))
+
+
+class EvaluateStage:
+    """Loads every configured predictor once; ``process`` evaluates the items of one edit row."""
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
+        self.cfg = cfg
+        self.store = RunStore(root, run_id)
+        self.upstream = RunStore(upstream_root, upstream_run_id)
+        ev = cfg.evaluate
+        self.predictors: dict[str, Predictor] = {
+            name: build_predictor(name, ev.predictor_options.get(name)) for name in ev.predictors}
+
+    def _context(self, clip: Clip, edit_row: dict[str, Any]) -> ClipContext:
+        ev = self.cfg.evaluate
+        geometry = json.loads(edit_row.get("geometry") or "{}")
+        speed = geometry.get("speed_mps_median") or ev.assumed_speed_mps
+        return load_context(str(edit_row["source"]), clip.width, clip.height, fov_deg=ev.fallback_fov_deg,
+                            mount_height_m=ev.fallback_mount_height_m, pitch_deg=ev.fallback_pitch_deg,
+                            estimated_camera=geometry.get("camera"), speed_hint=float(speed))
+
+    def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float) -> PredictorInput:
+        """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited)."""
+        if ctx.ego is not None:
+            ego = ego_state_at(ctx.ego, ctx.time_offset + t0)
+        else:
+            ego = straight_history(ctx.speed_hint or self.cfg.evaluate.assumed_speed_mps)
+        keep = clip.timestamps <= t0 + 1e-6
+        front = CameraView(name="front", frames=frames[keep], timestamps=clip.timestamps[keep] - t0,
+                           camera=ctx.camera)
+        cams = {"front": front}
+        for name, view_at in ctx.extra_cameras.items():
+            cams[name] = view_at(ctx.time_offset + t0)
+        return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0,
+                              meta={"context": ctx.kind, "notes": ctx.notes})
+
+    def _evaluate(self, edit_row: dict[str, Any], clip: Clip, edited: Clip, ctx: ClipContext,
+                  name: str, predictor: Predictor, row: dict[str, Any]) -> None:
+        t0 = float(clip.timestamps[-1]) if self.cfg.evaluate.t0_s is None else float(self.cfg.evaluate.t0_s)
+        inp_orig = self.build_input(clip, clip.frames, ctx, t0)
+        inp_edit = self.build_input(clip, edited.frames, ctx, t0)
+        t = time.perf_counter()
+        pred_orig: Prediction = predictor.predict(inp_orig)
+        pred_edit: Prediction = predictor.predict(inp_edit)
+        predict_s = time.perf_counter() - t
+        gt = None
+        metrics: dict[str, Any] = {"original": None, "edited": None}
+        if ctx.ego is not None:
+            gt = future_at(ctx.ego, ctx.time_offset + t0)
+            metrics = {"original": trajectory_metrics(pred_orig.trajectories, gt),
+                       "edited": trajectory_metrics(pred_edit.trajectories, gt)}
+        shift = prediction_shift(pred_orig.trajectories, pred_edit.trajectories)
+        slug = parse_instruction(str(edit_row["instruction"])).slug
+        d = storage.join(self.store.url, "evaluate", clip.name, slug)
+        buf = io.BytesIO()
+        arrays: dict[str, np.ndarray] = {"original": pred_orig.trajectories, "edited": pred_edit.trajectories,
+                                         "history": inp_orig.ego.xyz,
+                                         "front_timestamps": inp_orig.cameras["front"].timestamps}
+        if gt is not None:
+            arrays["ground_truth"] = gt
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        storage.write_bytes_atomic(storage.join(d, f"{name}.npz"), buf.getvalue())
+        doc = {"clip": clip.name, "instruction": edit_row["instruction"], "predictor": name, "t0_s": t0,
+               "context": ctx.kind, "notes": ctx.notes, "speed_mps": inp_orig.ego.speed, "metrics": metrics,
+               "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
+               "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
+               "camera": ctx.camera.to_dict(), "edited": row.get("edited")}
+        storage.write_text_atomic(storage.join(d, f"{name}.json"), json.dumps(doc, indent=2, default=float))
+        m_o, m_e = metrics["original"], metrics["edited"]
+        row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
+                   min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
+                   min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
+                   predict_s=predict_s, evaluation=storage.join(d, f"{name}.json"))
+        storage.write_text_atomic(storage.join(d, f"{name}.meta.json"), json.dumps(row, default=str))
+
+    def __call__(self, edit_row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Evaluate rows (one per predictor) for one edit row. Never raises."""
+        base = {"run_id": self.store.run_id, "clip": edit_row["clip"], "source": edit_row["source"],
+                "stage": "evaluate", "instruction": edit_row["instruction"], "status": "ok", "error": None,
+                "error_type": None, "skipped": False, "qa_verdict": edit_row.get("qa_verdict")}
+        rows: list[dict[str, Any]] = []
+        todo = []
+        slug = parse_instruction(str(edit_row["instruction"])).slug
+        for name, predictor in self.predictors.items():
+            row = base | {"predictor": name}
+            meta = storage.join(self.store.url, "evaluate", str(edit_row["clip"]), slug, f"{name}.meta.json")
+            if storage.exists(meta):
+                rows.append(json.loads(storage.read_text(meta)) | {"skipped": True})
+            elif edit_row.get("status") != "ok":
+                rows.append(row | {"status": "failed", "error_type": "UpstreamFailed",
+                                   "error": f"edit failed: {str(edit_row.get('error')).splitlines()[0]}"})
+            else:
+                rows.append(row)
+                todo.append((name, predictor, row))
+        if not todo:
+            return rows
+        try:
+            c = self.cfg.input
+            clip = decode(str(edit_row["source"]), name=str(edit_row["clip"]), target_fps=c.target_fps,
+                          max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+            edited_url = self.upstream.edit_paths(clip.name, slug).video
+            edited = decode(edited_url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
+            if edited.frames.shape != clip.frames.shape:
+                raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
+                                 f"{edited.frames.shape}")
+            ctx = self._context(clip, edit_row)
+            for _, _, row in todo:
+                row["edited"] = edited_url
+        except Exception as e:
+            msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
+            for _, _, row in todo:
+                row.update(status="failed", error=msg, error_type=type(e).__name__)
+            return rows
+        for name, predictor, row in todo:
+            try:
+                self._evaluate(edit_row, clip, edited, ctx, name, predictor, row)
+            except LanepipeError as e:
+                row.update(status="failed", error=str(e), error_type=type(e).__name__)
+            except Exception as e:  # a predictor that raises fails this item only
+                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                           error_type=type(e).__name__)
+        return rows
+
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """Pipeline entry: an edit row → that row passed through plus one evaluate row per predictor."""
+        if item.get("stage") != "edit":
+            return [item]
+        return [item, *self(item)]

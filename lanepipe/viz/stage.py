@@ -1,0 +1,108 @@
+"""The render stage for one evaluated item: overlay video, side-by-side comparison video, BEV plot.
+
+Writes into ``evaluate/<clip>/<slug>/``: ``overlay.mp4`` (the edited clip with both predictions, HUD, legend and
+BEV inset), ``comparison.mp4`` (original + its prediction | edited + its prediction) and ``bev.png`` for the
+first configured predictor; further predictors get the same files prefixed ``<predictor>.``. The marker
+``<predictor>.render.json`` is written last. ``report.html`` is built once per run by the driver.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import traceback
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lanepipe.config import RunConfig
+from lanepipe.datasets.context import camera_from_dict
+from lanepipe.edit.instructions import parse_instruction
+from lanepipe.errors import LanepipeError
+from lanepipe.io import storage
+from lanepipe.io.layout import RunStore
+from lanepipe.io.video import decode, encode
+from lanepipe.viz.bev import bev_inset
+from lanepipe.viz.overlay import comparison_video, overlay_video
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a (no ego-motion)" if v is None else f"{v:.2f} m"
+
+
+class RenderStage:
+    """No model to load; ``process`` renders the videos of one evaluate row."""
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
+        self.cfg = cfg
+        self.store = RunStore(root, run_id)
+        self.upstream = RunStore(upstream_root, upstream_run_id)
+        self.primary = cfg.evaluate.predictors[0]
+
+    def _render(self, ev_row: dict[str, Any], row: dict[str, Any]) -> None:
+        name = str(ev_row["predictor"])
+        slug = parse_instruction(str(ev_row["instruction"])).slug
+        ev_dir = storage.join(self.upstream.url, "evaluate", str(ev_row["clip"]), slug)
+        out_dir = storage.join(self.store.url, "evaluate", str(ev_row["clip"]), slug)
+        doc = json.loads(storage.read_text(storage.join(ev_dir, f"{name}.json")))
+        with np.load(io.BytesIO(storage.read_bytes(storage.join(ev_dir, f"{name}.npz")))) as z:
+            arrays = {k: z[k] for k in z.files}
+        c = self.cfg.input
+        clip = decode(str(ev_row["source"]), name=str(ev_row["clip"]), target_fps=c.target_fps,
+                      max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+        edited = decode(str(doc["edited"]), target_fps=None, max_frames=clip.num_frames + 1)
+        camera = camera_from_dict(doc["camera"])
+        t_rel = clip.timestamps - float(doc["t0_s"])
+        gt = arrays.get("ground_truth")
+        m = doc.get("metrics") or {}
+        hud = {"clip": clip.name, "camera": "front", "instruction": str(ev_row["instruction"]),
+               "predictor": name,
+               "minADE orig": _fmt((m.get("original") or {}).get("min_ade")),
+               "minADE edit": _fmt((m.get("edited") or {}).get("min_ade")),
+               "shift": f"{doc['shift']['ade']:.2f} m (lateral {doc['shift']['max_lateral_offset']:+.2f} m)"}
+        prefix = "" if name == self.primary else f"{name}."
+        t = time.perf_counter()
+        written: dict[str, str] = {}
+        if self.cfg.render.overlay:
+            ov = overlay_video(edited.frames, camera, t_rel, {"original": arrays["original"],
+                                                              "edited": arrays["edited"]},
+                               gt=gt, history=arrays["history"], hud=hud, title="edited clip")
+            written["overlay"] = storage.join(out_dir, f"{prefix}overlay.mp4")
+            encode(ov, written["overlay"], clip.fps)
+        if self.cfg.render.comparison:
+            cmp_frames = comparison_video(clip.frames, arrays["original"], edited.frames, arrays["edited"], camera,
+                                          t_rel, gt=gt, history=arrays["history"], hud=hud)
+            written["comparison"] = storage.join(out_dir, f"{prefix}comparison.mp4")
+            encode(cmp_frames, written["comparison"], clip.fps)
+        bev = bev_inset(arrays["history"], gt, {"original": arrays["original"], "edited": arrays["edited"]})
+        ok, png = cv2.imencode(".png", cv2.cvtColor(bev, cv2.COLOR_RGB2BGR))
+        if ok:
+            written["bev"] = storage.join(out_dir, f"{prefix}bev.png")
+            storage.write_bytes_atomic(written["bev"], png.tobytes())
+        row.update(render_s=time.perf_counter() - t, **written)
+        storage.write_text_atomic(storage.join(out_dir, f"{name}.render.json"), json.dumps(row, default=str))
+
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """Pipeline entry: an evaluate row → that row passed through plus one render row. Never raises."""
+        if item.get("stage") != "evaluate":
+            return [item]
+        row: dict[str, Any] = {"run_id": self.store.run_id, "clip": item["clip"], "source": item["source"],
+                               "stage": "render", "instruction": item["instruction"], "predictor": item["predictor"],
+                               "status": "ok", "error": None, "error_type": None, "skipped": False}
+        slug = parse_instruction(str(item["instruction"])).slug
+        marker = storage.join(self.store.url, "evaluate", str(item["clip"]), slug, f"{item['predictor']}.render.json")
+        if storage.exists(marker):
+            return [item, json.loads(storage.read_text(marker)) | {"skipped": True}]
+        if item.get("status") != "ok":
+            return [item, row | {"status": "failed", "error_type": "UpstreamFailed",
+                                 "error": f"evaluate failed: {str(item.get('error')).splitlines()[0]}"}]
+        try:
+            self._render(item, row)
+        except LanepipeError as e:
+            row.update(status="failed", error=str(e), error_type=type(e).__name__)
+        except Exception as e:
+            row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                       error_type=type(e).__name__)
+        return [item, row]
