@@ -26,6 +26,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="dotted override, e.g. segment.backend=sam2")]
 InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="clip, folder, glob or URL (repeatable)")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="run root: local folder, gs://, s3://")]
+RunIdOpt = Annotated[str | None, typer.Option(help="resume or name a run")]
+AddressOpt = Annotated[str | None, typer.Option(help="Ray address: local (default), auto, ray://…")]
+ExecutorOpt = Annotated[str, typer.Option(help="ray | sequential (no Ray, same stages)")]
 
 
 def sample_cache_dir() -> Path:
@@ -106,10 +109,10 @@ def run(
     stages: Annotated[str | None, typer.Option(help="comma list or 'all', e.g. segment,edit")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
+    run_id: RunIdOpt = None,
     from_run: Annotated[str | None, typer.Option(help="run whose outputs a later-starting selection reads")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray address: local (default), auto, ray://…")] = None,
-    executor: Annotated[str, typer.Option(help="ray | sequential (no Ray, same stages)")] = "ray",
+    address: AddressOpt = None,
+    executor: ExecutorOpt = "ray",
     edit: Annotated[list[str] | None, typer.Option("--edit", "-e", help="lane instruction or preset:NAME "
                                                    "(repeatable), e.g. 'double yellow solid'")] = None,
 ) -> None:
@@ -125,9 +128,9 @@ def segment(
     output: OutputOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
-    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+    run_id: RunIdOpt = None,
+    address: AddressOpt = None,
+    executor: ExecutorOpt = "ray",
 ) -> None:
     """Shortcut for ``run --stages segment``."""
     cfg = _build_config(config, set_, input=input, output=output, stages="segment", run_id=run_id,
@@ -143,9 +146,9 @@ def edit_cmd(
     from_run: Annotated[str | None, typer.Option(help="edit the segmented clips of this run")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
-    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+    run_id: RunIdOpt = None,
+    address: AddressOpt = None,
+    executor: ExecutorOpt = "ray",
 ) -> None:
     """Paint lane markings: ``--stages edit --from-run RUN`` or, with ``--input``, ``--stages segment,edit``."""
     stages = "edit" if from_run else "segment,edit"
@@ -163,9 +166,9 @@ def evaluate_cmd(
     render: Annotated[bool, typer.Option(help="also render videos and report.html")] = True,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    run_id: Annotated[str | None, typer.Option(help="resume or name a run")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray address")] = None,
-    executor: Annotated[str, typer.Option(help="ray | sequential")] = "ray",
+    run_id: RunIdOpt = None,
+    address: AddressOpt = None,
+    executor: ExecutorOpt = "ray",
 ) -> None:
     """Predict trajectories on original and edited clips of an earlier run (``--stages evaluate[,render]``)."""
     sets = list(set_ or [])

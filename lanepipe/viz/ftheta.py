@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.viz.camera import NEAR_PLANE_M
+from lanepipe.viz.camera import NEAR_PLANE_M, _as_points
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -109,13 +109,6 @@ def _row_values(row: Mapping[str, Any] | Any, names: Sequence[str], source: str)
     if bad:
         raise InputError(source, "finite calibration values", f"NaN or inf in {bad}")
     return vals
-
-
-def _as_points(points: Any, name: str) -> FloatArray:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise InputError(name, "points of shape (N, 3) float", f"shape {arr.shape}")
-    return arr
 
 
 @dataclass(frozen=True)

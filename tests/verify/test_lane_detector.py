@@ -236,3 +236,17 @@ def test_painted_passing_zone_is_double_yellow_solid_dashed(detector: LaneDetect
     ok, reasons = verdict(r, spec)
     assert ok, reasons
     assert r.right.describe() == "single white dashed"  # the other boundary is untouched
+
+
+def test_removal_verdict_ignores_weak_leftovers_but_not_real_lines() -> None:
+    from lanepipe.edit.instructions import parse_instruction
+    from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
+
+    none = BoundaryReport(count=0, color=None, pattern=None, confidence=0.9)
+    weak = BoundaryReport(count=1, color="white", pattern="solid", confidence=0.3)
+    real = BoundaryReport(count=1, color="yellow", pattern="solid", confidence=0.8)
+    spec = parse_instruction("none@both")
+    assert verdict(LaneReport(left=weak, right=none), spec)[0]
+    ok, reasons = verdict(LaneReport(left=real, right=weak), spec)
+    assert not ok and len(reasons) == 1 and reasons[0].startswith("left boundary count")
+    assert not verdict(LaneReport(left=weak, right=none), spec, removal_min_confidence=0.2)[0]
