@@ -41,6 +41,44 @@ def psnr(a: U8, b: U8, mask: Mask | None = None, peak: float = 255.0) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
 
 
+def ssim_map(a: U8, b: U8, sigma: float = 1.5) -> npt.NDArray[np.float64]:
+    """Per-pixel SSIM ``(H, W)`` of two ``(H, W, 3)`` uint8 images on luma (Wang et al. 2004: Gaussian window
+    sigma 1.5, K1 = 0.01, K2 = 0.03, L = 255)."""
+    _check_pair(a, b, None)
+    ya = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    yb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(cv2.GaussianBlur(x, (0, 0), sigma), dtype=np.float64)
+
+    mu_a, mu_b = blur(ya), blur(yb)
+    var_a = blur(ya * ya) - mu_a**2
+    var_b = blur(yb * yb) - mu_b**2
+    cov = blur(ya * yb) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(a: U8, b: U8, mask: Mask | None = None) -> float:
+    """Mean SSIM of ``(T, H, W, 3)`` (or ``(H, W, 3)``) clips over the pixels where ``mask`` holds (both images
+    are compared on the same pixel set). ``nan`` when the mask selects nothing."""
+    _check_pair(a, b, mask)
+    a4, b4 = (a[None], b[None]) if a.ndim == 3 else (a, b)
+    m4 = None if mask is None else (mask[None] if mask.ndim == 2 else mask)
+    vals: list[npt.NDArray[np.float64]] = []
+    for t in range(a4.shape[0]):
+        smap = ssim_map(a4[t], b4[t])
+        vals.append(smap.ravel() if m4 is None else smap[m4[t]])
+    flat = np.concatenate(vals) if vals else np.zeros(0)
+    return float(flat.mean()) if flat.size else float("nan")
+
+
+def image_metrics(original: U8, edited: U8, mask: Mask) -> dict[str, float]:
+    """PSNR and SSIM of an edited clip against its original, inside and outside the edit mask ``(T, H, W)``."""
+    return {"psnr_in_mask": psnr(original, edited, mask), "psnr_out_mask": psnr(original, edited, ~mask),
+            "ssim_in_mask": ssim(original, edited, mask), "ssim_out_mask": ssim(original, edited, ~mask)}
+
+
 def farneback_flow(prev: U8, nxt: U8) -> npt.NDArray[np.float32]:
     """Dense optical flow ``(H, W, 2) float32`` (dx, dy) from ``prev`` to ``nxt`` (RGB uint8 frames)."""
     g0 = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)

@@ -36,6 +36,12 @@ def test_all_stages_on_the_sample_through_ray(ray_local, tmp_path: Path, sample_
     # the sample has ego-motion: metrics vs ground truth exist; lane_keep follows the lane on the original
     assert ev.min_ade_original is not None and ev.min_ade_original < 1.0
     assert ev.shift_ade is not None and np.isfinite(ev.shift_ade)
+    # image metrics: outside the road mask the edit changes nothing but coding noise; inside it, paint is gone
+    assert ev.psnr_out_mask > 35 and ev.ssim_out_mask > 0.9 and ev.psnr_in_mask < ev.psnr_out_mask
+    assert np.isfinite(ev.warping_error_original) and np.isfinite(ev.warping_error_edited)
+    # the sample's own calibration and speed reached the painter
+    geometry = json.loads(df[df.stage == "edit"].iloc[0].geometry)
+    assert geometry["camera_source"] == "clip meta" and geometry["speed_source"] == "clip meta"
     d = run / "evaluate" / "sample" / "none-at-both"
     doc = json.loads((d / "lane_keep.json").read_text())
     assert doc["context"] == "sample" and doc["metrics"]["original"]["min_ade"] == pytest.approx(ev.min_ade_original)

@@ -41,3 +41,21 @@ def test_warping_error_zero_for_pure_translation_and_higher_for_flicker() -> Non
     assert warping_error(flicker, flows, inner) > steady + 20
     with pytest.raises(InputError):
         warping_error(frames, flows[:1])
+
+
+def test_ssim_known_answers_and_masking() -> None:
+    from lanepipe.metrics import image_metrics, ssim
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
+    assert ssim(a, a) == pytest.approx(1.0)
+    b = a.copy()
+    b[:, :, 32:] = 255 - b[:, :, 32:]  # invert the right half
+    left = np.zeros((2, 48, 64), bool)
+    left[:, :, :24] = True  # away from the window's reach into the changed half
+    assert ssim(a, b, left) == pytest.approx(1.0, abs=1e-6)
+    assert ssim(a, b, ~left) < 0.5
+    m = image_metrics(a, b, ~left)
+    assert m["psnr_out_mask"] > 60 and m["ssim_out_mask"] > 0.99 and m["ssim_in_mask"] < 0.5
+    noisy = np.clip(a.astype(int) + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 0.0 < ssim(a, noisy) < ssim(a, np.clip(a.astype(int) + 2, 0, 255).astype(np.uint8)) <= 1.0

@@ -11,13 +11,14 @@ import io
 import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
 from lanepipe.config import RunConfig
+from lanepipe.datasets.context import load_context
 from lanepipe.edit.instructions import LaneSpec, parse_instruction
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
 from lanepipe.errors import InputError, LanepipeError
@@ -27,6 +28,7 @@ from lanepipe.io.video import decode, encode
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verifier, verdict
 from lanepipe.verify.lane_detector import LaneDetector
+from lanepipe.viz.camera import PinholeCamera
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:
@@ -102,9 +104,21 @@ class EditStage:
         self.verifier = LaneDetector(cfg.verify.lane_detector)
 
     def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
+        """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
         c = self.cfg.input
-        return decode(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
+        clip = decode(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+        ctx = load_context(clip.source, clip.width, clip.height)
+        if ctx.kind == "fallback":
+            return clip
+        meta = dict(clip.meta)
+        if isinstance(ctx.camera, PinholeCamera):
+            meta["camera"] = ctx.camera
+        if ctx.ego is not None:
+            times = ctx.time_offset + clip.timestamps
+            meta["speed_mps"] = float(np.median([ctx.ego.speed(float(t)) for t in times if ctx.ego.covers(t)]
+                                                or [0.0])) or None
+        return replace(clip, meta=meta)
 
     def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any]) -> None:
         """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last)."""
@@ -125,6 +139,7 @@ class EditStage:
         storage.write_text_atomic(d.qa, json.dumps(qa, indent=2, default=str))
         storage.write_text_atomic(d.lanes, json.dumps(lanes_to_json(result.lanes, spec, clip.fps)))
         row.update(qa_verdict=final, qa_iterations=len(iterations), edit_s=paint_s, edited=d.video,
+                   masks_npz=self.upstream.segment_paths(clip.name).npz,
                    num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
                    geometry=json.dumps(result.diagnostics, default=str))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))

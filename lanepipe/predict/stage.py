@@ -21,11 +21,12 @@ from lanepipe.config import RunConfig
 from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.edit.instructions import parse_instruction
+from lanepipe.edit.stage import load_masks
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode
-from lanepipe.metrics import prediction_shift, trajectory_metrics
+from lanepipe.metrics import farneback_flow, image_metrics, prediction_shift, trajectory_metrics, warping_error
 from lanepipe.predict.base import HISTORY_STEPS, CameraView, EgoState, Prediction, Predictor, PredictorInput
 from lanepipe.predict.registry import build_predictor
 from lanepipe.types import Clip
@@ -103,7 +104,10 @@ class EvaluateStage:
                "context": ctx.kind, "notes": ctx.notes, "speed_mps": inp_orig.ego.speed, "metrics": metrics,
                "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
-               "camera": ctx.camera.to_dict(), "edited": row.get("edited")}
+               "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
+               "image_metrics": {k: row[k] for k in ("psnr_in_mask", "psnr_out_mask", "ssim_in_mask",
+                                                     "ssim_out_mask", "warping_error_original",
+                                                     "warping_error_edited") if k in row}}
         storage.write_text_atomic(storage.join(d, f"{name}.json"), json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
         row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
@@ -111,6 +115,20 @@ class EvaluateStage:
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
                    predict_s=predict_s, evaluation=storage.join(d, f"{name}.json"))
         storage.write_text_atomic(storage.join(d, f"{name}.meta.json"), json.dumps(row, default=str))
+
+    def _image_metrics(self, clip: Clip, edited: Clip, edit_row: dict[str, Any]) -> dict[str, Any]:
+        """PSNR/SSIM inside and outside the road mask, and warping error (temporal consistency) of both clips
+        inside it, with flow computed once on the original. Empty when the masks are not available."""
+        url = edit_row.get("masks_npz")
+        if not url or not storage.exists(str(url)):
+            return {}
+        masks = load_masks(str(url), clip).masks
+        out: dict[str, Any] = image_metrics(clip.frames, edited.frames, masks)
+        if clip.num_frames > 1:
+            flows = [farneback_flow(clip.frames[t], clip.frames[t + 1]) for t in range(clip.num_frames - 1)]
+            out["warping_error_original"] = warping_error(clip.frames, flows, masks)
+            out["warping_error_edited"] = warping_error(edited.frames, flows, masks)
+        return out
 
     def __call__(self, edit_row: dict[str, Any]) -> list[dict[str, Any]]:
         """Evaluate rows (one per predictor) for one edit row. Never raises."""
@@ -143,8 +161,10 @@ class EvaluateStage:
                 raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
                                  f"{edited.frames.shape}")
             ctx = self._context(clip, edit_row)
+            images = self._image_metrics(clip, edited, edit_row)
             for _, _, row in todo:
                 row["edited"] = edited_url
+                row.update({k: v for k, v in images.items() if not isinstance(v, dict)})
         except Exception as e:
             msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
             for _, _, row in todo:
