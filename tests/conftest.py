@@ -107,6 +107,9 @@ def ray_local():
     """One local Ray instance for the session: 2 CPUs and a logical GPU for GPU-stage wiring."""
     import ray
 
+    # keep Ray's node IP and listeners on loopback (otherwise it binds the machine's address)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)

@@ -1,27 +1,72 @@
-"""fsspec storage helpers: URL joins, existence checks and atomic writes.
+"""fsspec storage helpers: URL joins, existence checks, atomic writes and retries on transient errors.
 
 Local paths and any fsspec URL (``gs://``, ``s3://``, ``memory://``…) are accepted everywhere.
 A write goes to a temporary name first and is renamed (local) or uploaded in one PUT (object
 stores, where a single PUT is already atomic) so a reader never sees a half-written file.
+
+Endpoints and credentials come from the environment, read by the storage libraries themselves:
+
+- S3 (s3fs/botocore): ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3`` (or
+  ``AWS_ENDPOINT_URL``) for S3-compatible servers (SeaweedFS, MinIO…), ``AWS_DEFAULT_REGION``…
+- GCS (gcsfs): ``GOOGLE_APPLICATION_CREDENTIALS`` or the default credentials; ``STORAGE_EMULATOR_HOST``
+  for an emulator (fake-gcs-server), which then gets no credentials (``token="anon"``) unless one is
+  configured, so google-auth does not probe the GCE metadata server;
+  ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` keeps gcsfs from probing every bucket's layout (a 60 s
+  hang against an emulator).
+- any fsspec protocol: ``FSSPEC_<PROTOCOL>_<KWARG>=value`` or ``FSSPEC_<PROTOCOL>='{"kwarg": …}'``
+  (fsspec storage_options, e.g. ``FSSPEC_S3_ENDPOINT_URL``).
+
+They are applied when this module is imported (every Ray worker imports it) and again by
+:func:`configure_from_env` after a process changes its environment. Retries: :func:`retry` retries
+transient errors only (connection refused/reset, timeouts, HTTP 408/429/5xx from S3 or GCS) with
+exponential back-off and jitter; ``LANEPIPE_STORAGE_RETRIES`` (attempts, default 5) and
+``LANEPIPE_STORAGE_RETRY_DELAY`` (first delay in seconds, default 0.5; doubled per attempt, at most 8 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+import logging
 import os
+import random
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import fsspec
+import fsspec.config
 from fsspec.core import url_to_fs
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 REMOTE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "http", "https", "memory")
+#: Environment variables (names or prefixes) that configure object-store access; see :func:`storage_env`.
+STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_", "GCSFS_", "GOOGLE_", "STORAGE_EMULATOR_HOST", "LANEPIPE_STORAGE_")
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BASE_DELAY = 0.5
+MAX_DELAY = 8.0
+#: S3 error codes that mean "try again" (throttling, server-side trouble).
+TRANSIENT_S3_CODES = frozenset({
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeoutException", "Throttling",
+    "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequests",
+    "TooManyRequestsException", "BandwidthLimitExceeded", "EC2ThrottledException", "PriorRequestNotComplete",
+})
+_PERMANENT_OSERRORS = (FileNotFoundError, PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
+_PERMANENT_ERRNOS = frozenset({
+    errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EINVAL,
+    errno.ENAMETOOLONG, errno.ENOTEMPTY, errno.EMSGSIZE, errno.ENOSPC, errno.EROFS, errno.EFBIG,
+})
+_TRANSIENT_ERRNOS = frozenset({
+    errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
+    errno.EPIPE, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, getattr(errno, "EREMOTEIO", errno.EIO),
+})
 
 
 def is_remote(url: str) -> bool:
@@ -46,30 +91,178 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# configuration from the environment
+
+
+def storage_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The storage settings of ``environ`` (default: this process), e.g. to hand to Ray workers.
+
+    A Ray worker inherits the environment of the process that started Ray, not of a driver that joins
+    later: pass ``runtime_env={"env_vars": storage_env()}`` to ``ray.init``/actors/jobs. Mind that it
+    holds credentials when they are set as variables, and a runtime_env is visible in the job's metadata.
+    """
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(STORAGE_ENV_PREFIXES)}
+
+
+def configure_from_env(environ: Mapping[str, str] | None = None) -> None:
+    """Apply the storage variables of ``environ`` (default: this process) to fsspec; idempotent.
+
+    fsspec reads ``FSSPEC_*`` and gcsfs reads ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT`` only when first imported,
+    and filesystem instances are cached with the settings they were created with; call this after changing
+    storage variables in a running process (tests, notebooks).
+    """
+    env = dict(os.environ if environ is None else environ)
+    fsspec.config.set_conf_env(fsspec.config.conf, env)
+    if env.get("STORAGE_EMULATOR_HOST"):
+        for proto in ("gs", "gcs"):
+            if "token" not in fsspec.config.conf.get(proto, {}):
+                fsspec.config.conf.setdefault(proto, {})["token"] = "anon"
+    gcsfs_mod = sys.modules.get("gcsfs")
+    if gcsfs_mod is not None and env.get("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "true").lower() not in ("true", "1"):
+        core = gcsfs_mod.core.GCSFileSystem
+        for proto in ("gs", "gcs"):  # gcsfs was imported with the experimental class: register the plain one
+            fsspec.register_implementation(proto, core, clobber=True)
+    for mod, cls in (("s3fs", "S3FileSystem"), ("gcsfs", "GCSFileSystem")):
+        if mod in sys.modules:
+            getattr(sys.modules[mod], cls).clear_instance_cache()
+            if mod == "gcsfs":
+                sys.modules[mod].core.GCSFileSystem.clear_instance_cache()
+
+
+configure_from_env()
+
+
 def filesystem(url: str) -> tuple[Any, str]:
     """Return ``(fs, path)`` for a URL or local path."""
     fs, path = url_to_fs(url)
     return fs, path
 
 
-def exists(url: str) -> bool:
-    fs, path = filesystem(url)
-    return bool(fs.exists(path))
+# ---------------------------------------------------------------------------------------------------------------
+# retries
 
 
-def retry(fn: Callable[[], T], attempts: int = 4, base_delay: float = 0.5,
-          retry_on: tuple[type[BaseException], ...] = (OSError, TimeoutError)) -> T:
-    """Call ``fn`` with exponential back-off on transient storage errors."""
-    for i in range(attempts):
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError, gcsfs HttpError or aiohttp ClientResponseError."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    for attr in ("code", "status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    return None
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def _transient_types() -> tuple[type[BaseException], ...]:
+    """Connection-level error classes of the storage libraries that are imported (none is imported here)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError, asyncio.TimeoutError]
+    botocore_exc = sys.modules.get("botocore.exceptions")
+    if botocore_exc is not None:
+        found += [botocore_exc.ConnectionError, botocore_exc.HTTPClientError, botocore_exc.IncompleteReadError]
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None:
+        found += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
+    fsspec_exc = sys.modules.get("fsspec.exceptions")
+    if fsspec_exc is not None:
+        found.append(fsspec_exc.FSTimeoutError)
+    return tuple(found)
+
+
+def _classify(exc: BaseException) -> bool | None:
+    """True: transient; False: permanent; None: this exception alone does not tell."""
+    if isinstance(exc, _PERMANENT_OSERRORS):
+        return False
+    if _s3_code(exc) in TRANSIENT_S3_CODES:
+        return True
+    status = _http_status(exc)
+    if status is not None:
+        return status in (408, 429) or status >= 500
+    if isinstance(exc, _transient_types()):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        if exc.errno in _PERMANENT_ERRNOS:
+            return False
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error is worth retrying: connection trouble, timeouts, throttling or a 5xx.
+
+    Looks through the exception's causes (s3fs and gcsfs wrap the client's error); a plain ``OSError``
+    that nothing classifies counts as transient, any other exception as permanent.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(seen) < 8:
+        seen.add(id(cur))
+        verdict = _classify(cur)
+        if verdict is not None:
+            return verdict
+        cur = cur.__cause__ or cur.__context__
+    return isinstance(exc, OSError)
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        log.warning("%s=%r is not a number; using %s", name, raw, default)
+        return default
+
+
+def retry(fn: Callable[[], T], attempts: int | None = None, base_delay: float | None = None,
+          retry_on: tuple[type[BaseException], ...] | None = None, what: str = "storage call") -> T:
+    """Call ``fn``; on a transient error (:func:`is_transient`) retry with exponential back-off.
+
+    Args:
+        attempts: calls in all (default ``LANEPIPE_STORAGE_RETRIES`` or 5).
+        base_delay: the first pause in seconds, doubled per attempt up to 8 s, each with ±25 % jitter
+            (default ``LANEPIPE_STORAGE_RETRY_DELAY`` or 0.5).
+        retry_on: retry these exception types too (a missing file is never retried).
+        what: named in the warning logged before each retry.
+    """
+    n = int(attempts if attempts is not None else _env_number("LANEPIPE_STORAGE_RETRIES", DEFAULT_ATTEMPTS))
+    base = base_delay if base_delay is not None else _env_number("LANEPIPE_STORAGE_RETRY_DELAY", DEFAULT_BASE_DELAY)
+    n = max(1, n)
+    for i in range(n):
         try:
             return fn()
         except FileNotFoundError:
             raise
-        except retry_on:
-            if i == attempts - 1:
+        except Exception as e:
+            if i == n - 1 or not (is_transient(e) or (retry_on is not None and isinstance(e, retry_on))):
                 raise
-            time.sleep(base_delay * (2**i))
+            delay = min(MAX_DELAY, base * 2**i) * random.uniform(0.75, 1.25)
+            log.warning("%s failed (attempt %d/%d, retrying in %.1f s): %s: %s", what, i + 1, n, delay,
+                        type(e).__name__, e)
+            time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reads and writes
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return bool(retry(lambda: fs.exists(path), what=f"exists {url}"))
 
 
 def read_bytes(url: str) -> bytes:
@@ -78,7 +271,7 @@ def read_bytes(url: str) -> bytes:
             data: bytes = f.read()
             return data
 
-    return retry(_read)
+    return retry(_read, what=f"read {url}")
 
 
 def read_text(url: str) -> str:
@@ -89,7 +282,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write ``data`` to ``url`` atomically (temp name + rename, or a single PUT)."""
     if is_remote(url):
         fs, rpath = filesystem(url)
-        retry(lambda: fs.pipe_file(rpath, data))
+        retry(lambda: fs.pipe_file(rpath, data), what=f"write {url}")
         return
     path = Path(url.removeprefix("file://"))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +314,7 @@ def atomic_local_file(url: str, suffix: str = "") -> Iterator[Path]:
             raise FileNotFoundError(f"{url}: writer produced no file")
         if is_remote(url):
             fs, rpath = filesystem(url)
-            retry(lambda: fs.put_file(str(tmp), rpath))
+            retry(lambda: fs.put_file(str(tmp), rpath), what=f"upload {url}")
         else:
             dst: Path = Path(url.removeprefix("file://"))
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -142,5 +335,5 @@ def list_files(url: str) -> list[str]:
     """All files below a folder URL, as full URLs/paths, sorted."""
     fs, path = filesystem(url)
     proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    found = sorted(fs.find(path))
+    found = sorted(retry(lambda: fs.find(path), what=f"list {url}"))
     return [f if not is_remote(url) else f"{proto}://{f}" for f in found]
