@@ -213,6 +213,67 @@ def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="address to bind; the default keeps the server on this machine")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="LANEPIPE_SERVE_TOKEN", help="bearer token every /v1 "
+                                              "request must send (or env LANEPIPE_SERVE_TOKEN)")] = None,
+    max_queue: Annotated[int, typer.Option(help="jobs queued or running before new ones get 503 + Retry-After")] = 4,
+    output: Annotated[str, typer.Option("--output", "-o", help="local run root: one run folder per job")] = "runs",
+    workers: Annotated[int, typer.Option(help="jobs run at once")] = 1,
+    max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload, MiB")] = 200.0,
+    input_root: Annotated[list[str] | None, typer.Option("--input-root", help="local folder a request's `url` may "
+                                                         "point into (repeatable; default: any path)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Serve the HTTP API and web page (Ray Serve): POST /v1/edits, GET /v1/edits/{id}, GET /.
+
+    Every job starts from the run config given here (-c/--set); a request chooses only its clip, instructions,
+    stages and predictors (among evaluate.predictors).
+    """
+    import signal
+    import time
+
+    from pydantic import ValidationError
+
+    from lanepipe import pipeline
+    from lanepipe.errors import ConfigError
+    from lanepipe.serve.app import ServeSettings, start, stop
+
+    cfg = _build_config(config, set_, address=address)
+    try:
+        settings = ServeSettings(output=output, token=token or None, max_queue=max_queue, workers=workers,
+                                 max_upload_bytes=int(max_upload_mb * 2**20), predictors=cfg.evaluate.predictors,
+                                 input_roots=input_root or None,
+                                 base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"}))
+    except ValidationError as e:
+        raise ConfigError("serve: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"
+                                                for x in e.errors())) from None
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        console.print(f"[yellow]warning:[/yellow] binding {host} without --token: anyone who reaches this port can "
+                      "submit jobs and read their results")
+    pipeline.init_ray(cfg)
+    url = start(settings, host=host, port=port)
+    console.print(f"lanepipe serve: {url} (max queue {max_queue}, {workers} worker(s), runs in {settings.output}); "
+                  "Ctrl-C stops it")
+    typer.echo(url)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("lanepipe serve: stopping")
+        stop()
+
+
 def main() -> None:
     try:
         app()

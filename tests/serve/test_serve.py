@@ -1,0 +1,306 @@
+"""The Ray Serve app over real HTTP on loopback: upload → poll → download, URL input, auth, limits, queue, paths.
+
+Two apps share one Serve proxy on a free loopback port: ``open`` at ``/`` (no token, 1 MiB uploads) and
+``locked`` at ``/locked`` (a token, a queue of one job). Jobs run the real pipeline on a 16-frame 320x180
+sample clip with one QA attempt.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.ray
+
+TOKEN = "s3cret-token"
+MAX_UPLOAD = 2**20
+BASE_CONFIG = {"input": {"max_frames": 16}, "edit": {"qa": {"max_iterations": 1}}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    host: str  # http://127.0.0.1:PORT
+    port: int
+    open: str  # base URL of the open app, ending in /
+    locked: str
+    open_root: Path  # run roots on disk
+    locked_root: Path
+
+
+@pytest.fixture(scope="module")
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lanepipe.sample import write_sample
+
+    return write_sample(tmp_path_factory.mktemp("serve_clip"), num_frames=16, width=320, height=180)
+
+
+@pytest.fixture(scope="module")
+def server(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from ray import serve
+
+    from lanepipe.serve.app import ServeSettings, start
+
+    port = free_port()
+    out = tmp_path_factory.mktemp("serve_runs")
+    open_url = start(ServeSettings(output=str(out / "open"), replica_cpus=0, max_upload_bytes=MAX_UPLOAD,
+                                   base_config=BASE_CONFIG), port=port, name="open", route_prefix="/")
+    locked_url = start(ServeSettings(output=str(out / "locked"), token=TOKEN, max_queue=1, replica_cpus=0,
+                                     base_config=BASE_CONFIG), port=port, name="locked", route_prefix="/locked")
+    try:
+        yield Server(f"http://127.0.0.1:{port}", port, open_url, locked_url, out / "open", out / "locked")
+    finally:
+        serve.shutdown()
+
+
+def wait_done(status_url: str, headers: dict[str, str] | None = None, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = requests.get(status_url, headers=headers, timeout=10)
+        assert r.status_code == 200, r.text
+        job: dict[str, Any] = r.json()
+        if job["status"] in ("done", "failed"):
+            return job
+        assert job["status"] in ("queued", "running")
+        time.sleep(0.25)
+    raise AssertionError(f"{status_url} not finished after {timeout} s")
+
+
+def upload(base: str, clip: Path, instructions: list[str] | str, headers: dict[str, str] | None = None,
+           **fields: Any) -> requests.Response:
+    with clip.open("rb") as f:
+        return requests.post(base + "v1/edits", files={"clip": (clip.name, f, "video/mp4")},
+                             data={"instructions": instructions, **fields}, headers=headers, timeout=30)
+
+
+def raw_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET with the path sent exactly as written (no client-side normalisation of ``..``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def done_job(server: Server, sample_clip: Path) -> dict[str, Any]:
+    r = upload(server.open, sample_clip, ["preset:double-yellow-solid"])
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"] == r.json()["status_url"]
+    return wait_done(server.host + r.json()["status_url"])
+
+
+def test_upload_poll_done_links_download_real_mp4s(server: Server, done_job: dict[str, Any], tmp_path: Path) -> None:
+    from lanepipe.io.video import probe
+
+    job = done_job
+    assert job["status"] == "done", job["error"]
+    assert job["stages"] == ["segment", "edit", "evaluate", "render"]
+    links = job["links"]
+    assert set(links) >= {"original", "edited", "comparison", "metrics", "report"}
+    for name in ("original", "edited", "comparison"):
+        r = requests.get(server.host + links[name], timeout=10)
+        assert r.status_code == 200, (name, r.text[:200])
+        assert r.headers["content-type"] == "video/mp4"
+        assert r.content[4:8] == b"ftyp"
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(r.content)
+        info = probe(str(path))
+        assert info.height == 180 and info.width in (320, 640), (name, info)  # comparison: side by side
+    part = requests.get(server.host + links["edited"], headers={"Range": "bytes=0-99"}, timeout=10)
+    assert part.status_code == 206 and len(part.content) == 100  # seekable in a <video>
+    metrics = requests.get(server.host + links["metrics"], timeout=10).json()
+    assert "shift" in metrics
+    (edit,) = job["edits"]
+    assert edit["instruction"] == "double yellow solid" and edit["qa_verdict"] in ("PASS", "FAIL")
+    (pred,) = edit["predictions"]
+    assert pred["predictor"] == "lane_keep" and isinstance(pred["shift_ade"], float)
+    # The job id is the run id: its folder holds the upload, the manifest and the job record.
+    run = server.open_root / job["id"]
+    assert (run / "manifest.json").is_file() and (run / "serve_job.json").is_file()
+    assert json.loads((run / "manifest.json").read_text())["run_id"] == job["id"]
+    assert (run / "input" / "sample.mp4").is_file()
+
+
+def test_url_input_with_stage_selection(server: Server, sample_clip: Path) -> None:
+    r = requests.post(server.open + "v1/edits", timeout=30, json={
+        "url": str(sample_clip), "instructions": ["single white dashed@right"], "stages": "segment,edit"})
+    assert r.status_code == 202, r.text
+    job = wait_done(server.host + r.json()["status_url"])
+    assert job["status"] == "done", job["error"]
+    assert job["stages"] == ["segment", "edit"] and job["source"] == str(sample_clip)
+    assert job["links"]["comparison"] is None and job["links"]["metrics"] is None  # no evaluate/render
+    r = requests.get(server.host + job["links"]["edited"], timeout=10)
+    assert r.status_code == 200 and r.content[4:8] == b"ftyp"
+
+
+def test_token_required_when_set(server: Server, sample_clip: Path) -> None:
+    r = upload(server.locked, sample_clip, "none")
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    assert r.json()["field"] == "Authorization" and r.json()["found"] == "none"
+    r = upload(server.locked, sample_clip, "none", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.json()["found"] == "a wrong token"
+    r = requests.get(server.locked + "v1/edits/20261125T203000Z-1a2b3c4d-5e6f7a8b", timeout=10)
+    assert r.status_code == 401  # status and files too, before anything else
+    r = requests.get(server.locked + "v1/edits/20261125T203000Z-1a2b3c4d-5e6f7a8b",
+                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 404
+    assert requests.get(server.locked + "v1/health", timeout=10).status_code == 200
+
+
+def test_oversize_upload_is_413(server: Server) -> None:
+    big = b"\0" * (2 * MAX_UPLOAD)
+    r = requests.post(server.open + "v1/edits", files={"clip": ("big.mp4", big, "video/mp4")},
+                      data={"instructions": "none"}, timeout=30)
+    assert r.status_code == 413, r.text
+    assert r.json()["field"] == "body" and str(MAX_UPLOAD) in r.json()["expected"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield (b'--xyz\r\nContent-Disposition: form-data; name="instructions"\r\n\r\nnone\r\n--xyz\r\n'
+               b'Content-Disposition: form-data; name="clip"; filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n')
+        for _ in range(4):
+            yield b"\0" * MAX_UPLOAD
+        yield b"\r\n--xyz--\r\n"
+
+    r = requests.post(server.open + "v1/edits", data=chunked(), timeout=30,
+                      headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 413, r.text
+
+
+def test_wrong_types_say_field_expected_found(server: Server, tmp_path: Path) -> None:
+    r = requests.post(server.open + "v1/edits", data=b"clip", headers={"Content-Type": "text/plain"}, timeout=10)
+    assert r.status_code == 415 and r.json()["field"] == "Content-Type" and "text/plain" in r.json()["found"]
+    r = requests.post(server.open + "v1/edits", files={"clip": ("notes.txt", b"hello", "text/plain")},
+                      data={"instructions": "none"}, timeout=10)
+    assert r.status_code == 415 and r.json()["field"] == "clip"
+    assert "video" in r.json()["expected"] and "notes.txt" in r.json()["found"]
+    r = requests.post(server.open + "v1/edits", files={"clip": ("fake.mp4", b"not a video\n" * 100, "video/mp4")},
+                      data={"instructions": "none"}, timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "clip", r.text
+    assert "fake.mp4" in r.text and str(server.open_root) not in r.text  # no server paths in answers
+    two = [("clip", ("a.mp4", b"x", "video/mp4")), ("clip", ("b.mp4", b"y", "video/mp4"))]
+    r = requests.post(server.open + "v1/edits", files=two, data={"instructions": "none"}, timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "body" and "Too many files" in r.json()["found"]
+    r = requests.post(server.open + "v1/edits", data={"url": "x.mp4", "instructions": "none", "colour": "red"},
+                      timeout=10)
+    assert r.status_code == 422 and "colour" in r.json()["found"]
+    r = requests.post(server.open + "v1/edits", json=["none"], timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "body"
+    r = requests.post(server.open + "v1/edits", json={"instructions": ["none"]}, timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "clip/url" and r.json()["found"] == "neither"
+    r = requests.post(server.open + "v1/edits", json={"url": str(tmp_path / "missing.mp4"), "instructions": "none"},
+                      timeout=10)
+    assert r.status_code == 422 and r.json()["field"] == "url" and "no file" in r.json()["found"]
+    r = requests.post(server.open + "v1/edits", json={"url": "http://127.0.0.1:9/x.mp4", "instructions": "none"},
+                      timeout=10)
+    assert r.status_code == 422 and r.json()["found"] == "scheme 'http'"
+
+
+def test_bad_instruction_and_options_are_422(server: Server, sample_clip: Path) -> None:
+    r = upload(server.open, sample_clip, "double purple zigzag")
+    assert r.status_code == 422
+    body = r.json()
+    assert body["field"] == "instructions" and "double purple zigzag" in body["found"]
+    for form in ("{single|double} {white|yellow} {solid|dashed}", "double yellow solid-dashed", "@both",
+                 "preset:NAME", "passing-zone"):
+        assert form in body["expected"]
+    r = upload(server.open, sample_clip, ["preset:double-yellow-solid", "double  yellow solid@left"])
+    assert r.status_code == 422 and r.json()["expected"] == "distinct edits"
+    r = upload(server.open, sample_clip, "preset:zebra")
+    assert r.status_code == 422 and "no-markings" in r.json()["expected"]
+    r = upload(server.open, sample_clip, ["none", ""], predictors="mypkg.planner:Planner")
+    assert r.status_code == 422 and r.json()["field"] == "predictors" and "lane_keep" in r.json()["expected"]
+    r = upload(server.open, sample_clip, "none", stages="edit,render")
+    assert r.status_code == 422 and r.json()["field"] == "stages"
+    assert not list(server.open_root.glob("*/input/fake.mp4"))  # refused uploads leave nothing behind
+
+
+def test_queue_full_is_503_with_retry_after(server: Server, sample_clip: Path) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = upload(server.locked, sample_clip, "preset:single-white-solid", headers=auth)
+    assert first.status_code == 202, first.text
+    second = upload(server.locked, sample_clip, "preset:single-white-solid", headers=auth)
+    assert second.status_code == 503, second.text
+    assert int(second.headers["Retry-After"]) >= 1
+    assert second.json()["field"] == "queue" and "retry after" in second.json()["detail"]
+    job = wait_done(server.host + first.json()["status_url"], headers=auth)
+    assert job["status"] == "done", job["error"]
+    health = requests.get(server.locked + "v1/health", timeout=10).json()
+    assert health == {"status": "ok", "queued": 0, "running": 0, "max_queue": 1}
+    again = upload(server.locked, sample_clip, "preset:no-markings", headers=auth)  # the slot is free again
+    assert again.status_code == 202, again.text
+    assert wait_done(server.host + again.json()["status_url"], headers=auth)["status"] == "done"
+
+
+def test_path_traversal_is_refused(server: Server, done_job: dict[str, Any], tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    run = server.open_root / done_job["id"]
+    (run / "escape.txt").symlink_to(secret)
+    files = f"/v1/edits/{done_job['id']}/files/"
+    up = "../" * 12
+    for path in (files + up + "etc/passwd", files + "%2e%2e/%2e%2e/" + str(secret).lstrip("/"),
+                 files + "edit/..%2F..%2F..%2Fsecret.txt", files + "/" + str(secret).lstrip("/"),
+                 files + "%2F" + str(secret).lstrip("/"), files + "escape.txt", files + "..%5c..%5csecret.txt"):
+        status, body = raw_get(server.port, path)
+        assert status in (403, 404), (path, status, body[:200])
+        assert b"TOP-SECRET" not in body and b"root:" not in body
+    status, _ = raw_get(server.port, files + "escape.txt")
+    assert status == 403  # a link that leaves the run folder
+    status, _ = raw_get(server.port, f"/v1/edits/..%2F..%2F{secret.parent.name}/files/secret.txt")
+    assert status == 404
+    status, _ = raw_get(server.port, files + "manifest.json")
+    assert status == 200
+
+
+def test_job_queue_bounds_and_restart_without_http(tmp_path: Path) -> None:
+    """The HTTP-free queue: slots bound queued + running jobs; a record left running by a dead server reads failed."""
+    import threading
+
+    from lanepipe.config import load_config
+    from lanepipe.serve.app import Job, JobQueue, ServeSettings
+
+    release = threading.Event()
+
+    def runner(cfg) -> SimpleNamespace:
+        release.wait(10)
+        return SimpleNamespace(rows=[])  # a RunSummary with no rows
+
+    q = JobQueue(ServeSettings(output=str(tmp_path), max_queue=2), runner=runner)
+    assert q.reserve() and q.reserve() and not q.reserve()
+    q.release()
+    cfg = load_config(None, [], base={"output": str(tmp_path)})
+    job = Job(id=q.new_id(cfg), status="queued", created="now", source="x.mp4", instructions=["none"],
+              stages=["segment"], predictors=["lane_keep"], input_name="")
+    q.submit(job, cfg)
+    record = tmp_path / job.id / "serve_job.json"
+    deadline = time.monotonic() + 10
+    while json.loads(record.read_text())["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert q.counts() == {"queued": 0, "running": 1, "max_queue": 2}
+    assert 1 <= q.retry_after() <= 30  # default mean job time minus the running job's age
+    # A new server process (a fresh queue on the same root) reads the record left "running" as failed.
+    assert "restarted" in (JobQueue(ServeSettings(output=str(tmp_path))).get(job.id).error or "")
+    release.set()
+    while q.get(job.id).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert q.get(job.id).status == "done" and q.counts()["running"] == 0
+    assert q.reserve() and q.reserve() and not q.reserve()  # both slots free again
+    q.shutdown()
