@@ -29,6 +29,10 @@ class Resources(_Strict):
     num_gpus: float = Field(0.0, ge=0)
     concurrency: int = Field(1, ge=1, description="number of actors in the pool")
     batch_size: int = Field(1, ge=1, description="clips per actor call")
+    custom_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. "
+                                               "{alpamayo: 1} to land on the Alpamayo worker group")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of this stage's actors (pip "
+                                               "pins, env vars, py_executable)")
 
 
 class InputConfig(_Strict):

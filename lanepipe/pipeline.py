@@ -142,23 +142,59 @@ def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
 
 def _run_ray(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
              progress: ProgressFn | None) -> list[dict[str, Any]]:
+    import warnings
+
     import ray.data
 
     from lanepipe.actors import ACTORS
+    from lanepipe.actors.base import (
+        MAX_TASK_RETRIES,
+        custom_resources,
+        lost_item_rows,
+        remove_orphan_temps,
+    )
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    ds: Any = ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
+    # Fault tolerance (knobs checked in ray/data/_internal/execution/operators/actor_pool_map_operator.py,
+    # ray/data/context.py, ray/data/_internal/execution/streaming_executor_state.py of Ray 2.60): an actor whose
+    # process dies is restarted (max_restarts=-1) and the task it was running is retried on it, up to
+    # MAX_TASK_RETRIES times; a clip that kills its actor every time is then dropped from the stream
+    # (max_errored_blocks=-1) instead of failing the sweep or retrying forever, and gets a failed row below.
+    # One task in flight per actor: a crash takes down only the clip being processed.
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
+    try:  # the dataset keeps a copy of the context: other datasets of this process keep the default
+        ds: Any = ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
+    finally:
+        ctx.max_errored_blocks = errored_blocks
     for name in cfg.stages:
         res = stage_resources(cfg, name)
-        ds = ds.map_batches(ACTORS[name], fn_constructor_kwargs=ctor, batch_size=res.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=res.concurrency), num_cpus=res.num_cpus,
-                            num_gpus=res.num_gpus or None)
+        remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
+        if extra := custom_resources(cfg, name):
+            remote_args["resources"] = extra
+        if res.runtime_env:  # e.g. the Alpamayo predictor's own pip pins / interpreter for its actor pool
+            remote_args["runtime_env"] = res.runtime_env
+        with warnings.catch_warnings():  # restart/retry knobs exist only as **ray_remote_args (deprecated in 2.60)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            ds = ds.map_batches(ACTORS[name], fn_constructor_kwargs=ctor, batch_size=res.batch_size,
+                                compute=ray.data.ActorPoolStrategy(size=res.concurrency,
+                                                                   max_tasks_in_flight_per_actor=1),
+                                num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, **remote_args)
     rows: list[dict[str, Any]] = []
     for item in ds.iter_rows():
         row = json.loads(item["row"])
         rows.append(row)
         if progress:
             progress(row)
+    store = RunStore(ctor["root"], ctor["run_id"])
+    seen = {str(r.get("clip")) for r in rows}
+    for item in items:
+        if str(item.get("name", item.get("clip"))) not in seen:
+            for row in lost_item_rows(store, cfg.stages, item):
+                rows.append(row)
+                if progress:
+                    progress(row)
+    remove_orphan_temps(store.url)  # temp files of writers killed mid-write (this run's work is all done)
     return rows
 
 

@@ -60,3 +60,14 @@ def test_config_hash_ignores_run_id_but_not_settings() -> None:
     a = RunConfig()
     assert config_hash(a) == config_hash(RunConfig(run_id="x", output="elsewhere"))
     assert config_hash(a) != config_hash(load_config(None, ["segment.backend=sam2"]))
+
+
+def test_stage_custom_resources_and_runtime_env_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lanepipe.actors.base import custom_resources
+
+    monkeypatch.delenv("LANEPIPE_RAY_RESOURCES", raising=False)
+    cfg = load_config(None, ["evaluate.resources.custom_resources={alpamayo: 1}",
+                             "evaluate.resources.runtime_env={env_vars: {HF_HUB_OFFLINE: '1'}}"])
+    assert custom_resources(cfg, "evaluate") == {"alpamayo": 1.0}
+    assert custom_resources(cfg, "segment") == {}
+    assert cfg.evaluate.resources.runtime_env == {"env_vars": {"HF_HUB_OFFLINE": "1"}}

@@ -1,16 +1,123 @@
-"""Shared body of the stage actors: rows in, rows out, as JSON strings (robust Arrow blocks)."""
+"""Shared body of the stage actors: rows in, rows out, as JSON strings (robust Arrow blocks).
+
+Fault tolerance (see ``pipeline._run_ray``): Ray restarts an actor whose process dies and retries the task it
+was running on the new process, whose ``__init__`` loads the backend again. A retried clip is simply done
+again: every stage writes its outputs atomically and its marker (``meta.json`` …) last, so a half-finished
+clip leaves no marker and is redone whole, and a finished one is read back. Rows a retried task had already
+emitted are not emitted twice (Ray replays a streaming task's outputs by index).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from lanepipe.config import RunConfig
+from lanepipe.errors import ConfigError
+from lanepipe.io import storage
+from lanepipe.io.layout import RunStore
+from lanepipe.monitoring import StageMetrics
+
+log = logging.getLogger(__name__)
+
+#: Retries of a task whose actor died (each on the restarted actor); then the clip is reported failed.
+MAX_TASK_RETRIES = 3
+#: ``{"stage": {"resource": amount}}`` (JSON): custom Ray resources a stage's actors ask for, e.g.
+#: ``{"evaluate": {"alpamayo": 1}}`` so they land on the Alpamayo worker group (cluster/README.md).
+RESOURCES_ENV = "LANEPIPE_RAY_RESOURCES"
+#: Custom resource the Alpamayo worker group advertises; evaluate actors with the alpamayo predictor ask for it
+#: when the cluster has it (or through ``LANEPIPE_RAY_RESOURCES`` on an autoscaling cluster).
+ALPAMAYO_RESOURCE = "alpamayo"
+#: Temp names of ``storage`` atomic writes: ``.<name>.<8 hex>.tmp``.
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def configured_backend(cfg: RunConfig, stage: str) -> str:
+    """The stage's backend name for metric tags (predictors for evaluate, ``default`` where none)."""
+    if stage == "evaluate":
+        return ",".join(cfg.evaluate.predictors)
+    return str(getattr(getattr(cfg, stage, None), "backend", None) or "default")
+
+
+def failure_row(stage: str, item: dict[str, Any], run_id: str, exc: BaseException) -> dict[str, Any]:
+    """A results row for an item whose stage raised (stages normally report failures as rows themselves)."""
+    return {"run_id": run_id, "clip": str(item.get("clip", item.get("name"))), "source": item.get("source"),
+            "stage": stage, "instruction": item.get("instruction"), "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
+            "error_type": type(exc).__name__, "skipped": False}
+
+
+def custom_resources(cfg: RunConfig, stage: str) -> dict[str, float]:
+    """Custom Ray resources for ``stage``'s actors: ``<stage>.resources.custom_resources`` from the config, else
+    ``LANEPIPE_RAY_RESOURCES`` if set, else ``{"alpamayo": 1}`` for an evaluate stage running the alpamayo
+    predictor on a cluster that has that resource."""
+    configured: dict[str, float] = dict(getattr(cfg, stage).resources.custom_resources)
+    if configured:
+        return configured
+    raw = os.environ.get(RESOURCES_ENV, "").strip()
+    if raw:
+        try:
+            spec = json.loads(raw)
+            out = {str(k): float(v) for k, v in (spec.get(stage) or {}).items()}
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{RESOURCES_ENV}: expected JSON like '{{\"evaluate\": {{\"alpamayo\": 1}}}}', "
+                              f"got {raw!r} ({e})") from None
+        return out
+    if stage == "evaluate" and ALPAMAYO_RESOURCE in cfg.evaluate.predictors:
+        import ray
+
+        if ray.cluster_resources().get(ALPAMAYO_RESOURCE, 0) > 0:  # type: ignore[no-untyped-call]
+            return {ALPAMAYO_RESOURCE: 1.0}
+    return {}
+
+
+def lost_item_rows(store: RunStore, stages: Sequence[str], item: dict[str, Any],
+                   retries: int = MAX_TASK_RETRIES) -> list[dict[str, Any]]:
+    """Rows for an item whose task was dropped after its actor died ``retries + 1`` times: the finished rows of
+    each stage (read back from their markers), then a failed row for the first stage that did not finish."""
+    clip = str(item.get("name", item.get("clip")))
+    rows: list[dict[str, Any]] = []
+    for stage in stages:
+        done = [r | {"skipped": True} for key, r in store.finished(stage).items()
+                if key == clip or key.startswith(f"{clip}/")]
+        if not done:
+            rows.append({"run_id": store.run_id, "clip": clip, "source": item.get("source"), "stage": stage,
+                         "status": "failed", "error_type": "WorkerDied", "skipped": False,
+                         "error": f"the Ray worker running this clip died {retries + 1} times (a crash or an "
+                                  "out-of-memory kill); see the Ray worker logs"})
+            break
+        rows.extend(done)
+    return rows
+
+
+def remove_orphan_temps(run_url: str) -> int:
+    """Delete temp files that writers killed mid-write left in a local run folder; returns how many.
+
+    Call only when no writer of this run is active (after the run's stream is drained)."""
+    if storage.is_remote(run_url):  # object stores are written with one PUT: no temp names
+        return 0
+    root = Path(run_url.removeprefix("file://"))
+    n = 0
+    for p in root.rglob(".*.tmp"):
+        if TEMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    if n:
+        log.info("removed %d temp file(s) of interrupted writes under %s", n, root)
+    return n
 
 
 class StageActor:
     """Ray Data stateful callable. ``__init__`` builds the stage (its backend loads here, once per actor);
-    ``__call__`` maps a batch ``{"row": [json, ...]}`` to the rows the stage emits (failures included)."""
+    ``__call__`` maps a batch ``{"row": [json, ...]}`` to the rows the stage emits (failures included) and
+    records the stage's metrics (:mod:`lanepipe.monitoring`)."""
 
     stage_name: ClassVar[str] = ""
 
@@ -18,10 +125,24 @@ class StageActor:
         from lanepipe.pipeline import build_stage
 
         cfg = RunConfig.model_validate_json(cfg_json)
+        self.run_id = run_id
         self.stage = build_stage(self.stage_name, cfg, root, run_id, upstream_root, upstream_run_id)
+        self.metrics = StageMetrics(self.stage_name, configured_backend(cfg, self.stage_name))
+
+    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """One item through the stage, timed and recorded; an exception becomes a failed row (the sweep goes on)."""
+        t0 = time.perf_counter()
+        try:
+            rows = self.stage.process(item)
+        except Exception as e:
+            self.metrics.record_exception(e, time.perf_counter() - t0)
+            passed = [item] if item.get("stage") not in (None, self.stage_name) else []
+            return [*passed, failure_row(self.stage_name, item, self.run_id, e)]
+        self.metrics.record(rows, time.perf_counter() - t0)
+        return rows
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         out: list[str] = []
         for raw in batch["row"]:
-            out.extend(json.dumps(r, default=str) for r in self.stage.process(json.loads(str(raw))))
+            out.extend(json.dumps(r, default=str) for r in self.process(json.loads(str(raw))))
         return {"row": out}
