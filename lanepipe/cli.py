@@ -82,11 +82,11 @@ def _execute(cfg: RunConfig, executor: str) -> None:
                 console.print(f"resuming: {skipped} clip(s) already finished in {cfg.stages[0]} are skipped")
 
         def on_row(row: dict[str, Any]) -> None:
-            if row.get("stage") != last:
-                return
             t = bar.tasks[task]
-            bar.update(task, advance=1, frames=t.fields["frames"] + int(row.get("num_frames") or 0),
-                       failed=t.fields["failed"] + (row["status"] != "ok"))
+            if row.get("stage") == cfg.stages[0]:  # frames decoded, counted once per clip
+                bar.update(task, frames=t.fields["frames"] + int(row.get("num_frames") or 0))
+            if row.get("stage") == last:
+                bar.update(task, advance=1, failed=t.fields["failed"] + (row["status"] != "ok"))
 
         summary = pipeline.run(cfg, executor=executor, progress=on_row, on_plan=on_plan)
     for r in summary.failed:
