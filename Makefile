@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch from the wheel on local disk; never torchvision (breaks transformers imports, DESIGN.md §8)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[sam2,cloud,dev]'
+	$(PY) -m pip install -q -e '.[sam2,cloud,dev,generative]'
 	# sam2 ships only an sdist; build it against the installed torch without CUDA
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
 	touch $(STAMP)
