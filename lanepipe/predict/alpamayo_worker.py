@@ -69,7 +69,7 @@ class _Backend:
             from transformers import AutoProcessor
 
             proc = AutoProcessor.from_pretrained(self.args.processor, min_pixels=helper.MIN_PIXELS,
-                                                 max_pixels=helper.MAX_PIXELS)
+                                                 max_pixels=helper.MAX_PIXELS)  # type: ignore[no-untyped-call]
             proc.tokenizer = self.model.tokenizer
             self.processor = proc
         else:
