@@ -99,6 +99,8 @@ class Sam2Config(_Strict):
     seed: int = 0
     vos_optimized: bool = Field(
         False,
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="compute dtype: 'auto' = bfloat16 autocast on CUDA (as upstream runs it), float32 on CPU")
         description="sam2's SAM2VideoPredictorVOS: torch.compile of its modules; the first clip compiles "
         "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU",
     )

@@ -35,6 +35,7 @@ torch, hydra and sam2 are imported lazily: importing this module does not import
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -473,13 +474,23 @@ class Sam2Segmenter:
             raise RuntimeError(f"sam2 propagate_in_video returned no mask for frames {missing[:10]}")
         return masks
 
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast on CUDA for ``dtype`` auto/bfloat16 (upstream's recommended mode); else a no-op."""
+        import torch
+
+        dev = torch.device(self.device)
+        if self.cfg.dtype == "float32" or dev.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
     @_inference_mode
     def segment(self, clip: Clip) -> RoadMasks:
         """Road mask for every frame of ``clip``: ``(T, H, W) bool`` matching ``clip.frames``."""
-        session = self.open_session(clip)
-        for f in prompt_frames(clip.num_frames, self.cfg.reprompt_every):
-            self.add_grid_prompt(session, f)
-        return RoadMasks(masks=self.propagate(session), backend=self.name)
+        with self.autocast():
+            session = self.open_session(clip)
+            for f in prompt_frames(clip.num_frames, self.cfg.reprompt_every):
+                self.add_grid_prompt(session, f)
+            return RoadMasks(masks=self.propagate(session), backend=self.name)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Speed-ups for the diffusion transformers of the generative edit backend, each a config switch.
+
+* ``attention``: which PyTorch scaled-dot-product-attention kernel runs (``auto`` lets PyTorch choose; ``cudnn``
+  is cuDNN's fused attention, ``flash`` FlashAttention-2, ``efficient`` the memory-efficient kernel).
+* ``fuse_qkv``: one GEMM for the query/key/value projections (diffusers' ``fuse_qkv_projections``).
+* ``compile``: ``torch.compile`` each repeated transformer block in place (``blocks``); identical blocks share one
+  compiled graph, so compile time is that of one block of each kind.
+* ``fp8_linear``: the transformer blocks' linear layers run as fp8 (e4m3) GEMMs with row-wise scales
+  (``torch._scaled_mm``; Hopper or Ada GPUs only): weights are quantised once, activations per call.
+
+:func:`apply` changes a transformer in place and returns what it did; :func:`attention_context` wraps the calls.
+Nothing here imports torch at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lanepipe.errors import BackendUnavailableError
+
+#: Attribute names of the repeated blocks in the diffusers transformers we use (FLUX, CogVideoX).
+BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+class AccelConfig(BaseModel):
+    """Speed-up switches for one diffusion transformer (all off by default: the stock pipeline)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attention: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
+        "auto", description="scaled-dot-product-attention kernel: auto | flash | cudnn | efficient | math")
+    fuse_qkv: bool = Field(False, description="fuse the query/key/value projections into one GEMM")
+    compile: Literal["none", "blocks"] = Field("none", description="torch.compile each repeated block ('blocks')")
+    fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
+
+
+def blocks_of(transformer: Any) -> list[Any]:
+    """The repeated blocks of a diffusers transformer (FLUX double + single blocks, CogVideoX blocks)."""
+    out: list[Any] = []
+    for name in BLOCK_LISTS:
+        out.extend(getattr(transformer, name, None) or [])
+    return out
+
+
+def _fp8_linear_cls() -> Any:
+    import torch
+
+    class Fp8Linear(torch.nn.Module):
+        """``nn.Linear`` replacement: weight stored as fp8 e4m3 with one scale per output row; activations are
+        quantised per row on each call; the GEMM accumulates in fp32 and returns the input's dtype."""
+
+        def __init__(self, lin: torch.nn.Linear) -> None:
+            super().__init__()
+            w = lin.weight.detach().float()
+            scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX  # (out, 1)
+            self.register_buffer("weight_fp8", (w / scale).to(torch.float8_e4m3fn))
+            self.register_buffer("scale_w", scale.t().contiguous())  # (1, out)
+            self.bias = lin.bias
+            self.in_features, self.out_features = lin.in_features, lin.out_features
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1])
+            sx = x2.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX  # (M, 1)
+            xq = (x2.float() / sx).to(torch.float8_e4m3fn)
+            w: torch.Tensor = self.weight_fp8  # type: ignore[assignment]
+            sw: torch.Tensor = self.scale_w  # type: ignore[assignment]
+            out = torch._scaled_mm(xq, w.t(), scale_a=sx, scale_b=sw, out_dtype=x.dtype)
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*shape[:-1], self.out_features)
+
+    return Fp8Linear
+
+
+def fp8_supported(device: Any) -> bool:
+    """True when ``device`` is a CUDA GPU with fp8 tensor cores (compute capability 8.9 or newer)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return tuple(torch.cuda.get_device_capability(dev)) >= (8, 9)
+
+
+def to_fp8(transformer: Any) -> int:
+    """Swap every ``nn.Linear`` inside the repeated blocks for an fp8 one; returns how many were swapped.
+
+    Raises:
+        BackendUnavailableError: the transformer is not on a GPU with fp8 tensor cores.
+    """
+    import torch
+
+    dev = next(transformer.parameters()).device
+    if not fp8_supported(dev):
+        raise BackendUnavailableError(
+            f"fp8_linear needs a CUDA GPU of compute capability 8.9+ (Ada/Hopper); the transformer is on {dev}")
+    cls = _fp8_linear_cls()
+    swapped = 0
+    for block in blocks_of(transformer):
+        for name, child in list(block.named_modules()):
+            for attr, sub in list(child.named_children()):
+                if type(sub) is torch.nn.Linear and sub.in_features % 16 == 0 and sub.out_features % 16 == 0:
+                    setattr(child, attr, cls(sub))
+                    swapped += 1
+            del name
+    return swapped
+
+
+def apply(transformer: Any, cfg: AccelConfig) -> dict[str, Any]:
+    """Apply ``cfg`` to a diffusers transformer in place (order: fuse QKV → fp8 → compile); returns a summary."""
+    done: dict[str, Any] = {"attention": cfg.attention}
+    if cfg.fuse_qkv:
+        if not hasattr(transformer, "fuse_qkv_projections"):
+            raise BackendUnavailableError(f"{type(transformer).__name__} has no fuse_qkv_projections()")
+        transformer.fuse_qkv_projections()
+        done["fuse_qkv"] = True
+    if cfg.fp8_linear:
+        done["fp8_linears"] = to_fp8(transformer)
+    if cfg.compile == "blocks":
+        blocks = blocks_of(transformer)
+        for block in blocks:
+            block.compile(dynamic=False)
+        done["compiled_blocks"] = len(blocks)
+    return done
+
+
+@contextlib.contextmanager
+def attention_context(cfg: AccelConfig) -> Iterator[None]:
+    """Run the enclosed calls with the configured SDPA kernel (no-op for ``auto``)."""
+    if cfg.attention == "auto":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+               "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[cfg.attention]
+    with sdpa_kernel([backend]):
+        yield
