@@ -548,24 +548,40 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
 
 
 def part_train(tiny: bool) -> None:
-    try:
-        from lanepipe.train import lora
-    except ImportError as e:
-        record("train", "skipped", f"lanepipe.train not importable: {e}")
-        return
-    bench = getattr(lora, "benchmark_steps", None)
-    if bench is None:
-        record("train", "skipped", "lanepipe.train.lora.benchmark_steps missing")
-        return
-    for res in ([(64, 48)] if tiny else [(512, 512), (720, 480)]):
-        for ckpt in (False, True):
+    """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.lora.train_steps."""
+    from lanepipe.train import lora
+
+    d = gen._import_diffusers()
+    if tiny:
+        tr = gen.tiny_fill_pipeline(gen.GenerativeConfig(preset="tiny-random")).transformer.to(DEV)
+        sizes, steps, text_len = [(64, 48)], 3, 16
+    else:
+        with build_on_device():
+            tr = d.FluxTransformer2DModel(**FLUX_TRANSFORMER)
+        sizes, steps, text_len = [(512, 512), (720, 480)], 8, 512
+    base = {"preset": "tiny-random"} if tiny else {"mixed_precision": "bf16"}
+    first = True
+    for w, h in sizes:
+        batch = lora.random_fill_batch(tr, w, h, text_len=text_len)
+        for gc_on in (False, True):
+            name = f"{w}x{h}_grad_ckpt_{'on' if gc_on else 'off'}"
             try:
-                r = bench(tiny=tiny, width=res[0], height=res[1], gradient_checkpointing=ckpt,
-                          steps=3 if tiny else 12, device=DEV)
-                record("train", f"{res[0]}x{res[1]}_gc{int(ckpt)}", r)
+                cfg = lora.TrainConfig(**base, resolution=(w, h), gradient_checkpointing=gc_on, lr=1e-4,
+                                       warmup_steps=0)
+                if not first:  # the adapter stays; switch checkpointing on the same transformer
+                    (tr.enable_gradient_checkpointing if gc_on else tr.disable_gradient_checkpointing)()
+                st = lora.train_steps(tr, batch, steps, cfg)
+                first = False
+                sec = st.seconds[1:] if len(st.seconds) > 1 else st.seconds  # first step: kernels, allocator
+                record("train", name, {"s_per_step": round(float(np.median(sec)), 3),
+                                       "peak_gib": round((st.peak_memory_bytes or 0) / 2**30, 1),
+                                       "trainable_M": round(st.trainable_params / 1e6, 1), "steps": steps,
+                                       "loss_first_last": [round(st.losses[0], 4), round(st.losses[-1], 4)]})
             except Exception as e:
-                record("train", f"{res[0]}x{res[1]}_gc{int(ckpt)}", f"failed: {type(e).__name__}: {e}")
+                record("train", name, f"failed: {type(e).__name__}: {e}")
+                traceback.print_exc()
             free()
+    free(tr)
 
 
 def main() -> None:
