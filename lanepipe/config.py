@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lanepipe.edit.generative import GenerativeConfig
 from lanepipe.edit.instructions import parse_instruction
 from lanepipe.edit.procedural import ProceduralConfig
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.verify.lane_detector import LaneDetectorConfig
+from lanepipe.verify.qwen_vl import QwenJudgeConfig
 
 STAGES: tuple[str, ...] = ("segment", "edit", "evaluate", "render")
 StageName = Literal["segment", "edit", "evaluate", "render"]
@@ -97,10 +99,10 @@ class Sam2Config(_Strict):
     device: str = "auto"
     reprompt_every: int = Field(0, ge=0, description="re-add the 9 points every N frames (0 = first only)")
     seed: int = 0
-    vos_optimized: bool = Field(
-        False,
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="compute dtype: 'auto' = bfloat16 autocast on CUDA (as upstream runs it), float32 on CPU")
+    vos_optimized: bool = Field(
+        False,
         description="sam2's SAM2VideoPredictorVOS: torch.compile of its modules; the first clip compiles "
         "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU",
     )
@@ -116,19 +118,52 @@ class SegmentConfig(_Strict):
 
 
 class QAConfig(_Strict):
-    """Verify → refine → retry loop after each edit."""
+    """Verify → refine → retry loop after each edit.
+
+    procedural: paint the clip → verify → adjust the paint knobs → repaint. flux_cogvideox: FLUX first frame →
+    judge → revised caption (qwen_vl) and/or next seed → repeat until PASS or ``max_iterations``, then propagate
+    the last first frame once.
+    """
 
     enabled: bool = True
     max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
+    vary_seed: bool = Field(True, description="flux_cogvideox: attempt k uses seed + k, so a retry differs even "
+                            "when the judge gives no revised caption")
 
 
 class EditConfig(_Strict):
-    backend: Literal["procedural"] = "procedural"
+    """Edit stage: which painter, which instructions, the QA loop.
+
+    ``backend``: ``procedural`` (embedded, CPU, no weights) or ``flux_cogvideox`` (FLUX.1 Fill first frame →
+    CogVideoX-I2V propagation, settings in ``generative``). ``preset=tiny-random`` switches the generative painter
+    and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests).
+    """
+
+    backend: Literal["procedural", "flux_cogvideox"] = "procedural"
+    preset: Literal["none", "tiny-random"] = Field(
+        "none", description="tiny-random: edit.generative and verify.qwen_vl use their tiny-random presets")
     instructions: list[str] = Field(default_factory=lambda: ["double yellow solid"],
                                     description="lane instructions or preset:NAME, one edit each")
     procedural: ProceduralConfig = Field(default_factory=ProceduralConfig)
+    generative: GenerativeConfig = Field(default_factory=GenerativeConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_into_generative(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") != "tiny-random":
+            return data
+        gen = data.get("generative")
+        if isinstance(gen, GenerativeConfig):
+            gen = gen.model_dump(exclude_unset=True)
+        if gen is not None and not isinstance(gen, dict):
+            return data  # pydantic reports the bad section
+        gen = dict(gen or {})
+        if gen.get("preset", "tiny-random") != "tiny-random":
+            raise ValueError(f"edit.preset=tiny-random switches edit.generative to its tiny-random preset, but "
+                             f"edit.generative.preset={gen['preset']!r} was also given; drop one of the two")
+        return {**data, "generative": {**gen, "preset": "tiny-random"}}
 
     @field_validator("instructions", mode="before")
     @classmethod
@@ -149,8 +184,18 @@ class EditConfig(_Strict):
 
 
 class VerifyConfig(_Strict):
-    backend: Literal["lane_detector"] = "lane_detector"
+    """The QA loop's verifier (``backend``).
+
+    ``lane_detector``: classical lane-attribute detector; with the procedural painter it inspects the whole edited
+    clip, with flux_cogvideox it judges each generated first frame (with its road mask). ``qwen_vl``: Qwen2.5-VL
+    judge of [original first frame, edited first frame, instruction] → PASS/FAIL, reasons, revised caption; with
+    flux_cogvideox the revised caption is the next FLUX prompt, with procedural it judges frame 0 and its reasons
+    steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset.
+    """
+
+    backend: Literal["lane_detector", "qwen_vl"] = "lane_detector"
     lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
+    qwen_vl: QwenJudgeConfig = Field(default_factory=QwenJudgeConfig)
 
 
 class EvaluateConfig(_Strict):
@@ -302,3 +347,62 @@ def config_hash(cfg: RunConfig) -> str:
 
     payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+class DatasetConfig(_Strict):
+    """``lanepipe dataset``: frames of clips → road masks → canonical captions → ``train.csv``.
+
+    Frames are picked by source frame index (decode order, 0-based): ``frames`` when given, else every
+    ``stride``-th frame from frame 0; at most ``max_frames`` per clip either way. A still image is a one-frame
+    clip whose frame 0 is always taken.
+    """
+
+    paths: list[str] = Field(default_factory=list, description="clips, stills, folders, globs, fsspec URLs, "
+                             "chunks://")
+    output: str = Field("dataset", description="dataset folder: local path or bucket URL (s3://, gs://)")
+    frames: list[int] | None = Field(None, description="source frame indices to take (instead of stride)")
+    stride: int | None = Field(None, ge=1, description="take every N-th source frame, starting at frame 0 "
+                               "(10 when neither frames nor stride is given)")
+    max_frames: int = Field(50, ge=1, description="most frames taken from one clip")
+    max_pixels: int = Field(3840 * 2160, ge=64, description="largest accepted frame area (W*H)")
+    segment: SegmentConfig = Field(default_factory=SegmentConfig, description="road mask backend (grid, sam2)")
+    captioner: Literal["lane_detector", "qwen_vl"] = Field("lane_detector", description="verify backend that "
+                                                           "reads the lane markings of each frame")
+    lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
+    qwen_vl: QwenJudgeConfig = Field(default_factory=QwenJudgeConfig)
+    boundary: Literal["left", "right", "both"] = Field(
+        "left", description="ego-lane boundary the caption describes; left = the one an instruction sets by "
+        "default (DESIGN.md §3), both = the two combined (differing colours or patterns read 'mixed')")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="a boundary read with less confidence is "
+                                  "captioned unknown")
+    min_vote: float = Field(0.5, ge=0, le=1, description="an attribute fewer analysed frames agree on is unknown")
+    resources: Resources = Field(default_factory=Resources)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("frames")
+    @classmethod
+    def _indices(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("frames: give at least one source frame index, or leave it unset to use stride")
+        if min(v) < 0:
+            raise ValueError(f"frames: source frame indices start at 0, got {min(v)}")
+        return sorted(set(v))
+
+    @field_validator("stride")
+    @classmethod
+    def _frames_or_stride(cls, v: int | None, info: Any) -> int | None:
+        if v is not None and info.data.get("frames") is not None:  # frames is declared (validated) first
+            raise ValueError("give frames (source frame indices) or stride, not both")
+        return v
+
+    @property
+    def effective_stride(self) -> int | None:
+        """The stride in use: None when ``frames`` picks the frames, else ``stride`` or 10."""
+        return None if self.frames is not None else (self.stride or 10)

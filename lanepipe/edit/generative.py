@@ -4,29 +4,48 @@ For one clip, its road masks and a :class:`~lanepipe.edit.instructions.LaneSpec`
 
 1. **resizes** frames and masks to the models' ``width x height``; the road mask is dilated by ``mask_dilate_px``
    (white pixels are repainted by FLUX) and feathered by ``mask_feather_px`` for compositing;
-2. **repaints the first frame** with diffusers' ``FluxFillPipeline`` (prompt = ``spec.caption()``, or a revised
-   caption carried by the QA loop's params; ``flux_guidance``, ``flux_steps``, ``max_sequence_length``; an optional
-   ``.safetensors`` LoRA at ``lora_scale``), then composites the original pixels outside the feathered mask;
-3. **propagates** with ``CogVideoXImageToVideoPipeline`` conditioned on that frame, ``num_frames`` per window;
-   a clip longer than one window runs in windows overlapping by one frame, each conditioned on the previous
-   window's last (composited) frame. Every generated frame is composited with the original outside its own
-   feathered, dilated mask;
+2. **repaints the first frame** (:meth:`GenerativePainter.first_frame`) with diffusers' ``FluxFillPipeline``
+   (prompt = ``spec.caption()`` or a revised caption from the QA loop; ``flux_guidance``, ``flux_steps``,
+   ``max_sequence_length``; an optional ``.safetensors`` LoRA at ``lora_scale``), then composites the original
+   pixels outside the feathered mask. The QA loop (:mod:`lanepipe.edit.stage`) may call this several times;
+3. **propagates** (:meth:`GenerativePainter.propagate`) with ``CogVideoXImageToVideoPipeline`` conditioned on
+   that frame, ``num_frames`` per window; a clip longer than one window runs in windows overlapping by one frame,
+   each conditioned on the previous window's last (composited) frame. With ``latent_blend`` the region outside
+   the dilated mask **follows the source video during denoising**: the window's source frames are VAE-encoded and,
+   after every scheduler step, the latents outside the (latent-resolution) mask are replaced by the source latents
+   noised to the next timestep (the clean source latents after the last step), see :class:`LatentBlendHook`.
+   Every generated frame is then composited with the original outside its own feathered, dilated mask;
 4. **returns** frames resized back to the clip's ``(T, H, W, 3) uint8``; with ``keep_unmasked`` the final blend
    is feathered *inside* the clip-size road mask, so every pixel outside the (undilated) road mask is the input's.
 
 Generative paint has no exact geometry: the result's ``lanes`` are empty lists, one per frame.
 
+Placement and memory: each pipeline runs on its own device (``flux_device``, ``video_device``); with
+``unload_between_phases`` only the pipeline of the running phase sits on its GPU (the other is parked in CPU
+memory, and the CUDA cache emptied); ``cpu_offload``, ``vae_slicing`` and ``vae_tiling`` are diffusers'
+switches; ``expandable_segments`` sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` before CUDA starts.
+``accel`` / ``video_accel`` (:mod:`lanepipe.edit.accel`) speed up the FLUX / CogVideoX transformers.
+
+Extension point: :class:`PropagationHook` objects given to :class:`GenerativePainter` see each window
+(:class:`WindowContext`: source frames, masks, source latents) and may add keyword arguments to the video
+pipeline call and change the latents after every step; latent blending is one. A VideoPainter-style context
+branch plugs in there: a pipeline class whose call takes the masked video (``window_kwargs``) replaces the stock
+one (:meth:`GenerativePainter.__init__`'s ``video_pipeline``).
+
 The ``tiny-random`` preset builds the same pipeline classes at tiny size with seeded random weights and
 tokenizers built in memory (no hub, no files): for tests and wiring checks on CPU, its pictures are noise.
-Model weights load lazily on the first :meth:`GenerativePainter.paint` (or :meth:`GenerativePainter.setup`),
-never at import or in the config.
+Model weights load lazily on first use (or :meth:`GenerativePainter.setup`), never at import or in the config.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
+import os
 import re
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +54,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lanepipe.edit import accel
+from lanepipe.edit.accel import AccelConfig
 from lanepipe.edit.instructions import LaneSpec
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
@@ -77,7 +98,7 @@ class GenerativeConfig(BaseModel):
     video_max_sequence_length: int = Field(226, ge=1, le=512, description="CogVideoX T5 prompt tokens")
     width: int = Field(720, ge=16, le=4096, description="model frame width (multiple of 16)")
     height: int = Field(480, ge=16, le=4096, description="model frame height (multiple of 16)")
-    num_frames: int = Field(49, ge=5, le=257, description="frames per CogVideoX window (4k + 1)")
+    num_frames: int = Field(49, ge=9, le=257, description="frames per CogVideoX window (8k + 1)")
     fps: int = Field(8, ge=1, le=120, description="the video model's native frame rate (reported)")
     flux_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:0', …")
     video_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', …")
@@ -87,6 +108,17 @@ class GenerativeConfig(BaseModel):
     seed: int = Field(0, description="seed of the noise (and of the tiny-random weights)")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="'auto': bfloat16 on CUDA, float32 on CPU")
+    accel: AccelConfig = Field(default_factory=AccelConfig, description="speed-ups of the FLUX transformer")
+    video_accel: AccelConfig = Field(default_factory=AccelConfig,
+                                     description="speed-ups of the CogVideoX transformer")
+    latent_blend: bool = Field(True, description="outside the mask, latents follow the source video while "
+                               "denoising (mask-aware latent blending in CogVideoX)")
+    unload_between_phases: bool = Field(
+        False, description="park the pipeline of the other phase in CPU memory (FLUX before CogVideoX runs, "
+        "CogVideoX before FLUX runs again) and empty the CUDA cache")
+    expandable_segments: bool = Field(
+        True, description="set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before CUDA starts (when a "
+        "pipeline runs on CUDA and the variable is not already set)")
 
     @model_validator(mode="before")
     @classmethod
@@ -111,9 +143,10 @@ class GenerativeConfig(BaseModel):
 
     @field_validator("num_frames")
     @classmethod
-    def _four_k_plus_one(cls, v: int) -> int:
-        if (v - 1) % 4:
-            raise ValueError(f"num_frames must be 4k + 1 (CogVideoX compresses time 4x), e.g. 49; got {v}")
+    def _eight_k_plus_one(cls, v: int) -> int:
+        if (v - 1) % 8:
+            raise ValueError(f"num_frames must be 8k + 1, e.g. 49 (CogVideoX compresses time 4x and its VAE "
+                             f"decodes an odd number of latent frames to 4k + 1 frames, an even one to 4k); got {v}")
         return v
 
 
@@ -178,6 +211,58 @@ def _resize_mask(mask: Bool, w: int, h: int) -> Bool:
 def _to_u8(img: Any) -> U8:
     """Pipeline ``output_type="np"`` float image in [0, 1] → uint8."""
     return np.asarray(np.clip(np.rint(np.asarray(img, dtype=np.float32) * 255.0), 0, 255), dtype=np.uint8)
+
+
+def latent_masks(masks: Bool, temporal: int = 4, spatial: int = 8) -> Bool:
+    """Downsample ``(N, H, W) bool`` video masks (True = generated) to the video VAE's latent grid.
+
+    The VAE compresses time by ``temporal`` with the first frame on its own: latent frame 0 covers video frame 0,
+    latent frame ``k >= 1`` covers video frames ``temporal·(k-1)+1 … temporal·k`` (4k-3 … 4k for CogVideoX).
+    A latent cell is True when any pixel of its ``spatial x spatial`` block in any of those frames is True (the
+    union: a cell that touches the edited region is generated, never pinned to the source).
+
+    Returns:
+        ``(1 + (N - 1) / temporal, H / spatial, W / spatial) bool``.
+
+    Raises:
+        ValueError: ``N`` is not ``temporal·k + 1``, or ``H`` / ``W`` are not multiples of ``spatial``.
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected (N, H, W) bool, got shape {masks.shape}")
+    n, h, w = masks.shape
+    if n < 1 or (n - 1) % temporal:
+        raise ValueError(f"masks: expected N = {temporal}k + 1 frames (the VAE's temporal grouping), got N = {n}")
+    if h % spatial or w % spatial:
+        raise ValueError(f"masks: expected H and W multiples of {spatial} (the VAE's spatial factor), got {h}x{w}")
+    m = masks.astype(bool)
+    groups = [m[:1].any(axis=0)] + [m[1 + temporal * k: 1 + temporal * (k + 1)].any(axis=0)
+                                     for k in range((n - 1) // temporal)]
+    t = np.stack(groups)  # (F_lat, H, W)
+    blocks = t.reshape(t.shape[0], h // spatial, spatial, w // spatial, spatial)
+    out: Bool = np.asarray(blocks.any(axis=(2, 4)), dtype=bool)
+    return out
+
+
+#: The allocator setting ``expandable_segments`` asks for.
+EXPANDABLE = "expandable_segments:True"
+
+
+def allocator_setting(current: str | None, *, enabled: bool, on_cuda: bool, cuda_started: bool
+                      ) -> tuple[str | None, str]:
+    """What to do with ``PYTORCH_CUDA_ALLOC_CONF``: ``(value to set or None, what happened)``.
+
+    Set only when asked, when a pipeline runs on CUDA, when the variable is unset (a user's own setting wins)
+    and before CUDA started (the allocator reads it once).
+    """
+    if not enabled:
+        return None, "off"
+    if not on_cuda:
+        return None, "not on CUDA"
+    if current:
+        return None, f"kept PYTORCH_CUDA_ALLOC_CONF={current}"
+    if cuda_started:
+        return None, "CUDA already started: PYTORCH_CUDA_ALLOC_CONF not set (set it before the process starts)"
+    return EXPANDABLE, f"set PYTORCH_CUDA_ALLOC_CONF={EXPANDABLE}"
 
 
 # ============================================================================================== model loading
@@ -314,77 +399,495 @@ def tiny_video_pipeline(cfg: GenerativeConfig) -> Any:
                                          transformer=transformer.eval(), scheduler=d.CogVideoXDDIMScheduler())
 
 
+# ============================================================================================== placement
+Phase = Literal["flux", "video"]
+
+
+def _wants_cuda(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def configure_allocator(cfg: GenerativeConfig) -> str:
+    """Apply ``cfg.expandable_segments`` to this process (see :func:`allocator_setting`); returns what happened."""
+    on_cuda = any(_wants_cuda(d) for d in (cfg.flux_device, cfg.video_device))
+    started = False
+    if on_cuda:
+        import torch
+
+        started = bool(torch.cuda.is_initialized())  # type: ignore[no-untyped-call]
+    current = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF")
+    value, status = allocator_setting(current, enabled=cfg.expandable_segments, on_cuda=on_cuda,
+                                      cuda_started=started)
+    if value is not None:
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = value
+    return status
+
+
+# ============================================================================================== propagation hooks
+@dataclass
+class WindowContext:
+    """One CogVideoX propagation window, as :class:`PropagationHook` objects see it (sizes at the model's ``h x w``).
+
+    Attributes:
+        index: window number (0 = the first).
+        start: clip frame of the window's first frame.
+        frames: ``(N, h, w, 3) uint8`` source frames (the clip's last frame repeated past its end).
+        masks: ``(N, h, w) bool`` dilated road masks, True = generated.
+        condition: ``(h, w, 3) uint8`` conditioning frame (FLUX first frame, or the previous window's last frame).
+        prompt: the window's prompt.
+        seed: seed of the window's noise.
+        steps: denoising steps.
+        source_latents: ``(1, F_lat, C, h/8, w/8)`` float32 torch tensor, scaled VAE latents of ``frames``
+            (``F_lat = (N - 1) / 4 + 1``); set when a hook ``needs_latents``, else None.
+        latent_mask: ``(1, F_lat, 1, h/8, w/8)`` float32 torch tensor, 1 = generated (:func:`latent_masks`), or None.
+        noise: ``(1, F_lat, C, h/8, w/8)`` float32 torch tensor, the window's Gaussian noise, or None.
+        extras: free room for hooks (e.g. a context branch's encoded masked video).
+    """
+
+    index: int
+    start: int
+    frames: U8
+    masks: Bool
+    condition: U8
+    prompt: str
+    seed: int
+    steps: int
+    source_latents: Any = None
+    latent_mask: Any = None
+    noise: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class PropagationHook:
+    """Extension point of the CogVideoX propagation; the defaults do nothing.
+
+    * ``needs_latents``: when True the painter VAE-encodes each window's source frames into ``ctx.source_latents``
+      (with ``ctx.latent_mask`` and ``ctx.noise``) before denoising.
+    * :meth:`window_kwargs`: extra keyword arguments of the video pipeline's call for one window (initial
+      ``latents``; for a VideoPainter-style dual-branch pipeline, its masked video and masks).
+    * :meth:`on_step_end`: called after every scheduler step (diffusers ``callback_on_step_end``) with the noisy
+      ``(B, F_lat, C, h/8, w/8)`` latents (batch of the prompts, not the doubled CFG batch); returns the latents
+      denoising goes on with. The image-conditioning latents are concatenated by the pipeline itself and are not
+      seen here.
+    """
+
+    needs_latents: bool = False
+
+    def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
+        """Extra keyword arguments for the video pipeline call of this window."""
+        del pipe, ctx
+        return {}
+
+    def on_step_end(self, pipe: Any, ctx: WindowContext, step: int, timestep: Any, latents: Any) -> Any:
+        """Latents to continue with after scheduler step ``step`` (at ``timestep``)."""
+        del pipe, ctx, step, timestep
+        return latents
+
+
+def blend_latents(latents: Any, latent_mask: Any, reference: Any) -> Any:
+    """``latent_mask · latents + (1 - latent_mask) · reference`` on the last ``F_lat`` latent frames.
+
+    Args:
+        latents: ``(B, F, C, h, w)`` torch tensor; ``F >= F_lat`` (CogVideoX 1.5 prepends padding frames, left alone).
+        latent_mask: ``(1, F_lat, 1, h, w)`` float, 1 = generated.
+        reference: ``(1, F_lat, C, h, w)`` latents the kept region takes.
+
+    Returns:
+        a tensor like ``latents`` (same dtype).
+    """
+    import torch
+
+    off = int(latents.shape[1]) - int(reference.shape[1])
+    if off < 0:
+        raise ValueError(f"latents have {latents.shape[1]} frames, fewer than the reference's {reference.shape[1]}")
+    m = latent_mask.to(device=latents.device, dtype=torch.float32)
+    ref = reference.to(device=latents.device, dtype=torch.float32)
+    mixed = (m * latents[:, off:].float() + (1.0 - m) * ref).to(latents.dtype)
+    return torch.cat([latents[:, :off], mixed], dim=1) if off else mixed
+
+
+class LatentBlendHook(PropagationHook):
+    """Mask-aware latent blending: outside the mask the latents follow the source video while denoising.
+
+    Initial latents: noise inside the mask, the source latents noised to the first timestep outside
+    (``scheduler.add_noise``). After step ``i``: outside the mask, the source latents noised to timestep ``i + 1``
+    (where the scheduler's step just took the latents), or the clean source latents after the last step.
+    CogVideoX's DPM scheduler also carries the previous step's x0 prediction (``old_pred_original_sample``), which
+    a step callback cannot change: it keeps the model's prediction there, the next blend corrects it.
+    """
+
+    needs_latents = True
+
+    def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
+        if getattr(pipe.transformer.config, "patch_size_t", None) is not None:
+            return {}  # CogVideoX 1.5 pads latent frames: leave the initial noise to the pipeline
+        sched = pipe.scheduler
+        sched.set_timesteps(ctx.steps, device=ctx.noise.device)  # the pipeline sets the same ones again
+        ref = sched.add_noise(ctx.source_latents, ctx.noise, sched.timesteps[:1])
+        init = blend_latents(ctx.noise, ctx.latent_mask, ref)
+        return {"latents": init / float(sched.init_noise_sigma)}
+
+    def on_step_end(self, pipe: Any, ctx: WindowContext, step: int, timestep: Any, latents: Any) -> Any:
+        del timestep
+        ts = pipe.scheduler.timesteps
+        src = ctx.source_latents
+        ref = pipe.scheduler.add_noise(src, ctx.noise, ts[step + 1: step + 2]) if step + 1 < len(ts) else src
+        return blend_latents(latents, ctx.latent_mask, ref)
+
+
+def encode_video(pipe: Any, frames: U8) -> Any:
+    """Scaled VAE latents of ``(N, h, w, 3) uint8`` frames, laid out as the CogVideoX pipeline's latents.
+
+    Returns:
+        ``(1, F_lat, C, h/8, w/8)`` float32 torch tensor on the pipeline's execution device (distribution mode,
+        times the VAE scaling factor, or divided by it for VAEs with ``invert_scale_latents``).
+    """
+    import torch
+
+    vae = pipe.vae
+    vae_device = next(vae.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device=vae_device, dtype=torch.float32)
+    x = (x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0).to(vae.dtype)  # (1, 3, N, h, w) in [-1, 1]
+    with torch.inference_mode():
+        lat = vae.encode(x).latent_dist.mode()  # (1, C, F_lat, h/8, w/8)
+    lat = lat.permute(0, 2, 1, 3, 4).float()
+    scale = float(pipe.vae_scaling_factor_image)
+    lat = lat / scale if getattr(vae.config, "invert_scale_latents", False) else lat * scale
+    return lat.to(pipe._execution_device)
+
+
 # ============================================================================================== painter
 class GenerativePainter:
     """FLUX.1 Fill first frame → CogVideoX-I2V propagation (see the module docstring).
 
+    Stepwise API: :meth:`first_frame` (may run several times in a QA loop), then :meth:`propagate` once;
+    :meth:`paint` does both.
+
     Args:
         cfg: painter settings; defaults (real models, 720x480, 49 frames) when None.
+        hooks: extra :class:`PropagationHook` objects, run after the built-in :class:`LatentBlendHook`
+            (present when ``cfg.latent_blend``).
+        video_pipeline: optional factory ``cfg -> pipeline`` replacing the stock CogVideoX I2V pipeline (e.g. a
+            VideoPainter-style dual-branch pipeline); it must accept the stock call's keyword arguments.
     """
 
     name = "flux_cogvideox"
 
-    def __init__(self, cfg: GenerativeConfig | None = None) -> None:
+    def __init__(self, cfg: GenerativeConfig | None = None, hooks: Sequence[PropagationHook] = (),
+                 video_pipeline: Callable[[GenerativeConfig], Any] | None = None) -> None:
         self.cfg = cfg or GenerativeConfig()
+        self.hooks: list[PropagationHook] = [*([LatentBlendHook()] if self.cfg.latent_blend else []), *hooks]
+        self._video_factory = video_pipeline
         self._fill: Any = None
         self._video: Any = None
         self._fill_device = "cpu"
         self._video_device = "cpu"
+        #: whether each pipeline sits on its compute device (False: not loaded, or parked in CPU memory)
+        self.resident: dict[str, bool] = {"flux": False, "video": False}
+        #: placement events, in order (``"flux -> cuda:0"``, ``"flux parked on cpu"`` ...)
+        self.placement: list[str] = []
+        #: what :func:`lanepipe.edit.accel.apply` did to each transformer
+        self.accel_applied: dict[str, dict[str, Any]] = {}
+        self.allocator = configure_allocator(self.cfg)
 
-    # ------------------------------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------------------------------ loading
     def setup(self) -> None:
-        """Build or load both pipelines once (idempotent).
+        """Load both pipelines once and place them (idempotent); with ``unload_between_phases`` the video
+        pipeline stays in CPU memory until :meth:`propagate` needs it.
 
         Raises:
             BackendUnavailableError: diffusers missing, a model or the LoRA file not found or not loadable.
         """
-        if self._fill is not None and self._video is not None:
-            return
+        self._activate("flux")
+        if self.cfg.unload_between_phases:
+            self._load("video")
+        else:
+            self._activate("video")
+
+    def _device_of(self, phase: Phase) -> str:
+        return self._fill_device if phase == "flux" else self._video_device
+
+    def _offloaded(self, phase: Phase) -> bool:
+        return self.cfg.cpu_offload and self._device_of(phase).startswith("cuda")
+
+    def _load(self, phase: Phase) -> Any:
+        """Build or load one pipeline (in CPU memory, not placed); idempotent."""
+        existing = self._fill if phase == "flux" else self._video
+        if existing is not None:
+            return existing
         diffusers = _import_diffusers()
         import torch
 
         cfg = self.cfg
-        lora: Path | None = None
-        if cfg.lora_path is not None:
-            lora = Path(cfg.lora_path).expanduser()
-            if not lora.is_file():
-                raise BackendUnavailableError(f"LoRA file {cfg.lora_path!r} not found: expected a .safetensors file")
-        self._fill_device = _device(cfg.flux_device)
-        self._video_device = _device(cfg.video_device)
-        if cfg.preset == "tiny-random":
-            fill = tiny_fill_pipeline(cfg)
-            video = tiny_video_pipeline(cfg)
-            for pipe, dev in ((fill, self._fill_device), (video, self._video_device)):
-                if _dtype(cfg, dev) != torch.float32:
-                    pipe.to(dtype=_dtype(cfg, dev))
+        tiny = cfg.preset == "tiny-random"
+        if phase == "flux":
+            lora: Path | None = None
+            if cfg.lora_path is not None:
+                lora = Path(cfg.lora_path).expanduser()
+                if not lora.is_file():
+                    raise BackendUnavailableError(
+                        f"LoRA file {cfg.lora_path!r} not found: expected a .safetensors file")
+            self._fill_device = dev = _device(cfg.flux_device)
+            if tiny:
+                pipe = tiny_fill_pipeline(cfg)
+            else:
+                pipe = _from_pretrained(diffusers.FluxFillPipeline, cfg.flux_model, "FLUX.1 Fill", _dtype(cfg, dev))
+            if lora is not None:
+                try:
+                    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="lanepipe",
+                                           use_safetensors=True)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise BackendUnavailableError(f"could not load FLUX LoRA {str(lora)!r}: {exc}") from exc
+                pipe.set_adapters(["lanepipe"], adapter_weights=[cfg.lora_scale])
+                if cfg.accel.fuse_qkv:  # fused projections would drop the LoRA layers: merge them first
+                    pipe.fuse_lora(components=["transformer"], lora_scale=1.0)
+                    pipe.unload_lora_weights()
         else:
-            fill = _from_pretrained(diffusers.FluxFillPipeline, cfg.flux_model, "FLUX.1 Fill",
-                                    _dtype(cfg, self._fill_device))
-            video = _from_pretrained(diffusers.CogVideoXImageToVideoPipeline, cfg.cogvideox_model, "CogVideoX I2V",
-                                     _dtype(cfg, self._video_device))
-        if lora is not None:
-            try:
-                fill.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="lanepipe",
-                                       use_safetensors=True)
-            except (OSError, ValueError, KeyError) as exc:
-                raise BackendUnavailableError(f"could not load FLUX LoRA {str(lora)!r}: {exc}") from exc
-            fill.set_adapters(["lanepipe"], adapter_weights=[cfg.lora_scale])
-        for pipe, dev in ((fill, self._fill_device), (video, self._video_device)):
-            if cfg.vae_slicing:
-                pipe.vae.enable_slicing()
-            if cfg.vae_tiling:
-                pipe.vae.enable_tiling()
-            if cfg.cpu_offload and dev.startswith("cuda"):
+            self._video_device = dev = _device(cfg.video_device)
+            if self._video_factory is not None:
+                pipe = self._video_factory(cfg)
+            elif tiny:
+                pipe = tiny_video_pipeline(cfg)
+            else:
+                pipe = _from_pretrained(diffusers.CogVideoXImageToVideoPipeline, cfg.cogvideox_model,
+                                        "CogVideoX I2V", _dtype(cfg, dev))
+        if tiny and _dtype(cfg, dev) != torch.float32:
+            pipe.to(dtype=_dtype(cfg, dev))
+        if cfg.vae_slicing:
+            pipe.vae.enable_slicing()
+        if cfg.vae_tiling:
+            pipe.vae.enable_tiling()
+        pipe.set_progress_bar_config(disable=True)
+        if phase == "flux":
+            self._fill = pipe
+        else:
+            self._video = pipe
+        return pipe
+
+    def _park(self, phase: Phase) -> None:
+        """Move a pipeline to CPU memory and empty the CUDA cache (``unload_between_phases``)."""
+        import torch
+
+        pipe = self._fill if phase == "flux" else self._video
+        pipe.to("cpu")
+        self.resident[phase] = False
+        gc.collect()
+        if self._device_of(phase).startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.placement.append(f"{phase} parked on cpu")
+
+    def _activate(self, phase: Phase) -> Any:
+        """The pipeline of ``phase``, loaded and on its device (parking the other one when configured)."""
+        pipe = self._load(phase)
+        other: Phase = "video" if phase == "flux" else "flux"
+        if self.cfg.unload_between_phases and self.resident[other] and not self._offloaded(other):
+            self._park(other)
+        if not self.resident[phase]:
+            dev = self._device_of(phase)
+            if self._offloaded(phase):
                 pipe.enable_model_cpu_offload(device=dev)
+                self.placement.append(f"{phase} -> {dev} (model CPU offload)")
             else:
                 pipe.to(dev)
-            pipe.set_progress_bar_config(disable=True)
-        self._fill, self._video = fill, video
+                self.placement.append(f"{phase} -> {dev}")
+            self.resident[phase] = True
+        if phase not in self.accel_applied:
+            self.accel_applied[phase] = accel.apply(pipe.transformer,
+                                                    self.cfg.accel if phase == "flux" else self.cfg.video_accel)
+        return pipe
 
-    # ------------------------------------------------------------------------------------------ public
+    # ------------------------------------------------------------------------------------------ steps
+    @staticmethod
+    def _check(clip: Clip, masks: RoadMasks) -> None:
+        masks.check_matches(clip)
+        if not masks.masks.any():
+            raise InputError(clip.source, "a road mask with road pixels to paint on",
+                             "an all-zero mask in every frame", "segment the clip first or check the mask file")
+
+    def _to_clip(self, generated: U8, original: U8, road: Bool) -> U8:
+        """Model-size frame → clip size, composited inside the clip-size road mask with ``keep_unmasked``."""
+        cfg = self.cfg
+        g = _resize(generated, original.shape[1], original.shape[0])
+        if not cfg.keep_unmasked:
+            return g
+        return blend(g, original, inner_feather(road, cfg.mask_feather_px * original.shape[1] / cfg.width))
+
+    def first_frame(self, clip: Clip, masks: RoadMasks, prompt: str, seed: int | None = None) -> U8:
+        """Repaint the road of the clip's first frame with FLUX.1 Fill.
+
+        Args:
+            clip: ``(T, H, W, 3) uint8`` frames (only frame 0 is used).
+            masks: ``(T, H, W) bool`` road masks, True = road (repainted).
+            prompt: the text prompt (a canonical caption, or a revised one).
+            seed: noise seed; ``cfg.seed`` when None.
+
+        Returns:
+            ``(H, W, 3) uint8`` at clip size; with ``keep_unmasked`` the input's pixels outside the road mask.
+
+        Raises:
+            InputError: masks of another shape, or an all-zero mask.
+            BackendUnavailableError: see :meth:`setup`.
+        """
+        import torch
+        from PIL import Image
+
+        cfg = self.cfg
+        self._check(clip, masks)
+        fill = self._activate("flux")
+        w, h = cfg.width, cfg.height
+        frame_w = _resize(clip.frames[0], w, h)
+        gen_mask = dilate_mask(_resize_mask(masks.masks[0], w, h), cfg.mask_dilate_px)
+        with torch.inference_mode(), accel.attention_context(cfg.accel):
+            res = fill(
+                prompt=prompt, image=Image.fromarray(frame_w),
+                mask_image=Image.fromarray(gen_mask.astype(np.uint8) * 255, mode="L"), height=h, width=w,
+                guidance_scale=cfg.flux_guidance, num_inference_steps=cfg.flux_steps,
+                max_sequence_length=cfg.max_sequence_length,
+                generator=torch.Generator(device="cpu").manual_seed(cfg.seed if seed is None else seed),
+                output_type="np")
+        first = _to_u8(res.images[0])
+        if cfg.keep_unmasked:
+            first = blend(first, frame_w, feather_mask(gen_mask, cfg.mask_feather_px))
+        return self._to_clip(first, clip.frames[0], masks.masks[0])
+
+    def propagate_window(self, frames: U8, masks: Bool, condition: U8, prompt: str, seed: int, *, index: int = 0,
+                         start: int = 0, output_type: Literal["np", "latent"] = "np") -> tuple[Any, WindowContext]:
+        """Run CogVideoX I2V on one window, with the hooks.
+
+        Args:
+            frames: ``(N, h, w, 3) uint8`` source frames at model size, ``N = cfg.num_frames``.
+            masks: ``(N, h, w) bool`` dilated road masks at model size, True = generated.
+            condition: ``(h, w, 3) uint8`` conditioning (first) frame.
+            prompt: the text prompt.
+            seed: seed of the window's noise.
+            index: window number; start: its first clip frame (both reported to hooks).
+            output_type: ``"np"``: ``(N, h, w, 3)`` float frames in [0, 1]; ``"latent"``: the final
+                ``(1, F_lat, C, h/8, w/8)`` latents (torch), before decoding.
+
+        Returns:
+            ``(output, context)``; the context holds the source latents when a hook needed them.
+        """
+        import torch
+        from PIL import Image
+
+        cfg = self.cfg
+        n, h, w = cfg.num_frames, cfg.height, cfg.width
+        if frames.shape != (n, h, w, 3) or masks.shape != (n, h, w) or condition.shape != (h, w, 3):
+            raise InputError("propagation window", f"frames ({n}, {h}, {w}, 3), masks ({n}, {h}, {w}), condition "
+                             f"({h}, {w}, 3)", f"{frames.shape}, {masks.shape}, {condition.shape}")
+        pipe = self._activate("video")
+        ctx = WindowContext(index=index, start=start, frames=frames, masks=masks, condition=condition, prompt=prompt,
+                            seed=seed, steps=cfg.video_steps)
+        if any(hk.needs_latents for hk in self.hooks):
+            device = pipe._execution_device
+            ctx.source_latents = encode_video(pipe, frames)
+            lm = latent_masks(masks, int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial))
+            ctx.latent_mask = torch.from_numpy(lm.astype(np.float32))[None, :, None].to(device)
+            noise_gen = torch.Generator(device="cpu").manual_seed(seed + 7919)
+            ctx.noise = torch.randn(tuple(ctx.source_latents.shape), generator=noise_gen).to(device)
+        kwargs: dict[str, Any] = {}
+        for hk in self.hooks:
+            kwargs.update(hk.window_kwargs(pipe, ctx))
+        if self.hooks:
+            def on_step_end(p: Any, step: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                lat = tensors["latents"]
+                for hk in self.hooks:
+                    lat = hk.on_step_end(p, ctx, step, t, lat)
+                return {"latents": lat}
+
+            kwargs.update(callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"])
+        with torch.inference_mode(), accel.attention_context(cfg.video_accel):
+            out = pipe(image=Image.fromarray(condition), prompt=prompt, height=h, width=w, num_frames=n,
+                       num_inference_steps=cfg.video_steps, guidance_scale=cfg.video_guidance,
+                       max_sequence_length=cfg.video_max_sequence_length,
+                       generator=torch.Generator(device="cpu").manual_seed(seed), output_type=output_type, **kwargs)
+        if output_type == "latent":
+            return out.frames, ctx
+        video = np.asarray(out.frames[0])
+        if video.shape[0] != n:
+            raise BackendUnavailableError(f"the video pipeline returned {video.shape[0]} frames for a window of {n}")
+        return video, ctx
+
+    def propagate(self, clip: Clip, masks: RoadMasks, first_frame: U8, prompt: str, seed: int | None = None,
+                  spec: LaneSpec | None = None) -> PaintResult:
+        """Carry an edited first frame through the clip with CogVideoX I2V windows.
+
+        Args:
+            clip: ``(T, H, W, 3) uint8`` frames.
+            masks: ``(T, H, W) bool`` road masks, True = road.
+            first_frame: ``(H, W, 3) uint8`` edited first frame at clip size (from :meth:`first_frame`); it is the
+                result's frame 0 unchanged.
+            prompt: the text prompt (the one that made ``first_frame``).
+            seed: base seed (window ``k`` uses ``seed + 1 + k``); ``cfg.seed`` when None.
+            spec: the instruction, for the diagnostics only.
+
+        Returns:
+            :class:`PaintResult`: ``(T, H, W, 3) uint8`` frames (input pixels outside the road mask with
+            ``keep_unmasked``), empty lane lists per frame, diagnostics (devices, placement, accel, timings).
+
+        Raises:
+            InputError: masks or first frame of another shape, or an all-zero mask.
+            BackendUnavailableError: see :meth:`setup`.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self._check(clip, masks)
+        if first_frame.shape != clip.frames.shape[1:] or first_frame.dtype != np.uint8:
+            raise InputError(clip.source, f"a first frame of shape {clip.frames.shape[1:]} uint8 (H, W, 3)",
+                             f"{first_frame.shape} {first_frame.dtype}")
+        base = cfg.seed if seed is None else seed
+        starts = window_starts(clip.num_frames, cfg.num_frames)
+        if starts:
+            self._activate("video")
+        t1 = time.perf_counter()
+
+        w, h, n, total = cfg.width, cfg.height, cfg.num_frames, clip.num_frames
+        frames_w = np.stack([_resize(f, w, h) for f in clip.frames])
+        gen_masks = np.stack([dilate_mask(_resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
+        out_w: list[U8] = [_resize(first_frame, w, h)]
+        for k, s in enumerate(starts):
+            idx = [min(s + j, total - 1) for j in range(n)]
+            video, _ = self.propagate_window(frames_w[idx], gen_masks[idx], out_w[s], prompt, base + 1 + k,
+                                             index=k, start=s)
+            for j in range(1, n):
+                t = s + j
+                if t >= total:
+                    break
+                g = _to_u8(video[j])
+                out_w.append(blend(g, frames_w[t], feather_mask(gen_masks[t], cfg.mask_feather_px))
+                             if cfg.keep_unmasked else g)
+        t2 = time.perf_counter()
+
+        out = np.empty_like(clip.frames)
+        out[0] = first_frame
+        for t in range(1, total):
+            out[t] = self._to_clip(out_w[t], clip.frames[t], masks.masks[t])
+        t3 = time.perf_counter()
+        lanes: list[list[PaintedLine]] = [[] for _ in range(total)]
+        diag: dict[str, Any] = {
+            "backend": self.name, "preset": cfg.preset, "instruction": spec.to_text() if spec else None,
+            "prompt": prompt, "model_size": [w, h], "windows": len(starts), "window_frames": n, "model_fps": cfg.fps,
+            "clip_fps": clip.fps, "seed": base, "lora": cfg.lora_path, "lora_scale": cfg.lora_scale,
+            "latent_blend": cfg.latent_blend, "hooks": [type(hk).__name__ for hk in self.hooks],
+            "devices": {"flux": self._fill_device, "video": self._video_device},
+            "placement": list(self.placement), "resident": dict(self.resident), "accel": dict(self.accel_applied),
+            "allocator": self.allocator,
+            "timing_s": {"setup": round(t1 - t0, 3), "propagate": round(t2 - t1, 3), "composite": round(t3 - t2, 3)},
+        }
+        return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
+
+    # ------------------------------------------------------------------------------------------ one call
     def paint(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, params: PaintParams | Any | None = None
               ) -> PaintResult:
-        """Repaint the road of ``clip`` so that it shows ``spec``.
+        """Repaint the road of ``clip`` so that it shows ``spec``: :meth:`first_frame` then :meth:`propagate`.
 
         Args:
             clip: ``(T, H, W, 3) uint8`` frames.
@@ -394,77 +897,21 @@ class GenerativePainter:
                 everything else is ignored.
 
         Returns:
-            :class:`PaintResult`: ``(T, H, W, 3) uint8`` frames (input pixels outside the road mask with
-            ``keep_unmasked``), empty lane lists per frame, diagnostics with timings per phase.
+            :class:`PaintResult` (see :meth:`propagate`), with timings per phase.
 
         Raises:
             InputError: masks of another shape, or an all-zero mask.
             BackendUnavailableError: see :meth:`setup`.
         """
-        import torch
-
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        masks.check_matches(clip)
-        if not masks.masks.any():
-            raise InputError(clip.source, "a road mask with road pixels to paint on",
-                             "an all-zero mask in every frame", "segment the clip first or check the mask file")
         revised = getattr(params, "caption", None)
         prompt = revised if isinstance(revised, str) and revised.strip() else spec.caption()
+        t0 = time.perf_counter()
+        self._check(clip, masks)
         self.setup()
         t1 = time.perf_counter()
-
-        w, h, n = cfg.width, cfg.height, cfg.num_frames
-        frames_w = [_resize(f, w, h) for f in clip.frames]
-        masks_w = [_resize_mask(m, w, h) for m in masks.masks]
-        gen_masks = [dilate_mask(m, cfg.mask_dilate_px) for m in masks_w]
-        alphas_w = [feather_mask(m, cfg.mask_feather_px) for m in gen_masks]
-
-        from PIL import Image
-
-        with torch.inference_mode():
-            res = self._fill(
-                prompt=prompt, image=Image.fromarray(frames_w[0]),
-                mask_image=Image.fromarray(gen_masks[0].astype(np.uint8) * 255, mode="L"), height=h, width=w,
-                guidance_scale=cfg.flux_guidance, num_inference_steps=cfg.flux_steps,
-                max_sequence_length=cfg.max_sequence_length,
-                generator=torch.Generator(device="cpu").manual_seed(cfg.seed), output_type="np")
-        first = _to_u8(res.images[0])
-        if cfg.keep_unmasked:
-            first = blend(first, frames_w[0], alphas_w[0])
+        first = self.first_frame(clip, masks, prompt)
         t2 = time.perf_counter()
-
-        out_w: list[U8] = [first]
-        starts = window_starts(clip.num_frames, n)
-        for k, s in enumerate(starts):
-            with torch.inference_mode():
-                vid = self._video(
-                    image=Image.fromarray(out_w[s]), prompt=prompt, height=h, width=w, num_frames=n,
-                    num_inference_steps=cfg.video_steps, guidance_scale=cfg.video_guidance,
-                    max_sequence_length=cfg.video_max_sequence_length,
-                    generator=torch.Generator(device="cpu").manual_seed(cfg.seed + 1 + k), output_type="np")
-            video = np.asarray(vid.frames[0])
-            for j in range(1, n):
-                t = s + j
-                if t >= clip.num_frames:
-                    break
-                g = _to_u8(video[j])
-                out_w.append(blend(g, frames_w[t], alphas_w[t]) if cfg.keep_unmasked else g)
-        t3 = time.perf_counter()
-
-        out = np.empty_like(clip.frames)
-        feather_full = cfg.mask_feather_px * clip.width / w
-        for t in range(clip.num_frames):
-            g = _resize(out_w[t], clip.width, clip.height)
-            out[t] = blend(g, clip.frames[t], inner_feather(masks.masks[t], feather_full)) if cfg.keep_unmasked else g
-        t4 = time.perf_counter()
-        lanes: list[list[PaintedLine]] = [[] for _ in range(clip.num_frames)]
-        diag: dict[str, Any] = {
-            "backend": self.name, "preset": cfg.preset, "instruction": spec.to_text(), "prompt": prompt,
-            "model_size": [w, h], "windows": len(starts), "window_frames": n, "model_fps": cfg.fps,
-            "clip_fps": clip.fps, "seed": cfg.seed, "lora": cfg.lora_path, "lora_scale": cfg.lora_scale,
-            "devices": {"flux": self._fill_device, "video": self._video_device},
-            "timing_s": {"setup": round(t1 - t0, 3), "flux": round(t2 - t1, 3), "propagate": round(t3 - t2, 3),
-                         "composite": round(t4 - t3, 3)},
-        }
-        return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
+        res = self.propagate(clip, masks, first, prompt, spec=spec)
+        timing = res.diagnostics["timing_s"]
+        timing.update(setup=round(t1 - t0 + timing["setup"], 3), flux=round(t2 - t1, 3))
+        return res

@@ -3,6 +3,15 @@
 Reads the clip's source and road masks from a finished segment stage (this run or ``--from-run``).
 Outputs per (clip, instruction): ``edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json,
 meta.json}``; ``meta.json`` is written last and marks the item finished.
+
+Painter by ``edit.backend``, verifier by ``verify.backend``:
+
+* ``procedural`` + ``lane_detector``: paint the clip → inspect it → adjust the paint knobs → repaint
+  (:func:`qa_edit`); ``procedural`` + ``qwen_vl``: the same loop, the judge sees frame 0 of the original and the
+  edited clip and its reasons steer the knobs;
+* ``flux_cogvideox`` + either: FLUX first frame → judge → revised caption (``qwen_vl``) and next seed → repeat
+  until PASS or ``edit.qa.max_iterations``, then propagate the last first frame once (:func:`qa_generative`);
+  ``lane_detector`` judges the single generated frame with its road mask.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import numpy as np
 
 from lanepipe.config import RunConfig
 from lanepipe.datasets.context import load_context
+from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.instructions import LaneSpec, parse_instruction
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
 from lanepipe.errors import InputError, LanepipeError
@@ -26,8 +36,9 @@ from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
 from lanepipe.types import Clip, RoadMasks
-from lanepipe.verify.base import Verifier, verdict
+from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
 from lanepipe.verify.lane_detector import LaneDetector
+from lanepipe.verify.qwen_vl import QwenJudge, QwenJudgeConfig, caption_core
 from lanepipe.viz.camera import PinholeCamera
 
 
@@ -69,9 +80,13 @@ class QAOutcome:
         return str(self.iterations[-1]["verdict"])
 
 
-def qa_edit(painter: ProceduralPainter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
-            max_iterations: int = 10, enabled: bool = True) -> QAOutcome:
-    """Paint → verify → adjust → retry until the verifier sees what ``spec`` asks, or ``max_iterations``."""
+def qa_edit(painter: ProceduralPainter, verifier: Verifier | FrameJudge, clip: Clip, masks: RoadMasks,
+            spec: LaneSpec, max_iterations: int = 10, enabled: bool = True) -> QAOutcome:
+    """Paint → verify → adjust → retry until the verifier sees what ``spec`` asks, or ``max_iterations``.
+
+    A :class:`~lanepipe.verify.base.Verifier` inspects the whole edited clip; a
+    :class:`~lanepipe.verify.base.FrameJudge` judges frame 0 (original vs edited); its reasons adjust the knobs.
+    """
     params = PaintParams()
     iterations: list[dict[str, Any]] = []
     result: PaintResult | None = None
@@ -81,15 +96,90 @@ def qa_edit(painter: ProceduralPainter, verifier: Verifier, clip: Clip, masks: R
         if not enabled:
             iterations.append({"attempt": attempt, "verdict": "SKIPPED", "reasons": [], "params": params.model_dump()})
             break
-        report = verifier.inspect(result.frames, masks.masks)
-        passed, reasons = verdict(report, spec)
-        iterations.append({"attempt": attempt, "verdict": "PASS" if passed else "FAIL", "reasons": reasons,
-                           "params": params.model_dump(), "seen": report.to_dict()})
+        record: dict[str, Any] = {"attempt": attempt, "params": params.model_dump()}
+        if isinstance(verifier, FrameJudge):
+            j = verifier.judge(clip.frames[0], result.frames[0], spec, road_mask=masks.masks[0])
+            passed, reasons = j.passed, list(j.reasons)
+            record.update(revised_caption=j.revised_caption, raw=j.raw)
+        else:
+            report = verifier.inspect(result.frames, masks.masks)
+            passed, reasons = verdict(report, spec)
+            record["seen"] = report.to_dict()
+        iterations.append({**record, "verdict": "PASS" if passed else "FAIL", "reasons": reasons})
         if passed:
             break
         params = params.adjusted(reasons, attempt)
     assert result is not None
     return QAOutcome(result=result, iterations=iterations, passed=passed)
+
+
+def next_prompt(spec: LaneSpec, revised: str | None, current: str) -> str:
+    """The FLUX prompt after a FAIL: the instruction's canonical caption followed by the revised caption's details.
+
+    The canonical part always comes from ``spec`` (a judge's caption that names other markings does not change
+    the instruction); with no revised caption the prompt stays ``current``.
+    """
+    if not revised or not revised.strip():
+        return current
+    text = revised.strip()
+    core = caption_core(text)
+    if core is not None:
+        at = text.lower().find(core)
+        text = (text[:at] + text[at + len(core):]) if at >= 0 else text
+    detail = " ".join(text.strip(" ,;:.-").split())
+    return f"{spec.caption()}, {detail}" if detail else spec.caption()
+
+
+def qa_generative(painter: GenerativePainter, judge: FrameJudge, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+                  max_iterations: int = 10, enabled: bool = True, vary_seed: bool = True) -> QAOutcome:
+    """FLUX first frame → judge → revised caption / next seed → repeat until PASS or ``max_iterations``; then
+    propagate the last first frame (the passing one, if any) once, with the prompt that made it.
+
+    Each attempt is recorded: ``attempt``, ``verdict``, ``reasons``, ``prompt``, ``seed``, ``revised_caption``,
+    ``raw`` (the judge's text), ``first_frame_s``, ``judge_s``.
+    """
+    prompt = spec.caption()
+    iterations: list[dict[str, Any]] = []
+    passed = False
+    first = None
+    used_prompt, used_seed = prompt, painter.cfg.seed
+    flux_s = judge_s = 0.0
+    for attempt in range(max_iterations):
+        seed = painter.cfg.seed + (attempt if vary_seed else 0)
+        t0 = time.perf_counter()
+        first = painter.first_frame(clip, masks, prompt, seed=seed)
+        t1 = time.perf_counter()
+        flux_s += t1 - t0
+        used_prompt, used_seed = prompt, seed
+        if not enabled:
+            iterations.append({"attempt": attempt, "verdict": "SKIPPED", "reasons": [], "prompt": prompt,
+                               "seed": seed, "first_frame_s": round(t1 - t0, 3)})
+            break
+        j = judge.judge(clip.frames[0], first, spec, road_mask=masks.masks[0])
+        t2 = time.perf_counter()
+        judge_s += t2 - t1
+        passed = j.passed
+        iterations.append({"attempt": attempt, "verdict": "PASS" if passed else "FAIL", "reasons": list(j.reasons),
+                           "prompt": prompt, "seed": seed, "revised_caption": j.revised_caption, "raw": j.raw,
+                           "first_frame_s": round(t1 - t0, 3), "judge_s": round(t2 - t1, 3)})
+        if passed:
+            break
+        prompt = next_prompt(spec, j.revised_caption, prompt)
+    assert first is not None
+    result = painter.propagate(clip, masks, first, used_prompt, seed=used_seed, spec=spec)
+    timing = result.diagnostics.setdefault("timing_s", {})
+    timing.update(flux=round(flux_s, 3), judge=round(judge_s, 3))
+    result.diagnostics.update(qa_attempts=len(iterations), judge=getattr(judge, "name", type(judge).__name__))
+    return QAOutcome(result=result, iterations=iterations, passed=passed)
+
+
+def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
+    """``verify.qwen_vl``, switched to its tiny-random preset by ``edit.preset=tiny-random`` (fields left at their
+    defaults take the preset's tiny values)."""
+    q = cfg.verify.qwen_vl
+    if cfg.edit.preset != "tiny-random" or q.preset == "tiny-random":
+        return q
+    return QwenJudgeConfig.model_validate({**q.model_dump(exclude_defaults=True), "preset": "tiny-random"})
 
 
 class EditStage:
@@ -100,8 +190,17 @@ class EditStage:
         self.store = RunStore(root, run_id)
         self.upstream = RunStore(upstream_root, upstream_run_id)
         self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
-        self.painter = ProceduralPainter(cfg.edit.procedural)
-        self.verifier = LaneDetector(cfg.verify.lane_detector)
+        # the generative painter first: it sets the CUDA allocator before a judge on CUDA starts CUDA
+        self.painter: ProceduralPainter | GenerativePainter = (
+            GenerativePainter(cfg.edit.generative) if cfg.edit.backend == "flux_cogvideox"
+            else ProceduralPainter(cfg.edit.procedural))
+        self.verifier: Verifier | FrameJudge
+        if cfg.verify.backend == "qwen_vl":
+            self.verifier = QwenJudge(judge_config(cfg))
+        elif isinstance(self.painter, GenerativePainter):
+            self.verifier = VerifierJudge(LaneDetector(cfg.verify.lane_detector))
+        else:
+            self.verifier = LaneDetector(cfg.verify.lane_detector)
 
     def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
@@ -124,7 +223,12 @@ class EditStage:
         """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last)."""
         qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
-        outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
+        if isinstance(self.painter, GenerativePainter):
+            assert isinstance(self.verifier, FrameJudge)
+            outcome = qa_generative(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations,
+                                    qa_cfg.enabled, qa_cfg.vary_seed)
+        else:
+            outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
         result, iterations = outcome.result, outcome.iterations
         paint_s = time.perf_counter() - t0
         d = self.store.edit_paths(clip.name, spec.slug)
@@ -134,8 +238,11 @@ class EditStage:
             raise RuntimeError(f"PNG encoding of the first frame of {clip.name} failed")
         storage.write_bytes_atomic(d.first_frame, png.tobytes())
         final = iterations[-1]["verdict"]
-        qa = {"instruction": spec.to_text(), "caption": spec.caption(), "verifier": "lane_detector",
-              "max_iterations": qa_cfg.max_iterations, "final_verdict": final, "iterations": iterations}
+        qa = {"instruction": spec.to_text(), "caption": spec.caption(), "backend": self.cfg.edit.backend,
+              "verifier": self.cfg.verify.backend, "max_iterations": qa_cfg.max_iterations, "final_verdict": final,
+              "iterations": iterations}
+        if isinstance(self.painter, GenerativePainter):
+            qa["prompt"] = result.diagnostics.get("prompt")
         storage.write_text_atomic(d.qa, json.dumps(qa, indent=2, default=str))
         storage.write_text_atomic(d.lanes, json.dumps(lanes_to_json(result.lanes, spec, clip.fps)))
         row.update(qa_verdict=final, qa_iterations=len(iterations), edit_s=paint_s, edited=d.video,

@@ -5,8 +5,17 @@ Heavy libraries of model backends are imported when a backend is built, not here
 
 from __future__ import annotations
 
-from lanepipe.verify.base import BoundaryReport, LaneReport, Verifier, verdict
+from lanepipe.verify.base import (
+    BoundaryReport,
+    FrameJudge,
+    Judgement,
+    LaneReport,
+    Verifier,
+    VerifierJudge,
+    verdict,
+)
 
-BACKENDS: tuple[str, ...] = ("lane_detector",)
+BACKENDS: tuple[str, ...] = ("lane_detector", "qwen_vl")
 
-__all__ = ["BACKENDS", "BoundaryReport", "LaneReport", "Verifier", "verdict"]
+__all__ = ["BACKENDS", "BoundaryReport", "FrameJudge", "Judgement", "LaneReport", "Verifier", "VerifierJudge",
+           "verdict"]

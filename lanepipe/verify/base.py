@@ -1,12 +1,18 @@
-"""Verifier Protocol, what a verifier reports, and the PASS/FAIL verdict against a lane instruction.
+"""Verifier and judge Protocols, what they report, and the PASS/FAIL verdict against a lane instruction.
 
 A verifier looks at frames (original or edited) and says what the ego lane's two boundaries look like:
 ``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
 instruction; :func:`verdict` compares its report with a :class:`~lanepipe.edit.instructions.LaneSpec`.
+
+A judge (:class:`FrameJudge`) looks at one original and one edited frame and the instruction and returns a
+:class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption): the QA loop of the generative edit backend
+judges each generated first frame before propagating it. The Qwen2.5-VL judge is one
+(:mod:`lanepipe.verify.qwen_vl`); :class:`VerifierJudge` makes any verifier one.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -150,3 +156,69 @@ def verdict(report: LaneReport, spec: LaneSpec,
         if b.pattern != spec.pattern:
             reasons.append(f"{side} boundary pattern: expected {spec.pattern}, seen {b.pattern} {conf}")
     return (not reasons, reasons)
+
+
+# --------------------------------------------------------------------------------------------- judges
+
+#: Reason prefix of a judge answer that could not be read.
+MALFORMED = "malformed judge output"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What a judge said about one edit.
+
+    Attributes:
+        passed: True only for an explicit, parseable PASS.
+        reasons: why (count, colour, pattern, perspective alignment, road texture...); for an unparseable
+            answer one reason starting with ``"malformed judge output"``.
+        revised_caption: a more specific caption (for the Qwen judge normalised by
+            :func:`lanepipe.verify.qwen_vl.normalise_caption`); None if not given.
+        raw: the judge's text, unchanged (a verifier's report as JSON for :class:`VerifierJudge`).
+    """
+
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    revised_caption: str | None = None
+    raw: str = ""
+
+    @property
+    def malformed(self) -> bool:
+        return any(r.startswith(MALFORMED) for r in self.reasons)
+
+
+@runtime_checkable
+class FrameJudge(Protocol):
+    """Judges one edited frame against the original and the instruction. Built once per worker."""
+
+    name: str
+
+    def judge(self, original_first_frame: npt.NDArray[np.uint8], edited_first_frame: npt.NDArray[np.uint8],
+              spec: LaneSpec, road_mask: npt.NDArray[np.bool_] | None = None) -> Judgement:
+        """PASS/FAIL of ``edited_first_frame`` against ``spec``.
+
+        Args:
+            original_first_frame: ``(H, W, 3) uint8`` RGB before the edit.
+            edited_first_frame: ``(H, W, 3) uint8`` RGB after the edit.
+            spec: the instruction.
+            road_mask: optional ``(H, W) bool`` road mask of the frame, True = road (a judge may ignore it).
+        """
+        ...
+
+
+class VerifierJudge:
+    """A :class:`Verifier` used as a :class:`FrameJudge`: it inspects the single edited frame (with its road mask)
+    and :func:`verdict` compares the report with the instruction. It has no revised caption; ``raw`` is the
+    report as JSON."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self.name = verifier.name
+
+    def judge(self, original_first_frame: npt.NDArray[np.uint8], edited_first_frame: npt.NDArray[np.uint8],
+              spec: LaneSpec, road_mask: npt.NDArray[np.bool_] | None = None) -> Judgement:
+        del original_first_frame
+        report = self.verifier.inspect(edited_first_frame[None], None if road_mask is None else road_mask[None])
+        passed, reasons = verdict(report, spec)
+        return Judgement(passed=passed, reasons=reasons, revised_caption=None,
+                         raw=json.dumps(report.to_dict(), default=str))

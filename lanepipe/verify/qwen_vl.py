@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lanepipe.edit.instructions import LaneSpec, parse_caption
 from lanepipe.errors import BackendUnavailableError, InputError
+from lanepipe.verify.base import MALFORMED, Judgement
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -39,15 +39,17 @@ VISION_START, VISION_END, IMAGE_PAD = "<|vision_start|>", "<|vision_end|>", "<|i
 VIDEO_PAD, END_OF_TEXT = "<|video_pad|>", "<|endoftext|>"
 SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
 
-MALFORMED = "malformed judge output"
+#: Values the ``tiny-random`` preset uses for every field the caller did not set (small images, short answers).
+TINY_JUDGE_DEFAULTS: dict[str, Any] = {"device": "cpu", "dtype": "float32", "max_new_tokens": 24,
+                                       "min_pixels": 56 * 56, "max_pixels": 112 * 112}
 
 
 class QwenJudgeConfig(BaseModel):
     """Settings of the Qwen2.5-VL judge.
 
     Attributes:
-        preset: ``"tiny-random"`` builds a tiny random model in memory (``model`` is ignored); ``"none"``
-            loads ``model``.
+        preset: ``"tiny-random"`` builds a tiny random model in memory (``model`` is ignored; unset fields take
+            :data:`TINY_JUDGE_DEFAULTS`); ``"none"`` loads ``model``.
         model: local folder or hub id (must already be in the local cache) of a Qwen2.5-VL checkpoint.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: weights dtype; ``"auto"`` = bfloat16 on CUDA, float32 on CPU.
@@ -63,7 +65,8 @@ class QwenJudgeConfig(BaseModel):
 
     preset: Literal["none", "tiny-random"] = "none"
     model: str = DEFAULT_MODEL
-    device: str = "auto"
+    device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', ... "
+                        "(e.g. the judge on a second GPU beside the edit models)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_new_tokens: int = Field(256, ge=1, le=4096)
@@ -72,34 +75,18 @@ class QwenJudgeConfig(BaseModel):
     max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28)
     local_files_only: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tiny_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "tiny-random":
+            return {**TINY_JUDGE_DEFAULTS, **data}
+        return data
+
     @model_validator(mode="after")
     def _pixels_ordered(self) -> QwenJudgeConfig:
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
         return self
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """What the judge said about one edit.
-
-    Attributes:
-        passed: True only for an explicit, parseable PASS.
-        reasons: why (count, colour, pattern, perspective alignment, road texture...); for an unparseable
-            answer one reason starting with ``"malformed judge output"``.
-        revised_caption: a more specific caption, normalised by :func:`normalise_caption` (its leading part
-            is the canonical caption when the model wrote one, see :func:`caption_core`); None if not given.
-        raw: the model's text, unchanged.
-    """
-
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-    revised_caption: str | None = None
-    raw: str = ""
-
-    @property
-    def malformed(self) -> bool:
-        return any(r.startswith(MALFORMED) for r in self.reasons)
 
 
 # --------------------------------------------------------------------------------------------- captions
@@ -483,14 +470,16 @@ class QwenJudge:
         return str(self.tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True))
 
     def judge(self, original_first_frame: npt.NDArray[np.uint8], edited_first_frame: npt.NDArray[np.uint8],
-              spec: LaneSpec) -> Judgement:
-        """PASS/FAIL of an edit from the original and edited first frames ``(H, W, 3) uint8`` RGB.
+              spec: LaneSpec, road_mask: npt.NDArray[np.bool_] | None = None) -> Judgement:
+        """PASS/FAIL of an edit from the original and edited first frames ``(H, W, 3) uint8`` RGB
+        (:class:`~lanepipe.verify.base.FrameJudge`; the ``(H, W) bool`` road mask is not shown to the model).
 
         Raises:
             InputError: an image is not ``(H, W, 3) uint8`` (or is too small / too elongated).
         """
         a = check_image(original_first_frame, "original first frame")
         b = check_image(edited_first_frame, "edited first frame")
+        del road_mask
         return parse_judgement(self.generate([a, b], build_prompt(spec)))
 
 

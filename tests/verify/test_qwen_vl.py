@@ -212,3 +212,44 @@ def test_verifier_adapter(judge):
         v.check(np.zeros((0, 56, 56, 3), np.uint8), edited, SPEC)
     with pytest.raises(InputError):
         v.check(orig.astype(np.float32), edited, SPEC)
+
+
+# ------------------------------------------------------------------------------------------- judge protocol
+
+
+def test_tiny_preset_defaults_and_overrides():
+    c = QwenJudgeConfig(preset="tiny-random")
+    assert (c.device, c.dtype, c.max_new_tokens, c.max_pixels, c.temperature) == ("cpu", "float32", 24, 112 * 112, 0.1)
+    assert QwenJudgeConfig(preset="tiny-random", max_new_tokens=5).max_new_tokens == 5
+    real = QwenJudgeConfig()
+    assert (real.device, real.max_new_tokens) == ("auto", 256)
+
+
+def test_judges_share_one_protocol(judge):
+    from lanepipe.verify import base
+    from lanepipe.verify.lane_detector import LaneDetector
+
+    assert Judgement is base.Judgement and MALFORMED == base.MALFORMED
+    assert isinstance(judge, base.FrameJudge) and isinstance(base.VerifierJudge(LaneDetector()), base.FrameJudge)
+    assert not isinstance(LaneDetector(), base.FrameJudge)  # a verifier inspects clips; wrap it to judge frames
+    j = judge.judge(_img(1), _img(2), SPEC, road_mask=np.ones((56, 56), bool))  # the mask is not shown to Qwen
+    assert j.raw == judge.judge(_img(1), _img(2), SPEC).raw
+
+
+def test_lane_detector_as_a_frame_judge_known_answer():
+    """The synthetic frame shows a double yellow solid left boundary and a single white dashed right one."""
+    import json
+
+    from lanepipe.sample import render_sample
+    from lanepipe.verify.base import VerifierJudge
+    from lanepipe.verify.lane_detector import LaneDetector
+
+    s = render_sample(num_frames=1, width=480, height=270)
+    frame, road = s.frames[0], s.road_masks[0]
+    judge = VerifierJudge(LaneDetector())
+    ok = judge.judge(frame, frame, SPEC, road_mask=road)
+    assert ok.passed and ok.reasons == [] and ok.revised_caption is None
+    assert json.loads(ok.raw)["left"]["count"] == 2
+    bad = judge.judge(frame, frame, parse_instruction("single white solid"), road_mask=road)
+    assert not bad.passed and not bad.malformed
+    assert any("count" in r for r in bad.reasons) and any("color" in r for r in bad.reasons)
