@@ -206,6 +206,157 @@ def sample(
     typer.echo(str(path))
 
 
+def _counts_lines(counts: dict[str, dict[str, int]]) -> list[str]:
+    return [f"  {attr:<8} " + " · ".join(f"{k} {v}" for k, v in values.items())
+            for attr, values in counts.items() if attr != "unparseable" or values.get("rows")]
+
+
+@app.command("dataset")
+def dataset_cmd(
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="clip, image, folder, glob or URL "
+                                                    "(repeatable); an image is a one-frame clip")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="dataset folder: local path or bucket "
+                                               "URL (default: dataset)")] = None,
+    frames: Annotated[str | None, typer.Option(help="source frame indices, comma list, e.g. 0,25,50")] = None,
+    stride: Annotated[int | None, typer.Option(help="every N-th source frame from 0 (default 10)")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="most frames per clip (default 50)")] = None,
+    segmenter: Annotated[str | None, typer.Option(help="road mask backend: grid | sam2")] = None,
+    captioner: Annotated[str | None, typer.Option(help="caption backend: lane_detector | qwen_vl")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML dataset config (DatasetConfig)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted override, e.g. boundary=both")] = None,
+    address: AddressOpt = None,
+    executor: ExecutorOpt = "ray",
+) -> None:
+    """Build a training dataset: frames → road masks → canonical captions → train.csv, images/, masks/.
+
+    Re-running with the same output skips finished frames; train.csv is rewritten from all of them.
+    """
+    from lanepipe.datasets.training import generate_dataset, load_dataset_config
+    from lanepipe.errors import ConfigError
+
+    base: dict[str, Any] = {}
+    if input:
+        base["paths"] = input
+    if output is not None:
+        base["output"] = output
+    if frames is not None:
+        try:
+            base["frames"] = [int(x) for x in frames.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise ConfigError(f"--frames: expected comma-separated frame indices like 0,25,50, "
+                              f"got {frames!r}") from None
+    for key, value in (("stride", stride), ("max_frames", max_frames), ("captioner", captioner)):
+        if value is not None:
+            base[key] = value
+    if segmenter is not None:
+        base["segment"] = {"backend": segmenter}
+    if address:
+        base["ray"] = {"address": address}
+    cfg = load_dataset_config(config, set_ or [], base=base)
+    if not cfg.paths:
+        raise ConfigError("dataset: give at least one --input (clip, image, folder, glob or URL)")
+
+    def on_clip(row: dict[str, Any]) -> None:
+        if row.get("status") != "ok":
+            reason = str(row.get("error")).splitlines()[0]
+            console.print(f"[red]failed[/red] {escape(str(row.get('clip')))}: {escape(reason)}", soft_wrap=True)
+
+    summary = generate_dataset(cfg, executor=executor, progress=on_clip)
+    dropped = sum(len(c.get("frames_dropped") or []) for c in summary.clips)
+    console.print(f"dataset {summary.url}: {summary.rows} rows in train.csv ({summary.frames_written} frames written, "
+                  f"{summary.frames_resumed} resumed, {dropped} dropped for an empty road mask); "
+                  f"{len(summary.clips)} clips, {len(summary.failed)} failed, {summary.seconds:.1f} s", soft_wrap=True)
+    console.print("caption attributes (rows per value):")
+    for line in _counts_lines(summary.counts):
+        console.print(line, soft_wrap=True)
+    typer.echo(summary.csv_url)
+
+
+@app.command("filter")
+def filter_cmd(
+    source: Annotated[str, typer.Argument(help="dataset folder or its train.csv (path or URL)")],
+    output: Annotated[str, typer.Option("--output", "-o", help="new dataset folder (path or URL)")],
+    count: Annotated[str, typer.Option(help="single | double | any")] = "any",
+    color: Annotated[str, typer.Option(help="white | yellow | mixed | any")] = "any",
+    pattern: Annotated[str, typer.Option(help="solid | dashed | mixed (incl. solid-dashed) | solid-dashed | any")] = (
+        "any"),
+    require_known: Annotated[bool, typer.Option("--require-known", help="drop captions with an unknown "
+                                                "attribute")] = False,
+    link: Annotated[str, typer.Option(help="copy | hardlink | symlink (links: local folders only)")] = "copy",
+    validate: Annotated[bool, typer.Option(help="read and check every image and mask")] = True,
+) -> None:
+    """Keep the rows of a dataset whose caption matches; copy or link their files into a new dataset."""
+    from lanepipe.datasets.filter import Selection, filter_dataset
+
+    sel = Selection(count=count, color=color, pattern=pattern, require_known=require_known)
+    s = filter_dataset(source, output, sel, link=link, validate=validate)
+    reasons = " · ".join(f"{k} {v}" for k, v in s.dropped.items() if v) or "none"
+    console.print(f"filter: kept {s.kept} of {s.total} rows ({s.files} files, {link}); dropped: {reasons}",
+                  soft_wrap=True)
+    shown = 100
+    for line, prompt in s.unparseable[:shown]:
+        console.print(escape(f"  unparseable caption, line {line}: {prompt!r}"), soft_wrap=True)
+    for bad in s.invalid[:shown]:
+        console.print(escape(f"  invalid row, line {bad.line}: {bad.reason}"), soft_wrap=True)
+    for what, items in (("unparseable", s.unparseable), ("invalid", s.invalid)):
+        if len(items) > shown:
+            console.print(f"  … {len(items) - shown} more {what} rows")
+    typer.echo(s.csv_url)
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="dataset folder or URL (train.csv, images/, "
+                                         "masks/), e.g. from `lanepipe dataset`")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="folder or URL for the adapter, "
+                                               "train_summary.json and checkpoints/ (default lora-out)")] = None,
+    preset: Annotated[str | None, typer.Option(help="tiny-random: tiny random FLUX Fill on CPU (tests)")] = None,
+    flux_model: Annotated[str | None, typer.Option(help="FLUX.1 Fill: local diffusers folder or hub id")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 1)")] = None,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="one GPU per worker (default: yes, "
+                                             "except with the tiny-random preset)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="passes over the data (default 5)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="optimiser steps in all (overrides --epochs)")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate (default 1e-5)")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank (default 16)")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="steps between checkpoints (default 100)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of TrainConfig fields")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a TrainConfig field, e.g. "
+                                                   "gradient_checkpointing=true (repeatable)")] = None,
+    address: AddressOpt = None,
+) -> None:
+    """Train a FLUX.1 Fill LoRA with Ray Train; re-running with the same --output resumes from its last checkpoint.
+
+    Writes <output>/pytorch_lora_weights.safetensors (use it as edit.generative.lora_path) and train_summary.json.
+    """
+    from lanepipe.config import apply_overrides
+    from lanepipe.errors import ConfigError
+    from lanepipe.train.lora import parse_config, train_lora
+
+    data: dict[str, Any] = {}
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file {config}: expected a YAML file of training settings, found nothing")
+        loaded = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config}: expected a mapping, found {type(loaded).__name__}")
+        data.update(loaded)
+    for key, value in (("output", output), ("preset", preset), ("flux_model", flux_model), ("num_workers", workers),
+                       ("use_gpu", gpu), ("epochs", epochs), ("max_steps", max_steps), ("lr", lr), ("rank", rank),
+                       ("checkpoint_every", checkpoint_every)):
+        if value is not None:
+            data[key] = value
+    cfg = parse_config(apply_overrides(data, set_ or []))
+    console.print(f"training a rank-{cfg.rank} LoRA on {escape(dataset)} with {cfg.num_workers} worker(s) "
+                  f"({'GPU' if cfg.use_gpu else 'CPU'}) → {escape(cfg.output)}")
+    s = train_lora(dataset, cfg, address=address)
+    resumed = f", resumed at step {s.start_step}" if s.start_step else ""
+    last = f"{s.final_loss:.4f}" if s.final_loss is not None else "n/a"
+    console.print(f"trained {s.steps_run} step(s) to step {s.steps}{resumed} on {s.rows} rows; final loss {last}; "
+                  f"{s.seconds:.1f} s")
+    typer.echo(s.lora_path)
+
+
 @config_app.command("show")
 def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the effective config (defaults < YAML file < --set overrides) as YAML."""
