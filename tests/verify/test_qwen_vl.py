@@ -180,6 +180,13 @@ def test_tiny_other_sizes_and_greedy():
     assert j.raw and not j.passed
 
 
+def test_static_kv_cache_gives_the_same_greedy_answer():
+    greedy = TINY.model_copy(update={"temperature": 0.0, "max_new_tokens": 8})
+    dynamic = QwenJudge(greedy.model_copy(update={"kv_cache": "dynamic"})).generate([_img(5)], "describe")
+    static = QwenJudge(greedy.model_copy(update={"kv_cache": "static"})).generate([_img(5)], "describe")
+    assert static == dynamic and dynamic
+
+
 def test_tiny_saved_and_reloaded_through_real_path(tmp_path, judge):
     judge.model.save_pretrained(tmp_path, safe_serialization=True)
     judge.tokenizer.save_pretrained(tmp_path)
