@@ -533,7 +533,8 @@ class LatentBlendHook(PropagationHook):
         sched.set_timesteps(ctx.steps, device=ctx.noise.device)  # the pipeline sets the same ones again
         ref = sched.add_noise(ctx.source_latents, ctx.noise, sched.timesteps[:1])
         init = blend_latents(ctx.noise, ctx.latent_mask, ref)
-        return {"latents": init / float(sched.init_noise_sigma)}
+        # the pipeline takes given latents as they are (device only): hand them over in the transformer's dtype
+        return {"latents": (init / float(sched.init_noise_sigma)).to(pipe.transformer.dtype)}
 
     def on_step_end(self, pipe: Any, ctx: WindowContext, step: int, timestep: Any, latents: Any) -> Any:
         del timestep

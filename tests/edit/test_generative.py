@@ -256,6 +256,16 @@ def test_latent_blending_keeps_the_source_outside_the_mask(sample) -> None:
     assert errors[True][1] < errors[False][1]
 
 
+def test_bfloat16_pipelines_with_latent_blending(sample) -> None:
+    """bf16 weights (as on CUDA): the blended initial latents must reach the transformer in its dtype (a float32
+    hand-over crashed the first full-size GPU run)."""
+    clip, masks = sample
+    painter = GenerativePainter(GenerativeConfig(preset="tiny-random", seed=3, dtype="bfloat16", latent_blend=True))
+    res = painter.paint(clip, masks, SPEC)
+    assert res.frames.shape == clip.frames.shape
+    np.testing.assert_array_equal(res.frames[~masks.masks], clip.frames[~masks.masks])
+
+
 # ------------------------------------------------------------------------------------------- placement, accel
 
 
