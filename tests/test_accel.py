@@ -60,7 +60,7 @@ def test_blocks_are_found_for_both_transformers() -> None:
 
 def test_fp8_is_refused_off_gpu_with_a_clear_message() -> None:
     t = tiny_video_pipeline(GenerativeConfig(preset="tiny-random")).transformer
-    with pytest.raises(BackendUnavailableError, match="compute capability 8.9"):
+    with pytest.raises(BackendUnavailableError, match=r"compute capability 8\.9"):
         accel.apply(t, accel.AccelConfig(fp8_linear=True))
 
 

@@ -202,3 +202,60 @@ def test_ray_job_submit_runs_the_sweep_entry_point(ray_head: RayHead, tmp_path: 
     assert [p.name for p in masks] == [f"{i:05d}.png" for i in range(4)]
     assert (run / "segment" / real_clip.stem / "meta.json").is_file()
     assert (run / "videopainter" / "meta.csv").is_file()
+
+
+def test_dataset_filter_train_job_then_edit_with_the_lora(ray_head: RayHead, tmp_path: Path, real_clip: Path,
+                                                          data_dir: Path) -> None:
+    """Issue 6's tiny chain: `lanepipe dataset` from a real still and a real clip → `lanepipe filter` →
+    `ray job submit jobs/train_lora.py` (Ray Train, tiny-random FLUX Fill) → `lanepipe run` editing the clip with
+    the trained adapter (flux_cogvideox, tiny-random)."""
+    lanepipe = str(VENV_BIN / "lanepipe")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    still = next(iter(sorted((data_dir / "udacity_advanced_lane_lines" / "test_images").glob("*.jpg"))))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([lanepipe, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=JOB_TIMEOUT_S, check=False)
+        assert proc.returncode == 0, f"lanepipe {' '.join(args)}: rc={proc.returncode}\n{proc.stdout[-3000:]}\n" \
+                                     f"{proc.stderr[-3000:]}"
+        return proc
+
+    ds, kept = tmp_path / "ds", tmp_path / "kept"
+    cli("dataset", "-i", str(still), "-i", str(real_clip), "-o", str(ds), "--stride", "2", "--max-frames", "2",
+        "--executor", "sequential")
+    rows = pd.read_csv(ds / "train.csv")
+    assert len(rows) == 3 and list(rows.columns) == ["image", "mask", "prompt", "prompt_2"]
+    assert all(p.startswith("road with ") and p.endswith(" lane markings") for p in rows.prompt)
+    cli("filter", str(ds), "-o", str(kept), "--link", "hardlink")
+    assert len(pd.read_csv(kept / "train.csv")) == 3
+
+    lora_out = tmp_path / "lora"
+    submission_id = f"lanepipe-train-{secrets.token_hex(4)}"
+    cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head.address, "--submission-id", submission_id,
+           "--working-dir", str(REPO), "--runtime-env-json", json.dumps({
+               "excludes": EXCLUDES, "env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}), "--",
+           "python", "jobs/train_lora.py", "--dataset", str(kept), "--output", str(lora_out),
+           "--set", "preset=tiny-random", "--set", "max_steps=2", "--set", "checkpoint_every=1",
+           "--set", "warmup_steps=0", "--set", "lr=0.01"]
+    try:
+        proc = subprocess.run(cmd, env=ray_head.env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=JOB_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"training job did not finish in {JOB_TIMEOUT_S:.0f} s: {e.stdout!r}\n{_log_tail(ray_head.log)}")
+    status = ray_head.get(f"/api/jobs/{submission_id}")
+    assert proc.returncode == 0 and status["status"] == "SUCCEEDED", (
+        f"rc={proc.returncode} status={status}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    adapter = lora_out / "pytorch_lora_weights.safetensors"
+    assert adapter.is_file() and "trained 2 step(s)" in proc.stdout
+    summary = json.loads((lora_out / "train_summary.json").read_text())
+    assert summary["steps"] == 2
+
+    runs = tmp_path / "runs"
+    cli("run", "--input", str(real_clip), "--stages", "segment,edit", "--output", str(runs), "--executor", "sequential",
+        "--edit", "double yellow solid", "--set", "edit.backend=flux_cogvideox", "--set", "edit.preset=tiny-random",
+        "--set", f"edit.generative.lora_path={adapter}", "--set", "edit.qa.max_iterations=1")
+    df = pd.concat(pd.read_parquet(p) for p in runs.glob("*/results.parquet"))
+    edit = df[df.stage == "edit"]
+    assert list(edit.status) == ["ok"], edit.error.tolist()
+    diag = json.loads(edit.geometry.iloc[0])
+    assert diag["lora"] == str(adapter)
