@@ -461,11 +461,12 @@ def part_sam2(tiny: bool) -> None:
         torch.save({"model": model.state_dict()}, ckpt)
         free(model)
         seg = None
-        variants = ["float32", "bfloat16"]
+        variants = os.environ.get("BENCH_SAM2_VARIANTS", "float32,bfloat16").split(",")
     for dt in variants:
-        if not tiny:
+        if not tiny:  # "bfloat16+vos": sam2's torch.compile'd SAM2VideoPredictorVOS
             seg = s2.Sam2Segmenter(Sam2Config(model_cfg="configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint=str(ckpt),
-                                              device=DEV, dtype=dt))  # type: ignore[arg-type]
+                                              device=DEV, dtype=dt.split("+")[0],  # type: ignore[arg-type]
+                                              vos_optimized=dt.endswith("+vos")))
         assert seg is not None
         seg.segment(make_clip(frames[:8], "warm"))
         masks, secs, peak = timed(lambda: seg.segment(make_clip(frames, "sam2")))  # noqa: B023

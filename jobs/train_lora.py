@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lanepipe.config import apply_overrides
+from lanepipe.config import apply_overrides, read_yaml_mapping
 from lanepipe.errors import LanepipeError
 from lanepipe.train.lora import parse_config, train_lora
 
@@ -30,13 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--address", default="auto", help="Ray address (auto inside a submitted job)")
     args = ap.parse_args(argv)
     try:
-        data: dict[str, Any] = {}
-        if args.config:
-            data = yaml.safe_load(Path(args.config).read_text()) or {}
+        data: dict[str, Any] = read_yaml_mapping(args.config) if args.config else {}
         data["output"] = args.output
         cfg = parse_config(apply_overrides(data, args.sets))
         s = train_lora(args.dataset, cfg, address=args.address)
-    except (LanepipeError, OSError, yaml.YAMLError) as e:
+    except (LanepipeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"trained {s.steps_run} step(s) to step {s.steps} (resumed at {s.start_step}); final loss {s.final_loss}; "

@@ -329,18 +329,10 @@ def train_cmd(
 
     Writes <output>/pytorch_lora_weights.safetensors (use it as edit.generative.lora_path) and train_summary.json.
     """
-    from lanepipe.config import apply_overrides
-    from lanepipe.errors import ConfigError
+    from lanepipe.config import apply_overrides, read_yaml_mapping
     from lanepipe.train.lora import parse_config, train_lora
 
-    data: dict[str, Any] = {}
-    if config is not None:
-        if not config.is_file():
-            raise ConfigError(f"config file {config}: expected a YAML file of training settings, found nothing")
-        loaded = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config}: expected a mapping, found {type(loaded).__name__}")
-        data.update(loaded)
+    data: dict[str, Any] = read_yaml_mapping(config) if config is not None else {}
     for key, value in (("output", output), ("preset", preset), ("flux_model", flux_model), ("num_workers", workers),
                        ("use_gpu", gpu), ("epochs", epochs), ("max_steps", max_steps), ("lr", lr), ("rank", rank),
                        ("checkpoint_every", checkpoint_every)):

@@ -301,6 +301,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (an empty file reads as ``{}``).
+
+    Raises:
+        ConfigError: no file there, a YAML parse error, or a top level that is not a mapping.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p}: expected a YAML file, found nothing at that path")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p}: expected valid YAML, found a parse error: {e}") from e
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p}: expected a mapping at top level, found {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> RunConfig:
     """Build a RunConfig from an optional YAML file, a base dict and dotted overrides.
@@ -308,18 +326,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p}: expected a YAML file, found nothing at that path")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p}: expected valid YAML, found a parse error: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: expected a mapping at top level, found {type(loaded).__name__}")
-        data = loaded
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     if base:
         _deep_merge(data, base)
     apply_overrides(data, overrides or [])

@@ -71,3 +71,22 @@ def test_stage_custom_resources_and_runtime_env_from_config(monkeypatch: pytest.
     assert custom_resources(cfg, "evaluate") == {"alpamayo": 1.0}
     assert custom_resources(cfg, "segment") == {}
     assert cfg.evaluate.resources.runtime_env == {"env_vars": {"HF_HUB_OFFLINE": "1"}}
+
+
+def test_read_yaml_mapping_names_the_file_and_the_problem(tmp_path) -> None:
+    from lanepipe.config import read_yaml_mapping
+    from lanepipe.errors import ConfigError
+
+    good = tmp_path / "good.yaml"
+    good.write_text("rank: 8\nlr: 0.001\n")
+    assert read_yaml_mapping(good) == {"rank": 8, "lr": 0.001}
+    (tmp_path / "empty.yaml").write_text("")
+    assert read_yaml_mapping(tmp_path / "empty.yaml") == {}
+    for name, text, found in (("missing.yaml", None, "found nothing"), ("bad.yaml", "a: [1,", "parse error"),
+                              ("list.yaml", "- 1\n- 2\n", "found list")):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ConfigError, match=found) as info:
+            read_yaml_mapping(path)
+        assert name in str(info.value)

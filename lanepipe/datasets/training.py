@@ -43,10 +43,9 @@ from typing import Any, Literal, Protocol
 import cv2
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import ValidationError
 
-from lanepipe.config import DatasetConfig, RayConfig, apply_overrides
+from lanepipe.config import DatasetConfig, RayConfig, apply_overrides, read_yaml_mapping
 from lanepipe.datasets.sources import ClipRef, resolve_inputs
 from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError, LanepipeError
@@ -768,18 +767,7 @@ def load_dataset_config(path: str | Path | None = None, overrides: list[str] | N
     Raises:
         ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p}: expected a YAML file, found nothing at that path")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p}: expected valid YAML, found a parse error: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: expected a mapping at top level, found {type(loaded).__name__}")
-        data = loaded
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     data.update(base or {})
     apply_overrides(data, overrides or [])
     try:
