@@ -252,6 +252,24 @@ class RunConfig(_Strict):
     render: RenderConfig = Field(default_factory=RenderConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _edit_preset_reaches_the_judge(cls, data: Any) -> Any:
+        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (unless ``verify.qwen_vl.preset`` is given),
+        so that manifest.json records the judge that runs."""
+        if not isinstance(data, dict):
+            return data
+        edit = data.get("edit")
+        if not (isinstance(edit, dict) and edit.get("preset") == "tiny-random"):
+            return data
+        verify = data.get("verify") if data.get("verify") is not None else {}
+        if not isinstance(verify, dict):
+            return data
+        qwen = verify.get("qwen_vl") if verify.get("qwen_vl") is not None else {}
+        if not isinstance(qwen, dict) or "preset" in qwen:
+            return data
+        return {**data, "verify": {**verify, "qwen_vl": {**qwen, "preset": "tiny-random"}}}
+
     @field_validator("stages", mode="before")
     @classmethod
     def _split_stages(cls, v: Any) -> Any:

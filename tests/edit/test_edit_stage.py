@@ -227,6 +227,7 @@ def test_generative_config_keys_and_errors() -> None:
         "tiny-random", 64, 9, "cpu", False, "math")
     j = judge_config(cfg)
     assert (j.preset, j.device, j.max_new_tokens, j.max_pixels) == ("tiny-random", "cpu", 8, 112 * 112)
+    assert cfg.verify.qwen_vl == j  # the manifest records the judge that runs
     again = type(cfg).model_validate_json(cfg.model_dump_json())  # as the Ray actor rebuilds it
     assert again == cfg and judge_config(again) == j
     real = load_config(None, ["edit.backend=flux_cogvideox", "verify.backend=qwen_vl"])
