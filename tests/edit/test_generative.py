@@ -162,6 +162,19 @@ def test_blend_and_inner_feather_known_answer() -> None:
     assert (out[4, 4] == 200).all()
 
 
+def test_blend_matches_the_float_formula_on_random_frames() -> None:
+    rng = np.random.default_rng(7)
+    gen = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    orig = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    a = rng.random((40, 60)).astype(np.float32)
+    a[:10], a[30:] = 0.0, 1.0
+    ref = a[..., None] * gen.astype(np.float64) + (1.0 - a[..., None]) * orig.astype(np.float64)
+    out = blend(gen, orig, a)
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0
+    np.testing.assert_array_equal(out[:10], orig[:10])
+    np.testing.assert_array_equal(out[30:], gen[30:])
+
+
 # ------------------------------------------------------------------------------------------- stepwise API
 
 
