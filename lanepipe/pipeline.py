@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lanepipe.config import STAGES, Resources, RunConfig
+from lanepipe.config import STAGES, RayConfig, Resources, RunConfig
 from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
@@ -119,18 +119,76 @@ def _check_implemented(cfg: RunConfig) -> None:
 
 def init_ray(cfg: RunConfig) -> float:
     """Start or join Ray as configured; returns the seconds it took (0 when already initialised)."""
+    return start_ray(cfg.ray)
+
+
+def start_ray(ray_cfg: RayConfig) -> float:
+    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running."""
     import ray
 
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
-    if cfg.ray.address == "local":
-        kwargs.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus)
+    if ray_cfg.address == "local":
+        kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
     else:
-        kwargs.update(address=cfg.ray.address)
+        kwargs.update(address=ray_cfg.address)
     ray.init(**kwargs)
     return time.perf_counter() - t
+
+
+def item_stream(items: list[dict[str, Any]]) -> Any:
+    """A Ray Dataset of one JSON ``row`` per item, one block each, that drops (rather than fails on) an item whose
+    actor keeps dying: the caller reports the missing items (see :func:`drain`)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
+    try:  # the dataset keeps a copy of the context: other datasets of this process keep the default
+        return ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
+    finally:
+        ctx.max_errored_blocks = errored_blocks
+
+
+def through_actor_pool(ds: Any, actor: type, ctor: dict[str, Any], res: Resources,
+                       resources: dict[str, float] | None = None, batch_size: int | None = 1) -> Any:
+    """``ds.map_batches`` through a pool of stateful ``actor`` instances sized by ``res``, fault tolerant.
+
+    Fault tolerance (knobs checked in ray/data/_internal/execution/operators/actor_pool_map_operator.py,
+    ray/data/context.py, ray/data/_internal/execution/streaming_executor_state.py of Ray 2.60): an actor whose
+    process dies is restarted (max_restarts=-1) and the task it was running is retried on it, up to
+    MAX_TASK_RETRIES times; one task in flight per actor, so a crash takes down only the item being processed.
+    """
+    import warnings
+
+    import ray.data
+
+    from lanepipe.actors.base import MAX_TASK_RETRIES
+
+    remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
+    if resources:
+        remote_args["resources"] = dict(resources)
+    if res.runtime_env:  # e.g. the Alpamayo predictor's own pip pins / interpreter for its actor pool
+        remote_args["runtime_env"] = res.runtime_env
+    with warnings.catch_warnings():  # restart/retry knobs exist only as **ray_remote_args (deprecated in 2.60)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        return ds.map_batches(actor, fn_constructor_kwargs=ctor, batch_size=batch_size,
+                              compute=ray.data.ActorPoolStrategy(size=res.concurrency,
+                                                                 max_tasks_in_flight_per_actor=1),
+                              num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, **remote_args)
+
+
+def drain(ds: Any, progress: ProgressFn | None) -> list[dict[str, Any]]:
+    """Every row the stream emits (JSON-decoded), reported to ``progress`` as it arrives."""
+    rows: list[dict[str, Any]] = []
+    for item in ds.iter_rows():
+        row = json.loads(item["row"])
+        rows.append(row)
+        if progress:
+            progress(row)
+    return rows
 
 
 def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
@@ -142,50 +200,16 @@ def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
 
 def _run_ray(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
              progress: ProgressFn | None) -> list[dict[str, Any]]:
-    import warnings
-
-    import ray.data
-
     from lanepipe.actors import ACTORS
-    from lanepipe.actors.base import (
-        MAX_TASK_RETRIES,
-        custom_resources,
-        lost_item_rows,
-        remove_orphan_temps,
-    )
+    from lanepipe.actors.base import custom_resources, lost_item_rows, remove_orphan_temps
 
-    # Fault tolerance (knobs checked in ray/data/_internal/execution/operators/actor_pool_map_operator.py,
-    # ray/data/context.py, ray/data/_internal/execution/streaming_executor_state.py of Ray 2.60): an actor whose
-    # process dies is restarted (max_restarts=-1) and the task it was running is retried on it, up to
-    # MAX_TASK_RETRIES times; a clip that kills its actor every time is then dropped from the stream
-    # (max_errored_blocks=-1) instead of failing the sweep or retrying forever, and gets a failed row below.
-    # One task in flight per actor: a crash takes down only the clip being processed.
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
-    try:  # the dataset keeps a copy of the context: other datasets of this process keep the default
-        ds: Any = ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
-    finally:
-        ctx.max_errored_blocks = errored_blocks
+    # A clip that kills its actor every time is dropped from the stream (item_stream) instead of failing the
+    # sweep or retrying forever, and gets a failed row below.
+    ds = item_stream(items)
     for name in cfg.stages:
         res = stage_resources(cfg, name)
-        remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
-        if extra := custom_resources(cfg, name):
-            remote_args["resources"] = extra
-        if res.runtime_env:  # e.g. the Alpamayo predictor's own pip pins / interpreter for its actor pool
-            remote_args["runtime_env"] = res.runtime_env
-        with warnings.catch_warnings():  # restart/retry knobs exist only as **ray_remote_args (deprecated in 2.60)
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-            ds = ds.map_batches(ACTORS[name], fn_constructor_kwargs=ctor, batch_size=res.batch_size,
-                                compute=ray.data.ActorPoolStrategy(size=res.concurrency,
-                                                                   max_tasks_in_flight_per_actor=1),
-                                num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, **remote_args)
-    rows: list[dict[str, Any]] = []
-    for item in ds.iter_rows():
-        row = json.loads(item["row"])
-        rows.append(row)
-        if progress:
-            progress(row)
+        ds = through_actor_pool(ds, ACTORS[name], ctor, res, custom_resources(cfg, name), res.batch_size)
+    rows = drain(ds, progress)
     store = RunStore(ctor["root"], ctor["run_id"])
     seen = {str(r.get("clip")) for r in rows}
     for item in items:

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from lanepipe.config import DatasetConfig, RayConfig, apply_overrides, read_yaml_mapping
+from lanepipe.config import DatasetConfig, apply_overrides, read_yaml_mapping
 from lanepipe.datasets.sources import ClipRef, resolve_inputs
 from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError, LanepipeError
@@ -652,56 +652,18 @@ class DatasetSummary:
         return [c for c in self.clips if c.get("status") != "ok"]
 
 
-def _init_ray(cfg: RayConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
-    if cfg.address == "local":
-        kwargs.update(address="local", num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
-    else:
-        kwargs.update(address=cfg.address)
-    ray.init(**kwargs)
-
-
 def _run_ray(cfg: DatasetConfig, root: str, items: list[dict[str, Any]],
              progress: ProgressFn | None) -> list[dict[str, Any]]:
     """Clips through a Ray Data pool of :class:`~lanepipe.actors.dataset.DatasetActor` (one backend load per
-    actor), with the restart/retry settings of ``pipeline._run_ray``."""
-    import warnings
-
-    import ray.data
-
+    actor), with the restart/retry settings of the run pipeline (:func:`lanepipe.pipeline.through_actor_pool`)."""
     from lanepipe.actors.base import MAX_TASK_RETRIES
     from lanepipe.actors.dataset import DatasetActor
+    from lanepipe.pipeline import drain, item_stream, start_ray, through_actor_pool
 
-    _init_ray(cfg.ray)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
-    try:  # a clip that kills its actor every time is dropped from the stream and reported below
-        ds: Any = ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
-    finally:
-        ctx.max_errored_blocks = errored_blocks
-    res = cfg.resources
-    remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
-    if res.custom_resources:
-        remote_args["resources"] = dict(res.custom_resources)
-    if res.runtime_env:
-        remote_args["runtime_env"] = res.runtime_env
-    with warnings.catch_warnings():  # restart/retry knobs exist only as **ray_remote_args (deprecated in 2.60)
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        ds = ds.map_batches(DatasetActor, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(), "root": root},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=res.concurrency,
-                                                                              max_tasks_in_flight_per_actor=1),
-                            num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, **remote_args)
-    rows: list[dict[str, Any]] = []
-    for item in ds.iter_rows():
-        row = json.loads(item["row"])
-        rows.append(row)
-        if progress:
-            progress(row)
+    start_ray(cfg.ray)
+    ds = through_actor_pool(item_stream(items), DatasetActor, {"cfg_json": cfg.model_dump_json(), "root": root},
+                            cfg.resources, cfg.resources.custom_resources or None, batch_size=1)
+    rows = drain(ds, progress)
     seen = {r.get("clip") for r in rows}
     for item in items:
         if item["name"] not in seen:
