@@ -371,7 +371,7 @@ def part_flux(tiny: bool, rate: float) -> None:
 
 
 def part_judge(tiny: bool) -> None:
-    from lanepipe.edit.instructions import parse_instruction
+    from lanepipe.lanes.instructions import parse_instruction
     from lanepipe.verify import qwen_vl as q
 
     frames = read_clip("project_video_subclip_bridge_6s.mp4", 1)
@@ -570,8 +570,8 @@ def part_edit(tiny: bool) -> None:
         stub = types.ModuleType("av")
         stub.__spec__ = importlib.machinery.ModuleSpec("av", None)
         sys.modules["av"] = stub
-    from lanepipe.edit.instructions import parse_instruction
-    from lanepipe.edit.stage import qa_generative
+    from lanepipe.lanes.instructions import parse_instruction
+    from lanepipe.stages.edit import qa_generative
     from lanepipe.types import RoadMasks
 
     _, _, n = _sizes(tiny)

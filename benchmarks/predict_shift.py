@@ -25,16 +25,15 @@ import numpy as np
 from _common import data_dir, machine
 
 from lanepipe.datasets.sample_context import load_sample_context
-from lanepipe.edit.instructions import PRESETS, parse_instruction
 from lanepipe.edit.procedural import PaintParams, ProceduralPainter
 from lanepipe.errors import LanepipeError
 from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import PRESETS, parse_instruction
 from lanepipe.metrics import prediction_shift, trajectory_metrics
-from lanepipe.predict.base import CameraView, EgoState, Prediction, PredictorInput
 from lanepipe.predict.lane_keep import LaneKeepConfig, LaneKeepPredictor
 from lanepipe.sample import write_sample
 from lanepipe.segment.grid import GridSegmenter
-from lanepipe.types import Clip, RoadMasks
+from lanepipe.types import CameraView, Clip, EgoState, Prediction, PredictorInput, RoadMasks
 
 SAMPLE_EDITS: list[tuple[str, float]] = [
     ("single white solid", 1.0),  # left boundary repainted 1 m further left: lane centre +0.5 m

@@ -10,9 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lanepipe.edit.generative import GenerativeConfig
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.edit.procedural import ProceduralConfig
 from lanepipe.errors import ConfigError, InputError
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.verify.lane_detector import LaneDetectorConfig
 from lanepipe.verify.qwen_vl import QwenJudgeConfig
 

@@ -60,19 +60,19 @@ def build_stage(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root
                 upstream_run_id: str) -> Stage:
     """The plain (Ray-free) stage object for ``name``; its backend loads here."""
     if name == "segment":
-        from lanepipe.segment.stage import SegmentStage
+        from lanepipe.stages.segment import SegmentStage
 
         return SegmentStage(cfg, root, run_id)
     if name == "edit":
-        from lanepipe.edit.stage import EditStage
+        from lanepipe.stages.edit import EditStage
 
         return EditStage(cfg, root, run_id, upstream_root, upstream_run_id)
     if name == "evaluate":
-        from lanepipe.predict.stage import EvaluateStage
+        from lanepipe.stages.evaluate import EvaluateStage
 
         return EvaluateStage(cfg, root, run_id, upstream_root, upstream_run_id)
     if name == "render":
-        from lanepipe.viz.stage import RenderStage
+        from lanepipe.stages.render import RenderStage
 
         return RenderStage(cfg, root, run_id, upstream_root, upstream_run_id)
     raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")

@@ -1,7 +1,7 @@
 """A synthetic driving clip with exact ground truth: road masks, lane polylines, ego poses, camera.
 
 The clip is rendered physically, not drawn: every pixel below the horizon is ray-cast through a
-:class:`~lanepipe.viz.camera.PinholeCamera` to the ground plane, the ground point is moved to the world frame
+:class:`~lanepipe.geometry.camera.PinholeCamera` to the ground plane, the ground point is moved to the world frame
 with the ego pose, and then to road coordinates ``(s, d)`` (arc length along the road's reference line and
 lateral offset, positive to the left). Colours come from those coordinates, so markings, dashes and texture
 stay consistent with the ground truth at any distance.
@@ -47,9 +47,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import ConfigError
+from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import video
 from lanepipe.types import Clip
-from lanepipe.viz.camera import PinholeCamera
 
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]

@@ -16,6 +16,13 @@ from lanepipe.errors import InputError
 FramesU8 = npt.NDArray[np.uint8]
 MaskBool = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+HISTORY_STEPS = 16
+FUTURE_STEPS = 64
+DT = 0.1
+# Predictor I/O: ego frame at t0 (x forward, y left, z up, metres); waypoints at 10 Hz,
+# ``trajectories[k, i]`` = ego position at ``t0 + (i + 1) * DT`` s for sample ``k``.
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,65 @@ class RoadMasks:
                 f"road masks of shape {clip.frames.shape[:3]} (T, H, W) to match the clip",
                 f"{self.masks.shape}",
             )
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """One camera's frames around t0.
+
+    Attributes:
+        name: camera name, e.g. ``camera_front_wide_120fov`` or ``front``.
+        frames: ``(T, H, W, 3) uint8`` RGB.
+        timestamps: ``(T,) float64`` seconds relative to t0 (≤ 0 for frames before t0).
+        camera: a camera model with ``project(points_ego (N, 3)) -> (pixels (N, 2), valid (N,))``.
+    """
+
+    name: str
+    frames: npt.NDArray[np.uint8]
+    timestamps: F64
+    camera: Any
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """Ego history at t0: ``xyz (16, 3) float32`` and ``rot (16, 3, 3) float32`` in the t0 ego frame, at
+    ``t0 - 1.5 … t0`` s in 0.1 s steps (last row = t0 = identity pose), plus current speed in m/s."""
+
+    xyz: F32
+    rot: F32
+    speed: float
+
+    def __post_init__(self) -> None:
+        if self.xyz.shape != (HISTORY_STEPS, 3) or self.rot.shape != (HISTORY_STEPS, 3, 3):
+            raise InputError("ego history", f"xyz ({HISTORY_STEPS}, 3) and rot ({HISTORY_STEPS}, 3, 3)",
+                             f"{self.xyz.shape} and {self.rot.shape}")
+        if not (np.all(np.isfinite(self.xyz)) and np.all(np.isfinite(self.rot)) and np.isfinite(self.speed)):
+            raise InputError("ego history", "finite values", "NaN or inf")
+
+
+@dataclass(frozen=True)
+class PredictorInput:
+    """Everything a predictor sees for one clip at t0."""
+
+    clip: str
+    cameras: dict[str, CameraView]
+    ego: EgoState
+    front: str = "front"
+    t0: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``trajectories (K, 64, 3) float32`` in the t0 ego frame at 10 Hz, optional reasoning text per sample."""
+
+    trajectories: F32
+    reasoning: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.trajectories
+        if t.ndim != 3 or t.shape[1:] != (FUTURE_STEPS, 3):
+            raise InputError("prediction", f"trajectories (K, {FUTURE_STEPS}, 3)", f"{t.shape}")
+        if not np.all(np.isfinite(t)):
+            raise InputError("prediction", "finite waypoints", "NaN or inf")

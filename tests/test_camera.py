@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.viz.camera import FOV_BY_NAME, NEAR_PLANE_M, YAW_BY_NAME, PinholeCamera
+from lanepipe.geometry.camera import FOV_BY_NAME, NEAR_PLANE_M, YAW_BY_NAME, PinholeCamera
 
 CAMERAS = [
     PinholeCamera.from_fov(960, 540, 70.0, mount_height_m=1.5, pitch_deg=5.0),

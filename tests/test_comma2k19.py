@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lanepipe.datasets.comma2k19 import load_comma2k19_pose
-from lanepipe.datasets.egomotion import EgoMotion
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.errors import InputError
+from lanepipe.geometry.ego import EgoMotion
 
 
 @pytest.fixture(scope="module")

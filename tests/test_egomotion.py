@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lanepipe.datasets.egomotion import EgoMotion, quat_xyzw_to_matrix
 from lanepipe.errors import InputError
+from lanepipe.geometry.ego import EgoMotion, quat_xyzw_to_matrix
 
 
 def _yaw_quat(yaw: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.errors import InputError
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
-from lanepipe.predict.stage import EvaluateStage
+from lanepipe.stages.evaluate import EvaluateStage
 
 FRONT = "camera_front_wide_120fov"
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.viz.ftheta import (
+from lanepipe.geometry.ftheta import (
     FThetaCamera,
     camera_rotation,
     fit_backward_poly,

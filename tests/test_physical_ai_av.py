@@ -24,8 +24,8 @@ from lanepipe.datasets.physical_ai_av import (
     write_fixture,
 )
 from lanepipe.errors import ConfigError, InputError
+from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.io.video import encode
-from lanepipe.viz.ftheta import FThetaCamera
 
 FRONT = "camera_front_wide_120fov"
 def make_video(path: Path, frames: np.ndarray, fps: float) -> Path:

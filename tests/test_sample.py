@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lanepipe.errors import ConfigError
+from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io.video import decode
 from lanepipe.sample import (
     DASH_M,
@@ -23,7 +24,6 @@ from lanepipe.sample import (
     write_sample,
 )
 from lanepipe.types import Clip
-from lanepipe.viz.camera import PinholeCamera
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""comma2k19 poses (commaai/comma2k19) as an :class:`~lanepipe.datasets.egomotion.EgoMotion`.
+"""comma2k19 poses (commaai/comma2k19) as an :class:`~lanepipe.geometry.ego.EgoMotion`.
 
 A segment's ``global_pose/`` folder holds raw ``numpy.save`` files without extension:
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.datasets.egomotion import EgoMotion, quat_xyzw_to_matrix
 from lanepipe.errors import InputError
+from lanepipe.geometry.ego import EgoMotion, quat_xyzw_to_matrix
 
 F64 = npt.NDArray[np.float64]
 #: Device frame ``[forward, right, down]`` → ego frame ``[forward, left, up]``.

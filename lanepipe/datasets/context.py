@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanepipe.datasets.egomotion import EgoMotion
-from lanepipe.viz.camera import PinholeCamera
+from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.geometry.ego import EgoMotion
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _paiav_context(source: str) -> ClipContext | None:
     import numpy as np
 
     from lanepipe.datasets.physical_ai_av import DEFAULT_CAMERAS, open_clip, parse_edited_name
-    from lanepipe.predict.base import CameraView
+    from lanepipe.types import CameraView
 
     member, archive = source[len("zip://"):].split("::", 1)
     try:
@@ -112,7 +112,7 @@ def camera_from_dict(d: dict[str, Any]) -> Any:
     if d.get("model", "pinhole") == "pinhole":
         return PinholeCamera.from_dict(d)
     if d.get("model") == "ftheta":
-        from lanepipe.viz.ftheta import FThetaCamera
+        from lanepipe.geometry.ftheta import FThetaCamera
 
         return FThetaCamera.from_dict(d)
     raise ValueError(f"camera dict: unknown model {d.get('model')!r}")

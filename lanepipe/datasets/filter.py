@@ -1,6 +1,6 @@
 """Select rows of a training dataset by caption attribute; copy or link their files into a new dataset.
 
-Captions (``prompt``) are parsed with :func:`lanepipe.edit.instructions.parse_caption`, the regex the generator
+Captions (``prompt``) are parsed with :func:`lanepipe.lanes.instructions.parse_caption`, the regex the generator
 (:mod:`lanepipe.datasets.training`) writes for: ``road with (count) (color) (pattern) lane markings``. A row is
 kept when every attribute matches the selection (``any`` matches every value, ``unknown`` included unless
 ``require_known``); pattern ``mixed`` also matches ``solid-dashed`` (a double line with one of each).
@@ -37,9 +37,9 @@ from lanepipe.datasets.training import (
     read_train_csv,
     safe_relative,
 )
-from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
+from lanepipe.lanes.instructions import parse_caption
 
 LinkMode = Literal["copy", "hardlink", "symlink"]
 LINK_MODES: tuple[str, ...] = get_args(LinkMode)

@@ -15,7 +15,7 @@ timestamp, the last frame with ``timestamp <= t`` (``np.searchsorted(..., side="
 outside the first…last frame timestamps are refused.
 
 Ego-motion poses are of the rig frame (x forward, y left, z up) in a clip-local world frame; timestamps are
-µs in the files and seconds in :class:`~lanepipe.datasets.egomotion.EgoMotion`. Ego-motion is interpolated
+µs in the files and seconds in :class:`~lanepipe.geometry.ego.EgoMotion`. Ego-motion is interpolated
 linearly (positions) and by slerp (rotations); the devkit uses a cubic spline for positions — at 100 Hz
 the two differ by millimetres.
 
@@ -40,11 +40,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from lanepipe.datasets.egomotion import EgoMotion
 from lanepipe.datasets.trajectory import ego_state_at, future_at, future_times, history_times
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.predict.base import CameraView, EgoState, PredictorInput
-from lanepipe.viz.ftheta import (
+from lanepipe.geometry.ego import EgoMotion
+from lanepipe.geometry.ftheta import (
     EXTRINSICS_COLUMNS,
     INTRINSICS_COLUMNS,
     FThetaCamera,
@@ -52,6 +51,7 @@ from lanepipe.viz.ftheta import (
     fit_backward_poly,
     matrix_to_quat_xyzw,
 )
+from lanepipe.types import CameraView, EgoState, PredictorInput
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]

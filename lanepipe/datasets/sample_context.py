@@ -20,11 +20,11 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe import sample as sample_mod
-from lanepipe.datasets.egomotion import EgoMotion
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.errors import InputError
-from lanepipe.predict.base import CameraView, EgoState, PredictorInput
-from lanepipe.viz.camera import PinholeCamera
+from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.geometry.ego import EgoMotion
+from lanepipe.types import CameraView, EgoState, PredictorInput
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

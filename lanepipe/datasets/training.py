@@ -12,7 +12,7 @@ A dataset is a folder (local path or any fsspec URL)::
 
 ``prompt`` is the canonical caption ``road with {count} {color} {pattern} lane markings`` (DESIGN.md §3), with
 count ∈ single|double|unknown, color ∈ white|yellow|mixed|unknown, pattern ∈ solid|dashed|solid-dashed|mixed|
-unknown; it parses with :func:`lanepipe.edit.instructions.parse_caption`, the regex the filter uses too.
+unknown; it parses with :func:`lanepipe.lanes.instructions.parse_caption`, the regex the filter uses too.
 ``prompt_2`` starts with the same caption and adds details after a comma (what each boundary looks like, or the
 VLM's description), for a second, longer text encoder (FLUX's T5).
 
@@ -47,10 +47,10 @@ from pydantic import ValidationError
 
 from lanepipe.config import DatasetConfig, apply_overrides, read_yaml_mapping
 from lanepipe.datasets.sources import ClipRef, resolve_inputs
-from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.video import VIDEO_EXTENSIONS, clip_name_from_source
+from lanepipe.lanes.instructions import parse_caption
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import BoundaryName, BoundaryReport, LaneReport
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.datasets.egomotion import EgoMotion
 from lanepipe.errors import InputError
-from lanepipe.predict.base import DT, FUTURE_STEPS, HISTORY_STEPS, EgoState
+from lanepipe.geometry.ego import EgoMotion
+from lanepipe.types import DT, FUTURE_STEPS, HISTORY_STEPS, EgoState
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -1,13 +1,13 @@
 """The ``flux_cogvideox`` edit backend: FLUX.1 Fill on the first frame, CogVideoX image-to-video propagation.
 
-For one clip, its road masks and a :class:`~lanepipe.edit.instructions.LaneSpec` it
+For one clip, its road masks and a :class:`~lanepipe.lanes.instructions.LaneSpec` it
 
 1. **resizes** frames and masks to the models' ``width x height``; the road mask is dilated by ``mask_dilate_px``
    (white pixels are repainted by FLUX) and feathered by ``mask_feather_px`` for compositing;
 2. **repaints the first frame** (:meth:`GenerativePainter.first_frame`) with diffusers' ``FluxFillPipeline``
    (prompt = ``spec.caption()`` or a revised caption from the QA loop; ``flux_guidance``, ``flux_steps``,
    ``max_sequence_length``; an optional ``.safetensors`` LoRA at ``lora_scale``), then composites the original
-   pixels outside the feathered mask. The QA loop (:mod:`lanepipe.edit.stage`) may call this several times;
+   pixels outside the feathered mask. The QA loop (:mod:`lanepipe.stages.edit`) may call this several times;
 3. **propagates** (:meth:`GenerativePainter.propagate`) with ``CogVideoXImageToVideoPipeline`` conditioned on
    that frame, ``num_frames`` per window; a clip longer than one window runs in windows overlapping by one frame,
    each conditioned on the previous window's last (composited) frame. With ``latent_blend`` the region outside
@@ -56,9 +56,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lanepipe.edit import accel
 from lanepipe.edit.accel import AccelConfig
-from lanepipe.edit.instructions import LaneSpec
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
+from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
 
 U8 = npt.NDArray[np.uint8]

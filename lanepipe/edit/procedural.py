@@ -1,10 +1,10 @@
 """The procedural painter: the embedded default edit backend (CPU, no weights).
 
-For one clip, its road masks and a :class:`~lanepipe.edit.instructions.LaneSpec` it
+For one clip, its road masks and a :class:`~lanepipe.lanes.instructions.LaneSpec` it
 
 1. **analyses the clip once** (cached across QA retries): frames are shrunk to ``work_width``; paint-like pixels
-   are found with row-scaled horizontal top-hats of lightness and yellowness (:mod:`lanepipe.edit.geometry`).
-   The camera is the clip's own (``meta["camera"]``, a :class:`~lanepipe.viz.camera.PinholeCamera` or its dict)
+   are found with row-scaled horizontal top-hats of lightness and yellowness (:mod:`lanepipe.geometry.road`).
+   The camera is the clip's own (``meta["camera"]``, a :class:`~lanepipe.geometry.camera.PinholeCamera` or its dict)
    or the fallback pinhole (``fov_deg``, ``mount_height_m``) whose pitch and yaw come from the vanishing point
    of the existing lines (Hough segments, median over frames). Each frame's paint is warped to a bird's-eye
    view (BEV) where the ego lane's left and right boundaries are followed with sliding windows and fitted
@@ -25,7 +25,7 @@ For one clip, its road masks and a :class:`~lanepipe.edit.instructions.LaneSpec`
    (or a standard ratio to the asphalt), darkened with the road in shadow, keeping the asphalt's grain, with
    a road-anchored wear texture. Nothing outside the road mask changes.
 
-Sizes come from :class:`~lanepipe.edit.instructions.MarkingSizes` (US MUTCD 2009 §3A.06).
+Sizes come from :class:`~lanepipe.lanes.instructions.MarkingSizes` (US MUTCD 2009 §3A.06).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from lanepipe.edit import geometry as geo
 from lanepipe.edit.erase import push_pull_fill, texture_sources
-from lanepipe.edit.instructions import Color, LaneSpec, MarkingSizes
 from lanepipe.errors import InputError
+from lanepipe.geometry import road as geo
+from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.lanes.instructions import Color, LaneSpec, MarkingSizes
 from lanepipe.types import Clip, RoadMasks
-from lanepipe.viz.camera import PinholeCamera
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

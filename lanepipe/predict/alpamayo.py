@@ -39,7 +39,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lanepipe.errors import BackendUnavailableError, InputError, LanepipeError
-from lanepipe.predict.base import FUTURE_STEPS, HISTORY_STEPS, CameraView, Prediction, PredictorInput
+from lanepipe.types import FUTURE_STEPS, HISTORY_STEPS, CameraView, Prediction, PredictorInput
 
 #: Alpamayo's camera index by PAI-AV camera name (``load_physical_aiavdataset.py``); inputs are sorted by it.
 CAMERA_INDEX: dict[str, int] = {

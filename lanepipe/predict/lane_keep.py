@@ -43,10 +43,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lanepipe.edit import geometry as geo
 from lanepipe.errors import InputError
-from lanepipe.predict.base import DT, FUTURE_STEPS, HISTORY_STEPS, CameraView, EgoState, Prediction, PredictorInput
-from lanepipe.viz.camera import PinholeCamera
+from lanepipe.geometry import road as geo
+from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.types import DT, FUTURE_STEPS, HISTORY_STEPS, CameraView, EgoState, Prediction, PredictorInput
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -57,10 +57,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from lanepipe.config import STAGES, RunConfig, load_config
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io.layout import new_run_id
 from lanepipe.io.video import VIDEO_EXTENSIONS, probe
+from lanepipe.lanes.instructions import parse_instruction
 
 logger = logging.getLogger("ray.serve")
 

@@ -2,7 +2,7 @@
 
 A verifier looks at frames (original or edited) and says what the ego lane's two boundaries look like:
 ``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
-instruction; :func:`verdict` compares its report with a :class:`~lanepipe.edit.instructions.LaneSpec`.
+instruction; :func:`verdict` compares its report with a :class:`~lanepipe.lanes.instructions.LaneSpec`.
 
 A judge (:class:`FrameJudge`) looks at one original and one edited frame and the instruction and returns a
 :class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption): the QA loop of the generative edit backend
@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.edit.instructions import LaneSpec
+from lanepipe.lanes.instructions import LaneSpec
 
 ColorSeen = Literal["white", "yellow"]
 PatternSeen = Literal["solid", "dashed", "solid-dashed"]

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lanepipe.edit.instructions import LaneSpec, parse_caption
 from lanepipe.errors import BackendUnavailableError, InputError
+from lanepipe.lanes.instructions import LaneSpec, parse_caption
 from lanepipe.verify.base import MALFORMED, Judgement
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -102,7 +102,7 @@ _CAPTION_SEARCH = re.compile(
 
 
 def caption_core(caption: str | None) -> str | None:
-    """The canonical part of a caption that :func:`~lanepipe.edit.instructions.parse_caption` reads, e.g.
+    """The canonical part of a caption that :func:`~lanepipe.lanes.instructions.parse_caption` reads, e.g.
     ``road with double yellow solid lane markings`` out of ``road with double yellow solid lane markings,
     freshly painted, ...``; None when there is none."""
     if not caption:

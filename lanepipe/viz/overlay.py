@@ -35,8 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
+from lanepipe.geometry.camera import NEAR_PLANE_M, PinholeCamera
 from lanepipe.viz.bev import GT_COLOR, RGB, BevCanvas, as_samples, default_colors, truncate_track
-from lanepipe.viz.camera import NEAR_PLANE_M, PinholeCamera
 
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]

@@ -153,7 +153,7 @@ def _relative_files(run_url: str) -> list[str]:
 
 def _slug(instruction: str) -> str | None:
     try:
-        from lanepipe.edit.instructions import parse_instruction
+        from lanepipe.lanes.instructions import parse_instruction
 
         return str(parse_instruction(instruction).slug)
     except (LanepipeError, ValueError, ImportError):

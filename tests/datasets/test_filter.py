@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from lanepipe.cli import app
 from lanepipe.datasets.filter import Selection, filter_dataset
 from lanepipe.datasets.training import validate_rows
-from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError
+from lanepipe.lanes.instructions import parse_caption
 
 runner = CliRunner()
 

@@ -26,8 +26,8 @@ from lanepipe.datasets.training import (
     resolve_dataset_inputs,
     validate_rows,
 )
-from lanepipe.edit.instructions import parse_caption
 from lanepipe.errors import ConfigError, InputError
+from lanepipe.lanes.instructions import parse_caption
 from lanepipe.verify.base import BoundaryReport, LaneReport
 
 runner = CliRunner()

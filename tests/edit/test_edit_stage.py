@@ -184,10 +184,10 @@ def test_generative_edit_with_lane_detector_judge_stops_on_pass(tmp_path: Path, 
 
 def test_procedural_painter_with_qwen_judge() -> None:
     """qwen_vl with the procedural painter: the judge sees frame 0, its reasons steer the paint knobs."""
-    from lanepipe.edit.instructions import parse_instruction
     from lanepipe.edit.procedural import ProceduralPainter
-    from lanepipe.edit.stage import qa_edit
+    from lanepipe.lanes.instructions import parse_instruction
     from lanepipe.sample import render_sample
+    from lanepipe.stages.edit import qa_edit
     from lanepipe.types import RoadMasks
     from lanepipe.verify.qwen_vl import QwenJudge, QwenJudgeConfig
 
@@ -202,8 +202,8 @@ def test_procedural_painter_with_qwen_judge() -> None:
 
 
 def test_next_prompt_keeps_the_instruction_and_takes_the_details() -> None:
-    from lanepipe.edit.instructions import parse_instruction
-    from lanepipe.edit.stage import next_prompt
+    from lanepipe.lanes.instructions import parse_instruction
+    from lanepipe.stages.edit import next_prompt
 
     spec = parse_instruction("double yellow solid")
     canon = spec.caption()
@@ -217,8 +217,8 @@ def test_next_prompt_keeps_the_instruction_and_takes_the_details() -> None:
 
 
 def test_generative_config_keys_and_errors() -> None:
-    from lanepipe.edit.stage import judge_config
     from lanepipe.errors import ConfigError
+    from lanepipe.stages.edit import judge_config
 
     cfg = load_config(None, [*GEN, "verify.backend=qwen_vl", "verify.qwen_vl.max_new_tokens=8",
                              "edit.generative.latent_blend=false", "edit.generative.video_accel.attention=math"])

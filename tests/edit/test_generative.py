@@ -25,8 +25,8 @@ from lanepipe.edit.generative import (
     tiny_fill_pipeline,
     window_starts,
 )
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.errors import BackendUnavailableError
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.sample import render_sample
 from lanepipe.types import Clip, RoadMasks
 

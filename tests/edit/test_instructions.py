@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lanepipe.edit.instructions import PRESETS, LaneSpec, MarkingSizes, parse_caption, parse_instruction
 from lanepipe.errors import InputError
+from lanepipe.lanes.instructions import PRESETS, LaneSpec, MarkingSizes, parse_caption, parse_instruction
 
 
 @pytest.mark.parametrize(("text", "spec"), [

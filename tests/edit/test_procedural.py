@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lanepipe.edit.instructions import MarkingSizes, parse_instruction
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult, ProceduralConfig, ProceduralPainter
 from lanepipe.errors import InputError
+from lanepipe.lanes.instructions import MarkingSizes, parse_instruction
 from lanepipe.sample import LANE_WIDTH_M, SampleClip, render_sample
 from lanepipe.types import Clip, RoadMasks
 
@@ -278,8 +278,8 @@ def test_real_clip_smoke(real_clip: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ pure helpers
 def test_ground_maps_match_the_camera() -> None:
-    from lanepipe.edit.geometry import ground_maps
-    from lanepipe.viz.camera import PinholeCamera
+    from lanepipe.geometry.camera import PinholeCamera
+    from lanepipe.geometry.road import ground_maps
 
     cam = PinholeCamera.from_fov(160, 90, 60.0, mount_height_m=1.4, pitch_deg=4.0, yaw_deg=2.0)
     maps = ground_maps(cam, 200.0)

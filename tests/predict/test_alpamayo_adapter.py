@@ -29,7 +29,8 @@ from lanepipe.predict.alpamayo import (
     AlpamayoWorkerError,
     build_model_inputs,
 )
-from lanepipe.predict.base import EgoState, Predictor, PredictorInput
+from lanepipe.predict.base import Predictor
+from lanepipe.types import EgoState, PredictorInput
 
 FRONT = "camera_front_wide_120fov"
 T0 = 2_000_000

@@ -18,15 +18,15 @@ from pydantic import ValidationError
 
 from lanepipe import sample as sample_mod
 from lanepipe.datasets.sample_context import SampleContext, load_sample_context
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.edit.procedural import PaintParams, ProceduralPainter
 from lanepipe.errors import ConfigError, InputError, LanepipeError
 from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.metrics import min_ade, prediction_shift
 from lanepipe.predict import lane_keep as lk
-from lanepipe.predict.base import CameraView, EgoState, Prediction, Predictor, PredictorInput
+from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import BUILTIN, build_predictor
-from lanepipe.types import Clip, RoadMasks
+from lanepipe.types import CameraView, Clip, EgoState, Prediction, PredictorInput, RoadMasks
 
 
 @dataclasses.dataclass(frozen=True)

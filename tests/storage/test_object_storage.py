@@ -27,9 +27,9 @@ import pytest
 
 from lanepipe import pipeline
 from lanepipe.config import load_config
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.io import storage
 from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import parse_instruction
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_FRAMES = 4

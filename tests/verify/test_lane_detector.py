@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.errors import InputError
 from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.verify import Verifier
 from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
 from lanepipe.verify.lane_detector import LaneDetector, LaneDetectorConfig
@@ -239,7 +239,7 @@ def test_painted_passing_zone_is_double_yellow_solid_dashed(detector: LaneDetect
 
 
 def test_removal_verdict_ignores_weak_leftovers_but_not_real_lines() -> None:
-    from lanepipe.edit.instructions import parse_instruction
+    from lanepipe.lanes.instructions import parse_instruction
     from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
 
     none = BoundaryReport(count=0, color=None, pattern=None, confidence=0.9)

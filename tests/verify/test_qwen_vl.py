@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lanepipe.edit.instructions import parse_caption, parse_instruction
 from lanepipe.errors import BackendUnavailableError, InputError
+from lanepipe.lanes.instructions import parse_caption, parse_instruction
 from lanepipe.verify.qwen_vl import (
     IMAGE_PAD,
     MALFORMED,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lanepipe.errors import InputError
+from lanepipe.geometry.camera import NEAR_PLANE_M, PinholeCamera
 from lanepipe.viz.bev import (
     GT_COLOR,
     HISTORY_COLOR,
@@ -19,7 +20,6 @@ from lanepipe.viz.bev import (
     ego_to_bev_px,
     truncate_track,
 )
-from lanepipe.viz.camera import NEAR_PLANE_M, PinholeCamera
 from lanepipe.viz.overlay import (
     camera_for_size,
     comparison_video,

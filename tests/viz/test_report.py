@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.errors import InputError
 from lanepipe.io.video import encode
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.viz.bev import bev_inset
 from lanepipe.viz.report import format_table, summary_table, write_report
 

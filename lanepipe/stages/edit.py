@@ -29,17 +29,17 @@ import numpy as np
 from lanepipe.config import RunConfig
 from lanepipe.datasets.context import load_context
 from lanepipe.edit.generative import GenerativePainter
-from lanepipe.edit.instructions import LaneSpec, parse_instruction
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
 from lanepipe.errors import InputError, LanepipeError
+from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
+from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
 from lanepipe.verify.lane_detector import LaneDetector
 from lanepipe.verify.qwen_vl import QwenJudge, QwenJudgeConfig, caption_core
-from lanepipe.viz.camera import PinholeCamera
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:

@@ -20,16 +20,16 @@ import numpy as np
 from lanepipe.config import RunConfig
 from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
-from lanepipe.edit.instructions import parse_instruction
-from lanepipe.edit.stage import load_masks
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.metrics import farneback_flow, image_metrics, prediction_shift, trajectory_metrics, warping_error
-from lanepipe.predict.base import HISTORY_STEPS, CameraView, EgoState, Prediction, Predictor, PredictorInput
+from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
-from lanepipe.types import Clip
+from lanepipe.stages.edit import load_masks
+from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
 
 
 def straight_history(speed: float) -> EgoState:

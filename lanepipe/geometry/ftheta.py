@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.viz.camera import NEAR_PLANE_M, _as_points
+from lanepipe.geometry.camera import NEAR_PLANE_M, _as_points
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -7,7 +7,7 @@ ground (``coefs = (a, b, c, d)``, ego metres): ``a`` is the lateral offset, ``b`
 
 The bird's-eye view (BEV) is a ground grid: row ``r`` is ``x = x_max - r dx``, column ``j`` is
 ``y = y_max - j dy`` (far at the top, left of the ego at the left), warped from the image with the ground
-homography of a :class:`~lanepipe.viz.camera.PinholeCamera`.
+homography of a :class:`~lanepipe.geometry.camera.PinholeCamera`.
 
 All functions are pure numpy / OpenCV on arrays.
 """
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.viz.camera import PinholeCamera
+from lanepipe.geometry.camera import PinholeCamera
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

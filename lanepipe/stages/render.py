@@ -19,11 +19,11 @@ import numpy as np
 
 from lanepipe.config import RunConfig
 from lanepipe.datasets.context import camera_from_dict
-from lanepipe.edit.instructions import parse_instruction
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
+from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.viz.bev import bev_inset
 from lanepipe.viz.overlay import comparison_video, overlay_video
 

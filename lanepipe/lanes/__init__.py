@@ -1,0 +1,1 @@
+"""The lane vocabulary: instruction grammar, MUTCD sizes, canonical captions."""
