@@ -23,16 +23,18 @@ from pathlib import Path
 import numpy as np
 from _common import data_dir, machine
 
-from lanepipe.config import GridConfig
-from lanepipe.edit.procedural import ProceduralConfig, ProceduralPainter
+from lanepipe.edit.config import ProceduralConfig
+from lanepipe.edit.procedural import ProceduralPainter
 from lanepipe.io.video import decode, encode
 from lanepipe.lanes.instructions import PRESETS, LaneSpec, parse_instruction
 from lanepipe.metrics import farneback_flow, psnr, warping_error
+from lanepipe.segment.config import GridConfig
 from lanepipe.segment.grid import GridSegmenter
 from lanepipe.stages.edit import qa_edit
 from lanepipe.types import Clip
 from lanepipe.verify.base import verdict
-from lanepipe.verify.lane_detector import LaneDetector, LaneDetectorConfig
+from lanepipe.verify.config import LaneDetectorConfig
+from lanepipe.verify.lane_detector import LaneDetector
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -232,7 +232,7 @@ def read_clip(name: str, max_frames: int, every: int = 1) -> np.ndarray:
 
 def road_masks(frames: np.ndarray) -> np.ndarray:
     """``(T, H, W) bool`` road masks from lanepipe's grid segmenter (the embedded default)."""
-    from lanepipe.config import GridConfig
+    from lanepipe.segment.config import GridConfig
     from lanepipe.segment.grid import GridSegmenter
 
     clip = make_clip(frames, "bench")
@@ -444,8 +444,8 @@ def _build_qwen(cls: Any, config: Any) -> Any:
 
 
 def part_sam2(tiny: bool) -> None:
-    from lanepipe.config import Sam2Config
     from lanepipe.segment import sam2 as s2
+    from lanepipe.segment.config import Sam2Config
 
     n = 12 if tiny else 150
     frames = read_clip("solidWhiteRight.mp4", n)

@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 from _common import data_dir, machine
 
-from lanepipe.config import GridConfig
 from lanepipe.io.video import decode
 from lanepipe.sample import render_sample
+from lanepipe.segment.config import GridConfig
 from lanepipe.segment.grid import GridSegmenter
 from lanepipe.types import Clip
 

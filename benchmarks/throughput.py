@@ -17,8 +17,9 @@ from pathlib import Path
 from _common import data_dir, machine
 
 from lanepipe import pipeline
-from lanepipe.config import GridConfig, load_config
+from lanepipe.config import load_config
 from lanepipe.io.video import decode
+from lanepipe.segment.config import GridConfig
 from lanepipe.segment.grid import GridSegmenter
 
 REPEATS = 5

@@ -26,7 +26,8 @@ from _common import data_dir, machine
 
 from lanepipe.io.video import decode
 from lanepipe.verify.base import BoundaryReport
-from lanepipe.verify.lane_detector import LaneDetector, LaneDetectorConfig
+from lanepipe.verify.config import LaneDetectorConfig
+from lanepipe.verify.lane_detector import LaneDetector
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "lane_labels.json"
 GOALS = {"count": 0.85, "color": 0.90, "pattern": 0.90}
@@ -47,7 +48,7 @@ def load_frames(root: Path, item: dict[str, Any]) -> np.ndarray:
 
 
 def road_masks(frames: np.ndarray) -> np.ndarray:
-    from lanepipe.config import GridConfig
+    from lanepipe.segment.config import GridConfig
     from lanepipe.segment.grid import segment_frames
 
     return segment_frames(frames, GridConfig())

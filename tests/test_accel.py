@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from lanepipe.edit import accel  # noqa: E402
-from lanepipe.edit.generative import GenerativeConfig, tiny_fill_pipeline, tiny_video_pipeline  # noqa: E402
+from lanepipe.edit.config import GenerativeConfig  # noqa: E402
+from lanepipe.edit.generative import tiny_fill_pipeline, tiny_video_pipeline  # noqa: E402
 from lanepipe.errors import BackendUnavailableError  # noqa: E402
 
 

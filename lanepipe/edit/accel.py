@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from lanepipe.edit.config import AccelConfig
 from lanepipe.errors import BackendUnavailableError
 
 #: Attribute names of the repeated blocks in the diffusers transformers we use (FLUX, CogVideoX).
@@ -27,16 +26,6 @@ BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
-class AccelConfig(BaseModel):
-    """Speed-up switches for one diffusion transformer (all off by default: the stock pipeline)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    attention: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
-        "auto", description="scaled-dot-product-attention kernel: auto | flash | cudnn | efficient | math")
-    fuse_qkv: bool = Field(False, description="fuse the query/key/value projections into one GEMM")
-    compile: Literal["none", "blocks"] = Field("none", description="torch.compile each repeated block ('blocks')")
-    fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
 
 
 def blocks_of(transformer: Any) -> list[Any]:

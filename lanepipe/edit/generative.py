@@ -42,7 +42,6 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,10 +51,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lanepipe.edit import accel
-from lanepipe.edit.accel import AccelConfig
+from lanepipe.edit.config import _HUB_ID, _INSTALL_HINT, GenerativeConfig
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec
@@ -64,91 +62,6 @@ from lanepipe.types import Clip, RoadMasks
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 Bool = npt.NDArray[np.bool_]
-
-_INSTALL_HINT = "pip install 'lanepipe[generative]'"
-#: Values the ``tiny-random`` preset uses for every field the caller did not set.
-TINY_DEFAULTS: dict[str, Any] = {
-    "width": 64, "height": 48, "num_frames": 9, "flux_steps": 2, "video_steps": 2, "max_sequence_length": 16,
-    "video_max_sequence_length": 16, "mask_dilate_px": 2, "mask_feather_px": 1, "flux_device": "cpu",
-    "video_device": "cpu", "dtype": "float32", "vae_slicing": False, "vae_tiling": False,
-}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-# ============================================================================================== configuration
-class GenerativeConfig(BaseModel):
-    """Settings of the FLUX.1 Fill → CogVideoX-I2V painter (pixel sizes at the models' ``width x height``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preset: Literal["none", "tiny-random"] = Field(
-        "none", description="'tiny-random': tiny seeded random models built in memory (tests); 'none': load models")
-    flux_model: str = Field("black-forest-labs/FLUX.1-Fill-dev", description="FLUX.1 Fill: local folder or hub id")
-    cogvideox_model: str = Field("THUDM/CogVideoX-5b-I2V", description="CogVideoX I2V: local folder or hub id")
-    lora_path: str | None = Field(None, description="optional FLUX LoRA, a .safetensors file")
-    lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="LoRA adapter weight")
-    mask_dilate_px: int = Field(24, ge=0, le=256, description="road mask dilation before repainting")
-    mask_feather_px: int = Field(8, ge=0, le=128, description="soft edge of the compositing mask")
-    keep_unmasked: bool = Field(True, description="keep the original pixels outside the road mask")
-    flux_steps: int = Field(50, ge=1, le=500, description="FLUX denoising steps")
-    flux_guidance: float = Field(30.0, ge=0.0, le=100.0, description="FLUX (distilled) guidance scale")
-    max_sequence_length: int = Field(512, ge=1, le=512, description="FLUX T5 prompt tokens")
-    video_steps: int = Field(50, ge=1, le=500, description="CogVideoX denoising steps")
-    video_guidance: float = Field(6.0, ge=0.0, le=50.0, description="CogVideoX classifier-free guidance scale")
-    video_max_sequence_length: int = Field(226, ge=1, le=512, description="CogVideoX T5 prompt tokens")
-    width: int = Field(720, ge=16, le=4096, description="model frame width (multiple of 16)")
-    height: int = Field(480, ge=16, le=4096, description="model frame height (multiple of 16)")
-    num_frames: int = Field(49, ge=9, le=257, description="frames per CogVideoX window (8k + 1)")
-    fps: int = Field(8, ge=1, le=120, description="the video model's native frame rate (reported)")
-    flux_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:0', …")
-    video_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', …")
-    cpu_offload: bool = Field(False, description="diffusers model CPU offload (saves GPU memory, slower)")
-    vae_slicing: bool = Field(True, description="decode latents one at a time")
-    vae_tiling: bool = Field(True, description="decode latents in tiles")
-    seed: int = Field(0, description="seed of the noise (and of the tiny-random weights)")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="'auto': bfloat16 on CUDA, float32 on CPU")
-    accel: AccelConfig = Field(default_factory=AccelConfig, description="speed-ups of the FLUX transformer")
-    video_accel: AccelConfig = Field(default_factory=AccelConfig,
-                                     description="speed-ups of the CogVideoX transformer")
-    latent_blend: bool = Field(True, description="outside the mask, latents follow the source video while "
-                               "denoising (mask-aware latent blending in CogVideoX)")
-    unload_between_phases: bool = Field(
-        False, description="park the pipeline of the other phase in CPU memory (FLUX before CogVideoX runs, "
-        "CogVideoX before FLUX runs again) and empty the CUDA cache")
-    expandable_segments: bool = Field(
-        True, description="set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before CUDA starts (when a "
-        "pipeline runs on CUDA and the variable is not already set)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tiny_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") == "tiny-random":
-            return {**TINY_DEFAULTS, **data}
-        return data
-
-    @field_validator("lora_path")
-    @classmethod
-    def _safetensors_only(cls, v: str | None) -> str | None:
-        if v is not None and not v.endswith(".safetensors"):
-            raise ValueError(f"lora_path must be a .safetensors file (pickled .bin/.pt files are refused), got {v!r}")
-        return v
-
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            raise ValueError(f"width and height must be multiples of 16 (FLUX packs 2x2 latents), got {v}")
-        return v
-
-    @field_validator("num_frames")
-    @classmethod
-    def _eight_k_plus_one(cls, v: int) -> int:
-        if (v - 1) % 8:
-            raise ValueError(f"num_frames must be 8k + 1, e.g. 49 (CogVideoX compresses time 4x and its VAE "
-                             f"decodes an odd number of latent frames to 4k + 1 frames, an even one to 4k); got {v}")
-        return v
-
 
 # ============================================================================================== pure helpers
 def dilate_mask(mask: Bool, px: int) -> Bool:

@@ -43,11 +43,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from lanepipe.edit.config import LANE_WIDTH_M, ProceduralConfig
 from lanepipe.edit.erase import push_pull_fill, texture_sources
 from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
-from lanepipe.lanes.instructions import Color, LaneSpec, MarkingSizes
+from lanepipe.lanes.instructions import Color, LaneSpec
 from lanepipe.types import Clip, RoadMasks
 
 F32 = npt.NDArray[np.float32]
@@ -57,8 +58,6 @@ Bool = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
 _T = TypeVar("_T")
 
-#: Standard lane width (12 ft) assumed when no line is seen.
-LANE_WIDTH_M = 3.66
 #: Yellow paint relative to white paint (RGB), used when the clip shows no yellow paint to copy.
 _YELLOW_OF_WHITE = np.array([1.0, 0.80, 0.32], dtype=np.float32)
 #: White paint relative to the asphalt under it, used when the clip shows no white paint to copy.
@@ -66,42 +65,6 @@ _WHITE_OF_ASPHALT = 2.3
 
 
 # ============================================================================================== configuration
-class ProceduralConfig(BaseModel):
-    """Settings of the procedural painter (lengths in metres on the ground unless named ``_px``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sizes: MarkingSizes = Field(default_factory=MarkingSizes, description="line width, dash, gap, double spacing")
-    fov_deg: float = Field(60.0, gt=10, lt=170, description="fallback horizontal field of view (no clip camera)")
-    mount_height_m: float = Field(1.5, gt=0.3, le=5.0, description="fallback camera height above the road")
-    pitch_deg: float = Field(2.0, gt=-30, lt=30, description="fallback pitch when no vanishing point is found")
-    estimate_pose: bool = Field(True, description="fallback camera: pitch and yaw from the lines' vanishing point")
-    calibrate_height: bool = Field(True, description="fallback camera: scale the height to the measured lane width")
-    lane_width_m: float = Field(LANE_WIDTH_M, gt=2.0, le=6.0, description="ego lane width assumed / calibrated to")
-    work_width: int = Field(640, ge=160, description="analysis width in pixels (frames are never upscaled)")
-    max_range_m: float = Field(90.0, gt=10, description="farthest ground distance painted")
-    bev_range_m: float = Field(45.0, gt=10, description="farthest ground distance used to find lines")
-    line_search_m: float = Field(3.6, gt=1.0, description="a boundary is searched up to this far from the camera")
-    paint_bright_thr: float = Field(14.0, gt=0, description="paint: grey levels above the local road (0-255)")
-    paint_yellow_thr: float = Field(5.0, gt=0, description="paint: yellowness above the local road (~Lab b units)")
-    erase_half_width_m: float = Field(0.45, gt=0, description="erase corridor half-width around a found line")
-    erase_half_width_assumed_m: float = Field(0.8, gt=0, description="same around an assumed line position")
-    temporal_radius: int = Field(2, ge=0, description="geometry median over ±frames")
-    temporal_sigma: float = Field(1.5, ge=0, description="geometry Gaussian smoothing (frames)")
-    speed_from_image: bool = Field(True, description="estimate ego speed from BEV image motion when not given")
-    default_speed_mps: float = Field(25.0, ge=0, description="ego speed when neither given nor measurable")
-    max_speed_mps: float = Field(50.0, gt=0, description="fastest ego speed searched for in image motion")
-    wear: float = Field(0.22, ge=0, le=1, description="paint wear: largest fraction of coverage lost")
-    blur_px: float = Field(0.9, ge=0, le=5, description="image blur (Gaussian sigma) at 720 rows; scales with height")
-    texture_gain: float = Field(0.6, ge=0, le=1.5, description="asphalt grain kept on the paint")
-    min_line_coverage: float = Field(0.25, gt=0, le=1, description="least fraction of a line's near path in the road")
-    min_double_road_width_m: float = Field(
-        5.0, gt=0, description="a double line needs a road (mask) at least this wide around the ego lane")
-    polyline_step_px: int = Field(10, ge=1, description="row spacing of the lane polylines (TuSimple-style)")
-    seed: int = Field(0, description="seed of the wear texture")
-    threads: int = Field(2, ge=1, le=64, description="worker threads over frames")
-
-
 _STEP_UP = 1.25
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from lanepipe.config import SegmentConfig
+from typing import TYPE_CHECKING
+
 from lanepipe.errors import ConfigError
 from lanepipe.segment.base import GRID_POINTS, Segmenter, grid_points_px
+
+if TYPE_CHECKING:  # the run config sits above the backends; only its type is needed here
+    from lanepipe.config import SegmentConfig
 
 BACKENDS: tuple[str, ...] = ("grid", "sam2")
 

@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.config import GridConfig
 from lanepipe.errors import InputError
 from lanepipe.segment.base import grid_points_px
+from lanepipe.segment.config import GridConfig
 from lanepipe.types import Clip, RoadMasks
 
 F32 = npt.NDArray[np.float32]

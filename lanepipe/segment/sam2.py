@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.config import Sam2Config
 from lanepipe.errors import BackendUnavailableError, ConfigError, InputError
 from lanepipe.segment.base import grid_points_px
+from lanepipe.segment.config import Sam2Config
 from lanepipe.types import Clip, FramesU8, MaskBool, RoadMasks
 
 if TYPE_CHECKING:

@@ -38,8 +38,9 @@ from lanepipe.io.video import decode, encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
+from lanepipe.verify.config import QwenJudgeConfig
 from lanepipe.verify.lane_detector import LaneDetector
-from lanepipe.verify.qwen_vl import QwenJudge, QwenJudgeConfig, caption_core
+from lanepipe.verify.qwen_vl import QwenJudge, caption_core
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:

@@ -686,7 +686,8 @@ def load_fill_pipeline(cfg: TrainConfig) -> Any:
     import torch
 
     if cfg.preset == "tiny-random":
-        from lanepipe.edit.generative import GenerativeConfig, tiny_fill_pipeline
+        from lanepipe.edit.config import GenerativeConfig
+        from lanepipe.edit.generative import tiny_fill_pipeline
 
         pipe = tiny_fill_pipeline(GenerativeConfig(preset="tiny-random", seed=cfg.seed,
                                                    max_sequence_length=cfg.max_sequence_length))

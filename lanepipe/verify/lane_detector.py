@@ -38,10 +38,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from lanepipe.errors import InputError
 from lanepipe.verify.base import BoundaryReport, ColorSeen, LaneReport, PatternSeen, verdict
+from lanepipe.verify.config import LaneDetectorConfig
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -50,49 +50,6 @@ Bool = npt.NDArray[np.bool_]
 Point = tuple[float, float]
 
 __all__ = ["LaneDetector", "LaneDetectorConfig", "verdict"]
-
-
-class LaneDetectorConfig(BaseModel):
-    """Settings of the classical lane-attribute detector (``verify.lane_detector``).
-
-    Pixel sizes are at ``work_width``; colours are OpenCV 8-bit Lab units (L, a, b in [0, 255]).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    work_width: int = Field(640, ge=160, le=1920, description="frames are analysed at this width")
-    max_frames: int = Field(16, ge=1, description="at most this many frames per clip, evenly spread")
-    camera_height_m: float = Field(1.4, gt=0.3, le=5.0, description="assumed camera height above the road")
-    tophat_width: float = Field(0.035, gt=0.0, le=0.3, description="top-hat square, fraction of work_width")
-    min_contrast: float = Field(9.0, gt=0.0, description="least paint lightness above the local pavement")
-    noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the top-hat median")
-    yellow_b: float = Field(12.0, gt=0.0, description="paint b* above pavement b* that makes a line yellow")
-    solid_coverage: float = Field(0.62, gt=0.0, lt=1.0, description="painted share of length above = solid")
-    min_coverage: float = Field(0.2, ge=0.0, lt=1.0, description="painted share below which no line is seen")
-    max_width_m: float = Field(0.45, gt=0.0, description="widest accepted line (half-maximum width, metres)")
-    min_lateral_m: float = Field(0.35, ge=0.0, description="ego boundaries lie at least this far from the camera")
-    max_lateral_m: float = Field(3.8, gt=0.0, description="... and at most this far (metres on the ground)")
-    double_min_gap_m: float = Field(0.12, gt=0.0, description="least centre spacing of a double line")
-    double_max_gap_m: float = Field(0.6, gt=0.0, description="largest centre spacing of a double line")
-    far_limit: float = Field(0.14, gt=0.02, lt=0.8, description="farthest row used, fraction of the road height")
-    pattern_far_limit: float = Field(
-        0.25, gt=0.02, lt=0.8, description="farthest row used for coverage (dash gaps must stay resolved)"
-    )
-    min_frame_share: float = Field(0.34, ge=0.0, le=1.0, description="share of frames that must see a line")
-    double_resolve_px: float = Field(
-        4.0, gt=0.0, description="a double's lines count as resolved in rows where their spacing spans this many px"
-    )
-    passing_max_gap_m: float = Field(
-        0.4, gt=0.0, description="largest centre spacing of a passing zone's dashed line from the solid one"
-    )
-    passing_min_presence: float = Field(
-        0.12, gt=0.0, lt=1.0, description="least share of resolved rows with paint at a passing zone's dashed line"
-    )
-    passing_min_frame_share: float = Field(
-        0.25, gt=0.0, le=1.0,
-        description="share of frames showing a passing zone's pair that makes a solid yellow line one (dashes "
-                    "come and go in the near range where the pair is resolved)",
-    )
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -21,77 +21,21 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec, parse_caption
 from lanepipe.verify.base import MALFORMED, Judgement
-
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+from lanepipe.verify.config import DEFAULT_MODEL, QwenJudgeConfig
 
 #: Qwen2.5-VL special tokens the prompt uses.
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, VISION_END, IMAGE_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"
 VIDEO_PAD, END_OF_TEXT = "<|video_pad|>", "<|endoftext|>"
 SPECIAL_TOKENS = (END_OF_TEXT, IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
-
-#: Values the ``tiny-random`` preset uses for every field the caller did not set (small images, short answers).
-TINY_JUDGE_DEFAULTS: dict[str, Any] = {"device": "cpu", "dtype": "float32", "max_new_tokens": 24,
-                                       "min_pixels": 56 * 56, "max_pixels": 112 * 112}
-
-
-class QwenJudgeConfig(BaseModel):
-    """Settings of the Qwen2.5-VL judge.
-
-    Attributes:
-        preset: ``"tiny-random"`` builds a tiny random model in memory (``model`` is ignored; unset fields take
-            :data:`TINY_JUDGE_DEFAULTS`); ``"none"`` loads ``model``.
-        model: local folder or hub id (must already be in the local cache) of a Qwen2.5-VL checkpoint.
-        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        dtype: weights dtype; ``"auto"`` = bfloat16 on CUDA, float32 on CPU.
-        temperature: sampling temperature; 0 = greedy decoding.
-        max_new_tokens: cap on the generated answer.
-        seed: seeds sampling per call (and the tiny model's weights); None = not seeded.
-        min_pixels / max_pixels: bounds on the pixel count each image is resized to (multiples of 28 px
-            sides); they set how many visual tokens each image costs.
-        local_files_only: never reach the hub when loading ``model``.
-        kv_cache: ``"static"`` pre-allocates the KV cache so transformers compiles the decoding step (the first
-            call pays the compile; measured on an H200 at full size: 7.0 vs 22.7 ms per token, BENCHMARKS.md);
-            ``"auto"`` = static on CUDA, dynamic on CPU.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preset: Literal["none", "tiny-random"] = "none"
-    model: str = DEFAULT_MODEL
-    device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', ... "
-                        "(e.g. the judge on a second GPU beside the edit models)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    temperature: float = Field(0.1, ge=0.0, le=2.0)
-    max_new_tokens: int = Field(256, ge=1, le=4096)
-    seed: int | None = 0
-    min_pixels: int = Field(56 * 56, ge=28 * 28)
-    max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28)
-    local_files_only: bool = True
-    kv_cache: Literal["auto", "dynamic", "static"] = "auto"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tiny_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") == "tiny-random":
-            return {**TINY_JUDGE_DEFAULTS, **data}
-        return data
-
-    @model_validator(mode="after")
-    def _pixels_ordered(self) -> QwenJudgeConfig:
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
-        return self
-
 
 # --------------------------------------------------------------------------------------------- captions
 

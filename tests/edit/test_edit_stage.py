@@ -189,7 +189,8 @@ def test_procedural_painter_with_qwen_judge() -> None:
     from lanepipe.sample import render_sample
     from lanepipe.stages.edit import qa_edit
     from lanepipe.types import RoadMasks
-    from lanepipe.verify.qwen_vl import QwenJudge, QwenJudgeConfig
+    from lanepipe.verify.config import QwenJudgeConfig
+    from lanepipe.verify.qwen_vl import QwenJudge
 
     s = render_sample(num_frames=2, width=160, height=96)
     clip, masks = s.to_clip(), RoadMasks(s.road_masks, "gt")

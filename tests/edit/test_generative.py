@@ -12,9 +12,8 @@ from pydantic import ValidationError
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from lanepipe.edit.accel import AccelConfig
+from lanepipe.edit.config import AccelConfig, GenerativeConfig
 from lanepipe.edit.generative import (
-    GenerativeConfig,
     GenerativePainter,
     allocator_setting,
     blend,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult, ProceduralConfig, ProceduralPainter
+from lanepipe.edit.config import ProceduralConfig
+from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult, ProceduralPainter
 from lanepipe.errors import InputError
 from lanepipe.lanes.instructions import MarkingSizes, parse_instruction
 from lanepipe.sample import LANE_WIDTH_M, SampleClip, render_sample

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from lanepipe.config import GridConfig, SegmentConfig
+from lanepipe.config import SegmentConfig
 from lanepipe.errors import InputError
 from lanepipe.io.video import decode
 from lanepipe.sample import SampleClip, render_sample
 from lanepipe.segment import Segmenter, build_segmenter
+from lanepipe.segment.config import GridConfig
 from lanepipe.segment.grid import GridSegmenter, segment_frame
 from lanepipe.types import Clip
 

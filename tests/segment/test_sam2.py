@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lanepipe.config import Sam2Config, SegmentConfig
+from lanepipe.config import SegmentConfig
 from lanepipe.errors import BackendUnavailableError, ConfigError, InputError
 from lanepipe.io.video import decode
 from lanepipe.segment import Segmenter, build_segmenter
+from lanepipe.segment.config import Sam2Config
 from lanepipe.segment.sam2 import (
     INSTALL_HINT,
     TINY_MODEL_CFG,

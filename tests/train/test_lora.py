@@ -394,7 +394,8 @@ def test_resume_continues_from_the_last_checkpoint(first_run, fast_train_poll, t
 @pytest.mark.ray
 def test_trained_adapter_runs_in_the_painter(first_run) -> None:
     """(d) The run's file through GenerativeConfig(lora_path=...): the painted road changes, the rest does not."""
-    from lanepipe.edit.generative import GenerativeConfig, GenerativePainter
+    from lanepipe.edit.config import GenerativeConfig
+    from lanepipe.edit.generative import GenerativePainter
     from lanepipe.lanes.instructions import parse_instruction
     from lanepipe.sample import render_sample
     from lanepipe.types import RoadMasks

@@ -16,7 +16,8 @@ from lanepipe.io.video import decode
 from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.verify import Verifier
 from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
-from lanepipe.verify.lane_detector import LaneDetector, LaneDetectorConfig
+from lanepipe.verify.config import LaneDetectorConfig
+from lanepipe.verify.lane_detector import LaneDetector
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "lane_labels.json"
 
@@ -223,7 +224,8 @@ def test_report_to_dict_is_json(detector: LaneDetector, sample) -> None:
 def test_painted_passing_zone_is_double_yellow_solid_dashed(detector: LaneDetector) -> None:
     """A painted passing zone (solid yellow on the ego side, dashed yellow 4 in outside it, MUTCD 3B.02) on the
     sample clip: the pair is resolved near the camera, where each line's coverage is measured on its own."""
-    from lanepipe.edit.procedural import PaintParams, ProceduralConfig, ProceduralPainter
+    from lanepipe.edit.config import ProceduralConfig
+    from lanepipe.edit.procedural import PaintParams, ProceduralPainter
     from lanepipe.sample import render_sample
     from lanepipe.types import RoadMasks
 

@@ -8,13 +8,13 @@ from pydantic import ValidationError
 
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import parse_caption, parse_instruction
+from lanepipe.verify.config import QwenJudgeConfig
 from lanepipe.verify.qwen_vl import (
     IMAGE_PAD,
     MALFORMED,
     Judgement,
     JudgeVerifier,
     QwenJudge,
-    QwenJudgeConfig,
     build_prompt,
     caption_core,
     chat_text,

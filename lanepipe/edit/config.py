@@ -1,0 +1,148 @@
+"""Settings of the edit backends (light: pydantic only, no torch, no OpenCV): ``edit.procedural``,
+``edit.generative`` and the accelerator switches of its diffusion transformers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lanepipe.lanes.instructions import MarkingSizes
+
+#: Standard lane width (12 ft) assumed when no line is seen.
+LANE_WIDTH_M = 3.66
+
+_INSTALL_HINT = "pip install 'lanepipe[generative]'"
+
+
+class AccelConfig(BaseModel):
+    """Speed-up switches for one diffusion transformer (all off by default: the stock pipeline)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attention: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
+        "auto", description="scaled-dot-product-attention kernel: auto | flash | cudnn | efficient | math")
+    fuse_qkv: bool = Field(False, description="fuse the query/key/value projections into one GEMM")
+    compile: Literal["none", "blocks"] = Field("none", description="torch.compile each repeated block ('blocks')")
+    fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
+
+
+class ProceduralConfig(BaseModel):
+    """Settings of the procedural painter (lengths in metres on the ground unless named ``_px``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sizes: MarkingSizes = Field(default_factory=MarkingSizes, description="line width, dash, gap, double spacing")
+    fov_deg: float = Field(60.0, gt=10, lt=170, description="fallback horizontal field of view (no clip camera)")
+    mount_height_m: float = Field(1.5, gt=0.3, le=5.0, description="fallback camera height above the road")
+    pitch_deg: float = Field(2.0, gt=-30, lt=30, description="fallback pitch when no vanishing point is found")
+    estimate_pose: bool = Field(True, description="fallback camera: pitch and yaw from the lines' vanishing point")
+    calibrate_height: bool = Field(True, description="fallback camera: scale the height to the measured lane width")
+    lane_width_m: float = Field(LANE_WIDTH_M, gt=2.0, le=6.0, description="ego lane width assumed / calibrated to")
+    work_width: int = Field(640, ge=160, description="analysis width in pixels (frames are never upscaled)")
+    max_range_m: float = Field(90.0, gt=10, description="farthest ground distance painted")
+    bev_range_m: float = Field(45.0, gt=10, description="farthest ground distance used to find lines")
+    line_search_m: float = Field(3.6, gt=1.0, description="a boundary is searched up to this far from the camera")
+    paint_bright_thr: float = Field(14.0, gt=0, description="paint: grey levels above the local road (0-255)")
+    paint_yellow_thr: float = Field(5.0, gt=0, description="paint: yellowness above the local road (~Lab b units)")
+    erase_half_width_m: float = Field(0.45, gt=0, description="erase corridor half-width around a found line")
+    erase_half_width_assumed_m: float = Field(0.8, gt=0, description="same around an assumed line position")
+    temporal_radius: int = Field(2, ge=0, description="geometry median over ±frames")
+    temporal_sigma: float = Field(1.5, ge=0, description="geometry Gaussian smoothing (frames)")
+    speed_from_image: bool = Field(True, description="estimate ego speed from BEV image motion when not given")
+    default_speed_mps: float = Field(25.0, ge=0, description="ego speed when neither given nor measurable")
+    max_speed_mps: float = Field(50.0, gt=0, description="fastest ego speed searched for in image motion")
+    wear: float = Field(0.22, ge=0, le=1, description="paint wear: largest fraction of coverage lost")
+    blur_px: float = Field(0.9, ge=0, le=5, description="image blur (Gaussian sigma) at 720 rows; scales with height")
+    texture_gain: float = Field(0.6, ge=0, le=1.5, description="asphalt grain kept on the paint")
+    min_line_coverage: float = Field(0.25, gt=0, le=1, description="least fraction of a line's near path in the road")
+    min_double_road_width_m: float = Field(
+        5.0, gt=0, description="a double line needs a road (mask) at least this wide around the ego lane")
+    polyline_step_px: int = Field(10, ge=1, description="row spacing of the lane polylines (TuSimple-style)")
+    seed: int = Field(0, description="seed of the wear texture")
+    threads: int = Field(2, ge=1, le=64, description="worker threads over frames")
+
+
+#: Values the ``tiny-random`` preset uses for every field the caller did not set.
+TINY_DEFAULTS: dict[str, Any] = {
+    "width": 64, "height": 48, "num_frames": 9, "flux_steps": 2, "video_steps": 2, "max_sequence_length": 16,
+    "video_max_sequence_length": 16, "mask_dilate_px": 2, "mask_feather_px": 1, "flux_device": "cpu",
+    "video_device": "cpu", "dtype": "float32", "vae_slicing": False, "vae_tiling": False,
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+# ============================================================================================== configuration
+class GenerativeConfig(BaseModel):
+    """Settings of the FLUX.1 Fill → CogVideoX-I2V painter (pixel sizes at the models' ``width x height``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["none", "tiny-random"] = Field(
+        "none", description="'tiny-random': tiny seeded random models built in memory (tests); 'none': load models")
+    flux_model: str = Field("black-forest-labs/FLUX.1-Fill-dev", description="FLUX.1 Fill: local folder or hub id")
+    cogvideox_model: str = Field("THUDM/CogVideoX-5b-I2V", description="CogVideoX I2V: local folder or hub id")
+    lora_path: str | None = Field(None, description="optional FLUX LoRA, a .safetensors file")
+    lora_scale: float = Field(1.0, ge=0.0, le=4.0, description="LoRA adapter weight")
+    mask_dilate_px: int = Field(24, ge=0, le=256, description="road mask dilation before repainting")
+    mask_feather_px: int = Field(8, ge=0, le=128, description="soft edge of the compositing mask")
+    keep_unmasked: bool = Field(True, description="keep the original pixels outside the road mask")
+    flux_steps: int = Field(50, ge=1, le=500, description="FLUX denoising steps")
+    flux_guidance: float = Field(30.0, ge=0.0, le=100.0, description="FLUX (distilled) guidance scale")
+    max_sequence_length: int = Field(512, ge=1, le=512, description="FLUX T5 prompt tokens")
+    video_steps: int = Field(50, ge=1, le=500, description="CogVideoX denoising steps")
+    video_guidance: float = Field(6.0, ge=0.0, le=50.0, description="CogVideoX classifier-free guidance scale")
+    video_max_sequence_length: int = Field(226, ge=1, le=512, description="CogVideoX T5 prompt tokens")
+    width: int = Field(720, ge=16, le=4096, description="model frame width (multiple of 16)")
+    height: int = Field(480, ge=16, le=4096, description="model frame height (multiple of 16)")
+    num_frames: int = Field(49, ge=9, le=257, description="frames per CogVideoX window (8k + 1)")
+    fps: int = Field(8, ge=1, le=120, description="the video model's native frame rate (reported)")
+    flux_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:0', …")
+    video_device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', …")
+    cpu_offload: bool = Field(False, description="diffusers model CPU offload (saves GPU memory, slower)")
+    vae_slicing: bool = Field(True, description="decode latents one at a time")
+    vae_tiling: bool = Field(True, description="decode latents in tiles")
+    seed: int = Field(0, description="seed of the noise (and of the tiny-random weights)")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="'auto': bfloat16 on CUDA, float32 on CPU")
+    accel: AccelConfig = Field(default_factory=AccelConfig, description="speed-ups of the FLUX transformer")
+    video_accel: AccelConfig = Field(default_factory=AccelConfig,
+                                     description="speed-ups of the CogVideoX transformer")
+    latent_blend: bool = Field(True, description="outside the mask, latents follow the source video while "
+                               "denoising (mask-aware latent blending in CogVideoX)")
+    unload_between_phases: bool = Field(
+        False, description="park the pipeline of the other phase in CPU memory (FLUX before CogVideoX runs, "
+        "CogVideoX before FLUX runs again) and empty the CUDA cache")
+    expandable_segments: bool = Field(
+        True, description="set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before CUDA starts (when a "
+        "pipeline runs on CUDA and the variable is not already set)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tiny_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "tiny-random":
+            return {**TINY_DEFAULTS, **data}
+        return data
+
+    @field_validator("lora_path")
+    @classmethod
+    def _safetensors_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.endswith(".safetensors"):
+            raise ValueError(f"lora_path must be a .safetensors file (pickled .bin/.pt files are refused), got {v!r}")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"width and height must be multiples of 16 (FLUX packs 2x2 latents), got {v}")
+        return v
+
+    @field_validator("num_frames")
+    @classmethod
+    def _eight_k_plus_one(cls, v: int) -> int:
+        if (v - 1) % 8:
+            raise ValueError(f"num_frames must be 8k + 1, e.g. 49 (CogVideoX compresses time 4x and its VAE "
+                             f"decodes an odd number of latent frames to 4k + 1 frames, an even one to 4k); got {v}")
+        return v

@@ -1,0 +1,67 @@
+"""Settings of the segment backends (light: pydantic only): ``segment.grid`` and ``segment.sam2``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GridConfig(_Strict):
+    """Classical road segmentation seeded by the 9-point grid (embedded default).
+
+    Pixel sizes are at the work width; colours are OpenCV 8-bit Lab units (L, a, b in [0, 255]).
+    """
+
+    work_width: int = Field(320, ge=64, description="frames are segmented at this width, masks upsampled")
+    color_tolerance: float = Field(3.0, gt=0, description="Mahalanobis distance accepted as road colour")
+    shadow_ratio: float = Field(
+        0.4, gt=0, lt=1, description="darkest accepted lightness (shadows), as a fraction of the road's"
+    )
+    loose_chroma: float = Field(
+        6.0, ge=0, description="other paving: chroma distance to a road model (0 = off)"
+    )
+    loose_dark: float = Field(0.75, gt=0, le=1, description="other paving: darkest lightness, times the road's")
+    loose_bright: float = Field(1.5, ge=1, description="other paving: brightest lightness, times the road's")
+    loose_texture: float = Field(5.0, gt=0, description="other paving: largest local std of lightness (3x3)")
+    model_min_frames: int = Field(
+        3, ge=1, description="a colour model seen in this many frames is used in every frame of the clip"
+    )
+    horizon_margin: float = Field(
+        0.0, ge=-0.2, le=0.5, description="fraction of height kept above the estimated horizon"
+    )
+    fallback_horizon: float = Field(
+        0.5, ge=0, le=1, description="horizon row (fraction of height) when no vanishing point is found"
+    )
+    wedge_slope: float = Field(
+        6.0, gt=0, description="road half-width allowed per row below the vanishing point (px per px)"
+    )
+    vp_radius: int = Field(4, ge=0, description="vanishing point median-filtered over ±this many frames")
+    temporal_radius: int = Field(2, ge=0, description="masks voted over ±this many frames (0 = off)")
+    close_px: int = Field(9, ge=1, description="closing kernel (fills lane markings into the road)")
+    grow_px: int = Field(2, ge=0, description="final dilation (edge lines on the road's border)")
+    hole_fill: float = Field(
+        0.004, ge=0, le=1, description="holes smaller than this fraction of the frame are filled"
+    )
+
+
+class Sam2Config(_Strict):
+    """SAM2 / SAM2.1 video predictor."""
+
+    preset: Literal["none", "tiny-random"] = "none"
+    model_cfg: str = Field("configs/sam2.1/sam2.1_hiera_l.yaml", description="sam2 config name")
+    checkpoint: str | None = Field(None, description="local .pt checkpoint path")
+    device: str = "auto"
+    reprompt_every: int = Field(0, ge=0, description="re-add the 9 points every N frames (0 = first only)")
+    seed: int = 0
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="compute dtype: 'auto' = bfloat16 autocast on CUDA (as upstream runs it), float32 on CPU")
+    vos_optimized: bool = Field(
+        False,
+        description="sam2's SAM2VideoPredictorVOS: torch.compile of its modules; the first clip compiles "
+        "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU",
+    )

@@ -1,0 +1,106 @@
+"""Settings of the verify backends (light: pydantic only): ``verify.lane_detector`` and ``verify.qwen_vl``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+class LaneDetectorConfig(BaseModel):
+    """Settings of the classical lane-attribute detector (``verify.lane_detector``).
+
+    Pixel sizes are at ``work_width``; colours are OpenCV 8-bit Lab units (L, a, b in [0, 255]).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    work_width: int = Field(640, ge=160, le=1920, description="frames are analysed at this width")
+    max_frames: int = Field(16, ge=1, description="at most this many frames per clip, evenly spread")
+    camera_height_m: float = Field(1.4, gt=0.3, le=5.0, description="assumed camera height above the road")
+    tophat_width: float = Field(0.035, gt=0.0, le=0.3, description="top-hat square, fraction of work_width")
+    min_contrast: float = Field(9.0, gt=0.0, description="least paint lightness above the local pavement")
+    noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the top-hat median")
+    yellow_b: float = Field(12.0, gt=0.0, description="paint b* above pavement b* that makes a line yellow")
+    solid_coverage: float = Field(0.62, gt=0.0, lt=1.0, description="painted share of length above = solid")
+    min_coverage: float = Field(0.2, ge=0.0, lt=1.0, description="painted share below which no line is seen")
+    max_width_m: float = Field(0.45, gt=0.0, description="widest accepted line (half-maximum width, metres)")
+    min_lateral_m: float = Field(0.35, ge=0.0, description="ego boundaries lie at least this far from the camera")
+    max_lateral_m: float = Field(3.8, gt=0.0, description="... and at most this far (metres on the ground)")
+    double_min_gap_m: float = Field(0.12, gt=0.0, description="least centre spacing of a double line")
+    double_max_gap_m: float = Field(0.6, gt=0.0, description="largest centre spacing of a double line")
+    far_limit: float = Field(0.14, gt=0.02, lt=0.8, description="farthest row used, fraction of the road height")
+    pattern_far_limit: float = Field(
+        0.25, gt=0.02, lt=0.8, description="farthest row used for coverage (dash gaps must stay resolved)"
+    )
+    min_frame_share: float = Field(0.34, ge=0.0, le=1.0, description="share of frames that must see a line")
+    double_resolve_px: float = Field(
+        4.0, gt=0.0, description="a double's lines count as resolved in rows where their spacing spans this many px"
+    )
+    passing_max_gap_m: float = Field(
+        0.4, gt=0.0, description="largest centre spacing of a passing zone's dashed line from the solid one"
+    )
+    passing_min_presence: float = Field(
+        0.12, gt=0.0, lt=1.0, description="least share of resolved rows with paint at a passing zone's dashed line"
+    )
+    passing_min_frame_share: float = Field(
+        0.25, gt=0.0, le=1.0,
+        description="share of frames showing a passing zone's pair that makes a solid yellow line one (dashes "
+                    "come and go in the near range where the pair is resolved)",
+    )
+
+
+#: Values the ``tiny-random`` preset uses for every field the caller did not set (small images, short answers).
+TINY_JUDGE_DEFAULTS: dict[str, Any] = {"device": "cpu", "dtype": "float32", "max_new_tokens": 24,
+                                       "min_pixels": 56 * 56, "max_pixels": 112 * 112}
+
+
+class QwenJudgeConfig(BaseModel):
+    """Settings of the Qwen2.5-VL judge.
+
+    Attributes:
+        preset: ``"tiny-random"`` builds a tiny random model in memory (``model`` is ignored; unset fields take
+            :data:`TINY_JUDGE_DEFAULTS`); ``"none"`` loads ``model``.
+        model: local folder or hub id (must already be in the local cache) of a Qwen2.5-VL checkpoint.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: weights dtype; ``"auto"`` = bfloat16 on CUDA, float32 on CPU.
+        temperature: sampling temperature; 0 = greedy decoding.
+        max_new_tokens: cap on the generated answer.
+        seed: seeds sampling per call (and the tiny model's weights); None = not seeded.
+        min_pixels / max_pixels: bounds on the pixel count each image is resized to (multiples of 28 px
+            sides); they set how many visual tokens each image costs.
+        local_files_only: never reach the hub when loading ``model``.
+        kv_cache: ``"static"`` pre-allocates the KV cache so transformers compiles the decoding step (the first
+            call pays the compile; measured on an H200 at full size: 7.0 vs 22.7 ms per token, BENCHMARKS.md);
+            ``"auto"`` = static on CUDA, dynamic on CPU.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["none", "tiny-random"] = "none"
+    model: str = DEFAULT_MODEL
+    device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', ... "
+                        "(e.g. the judge on a second GPU beside the edit models)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    max_new_tokens: int = Field(256, ge=1, le=4096)
+    seed: int | None = 0
+    min_pixels: int = Field(56 * 56, ge=28 * 28)
+    max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28)
+    local_files_only: bool = True
+    kv_cache: Literal["auto", "dynamic", "static"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tiny_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") == "tiny-random":
+            return {**TINY_JUDGE_DEFAULTS, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> QwenJudgeConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
+        return self
