@@ -10,13 +10,19 @@ Accepted inputs:
 
 A named file that does not exist is kept as a reference: decoding it records an InputError for that clip
 while the others run. A folder or glob that yields no video is an InputError at once.
+
+Local folders and recursive globs (``**``) never descend into a symlink to a folder, so a link back up the tree
+(``dir/sub/link -> dir``) cannot loop; a symlink to a file, or a folder link named by a non-recursive part of a
+pattern, is followed. Inputs are de-duplicated by real path: the first name a file is reached by is kept.
 """
 
 from __future__ import annotations
 
-import glob as globlib
+import fnmatch
 import hashlib
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -118,6 +124,77 @@ def _expand_paiav(url: str) -> list[str]:
     return out
 
 
+def _has_magic(part: str) -> bool:
+    return any(ch in part for ch in "*?[")
+
+
+def _walk_files(root: Path) -> Iterator[str]:
+    """Every file under ``root`` (symlinks to files included); symlinks to folders are not descended."""
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for f in files:
+            path = os.path.join(dirpath, f)  # noqa: PTH118
+            if os.path.isfile(path):  # noqa: PTH113 - follows a file link; drops dangling links
+                yield path
+
+
+def _glob_local(pattern: str) -> Iterator[str]:
+    """Paths matching an absolute local glob, like ``glob.glob(pattern, recursive=True)`` (hidden names need a
+    pattern starting with '.'), except that ``**`` never descends into a symlink to a folder: a link back up
+    the tree would otherwise be walked again and again (one loop link gave 41 copies, two never ended)."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if _has_magic(part))
+    base = Path(*parts[:first])
+    if base.is_dir():
+        yield from _match(str(base), parts[first:])
+
+
+def _scan(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError:  # unreadable or vanished folder: nothing matches there
+        return []
+
+
+def _match(folder: str, parts: tuple[str, ...]) -> Iterator[str]:
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        if rest:
+            yield from _match(folder, rest)  # '**' matches zero folders too
+        for e in _scan(folder):
+            if e.name.startswith("."):
+                continue
+            if not rest:
+                yield e.path
+            if e.is_dir(follow_symlinks=False):  # a real folder only: never a link (no loops)
+                yield from _match(e.path, parts)
+        return
+    if not _has_magic(part):
+        path = os.path.join(folder, part)  # noqa: PTH118
+        if not rest:
+            if os.path.lexists(path):
+                yield path
+        elif os.path.isdir(path):  # noqa: PTH112 - a fixed-depth part may follow a link: it cannot loop
+            yield from _match(path, rest)
+        return
+    for e in _scan(folder):
+        if e.name.startswith(".") and not part.startswith("."):
+            continue
+        if not fnmatch.fnmatchcase(e.name, part):
+            continue
+        if not rest:
+            yield e.path
+        elif e.is_dir():
+            yield from _match(e.path, rest)
+
+
+def _dedupe_key(source: str) -> str:
+    """Local files by real path (a symlink and its target are one clip); URLs as written."""
+    if storage.is_remote(source):
+        return source
+    return os.path.realpath(source.removeprefix("file://"))
+
+
 def _expand_one(item: str) -> list[str]:
     if "://" in item and not item.startswith("file://"):
         _check_scheme(item)
@@ -137,11 +214,11 @@ def _expand_one(item: str) -> list[str]:
             return found
         return [item]
     local = storage.absolute(item)
-    if any(ch in local for ch in "*?["):
-        return sorted(p for p in globlib.glob(local, recursive=True) if Path(p).is_file())  # noqa: PTH207
+    if _has_magic(local):
+        return sorted(p for p in _glob_local(local) if Path(p).is_file())
     p = Path(local)
     if p.is_dir():
-        found = sorted(str(f) for f in p.rglob("*") if f.is_file() and _is_video(f.name))
+        found = sorted(f for f in _walk_files(p) if _is_video(f))
         if not found:
             raise InputError(item, f"a folder holding video files ({', '.join(VIDEO_EXTENSIONS)})",
                              "no video files")
@@ -165,7 +242,10 @@ def resolve_inputs(items: list[str]) -> list[ClipRef]:
         sources.extend(found)
     refs: list[ClipRef] = []
     used: set[str] = set()
-    for src in dict.fromkeys(sources):  # de-duplicate, keep order
+    firsts: dict[str, str] = {}
+    for src in sources:  # de-duplicate by real path, keep the first name and the order
+        firsts.setdefault(_dedupe_key(src), src)
+    for src in firsts.values():
         name = clip_name_from_source(src)
         if name in used:
             name = f"{name}-{hashlib.sha1(src.encode()).hexdigest()[:6]}"
