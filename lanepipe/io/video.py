@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fractions
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,21 @@ class _Sampler:
         return True
 
 
+def _stated_duration(container: Any, stream: Any) -> float | None:
+    """The video's duration as a Matroska/WebM header states it (written once the file is complete): the
+    track's DURATION tag, else the segment's duration when the video is the only stream. None elsewhere
+    (mp4 is checked by its sample count; MPEG-TS durations are estimates from the bitrate)."""
+    if not str(container.format.name).startswith("matroska"):
+        return None
+    tag = str(stream.metadata.get("DURATION", ""))
+    m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tag)
+    if m:
+        return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    if len(container.streams) == 1 and container.duration:
+        return float(container.duration) / av.time_base
+    return None
+
+
 def _announced(n: int | None) -> str:
     return f"the {n} frames the container announced" if n else "an unannounced number of frames"
 
@@ -261,6 +277,7 @@ def decode(source: str, *, name: str | None = None, target_fps: float | None = 8
         current: Any = None
         cut: tuple[int, float | None] | None = None  # (frame, time) when the latest packet is cut off
         stopped = False
+        last_rel: float | None = None  # time of the latest decoded frame
         try:
             for packet in container.demux(stream):
                 if packet.size:
@@ -292,7 +309,7 @@ def decode(source: str, *, name: str | None = None, target_fps: float | None = 8
                     t = (i / src_fps if src_fps else float(i)) if by_index or ft is None else ft
                     if t0 is None:
                         t0 = t
-                    rel = t - t0
+                    rel = last_rel = t - t0
                     if not sampler.keep(rel):
                         continue
                     frames.append(frame.to_ndarray(format="rgb24"))
@@ -319,6 +336,12 @@ def decode(source: str, *, name: str | None = None, target_fps: float | None = 8
                 and announced - packets > max(2, announced // 50)):
             raise _broken(source, _break_point(None, first_time, decoded, src_fps), announced,
                           f"the file ends there ({packets} of its packets present)")
+        stated = _stated_duration(container, stream)
+        if not stopped and stated and last_rel is not None and src_fps:
+            end = last_rel + 1.0 / src_fps
+            if stated - end > max(2.0 / src_fps, 0.02 * stated):
+                raise _broken(source, (decoded, end), announced,
+                              f"the file ends there, {stated - end:.2f} s before the {stated:.2f} s its header states")
         if stuck:
             raise InputError(source, "frame timestamps that advance, or a frame rate in the codec header",
                              f"{decoded} frames whose timestamps "

@@ -58,6 +58,25 @@ def test_mp4_cut_at_a_packet_boundary_is_refused(long_clip: Path, tmp_path: Path
     assert "of the 221 frames the container announced" in msg and "61 of its packets present" in msg, msg
 
 
+def test_truncated_mkv_is_refused_by_its_stated_duration(long_clip: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full.mkv"
+    with av.open(str(long_clip)) as inp, av.open(str(full), "w", format="matroska") as out:
+        s = inp.streams.video[0]
+        o = out.add_stream_from_template(s)
+        for pkt in inp.demux(s):
+            if pkt.dts is None:
+                continue
+            pkt.stream = o
+            out.mux(pkt)  # the real clip's packets, unchanged, in Matroska (no frame count; a DURATION tag)
+    assert decode(str(full), target_fps=None, max_frames=1000).num_frames == 221
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.3)])
+    with pytest.raises(InputError) as ei:
+        decode(str(cut))
+    assert "decoding broke at frame 65 (t = 2.60 s)" in str(ei.value)
+    assert "before the 8.84 s its header states" in str(ei.value)
+
+
 def test_a_cut_file_is_fine_when_decoding_stops_before_the_cut(long_clip: Path, tmp_path: Path) -> None:
     data = long_clip.read_bytes()
     cut = tmp_path / "cut30.mp4"
