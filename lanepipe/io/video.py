@@ -126,7 +126,7 @@ def _index_rate(stream: Any) -> tuple[float, str] | None:
 
 
 def _pick_fps(stream: Any, container: Any) -> tuple[float, str, float | None]:
-    """FPS with fallbacks: stream rate → average rate → container guess → frames ÷ duration.
+    """FPS with fallbacks: stream rate → codec header → average rate → container guess → frames ÷ duration.
 
     A raw elementary stream (``.h264``, ``.hevc``…) is different: its frames carry no timestamps and
     ``stream.base_rate`` (r_frame_rate) is the H.264 tick rate, i.e. the field rate, twice the frame rate
@@ -145,7 +145,11 @@ def _pick_fps(stream: Any, container: Any) -> tuple[float, str, float | None]:
         candidates = [*([(header[1], header[0])] if header else []), ("average_rate", stream.average_rate),
                       ("container_guess", getattr(stream, "guessed_rate", None))]
     else:
-        candidates = [("stream_rate", getattr(stream, "base_rate", None)), ("average_rate", stream.average_rate),
+        # Without a stream rate (FFmpeg derives it from timestamps; absent when they do not advance), the
+        # average rate is frames ÷ a broken timestamp span (38 frames all at t = 0 gave 950 fps): the codec
+        # header's rate comes first then.
+        candidates = [("stream_rate", getattr(stream, "base_rate", None)),
+                      *([(header[1], header[0])] if header else []), ("average_rate", stream.average_rate),
                       ("container_guess", getattr(stream, "guessed_rate", None))]
     for label, rate in candidates:
         fps = _rate(rate)

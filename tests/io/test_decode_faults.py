@@ -178,6 +178,8 @@ def test_all_zero_timestamps_fall_back_to_the_header_rate(real_clip: Path, tmp_p
     p = _zero_timestamps(real_clip, tmp_path / "zero.mp4", "mp4")
     with av.open(str(p)) as c:
         assert {f.time for f in c.decode(video=0)} == {0.0}  # the crafted file really has 38 frames at t = 0
+    info = probe(str(p))
+    assert info.fps == pytest.approx(25.0) and info.fps_source == "codec_header"  # average_rate says 950
     clip = decode(str(p), target_fps=8.0)  # was: "expected at least 2 decodable frames, found 1"
     assert clip.num_frames == 13 and clip.fps == 8.0 and clip.source_fps == pytest.approx(25.0)
     assert np.allclose(clip.timestamps, np.arange(13) / 8.0, atol=0.5 / 25)
