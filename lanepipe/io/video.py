@@ -89,7 +89,7 @@ def _video_stream(container: Any, source: str) -> Any:
         codec = str(container.streams.video[0].codec_context.name) if container.streams.video else fmt
         kind = _IMAGE_CODECS.get(codec, codec.upper())
         raise InputError(source, "a video", f"a {kind} image, not a video",
-                         "give a video file; stills are read by `lanepipe dataset`")
+                         "give a video file; `lanepipe dataset` reads stills under their own extension (.png, .jpg)")
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise InputError(source, "a video stream", f"only {', '.join(kinds)}")
