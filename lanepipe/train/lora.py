@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, ConfigError, InputError, LanepipeError
 from lanepipe.io import storage
 
@@ -234,9 +235,9 @@ def require_backend() -> None:
 
 
 def _dtype(cfg: TrainConfig) -> torch.dtype:
-    import torch
-
-    return torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
+    """The dtype of the frozen weights: ``mixed_precision`` bf16 → bfloat16, fp32 → float32."""
+    dtype: torch.dtype = torchkit.resolve_dtype(cfg.mixed_precision, "cpu", key="mixed_precision")
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -536,25 +537,6 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, total_ste
     return opt, sched
 
 
-def attention_kernels(name: str) -> contextlib.AbstractContextManager[Any]:
-    """Context that makes ``scaled_dot_product_attention`` try kernel ``name`` first, then the others in order.
-
-    ``flash`` → flash, memory-efficient, math; ``efficient`` → efficient, math; ``math``; ``cudnn`` → cuDNN,
-    flash, efficient, math; ``torch`` leaves PyTorch's choice alone. A kernel that cannot take the inputs (flash
-    on float32, say) is skipped for the next one.
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    order = {"flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
-             "efficient": [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], "math": [SDPBackend.MATH],
-             "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                       SDPBackend.MATH]}
-    if name == "torch":
-        return contextlib.nullcontext()
-    ctx: contextlib.AbstractContextManager[Any] = sdpa_kernel(order[name], set_priority=True)
-    return ctx
-
-
 def optimizer_step(model: Any, opt: Any, sched: Any, micro: Sequence[FillBatch], cfg: TrainConfig, step: int,
                    rank: int = 0) -> float:
     """One optimiser step over ``micro`` (gradient accumulation); noise and ``s`` seeded by (seed, rank, step, i).
@@ -572,7 +554,7 @@ def optimizer_step(model: Any, opt: Any, sched: Any, micro: Sequence[FillBatch],
         noise = torch.randn(tuple(mb.latents.shape), generator=g).to(mb.latents.device)
         sigmas = sample_sigmas(mb.size, cfg.sigma_sampling, g)
         sync = contextlib.nullcontext() if i == len(micro) - 1 or not hasattr(model, "no_sync") else model.no_sync()
-        with sync, attention_kernels(cfg.sdpa):
+        with sync, torchkit.sdpa_kernels(cfg.sdpa, fallback=True, key="sdpa"):
             loss = flow_matching_loss(model, mb, sigmas, noise, cfg.guidance)
             scaled: Any = loss / len(micro)
             scaled.backward()
@@ -589,7 +571,7 @@ def eval_loss(model: Any, batch: FillBatch, cfg: TrainConfig, draws: int = 8, se
 
     tr = _transformer(model)
     total = 0.0
-    with torch.no_grad(), attention_kernels(cfg.sdpa):
+    with torch.no_grad(), torchkit.sdpa_kernels(cfg.sdpa, fallback=True, key="sdpa"):
         for d in range(draws):
             g = _generator(seed, d)
             noise = torch.randn(tuple(batch.latents.shape), generator=g).to(batch.latents.device)
@@ -687,7 +669,7 @@ def load_fill_pipeline(cfg: TrainConfig) -> Any:
 
     if cfg.preset == "tiny-random":
         from lanepipe.edit.config import GenerativeConfig
-        from lanepipe.edit.generative import tiny_fill_pipeline
+        from lanepipe.edit.generative.tiny import tiny_fill_pipeline
 
         pipe = tiny_fill_pipeline(GenerativeConfig(preset="tiny-random", seed=cfg.seed,
                                                    max_sequence_length=cfg.max_sequence_length))
