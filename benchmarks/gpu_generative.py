@@ -614,8 +614,9 @@ def part_edit(tiny: bool) -> None:
 
 
 def part_train(tiny: bool) -> None:
-    """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.lora.train_steps."""
-    from lanepipe.train import lora
+    """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.fill.train_steps."""
+    from lanepipe.train.config import TrainConfig
+    from lanepipe.train.fill import random_fill_batch, train_steps
 
     d = gen_loading.import_diffusers()
     if tiny:
@@ -628,15 +629,15 @@ def part_train(tiny: bool) -> None:
     base = {"preset": "tiny-random"} if tiny else {"mixed_precision": "bf16"}
     first = True
     for w, h in sizes:
-        batch = lora.random_fill_batch(tr, w, h, text_len=text_len)
+        batch = random_fill_batch(tr, w, h, text_len=text_len)
         for gc_on in (False, True):
             name = f"{w}x{h}_grad_ckpt_{'on' if gc_on else 'off'}"
             try:
-                cfg = lora.TrainConfig(**base, resolution=(w, h), gradient_checkpointing=gc_on, lr=1e-4,
+                cfg = TrainConfig(**base, resolution=(w, h), gradient_checkpointing=gc_on, lr=1e-4,
                                        warmup_steps=0)
                 if not first:  # the adapter stays; switch checkpointing on the same transformer
                     (tr.enable_gradient_checkpointing if gc_on else tr.disable_gradient_checkpointing)()
-                st = lora.train_steps(tr, batch, steps, cfg)
+                st = train_steps(tr, batch, steps, cfg)
                 first = False
                 sec = st.seconds[1:] if len(st.seconds) > 1 else st.seconds  # first step: kernels, allocator
                 record("train", name, {"s_per_step": round(float(np.median(sec)), 3),
