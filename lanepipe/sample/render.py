@@ -31,7 +31,7 @@ from lanepipe.sample.road import (
     world_to_ego,
     world_to_road,
 )
-from lanepipe.sample.texture import MipPlan, Texture, mip_plan, octaves, sample
+from lanepipe.sample.texture import MipPlan, Texture, mip_plan, octaves, sample_texture
 from lanepipe.sample.truth import LaneLine
 
 FloatArray = npt.NDArray[np.float64]
@@ -371,8 +371,8 @@ def _render_ground(sc: Scene, pose: FloatArray, car: FloatArray) -> tuple[F32, B
     (gux, guy), (gvx, gvy) = geo.gu, geo.gv
     half_d = np.maximum(0.5 * (np.abs(gux * nx + guy * ny) + np.abs(gvx * nx + gvy * ny)), 1e-4)
     half_s = np.maximum(0.5 * (np.abs(gux * ny - guy * nx) + np.abs(gvx * ny - gvy * nx)), 1e-4)
-    detail = sample(sc.coarse, geo.plan_coarse, s, d)
-    detail += sample(sc.fine, geo.plan_fine, s, d)
+    detail = sample_texture(sc.coarse, geo.plan_coarse, s, d)
+    detail += sample_texture(sc.fine, geo.plan_fine, s, d)
     w_paved = cover(d, half_d, *PAVED_D)
     w_gravel = (cover(d, half_d, PAVED_D[0] - GRAVEL_M, PAVED_D[0])
                 + cover(d, half_d, PAVED_D[1], PAVED_D[1] + GRAVEL_M))

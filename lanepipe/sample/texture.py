@@ -167,7 +167,7 @@ def mip_plan(footprint_m: FloatArray, texel_m: float, num_levels: int) -> MipPla
     return MipPlan(groups)
 
 
-def sample(tex: Texture, plan: MipPlan, s: Floats, d: Floats) -> F32:
+def sample_texture(tex: Texture, plan: MipPlan, s: Floats, d: Floats) -> F32:
     """Trilinear lookup of ``tex`` at road coordinates ``(N,)`` (pixels sorted by footprint); ``(N, 3)``."""
     n = s.shape[0]
     out = np.zeros((n, 3), dtype=np.float32)
