@@ -46,7 +46,7 @@ def _dtype(cfg: GenerativeConfig, device: str) -> Any:
 
 
 class GenerativePainter:
-    """FLUX.1 Fill first frame → CogVideoX-I2V propagation (see the module docstring).
+    """FLUX.1 Fill first frame → CogVideoX-I2V propagation (see :mod:`lanepipe.edit.generative`).
 
     Stepwise API: :meth:`first_frame` (may run several times in a QA loop), then :meth:`propagate` once;
     :meth:`paint` does both.
