@@ -17,7 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine
-from lanepipe.edit import generative as g
+from lanepipe.edit.config import GenerativeConfig
+from lanepipe.edit.generative import GenerativePainter
+from lanepipe.edit.generative import masks as g
 
 
 def numpy_blend(generated: np.ndarray, original: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -35,7 +37,7 @@ def main() -> None:
     gen = rng.integers(0, 255, (t_frames, 480, 720, 3), dtype=np.uint8)
     road = np.zeros((t_frames, 720, 1280), bool)
     road[:, 400:, 200:1100] = True
-    painter = g.GenerativePainter(g.GenerativeConfig(preset="tiny-random", width=720, height=480))
+    painter = GenerativePainter(GenerativeConfig(preset="tiny-random", width=720, height=480))
     alpha = g.inner_feather(road[0], 8 * 1280 / 720)
     times: dict[str, float] = {}
     for name, fn in (("to_clip", lambda k: painter._to_clip(gen[k], orig[k], road[k])),

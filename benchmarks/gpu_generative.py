@@ -51,7 +51,12 @@ import numpy as np
 import torch
 
 from lanepipe.edit import accel
-from lanepipe.edit import generative as gen
+from lanepipe.edit.config import GenerativeConfig
+from lanepipe.edit.generative import GenerativePainter
+from lanepipe.edit.generative import loading as gen_loading
+from lanepipe.edit.generative import masks as gen_masks
+from lanepipe.edit.generative import tiny as gen_tiny
+from lanepipe.torchkit import sdpa_kernels
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
@@ -162,7 +167,7 @@ def count_flops(module: Any, grab: InputGrab) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     assert grab.args is not None and grab.kwargs is not None
-    ctx = accel.attention_context(accel.AccelConfig(attention="flash" if DEV == "cuda" else "math"))
+    ctx = sdpa_kernels("flash" if DEV == "cuda" else "math")
     with torch.inference_mode(), ctx, FlopCounterMode(display=False) as fc:
         module(*grab.args, **grab.kwargs)
     return float(fc.get_total_flops())
@@ -249,12 +254,12 @@ def make_clip(frames: np.ndarray, name: str, fps: float = 8.0) -> Any:
 
 # ---------------------------------------------------------------------------------------------- builders
 def build_flux(tiny: bool) -> Any:
-    d, tf = gen._import_diffusers(), gen._transformers()
+    d, tf = gen_loading.import_diffusers(), gen_loading.transformers_module()
     if tiny:
-        pipe = gen.tiny_fill_pipeline(gen.GenerativeConfig(preset="tiny-random"))
+        pipe = gen_tiny.tiny_fill_pipeline(GenerativeConfig(preset="tiny-random"))
         return pipe.to(DEV)
-    tok = gen._tiny_clip_tokenizer()
-    tok2 = gen._tiny_t5_tokenizer(512)
+    tok = gen_tiny.tiny_clip_tokenizer()
+    tok2 = gen_tiny.tiny_t5_tokenizer(512)
     with build_on_device():
         transformer = d.FluxTransformer2DModel(**FLUX_TRANSFORMER)
         vae = d.AutoencoderKL(**FLUX_VAE)
@@ -267,11 +272,11 @@ def build_flux(tiny: bool) -> Any:
 
 
 def build_cogvideox(tiny: bool, text_encoder: Any = None) -> Any:
-    d, tf = gen._import_diffusers(), gen._transformers()
+    d, tf = gen_loading.import_diffusers(), gen_loading.transformers_module()
     if tiny:
-        cfg = gen.GenerativeConfig(preset="tiny-random")
-        return gen.tiny_video_pipeline(cfg).to(DEV)
-    tok = gen._tiny_t5_tokenizer(226)
+        cfg = GenerativeConfig(preset="tiny-random")
+        return gen_tiny.tiny_video_pipeline(cfg).to(DEV)
+    tok = gen_tiny.tiny_t5_tokenizer(226)
     with build_on_device():
         transformer = d.CogVideoXTransformer3DModel(**COGVIDEOX_TRANSFORMER)
         vae = d.AutoencoderKLCogVideoX(**COGVIDEOX_VAE)
@@ -282,7 +287,7 @@ def build_cogvideox(tiny: bool, text_encoder: Any = None) -> Any:
 
 
 def build_cogvideox_transformer(tiny: bool) -> Any:
-    d = gen._import_diffusers()
+    d = gen_loading.import_diffusers()
     if tiny:
         return build_cogvideox(True).transformer
     with build_on_device():
@@ -317,8 +322,9 @@ def part_flux(tiny: bool, rate: float) -> None:
     steps = 3 if tiny else 50
     frames = read_clip("project_video_subclip_bridge_6s.mp4", 1)
     masks = road_masks(frames)
-    image = Image.fromarray(gen._resize(frames[0], w, h))
-    mask = Image.fromarray(gen.dilate_mask(gen._resize_mask(masks[0], w, h), 2 if tiny else 24).astype(np.uint8) * 255)
+    image = Image.fromarray(gen_masks.resize_frame(frames[0], w, h))
+    mask = Image.fromarray(
+        gen_masks.dilate_mask(gen_masks.resize_mask(masks[0], w, h), 2 if tiny else 24).astype(np.uint8) * 255)
     pipe, build_s, _ = timed(lambda: build_flux(tiny))
     pipe.set_progress_bar_config(disable=True)
     record("flux", "build_s", round(build_s, 1))
@@ -356,7 +362,7 @@ def part_flux(tiny: bool, rate: float) -> None:
             if v.compile == "blocks" and "compile" not in applied:
                 accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
                 applied.add("compile")
-            with accel.attention_context(v):
+            with sdpa_kernels(v.attention):
                 _, warm, _ = timed(lambda: call(2))
                 _, total, peak = timed(lambda: call(steps))
                 err = rel_err(forward_once(pipe.transformer, grab), ref)
@@ -376,7 +382,7 @@ def part_judge(tiny: bool) -> None:
 
     frames = read_clip("project_video_subclip_bridge_6s.mp4", 1)
     w, h, _ = _sizes(tiny)
-    a = gen._resize(frames[0], max(w, 56), max(h, 56))
+    a = gen_masks.resize_frame(frames[0], max(w, 56), max(h, 56))
     b = a[:, ::-1].copy()
     new_tokens = 8 if tiny else 96
     judge = build_judge(tiny, new_tokens)
@@ -483,7 +489,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
     steps, few = (3, 2) if tiny else (50, 8)
     stock_steps = int(os.environ.get("BENCH_STOCK_STEPS", steps))
     frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)  # 25 fps → ~8 fps
-    image = Image.fromarray(gen._resize(frames[0], w, h))
+    image = Image.fromarray(gen_masks.resize_frame(frames[0], w, h))
     pipe, build_s, _ = timed(lambda: build_cogvideox(tiny))
     pipe.set_progress_bar_config(disable=True)
     pipe.vae.enable_slicing()  # as the CogVideoX model card runs it; untiled decode of 49 frames needs > 100 GiB
@@ -524,7 +530,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
             traceback.print_exc()
 
     def _variant(name: str, cfg: accel.AccelConfig, full: bool) -> None:
-        with accel.attention_context(cfg):
+        with sdpa_kernels(cfg.attention):
             _, warm, _ = timed(lambda: call(1, "latent"))
             _, tot, pk = timed(lambda: call(steps if full else few, "np" if full else "latent"))
             err = rel_err(forward_once(pipe.transformer, grab), ref)
@@ -547,7 +553,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
         pipe.transformer = None
         free(old)
         pipe.transformer = build_cogvideox_transformer(tiny)
-        with accel.attention_context(accel.AccelConfig(attention=att)):
+        with sdpa_kernels(att):
             ref8 = forward_once(pipe.transformer, grab)
             accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True))
             e8 = rel_err(forward_once(pipe.transformer, grab), ref8)
@@ -581,12 +587,12 @@ def part_edit(tiny: bool) -> None:
     on = accel.AccelConfig(attention="auto", fuse_qkv=True,
                            compile="blocks" if DEV == "cuda" else "none")
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
-    cfg = gen.GenerativeConfig(**extra, flux_device=DEV, video_device=DEV, accel=on, video_accel=on,
+    cfg = GenerativeConfig(**extra, flux_device=DEV, video_device=DEV, accel=on, video_accel=on,
                                latent_blend=True, vae_slicing=True, vae_tiling=True,
                                dtype="bfloat16" if DEV == "cuda" else "float32")
     fill = build_flux(tiny)
     video = build_cogvideox(tiny, None if tiny else fill.text_encoder_2)  # one T5-XXL for both (same arch)
-    painter = gen.GenerativePainter(cfg)
+    painter = GenerativePainter(cfg)
     painter._fill, painter._video = fill, video  # prebuilt random-weight pipelines instead of from_pretrained
     painter._fill_device = painter._video_device = DEV
     judge = build_judge(tiny, 8 if tiny else 96)
@@ -608,12 +614,13 @@ def part_edit(tiny: bool) -> None:
 
 
 def part_train(tiny: bool) -> None:
-    """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.lora.train_steps."""
-    from lanepipe.train import lora
+    """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.fill.train_steps."""
+    from lanepipe.train.config import TrainConfig
+    from lanepipe.train.fill import random_fill_batch, train_steps
 
-    d = gen._import_diffusers()
+    d = gen_loading.import_diffusers()
     if tiny:
-        tr = gen.tiny_fill_pipeline(gen.GenerativeConfig(preset="tiny-random")).transformer.to(DEV)
+        tr = gen_tiny.tiny_fill_pipeline(GenerativeConfig(preset="tiny-random")).transformer.to(DEV)
         sizes, steps, text_len = [(64, 48)], 3, 16
     else:
         with build_on_device():
@@ -622,15 +629,15 @@ def part_train(tiny: bool) -> None:
     base = {"preset": "tiny-random"} if tiny else {"mixed_precision": "bf16"}
     first = True
     for w, h in sizes:
-        batch = lora.random_fill_batch(tr, w, h, text_len=text_len)
+        batch = random_fill_batch(tr, w, h, text_len=text_len)
         for gc_on in (False, True):
             name = f"{w}x{h}_grad_ckpt_{'on' if gc_on else 'off'}"
             try:
-                cfg = lora.TrainConfig(**base, resolution=(w, h), gradient_checkpointing=gc_on, lr=1e-4,
+                cfg = TrainConfig(**base, resolution=(w, h), gradient_checkpointing=gc_on, lr=1e-4,
                                        warmup_steps=0)
                 if not first:  # the adapter stays; switch checkpointing on the same transformer
                     (tr.enable_gradient_checkpointing if gc_on else tr.disable_gradient_checkpointing)()
-                st = lora.train_steps(tr, batch, steps, cfg)
+                st = train_steps(tr, batch, steps, cfg)
                 first = False
                 sec = st.seconds[1:] if len(st.seconds) > 1 else st.seconds  # first step: kernels, allocator
                 record("train", name, {"s_per_step": round(float(np.median(sec)), 3),

@@ -11,8 +11,9 @@ pytest.importorskip("diffusers")
 
 from lanepipe.edit import accel  # noqa: E402
 from lanepipe.edit.config import GenerativeConfig  # noqa: E402
-from lanepipe.edit.generative import tiny_fill_pipeline, tiny_video_pipeline  # noqa: E402
+from lanepipe.edit.generative.tiny import tiny_fill_pipeline, tiny_video_pipeline  # noqa: E402
 from lanepipe.errors import BackendUnavailableError  # noqa: E402
+from lanepipe.torchkit import sdpa_kernels  # noqa: E402
 
 
 def _flux_inputs(t: Any) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def test_fused_qkv_computes_the_same_function(which: str) -> None:
     with torch.inference_mode():
         ref = t(**x)[0]
         done = accel.apply(t, accel.AccelConfig(fuse_qkv=True))
-        with accel.attention_context(accel.AccelConfig(attention="math")):
+        with sdpa_kernels("math"):
             out = t(**x)[0]
     assert done["fuse_qkv"] is True
     assert out.shape == ref.shape

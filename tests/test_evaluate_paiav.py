@@ -11,12 +11,12 @@ import pytest
 
 from lanepipe.config import load_config
 from lanepipe.datasets.context import load_context
-from lanepipe.datasets.physical_ai_av import FIXTURE_CLIP_ID, write_fixture
 from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.errors import InputError
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
 from lanepipe.stages.evaluate import EvaluateStage
+from lanepipe.testing.paiav import FIXTURE_CLIP_ID, write_fixture
 
 FRONT = "camera_front_wide_120fov"
 

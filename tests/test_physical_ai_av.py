@@ -12,20 +12,18 @@ import pytest
 from lanepipe.datasets.physical_ai_av import (
     DEFAULT_CAMERAS,
     EGOMOTION_COLUMNS,
-    FIXTURE_CLIP_ID,
     EditedVideo,
     PaiavClip,
     edited_t0_us,
-    fixture_frame_index,
     list_clips,
     load_edited_video,
     open_clip,
     parse_edited_name,
-    write_fixture,
 )
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.io.video import encode
+from lanepipe.testing.paiav import FIXTURE_CLIP_ID, fixture_frame_index, write_fixture
 
 FRONT = "camera_front_wide_120fov"
 def make_video(path: Path, frames: np.ndarray, fps: float) -> Path:

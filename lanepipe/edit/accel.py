@@ -8,14 +8,13 @@
 * ``fp8_linear``: the transformer blocks' linear layers run as fp8 (e4m3) GEMMs with row-wise scales
   (``torch._scaled_mm``; Hopper or Ada GPUs only): weights are quantised once, activations per call.
 
-:func:`apply` changes a transformer in place and returns what it did; :func:`attention_context` wraps the calls.
+:func:`apply` changes a transformer in place and returns what it did; the attention kernel (``attention``) is
+chosen around the calls by :func:`lanepipe.torchkit.sdpa_kernels`.
 Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from lanepipe.edit.config import AccelConfig
@@ -117,17 +116,3 @@ def apply(transformer: Any, cfg: AccelConfig) -> dict[str, Any]:
             block.compile(dynamic=False)
         done["compiled_blocks"] = len(blocks)
     return done
-
-
-@contextlib.contextmanager
-def attention_context(cfg: AccelConfig) -> Iterator[None]:
-    """Run the enclosed calls with the configured SDPA kernel (no-op for ``auto``)."""
-    if cfg.attention == "auto":
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-               "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[cfg.attention]
-    with sdpa_kernel([backend]):
-        yield

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, ConfigError, InputError
 from lanepipe.segment.base import grid_points_px
 from lanepipe.segment.config import Sam2Config
@@ -165,27 +166,7 @@ def resolve_device(spec: str) -> str:
         ConfigError: not a torch device string.
         BackendUnavailableError: a CUDA device was asked for but none is visible.
     """
-    import torch
-
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(
-            f"segment.sam2.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {spec!r}"
-        ) from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"segment.sam2.device={spec!r}: no CUDA device is visible to torch {torch.__version__}; "
-                "use device=auto or device=cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BackendUnavailableError(
-                f"segment.sam2.device={spec!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
-            )
-    return spec
+    return torchkit.resolve_device(spec, key="segment.sam2.device")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec, parse_caption
 from lanepipe.verify.base import MALFORMED, Judgement
@@ -316,22 +317,6 @@ def _image_processor_cls() -> Any:
     return Qwen2VLImageProcessorPil
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _resolve_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-
-
 def _looks_like_path(model: str) -> bool:
     return (model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") != 1
             or Path(model).expanduser().exists())
@@ -349,8 +334,8 @@ class QwenJudge:
 
     def __init__(self, cfg: QwenJudgeConfig | None = None) -> None:
         self.cfg = cfg or QwenJudgeConfig()
-        self.device = _resolve_device(self.cfg.device)
-        dtype = _resolve_dtype(self.cfg.dtype, self.device)
+        self.device = torchkit.resolve_device(self.cfg.device, key="verify.qwen_vl.device")
+        dtype = torchkit.resolve_dtype(self.cfg.dtype, self.device, key="verify.qwen_vl.dtype")
         size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
         if self.cfg.preset == "tiny-random":
             self.tokenizer = tiny_tokenizer()

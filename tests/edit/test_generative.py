@@ -13,17 +13,11 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 from lanepipe.edit.config import AccelConfig, GenerativeConfig
-from lanepipe.edit.generative import (
-    GenerativePainter,
-    allocator_setting,
-    blend,
-    blend_latents,
-    encode_video,
-    inner_feather,
-    latent_masks,
-    tiny_fill_pipeline,
-    window_starts,
-)
+from lanepipe.edit.generative import GenerativePainter
+from lanepipe.edit.generative.hooks import blend_latents, encode_video
+from lanepipe.edit.generative.loading import allocator_setting
+from lanepipe.edit.generative.masks import blend, inner_feather, latent_masks, window_starts
+from lanepipe.edit.generative.tiny import tiny_fill_pipeline
 from lanepipe.errors import BackendUnavailableError
 from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.sample import render_sample

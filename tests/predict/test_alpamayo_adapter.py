@@ -13,14 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lanepipe.datasets.physical_ai_av import (
-    FIXTURE_CLIP_ID,
-    EditedVideo,
-    PaiavClip,
-    fixture_frame_index,
-    open_clip,
-    write_fixture,
-)
+from lanepipe.datasets.physical_ai_av import EditedVideo, PaiavClip, open_clip
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.predict.alpamayo import (
     ALPAMAYO_CAMERAS,
@@ -30,6 +23,7 @@ from lanepipe.predict.alpamayo import (
     build_model_inputs,
 )
 from lanepipe.predict.base import Predictor
+from lanepipe.testing.paiav import FIXTURE_CLIP_ID, fixture_frame_index, write_fixture
 from lanepipe.types import EgoState, PredictorInput
 
 FRONT = "camera_front_wide_120fov"

@@ -275,7 +275,8 @@ def test_job_queue_bounds_and_restart_without_http(tmp_path: Path) -> None:
     import threading
 
     from lanepipe.config import load_config
-    from lanepipe.serve.app import Job, JobQueue, ServeSettings
+    from lanepipe.serve.jobs import Job, JobQueue
+    from lanepipe.serve.settings import ServeSettings
 
     release = threading.Event()
 

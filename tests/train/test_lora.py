@@ -25,7 +25,8 @@ pytest.importorskip("peft")
 import torch
 
 from lanepipe.errors import ConfigError, InputError
-from lanepipe.train import lora
+from lanepipe.train import checkpoints, fill, lora
+from lanepipe.train import config as train_config
 from lanepipe.train.data import load_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,22 +80,22 @@ def tiny_dataset(tmp_path_factory, stills) -> Path:
     return write_dataset(tmp_path_factory.mktemp("lora_data"), stills)
 
 
-def tiny_cfg(**kw) -> lora.TrainConfig:
-    return lora.TrainConfig(preset="tiny-random", **kw)
+def tiny_cfg(**kw) -> train_config.TrainConfig:
+    return train_config.TrainConfig(preset="tiny-random", **kw)
 
 
-def encoded(cfg: lora.TrainConfig, stills, n: int = 2):
+def encoded(cfg: train_config.TrainConfig, stills, n: int = 2):
     """A fresh tiny pipeline (seeded by cfg.seed) and the first ``n`` stills encoded at 64x48."""
-    pipe = lora.load_fill_pipeline(cfg)
+    pipe = checkpoints.load_fill_pipeline(cfg)
     imgs = np.stack([cv2.resize(s[0], cfg.resolution, interpolation=cv2.INTER_AREA) for s in stills[:n]])
     masks = np.stack([cv2.resize(s[1].astype(np.uint8), cfg.resolution) > 0 for s in stills[:n]])
-    return pipe, lora.encode_examples(pipe, imgs, masks, [CAPTION] * n, None, cfg.max_sequence_length)
+    return pipe, fill.encode_examples(pipe, imgs, masks, [CAPTION] * n, None, cfg.max_sequence_length)
 
 
-def transformer_out(pipe, batch: lora.FillBatch, s: float = 0.5) -> torch.Tensor:
+def transformer_out(pipe, batch: fill.FillBatch, s: float = 0.5) -> torch.Tensor:
     g = torch.Generator().manual_seed(7)
     noise = torch.randn(tuple(batch.latents.shape), generator=g)
-    x = lora.pack_latents((1 - s) * batch.latents + s * noise)
+    x = fill.pack_latents((1 - s) * batch.latents + s * noise)
     with torch.no_grad():
         return pipe.transformer(hidden_states=torch.cat([x, batch.cond], dim=2),
                                 timestep=torch.full((batch.size,), s), guidance=torch.ones(batch.size),
@@ -107,8 +108,8 @@ def test_pack_latents_and_ids_match_diffusers() -> None:
     from diffusers import FluxFillPipeline
 
     x = torch.randn(2, 4, 6, 8)
-    torch.testing.assert_close(lora.pack_latents(x), FluxFillPipeline._pack_latents(x, 2, 4, 6, 8), rtol=0, atol=0)
-    torch.testing.assert_close(lora.latent_image_ids(6, 8), FluxFillPipeline._prepare_latent_image_ids(
+    torch.testing.assert_close(fill.pack_latents(x), FluxFillPipeline._pack_latents(x, 2, 4, 6, 8), rtol=0, atol=0)
+    torch.testing.assert_close(fill.latent_image_ids(6, 8), FluxFillPipeline._prepare_latent_image_ids(
         2, 3, 4, "cpu", torch.float32), rtol=0, atol=0)
 
 
@@ -116,47 +117,47 @@ def test_vae_scale_factor_from_channels() -> None:
     def fake(i: int, o: int) -> SimpleNamespace:
         return SimpleNamespace(config=SimpleNamespace(in_channels=i, out_channels=o))
 
-    assert lora.vae_scale_factor(fake(384, 64)) == 8  # FLUX.1 Fill dev: 64 + 64 + 8·8·4
-    assert lora.vae_scale_factor(fake(48, 16)) == 2  # the tiny-random preset
+    assert fill.vae_scale_factor(fake(384, 64)) == 8  # FLUX.1 Fill dev: 64 + 64 + 8·8·4
+    assert fill.vae_scale_factor(fake(48, 16)) == 2  # the tiny-random preset
     with pytest.raises(ConfigError, match="not a FLUX Fill transformer"):
-        lora.vae_scale_factor(fake(64, 64))  # FLUX.1 dev (text-to-image) has no fill channels
+        fill.vae_scale_factor(fake(64, 64))  # FLUX.1 dev (text-to-image) has no fill channels
 
 
 def test_lr_factor_warmup_then_cosine() -> None:
-    f = [lora.lr_factor(s, 4, 12) for s in range(12)]
+    f = [train_config.lr_factor(s, 4, 12) for s in range(12)]
     assert f[:4] == [0.25, 0.5, 0.75, 1.0]
     assert f[4] == 1.0
     assert all(a >= b for a, b in itertools.pairwise(f[4:]))
-    assert lora.lr_factor(12, 4, 12) == pytest.approx(0.0)
-    assert lora.lr_factor(8, 4, 12) == pytest.approx(0.5)
+    assert train_config.lr_factor(12, 4, 12) == pytest.approx(0.0)
+    assert train_config.lr_factor(8, 4, 12) == pytest.approx(0.5)
 
 
 def test_config_defaults_and_validation() -> None:
-    c = lora.TrainConfig()
+    c = train_config.TrainConfig()
     assert (c.rank, c.alpha, c.lr, c.warmup_steps, c.epochs, c.batch_size, c.grad_accumulation) == (
         16, 16, 1e-5, 50, 5, 1, 1)
     assert (c.mixed_precision, c.checkpoint_every, c.resolution, c.use_gpu) == ("bf16", 100, (720, 480), True)
     t = tiny_cfg(rank=4)
     assert (t.mixed_precision, t.resolution, t.use_gpu, t.rank) == ("fp32", (64, 48), False, 4)
     with pytest.raises(ValueError, match="multiples of 16"):
-        lora.TrainConfig(resolution=(100, 48))
+        train_config.TrainConfig(resolution=(100, 48))
     with pytest.raises(ConfigError, match="ranks"):
-        lora.parse_config({"ranks": 4})
+        train_config.parse_config({"ranks": 4})
     with pytest.raises(ConfigError, match="mixed_precision"):
-        lora.parse_config({"mixed_precision": "fp16"})
+        train_config.parse_config({"mixed_precision": "fp16"})
 
 
 def test_plan_and_data_order() -> None:
     cfg = tiny_cfg(num_workers=2)
-    plan = lora.make_plan(5, cfg)
+    plan = train_config.make_plan(5, cfg)
     assert (plan.rows_per_worker, plan.micro_per_epoch, plan.total_steps) == (2, 2, 10)
-    assert lora.make_plan(5, tiny_cfg(num_workers=2, max_steps=3)).total_steps == 3
-    epoch0 = sorted(i for m in range(2) for i in lora.micro_batch_indices(m, plan, cfg, rank=1))
+    assert train_config.make_plan(5, tiny_cfg(num_workers=2, max_steps=3)).total_steps == 3
+    epoch0 = sorted(i for m in range(2) for i in train_config.micro_batch_indices(m, plan, cfg, rank=1))
     assert epoch0 == [0, 1]  # each epoch visits the shard once
     with pytest.raises(InputError, match="num_workers x batch_size = 4"):
-        lora.make_plan(3, tiny_cfg(num_workers=2, batch_size=2))
+        train_config.make_plan(3, tiny_cfg(num_workers=2, batch_size=2))
     with pytest.raises(InputError, match="grad_accumulation = 8"):
-        lora.make_plan(2, tiny_cfg(epochs=1, grad_accumulation=8))
+        train_config.make_plan(2, tiny_cfg(epochs=1, grad_accumulation=8))
 
 
 # ============================================================================================== objective
@@ -191,9 +192,9 @@ def test_loss_falls_on_a_fixed_batch(stills) -> None:
     """(a) A few dozen steps at a high lr on two real stills: the loss falls clearly (seeded, deterministic)."""
     cfg = tiny_cfg(lr=2e-2, warmup_steps=5, rank=8, alpha=8, seed=0)
     pipe, batch = encoded(cfg, stills)
-    before = lora.eval_loss(pipe, batch, cfg)
-    stats = lora.train_steps(pipe, batch, 48, cfg)
-    after = lora.eval_loss(pipe, batch, cfg)
+    before = fill.eval_loss(pipe, batch, cfg)
+    stats = fill.train_steps(pipe, batch, 48, cfg)
+    after = fill.eval_loss(pipe, batch, cfg)
     first, last = np.mean(stats.losses[:8]), np.mean(stats.losses[-8:])
     assert after < 0.8 * before, (before, after)
     assert last < 0.85 * first, stats.losses
@@ -205,10 +206,10 @@ def test_gradient_checkpointing_gives_the_same_steps(stills) -> None:
     for gc in (False, True):
         cfg = tiny_cfg(lr=1e-2, warmup_steps=0, gradient_checkpointing=gc)
         pipe, batch = encoded(cfg, stills)
-        runs.append(lora.train_steps(pipe, batch, 3, cfg).losses)
+        runs.append(fill.train_steps(pipe, batch, 3, cfg).losses)
         assert pipe.transformer.is_gradient_checkpointing == gc
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
-    lora.train_steps(pipe, batch, 1, tiny_cfg(gradient_checkpointing=False))  # the benchmark toggles it per call
+    fill.train_steps(pipe, batch, 1, tiny_cfg(gradient_checkpointing=False))  # the benchmark toggles it per call
     assert not pipe.transformer.is_gradient_checkpointing
 
 
@@ -216,20 +217,20 @@ def test_bf16_steps_keep_float32_lora_weights(stills) -> None:
     cfg = tiny_cfg(mixed_precision="bf16", lr=1e-2, warmup_steps=0)
     pipe, batch = encoded(tiny_cfg(), stills, n=1)
     pipe.transformer.to(torch.bfloat16)
-    stats = lora.train_steps(pipe, batch, 2, cfg)
+    stats = fill.train_steps(pipe, batch, 2, cfg)
     assert all(np.isfinite(stats.losses))
-    assert {p.dtype for p in lora.lora_parameters(pipe)} == {torch.float32}
+    assert {p.dtype for p in fill.lora_parameters(pipe)} == {torch.float32}
     assert {p.dtype for p in pipe.transformer.parameters() if not p.requires_grad} == {torch.bfloat16}
 
 
 def test_random_fill_batch_fits_the_transformer(stills) -> None:
     cfg = tiny_cfg(grad_accumulation=2)
     pipe, real = encoded(cfg, stills, n=1)
-    fake = lora.random_fill_batch(pipe.transformer, 64, 48, batch_size=2, text_len=16)
+    fake = fill.random_fill_batch(pipe.transformer, 64, 48, batch_size=2, text_len=16)
     for name in ("latents", "cond", "prompt_embeds", "pooled"):
         assert getattr(fake, name).shape[1:] == getattr(real, name).shape[1:], name
     assert fake.size == 2 and fake.text_ids.shape == real.text_ids.shape
-    stats = lora.train_steps(pipe.transformer, fake, 2, cfg)
+    stats = fill.train_steps(pipe.transformer, fake, 2, cfg)
     assert len(stats.losses) == 2 and all(np.isfinite(stats.losses))
 
 
@@ -237,13 +238,13 @@ def test_saved_adapter_reproduces_the_trained_model(stills, tmp_path: Path) -> N
     """(d) The file loads through the edit stage's exact call, keeps alpha/r, and gives the trained outputs."""
     cfg = tiny_cfg(lr=1e-2, warmup_steps=0, rank=4, alpha=8, seed=5)
     pipe, batch = encoded(cfg, stills)
-    lora.train_steps(pipe, batch, 3, cfg)
+    fill.train_steps(pipe, batch, 3, cfg)
     pipe.transformer.eval()
     trained = transformer_out(pipe, batch)
-    url = tmp_path / "out" / lora.LORA_FILE
-    lora.save_lora(pipe, str(url))
-    assert url.is_file() and not [p for p in url.parent.iterdir() if p.name != lora.LORA_FILE]
-    fresh = lora.load_fill_pipeline(cfg)
+    url = tmp_path / "out" / train_config.LORA_FILE
+    checkpoints.save_lora(pipe, str(url))
+    assert url.is_file() and not [p for p in url.parent.iterdir() if p.name != train_config.LORA_FILE]
+    fresh = checkpoints.load_fill_pipeline(cfg)
     base = transformer_out(fresh, batch)
     fresh.load_lora_weights(str(url.parent), weight_name=url.name, adapter_name="lanepipe", use_safetensors=True)
     loaded = transformer_out(fresh, batch)
@@ -254,12 +255,12 @@ def test_saved_adapter_reproduces_the_trained_model(stills, tmp_path: Path) -> N
 
 
 def test_lora_targets_stay_inside_the_blocks(stills) -> None:
-    pipe = lora.load_fill_pipeline(tiny_cfg())
-    names = lora.target_module_names(pipe.transformer, lora.DEFAULT_TARGETS)
+    pipe = checkpoints.load_fill_pipeline(tiny_cfg())
+    names = fill.target_module_names(pipe.transformer, train_config.DEFAULT_TARGETS)
     assert "proj_out" not in names and "single_transformer_blocks.0.proj_out" in names
     assert "transformer_blocks.0.attn.to_add_out" in names and "single_transformer_blocks.0.attn.to_q" in names
     with pytest.raises(ConfigError, match="match no linear layer"):
-        lora.target_module_names(pipe.transformer, ["nonexistent"])
+        fill.target_module_names(pipe.transformer, ["nonexistent"])
 
 
 # ============================================================================================== dataset refusals
@@ -304,20 +305,20 @@ def test_bad_rows_among_good_ones_are_skipped(tmp_path: Path, stills) -> None:
 
 
 def test_latest_checkpoint_passes_over_partial_ones(tmp_path: Path) -> None:
-    assert lora.latest_checkpoint(str(tmp_path)) is None
+    assert checkpoints.latest_checkpoint(str(tmp_path)) is None
     for step, files in ((2, ("adapter.safetensors", "optimizer.pt", "state.json")), (4, ("state.json",))):
         d = tmp_path / "checkpoints" / f"checkpoint-{step:06d}"
         d.mkdir(parents=True)
         for f in files:
             (d / f).write_text(json.dumps({"step": step}))
-    url, state = lora.latest_checkpoint(str(tmp_path))
+    url, state = checkpoints.latest_checkpoint(str(tmp_path))
     assert url.endswith("checkpoint-000002") and state["step"] == 2
 
 
 def test_missing_model_refused_before_ray(tiny_dataset, tmp_path: Path) -> None:
     from lanepipe.errors import BackendUnavailableError
 
-    cfg = lora.TrainConfig(flux_model=str(tmp_path), output=str(tmp_path / "out"), use_gpu=False)
+    cfg = train_config.TrainConfig(flux_model=str(tmp_path), output=str(tmp_path / "out"), use_gpu=False)
     with pytest.raises(BackendUnavailableError, match=r"model_index\.json"):
         lora.train_lora(str(tiny_dataset), cfg)
     with pytest.raises(BackendUnavailableError, match="not found"):
@@ -356,8 +357,8 @@ def first_run(ray_local, fast_train_poll, tiny_dataset, tmp_path_factory) -> tup
                                    "tiny-random", "--max-steps", "3", "--checkpoint-every", "2", "--lr", "0.01",
                                    "--set", "warmup_steps=0"])
     assert res.exit_code == 0, (res.output, res.exception)
-    assert res.stdout.strip().splitlines()[-1] == str(out / lora.LORA_FILE)
-    return out, json.loads((out / lora.SUMMARY_FILE).read_text())
+    assert res.stdout.strip().splitlines()[-1] == str(out / train_config.LORA_FILE)
+    return out, json.loads((out / train_config.SUMMARY_FILE).read_text())
 
 
 @pytest.mark.ray
@@ -371,7 +372,7 @@ def test_ray_train_writes_checkpoints_and_adapter(first_run) -> None:
         state = json.loads((out / "checkpoints" / f"checkpoint-{step:06d}" / "state.json").read_text())
         assert state["step"] == step and len(state["losses"]) == step
         assert (out / "checkpoints" / f"checkpoint-{step:06d}" / "adapter.safetensors").is_file()
-    assert (out / lora.LORA_FILE).stat().st_size > 0
+    assert (out / train_config.LORA_FILE).stat().st_size > 0
     assert not list(out.glob(".*.tmp"))
 
 
@@ -403,7 +404,7 @@ def test_trained_adapter_runs_in_the_painter(first_run) -> None:
     s = render_sample(num_frames=2, width=96, height=64)
     clip, masks = s.to_clip(), RoadMasks(s.road_masks, "gt")
     spec = parse_instruction("double yellow solid")
-    adapter = str(first_run[0] / lora.LORA_FILE)
+    adapter = str(first_run[0] / train_config.LORA_FILE)
     plain = GenerativePainter(GenerativeConfig(preset="tiny-random", seed=0)).paint(clip, masks, spec)
     res = GenerativePainter(GenerativeConfig(preset="tiny-random", seed=0, lora_path=adapter)).paint(clip, masks, spec)
     assert res.frames.shape == clip.frames.shape

@@ -1,0 +1,397 @@
+"""The ``flux_cogvideox`` workflow: :class:`GenerativePainter` wires the components of this package.
+
+See :mod:`lanepipe.edit.generative` for the steps, placement and extension points.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lanepipe import torchkit
+from lanepipe.edit import accel
+from lanepipe.edit.config import GenerativeConfig
+from lanepipe.edit.generative.hooks import LatentBlendHook, PropagationHook, WindowContext, encode_video
+from lanepipe.edit.generative.loading import configure_allocator, from_pretrained, import_diffusers
+from lanepipe.edit.generative.masks import (
+    U8,
+    Bool,
+    blend,
+    dilate_mask,
+    feather_mask,
+    inner_feather,
+    latent_masks,
+    resize_frame,
+    resize_mask,
+    to_u8,
+    window_starts,
+)
+from lanepipe.edit.generative.tiny import tiny_fill_pipeline, tiny_video_pipeline
+from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
+from lanepipe.errors import BackendUnavailableError, InputError
+from lanepipe.lanes.instructions import LaneSpec
+from lanepipe.types import Clip, RoadMasks
+
+Phase = Literal["flux", "video"]
+
+
+def _dtype(cfg: GenerativeConfig, device: str) -> Any:
+    """``cfg.dtype`` on resolved ``device`` (``auto``: bfloat16 on CUDA, float32 elsewhere)."""
+    return torchkit.resolve_dtype(cfg.dtype, device, key="edit.generative.dtype")
+
+
+class GenerativePainter:
+    """FLUX.1 Fill first frame → CogVideoX-I2V propagation (see :mod:`lanepipe.edit.generative`).
+
+    Stepwise API: :meth:`first_frame` (may run several times in a QA loop), then :meth:`propagate` once;
+    :meth:`paint` does both.
+
+    Args:
+        cfg: painter settings; defaults (real models, 720x480, 49 frames) when None.
+        hooks: extra :class:`PropagationHook` objects, run after the built-in :class:`LatentBlendHook`
+            (present when ``cfg.latent_blend``).
+        video_pipeline: optional factory ``cfg -> pipeline`` replacing the stock CogVideoX I2V pipeline (e.g. a
+            VideoPainter-style dual-branch pipeline); it must accept the stock call's keyword arguments.
+    """
+
+    name = "flux_cogvideox"
+
+    def __init__(self, cfg: GenerativeConfig | None = None, hooks: Sequence[PropagationHook] = (),
+                 video_pipeline: Callable[[GenerativeConfig], Any] | None = None) -> None:
+        self.cfg = cfg or GenerativeConfig()
+        self.hooks: list[PropagationHook] = [*([LatentBlendHook()] if self.cfg.latent_blend else []), *hooks]
+        self._video_factory = video_pipeline
+        self._fill: Any = None
+        self._video: Any = None
+        self._fill_device = "cpu"
+        self._video_device = "cpu"
+        #: whether each pipeline sits on its compute device (False: not loaded, or parked in CPU memory)
+        self.resident: dict[str, bool] = {"flux": False, "video": False}
+        #: placement events, in order (``"flux -> cuda:0"``, ``"flux parked on cpu"`` ...)
+        self.placement: list[str] = []
+        #: what :func:`lanepipe.edit.accel.apply` did to each transformer
+        self.accel_applied: dict[str, dict[str, Any]] = {}
+        self.allocator = configure_allocator(self.cfg)
+
+    # ------------------------------------------------------------------------------------------ loading
+    def setup(self) -> None:
+        """Load both pipelines once and place them (idempotent); with ``unload_between_phases`` the video
+        pipeline stays in CPU memory until :meth:`propagate` needs it.
+
+        Raises:
+            BackendUnavailableError: diffusers missing, a model or the LoRA file not found or not loadable.
+        """
+        self._activate("flux")
+        if self.cfg.unload_between_phases:
+            self._load("video")
+        else:
+            self._activate("video")
+
+    def _device_of(self, phase: Phase) -> str:
+        return self._fill_device if phase == "flux" else self._video_device
+
+    def _offloaded(self, phase: Phase) -> bool:
+        return self.cfg.cpu_offload and self._device_of(phase).startswith("cuda")
+
+    def _load(self, phase: Phase) -> Any:
+        """Build or load one pipeline (in CPU memory, not placed); idempotent."""
+        existing = self._fill if phase == "flux" else self._video
+        if existing is not None:
+            return existing
+        diffusers = import_diffusers()
+        import torch
+
+        cfg = self.cfg
+        tiny = cfg.preset == "tiny-random"
+        if phase == "flux":
+            lora: Path | None = None
+            if cfg.lora_path is not None:
+                lora = Path(cfg.lora_path).expanduser()
+                if not lora.is_file():
+                    raise BackendUnavailableError(
+                        f"LoRA file {cfg.lora_path!r} not found: expected a .safetensors file")
+            self._fill_device = dev = torchkit.resolve_device(cfg.flux_device, key="edit.generative.flux_device")
+            if tiny:
+                pipe = tiny_fill_pipeline(cfg)
+            else:
+                pipe = from_pretrained(diffusers.FluxFillPipeline, cfg.flux_model, "FLUX.1 Fill", _dtype(cfg, dev))
+            if lora is not None:
+                try:
+                    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="lanepipe",
+                                           use_safetensors=True)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise BackendUnavailableError(f"could not load FLUX LoRA {str(lora)!r}: {exc}") from exc
+                pipe.set_adapters(["lanepipe"], adapter_weights=[cfg.lora_scale])
+                if cfg.accel.fuse_qkv:  # fused projections would drop the LoRA layers: merge them first
+                    pipe.fuse_lora(components=["transformer"], lora_scale=1.0)
+                    pipe.unload_lora_weights()
+        else:
+            self._video_device = dev = torchkit.resolve_device(cfg.video_device, key="edit.generative.video_device")
+            if self._video_factory is not None:
+                pipe = self._video_factory(cfg)
+            elif tiny:
+                pipe = tiny_video_pipeline(cfg)
+            else:
+                pipe = from_pretrained(diffusers.CogVideoXImageToVideoPipeline, cfg.cogvideox_model,
+                                        "CogVideoX I2V", _dtype(cfg, dev))
+        if tiny and _dtype(cfg, dev) != torch.float32:
+            pipe.to(dtype=_dtype(cfg, dev))
+        if cfg.vae_slicing:
+            pipe.vae.enable_slicing()
+        if cfg.vae_tiling:
+            pipe.vae.enable_tiling()
+        pipe.set_progress_bar_config(disable=True)
+        if phase == "flux":
+            self._fill = pipe
+        else:
+            self._video = pipe
+        return pipe
+
+    def _park(self, phase: Phase) -> None:
+        """Move a pipeline to CPU memory and empty the CUDA cache (``unload_between_phases``)."""
+        import torch
+
+        pipe = self._fill if phase == "flux" else self._video
+        pipe.to("cpu")
+        self.resident[phase] = False
+        gc.collect()
+        if self._device_of(phase).startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.placement.append(f"{phase} parked on cpu")
+
+    def _activate(self, phase: Phase) -> Any:
+        """The pipeline of ``phase``, loaded and on its device (parking the other one when configured)."""
+        pipe = self._load(phase)
+        other: Phase = "video" if phase == "flux" else "flux"
+        if self.cfg.unload_between_phases and self.resident[other] and not self._offloaded(other):
+            self._park(other)
+        if not self.resident[phase]:
+            dev = self._device_of(phase)
+            if self._offloaded(phase):
+                pipe.enable_model_cpu_offload(device=dev)
+                self.placement.append(f"{phase} -> {dev} (model CPU offload)")
+            else:
+                pipe.to(dev)
+                self.placement.append(f"{phase} -> {dev}")
+            self.resident[phase] = True
+        if phase not in self.accel_applied:
+            self.accel_applied[phase] = accel.apply(pipe.transformer,
+                                                    self.cfg.accel if phase == "flux" else self.cfg.video_accel)
+        return pipe
+
+    # ------------------------------------------------------------------------------------------ steps
+    @staticmethod
+    def _check(clip: Clip, masks: RoadMasks) -> None:
+        masks.check_matches(clip)
+        if not masks.masks.any():
+            raise InputError(clip.source, "a road mask with road pixels to paint on",
+                             "an all-zero mask in every frame", "segment the clip first or check the mask file")
+
+    def _to_clip(self, generated: U8, original: U8, road: Bool) -> U8:
+        """Model-size frame → clip size, composited inside the clip-size road mask with ``keep_unmasked``."""
+        cfg = self.cfg
+        g = resize_frame(generated, original.shape[1], original.shape[0])
+        if not cfg.keep_unmasked:
+            return g
+        return blend(g, original, inner_feather(road, cfg.mask_feather_px * original.shape[1] / cfg.width))
+
+    def first_frame(self, clip: Clip, masks: RoadMasks, prompt: str, seed: int | None = None) -> U8:
+        """Repaint the road of the clip's first frame with FLUX.1 Fill.
+
+        Args:
+            clip: ``(T, H, W, 3) uint8`` frames (only frame 0 is used).
+            masks: ``(T, H, W) bool`` road masks, True = road (repainted).
+            prompt: the text prompt (a canonical caption, or a revised one).
+            seed: noise seed; ``cfg.seed`` when None.
+
+        Returns:
+            ``(H, W, 3) uint8`` at clip size; with ``keep_unmasked`` the input's pixels outside the road mask.
+
+        Raises:
+            InputError: masks of another shape, or an all-zero mask.
+            BackendUnavailableError: see :meth:`setup`.
+        """
+        import torch
+        from PIL import Image
+
+        cfg = self.cfg
+        self._check(clip, masks)
+        fill = self._activate("flux")
+        w, h = cfg.width, cfg.height
+        frame_w = resize_frame(clip.frames[0], w, h)
+        gen_mask = dilate_mask(resize_mask(masks.masks[0], w, h), cfg.mask_dilate_px)
+        with torch.inference_mode(), torchkit.sdpa_kernels(cfg.accel.attention):
+            res = fill(
+                prompt=prompt, image=Image.fromarray(frame_w),
+                mask_image=Image.fromarray(gen_mask.astype(np.uint8) * 255, mode="L"), height=h, width=w,
+                guidance_scale=cfg.flux_guidance, num_inference_steps=cfg.flux_steps,
+                max_sequence_length=cfg.max_sequence_length,
+                generator=torch.Generator(device="cpu").manual_seed(cfg.seed if seed is None else seed),
+                output_type="np")
+        first = to_u8(res.images[0])
+        if cfg.keep_unmasked:
+            first = blend(first, frame_w, feather_mask(gen_mask, cfg.mask_feather_px))
+        return self._to_clip(first, clip.frames[0], masks.masks[0])
+
+    def propagate_window(self, frames: U8, masks: Bool, condition: U8, prompt: str, seed: int, *, index: int = 0,
+                         start: int = 0, output_type: Literal["np", "latent"] = "np") -> tuple[Any, WindowContext]:
+        """Run CogVideoX I2V on one window, with the hooks.
+
+        Args:
+            frames: ``(N, h, w, 3) uint8`` source frames at model size, ``N = cfg.num_frames``.
+            masks: ``(N, h, w) bool`` dilated road masks at model size, True = generated.
+            condition: ``(h, w, 3) uint8`` conditioning (first) frame.
+            prompt: the text prompt.
+            seed: seed of the window's noise.
+            index: window number; start: its first clip frame (both reported to hooks).
+            output_type: ``"np"``: ``(N, h, w, 3)`` float frames in [0, 1]; ``"latent"``: the final
+                ``(1, F_lat, C, h/8, w/8)`` latents (torch), before decoding.
+
+        Returns:
+            ``(output, context)``; the context holds the source latents when a hook needed them.
+        """
+        import torch
+        from PIL import Image
+
+        cfg = self.cfg
+        n, h, w = cfg.num_frames, cfg.height, cfg.width
+        if frames.shape != (n, h, w, 3) or masks.shape != (n, h, w) or condition.shape != (h, w, 3):
+            raise InputError("propagation window", f"frames ({n}, {h}, {w}, 3), masks ({n}, {h}, {w}), condition "
+                             f"({h}, {w}, 3)", f"{frames.shape}, {masks.shape}, {condition.shape}")
+        pipe = self._activate("video")
+        ctx = WindowContext(index=index, start=start, frames=frames, masks=masks, condition=condition, prompt=prompt,
+                            seed=seed, steps=cfg.video_steps)
+        if any(hk.needs_latents for hk in self.hooks):
+            device = pipe._execution_device
+            ctx.source_latents = encode_video(pipe, frames)
+            lm = latent_masks(masks, int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial))
+            ctx.latent_mask = torch.from_numpy(lm.astype(np.float32))[None, :, None].to(device)
+            noise_gen = torch.Generator(device="cpu").manual_seed(seed + 7919)
+            ctx.noise = torch.randn(tuple(ctx.source_latents.shape), generator=noise_gen).to(device)
+        kwargs: dict[str, Any] = {}
+        for hk in self.hooks:
+            kwargs.update(hk.window_kwargs(pipe, ctx))
+        if self.hooks:
+            def on_step_end(p: Any, step: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                lat = tensors["latents"]
+                for hk in self.hooks:
+                    lat = hk.on_step_end(p, ctx, step, t, lat)
+                return {"latents": lat}
+
+            kwargs.update(callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"])
+        with torch.inference_mode(), torchkit.sdpa_kernels(cfg.video_accel.attention):
+            out = pipe(image=Image.fromarray(condition), prompt=prompt, height=h, width=w, num_frames=n,
+                       num_inference_steps=cfg.video_steps, guidance_scale=cfg.video_guidance,
+                       max_sequence_length=cfg.video_max_sequence_length,
+                       generator=torch.Generator(device="cpu").manual_seed(seed), output_type=output_type, **kwargs)
+        if output_type == "latent":
+            return out.frames, ctx
+        video = np.asarray(out.frames[0])
+        if video.shape[0] != n:
+            raise BackendUnavailableError(f"the video pipeline returned {video.shape[0]} frames for a window of {n}")
+        return video, ctx
+
+    def propagate(self, clip: Clip, masks: RoadMasks, first_frame: U8, prompt: str, seed: int | None = None,
+                  spec: LaneSpec | None = None) -> PaintResult:
+        """Carry an edited first frame through the clip with CogVideoX I2V windows.
+
+        Args:
+            clip: ``(T, H, W, 3) uint8`` frames.
+            masks: ``(T, H, W) bool`` road masks, True = road.
+            first_frame: ``(H, W, 3) uint8`` edited first frame at clip size (from :meth:`first_frame`); it is the
+                result's frame 0 unchanged.
+            prompt: the text prompt (the one that made ``first_frame``).
+            seed: base seed (window ``k`` uses ``seed + 1 + k``); ``cfg.seed`` when None.
+            spec: the instruction, for the diagnostics only.
+
+        Returns:
+            :class:`PaintResult`: ``(T, H, W, 3) uint8`` frames (input pixels outside the road mask with
+            ``keep_unmasked``), empty lane lists per frame, diagnostics (devices, placement, accel, timings).
+
+        Raises:
+            InputError: masks or first frame of another shape, or an all-zero mask.
+            BackendUnavailableError: see :meth:`setup`.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self._check(clip, masks)
+        if first_frame.shape != clip.frames.shape[1:] or first_frame.dtype != np.uint8:
+            raise InputError(clip.source, f"a first frame of shape {clip.frames.shape[1:]} uint8 (H, W, 3)",
+                             f"{first_frame.shape} {first_frame.dtype}")
+        base = cfg.seed if seed is None else seed
+        starts = window_starts(clip.num_frames, cfg.num_frames)
+        if starts:
+            self._activate("video")
+        t1 = time.perf_counter()
+
+        w, h, n, total = cfg.width, cfg.height, cfg.num_frames, clip.num_frames
+        frames_w = np.stack([resize_frame(f, w, h) for f in clip.frames])
+        gen_masks = np.stack([dilate_mask(resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
+        out_w: list[U8] = [resize_frame(first_frame, w, h)]
+        for k, s in enumerate(starts):
+            idx = [min(s + j, total - 1) for j in range(n)]
+            video, _ = self.propagate_window(frames_w[idx], gen_masks[idx], out_w[s], prompt, base + 1 + k,
+                                             index=k, start=s)
+            for j in range(1, n):
+                t = s + j
+                if t >= total:
+                    break
+                g = to_u8(video[j])
+                out_w.append(blend(g, frames_w[t], feather_mask(gen_masks[t], cfg.mask_feather_px))
+                             if cfg.keep_unmasked else g)
+        t2 = time.perf_counter()
+
+        out = np.empty_like(clip.frames)
+        out[0] = first_frame
+        for t in range(1, total):
+            out[t] = self._to_clip(out_w[t], clip.frames[t], masks.masks[t])
+        t3 = time.perf_counter()
+        lanes: list[list[PaintedLine]] = [[] for _ in range(total)]
+        diag: dict[str, Any] = {
+            "backend": self.name, "preset": cfg.preset, "instruction": spec.to_text() if spec else None,
+            "prompt": prompt, "model_size": [w, h], "windows": len(starts), "window_frames": n, "model_fps": cfg.fps,
+            "clip_fps": clip.fps, "seed": base, "lora": cfg.lora_path, "lora_scale": cfg.lora_scale,
+            "latent_blend": cfg.latent_blend, "hooks": [type(hk).__name__ for hk in self.hooks],
+            "devices": {"flux": self._fill_device, "video": self._video_device},
+            "placement": list(self.placement), "resident": dict(self.resident), "accel": dict(self.accel_applied),
+            "allocator": self.allocator,
+            "timing_s": {"setup": round(t1 - t0, 3), "propagate": round(t2 - t1, 3), "composite": round(t3 - t2, 3)},
+        }
+        return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
+
+    # ------------------------------------------------------------------------------------------ one call
+    def paint(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, params: PaintParams | Any | None = None
+              ) -> PaintResult:
+        """Repaint the road of ``clip`` so that it shows ``spec``: :meth:`first_frame` then :meth:`propagate`.
+
+        Args:
+            clip: ``(T, H, W, 3) uint8`` frames.
+            masks: ``(T, H, W) bool`` road masks, True = road (repainted).
+            spec: the instruction; its :meth:`~LaneSpec.caption` is the prompt.
+            params: QA-loop params; a string attribute ``caption`` (a revised caption) replaces the prompt,
+                everything else is ignored.
+
+        Returns:
+            :class:`PaintResult` (see :meth:`propagate`), with timings per phase.
+
+        Raises:
+            InputError: masks of another shape, or an all-zero mask.
+            BackendUnavailableError: see :meth:`setup`.
+        """
+        revised = getattr(params, "caption", None)
+        prompt = revised if isinstance(revised, str) and revised.strip() else spec.caption()
+        t0 = time.perf_counter()
+        self._check(clip, masks)
+        self.setup()
+        t1 = time.perf_counter()
+        first = self.first_frame(clip, masks, prompt)
+        t2 = time.perf_counter()
+        res = self.propagate(clip, masks, first, prompt, spec=spec)
+        timing = res.diagnostics["timing_s"]
+        timing.update(setup=round(t1 - t0 + timing["setup"], 3), flux=round(t2 - t1, 3))
+        return res

@@ -1,0 +1,136 @@
+"""Torch plumbing shared by every torch backend: device and dtype from config strings, the SDPA kernel choice.
+
+One place for what ``edit.generative``, ``verify.qwen_vl``, ``segment.sam2`` and ``lanepipe train`` each used to
+resolve on their own. torch is imported inside the functions, so importing this module costs nothing; it imports
+only :mod:`lanepipe.errors`.
+
+- :func:`resolve_device`: ``"auto"`` → ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other strings are checked
+  (a torch device string; a CUDA device that exists) and kept.
+- :func:`resolve_dtype`: ``"auto"`` → bfloat16 on CUDA, float32 elsewhere; ``float32 | float16 | bfloat16`` (and
+  the short ``fp32 | fp16 | bf16``) → that ``torch.dtype``.
+- :func:`sdpa_kernels`: a context choosing ``scaled_dot_product_attention`` kernels by name, alone or with
+  fallbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from lanepipe.errors import BackendUnavailableError, ConfigError
+
+__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "resolve_device", "resolve_dtype", "sdpa_kernels", "wants_cuda"]
+
+#: dtype spellings :func:`resolve_dtype` takes besides ``"auto"``, with the ``torch`` attribute each names
+DTYPE_NAMES: dict[str, str] = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+                               "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+#: kernel names :func:`sdpa_kernels` takes; ``auto`` and ``torch`` both leave PyTorch's own choice alone
+ATTENTION_NAMES = ("auto", "torch", "flash", "cudnn", "efficient", "math")
+
+
+def _where(key: str | None, spec: str) -> str:
+    return f"{key}={spec!r}" if key else repr(spec)
+
+
+def resolve_device(spec: str, key: str | None = None) -> str:
+    """The torch device string for config value ``spec``.
+
+    Args:
+        spec: ``"auto"`` (``"cuda"`` if torch sees a GPU, else ``"cpu"``), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, …
+        key: the config key ``spec`` came from (e.g. ``"segment.sam2.device"``), named in every error.
+
+    Returns:
+        ``spec`` itself unless it is ``"auto"``.
+
+    Raises:
+        ConfigError: ``spec`` is not a torch device string.
+        BackendUnavailableError: a CUDA device was asked for but torch sees none (or fewer than its index).
+    """
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(
+            f"{key or 'device'}: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {spec!r}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"{_where(key, spec)}: no CUDA device is visible to torch {torch.__version__}; "
+                "use device=auto or device=cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"{_where(key, spec)}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return spec
+
+
+def wants_cuda(spec: str) -> bool:
+    """Whether device config ``spec`` ends on CUDA, without importing torch unless ``spec`` is ``"auto"``.
+
+    ``"auto"`` with torch missing counts as no CUDA (the caller's own import then says what to install).
+    """
+    if spec.startswith("cuda"):
+        return True
+    if spec != "auto":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_dtype(name: str, device: str, key: str | None = None) -> Any:
+    """The ``torch.dtype`` for config value ``name`` on resolved ``device``.
+
+    Args:
+        name: ``"auto"`` (bfloat16 on CUDA, float32 elsewhere) or one of :data:`DTYPE_NAMES`.
+        device: a resolved device string (see :func:`resolve_device`).
+        key: the config key ``name`` came from, named in the error.
+
+    Raises:
+        ConfigError: an unknown dtype name.
+    """
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name not in DTYPE_NAMES:
+        raise ConfigError(f"{key or 'dtype'}: expected 'auto' or one of {sorted(DTYPE_NAMES)}, found {name!r}")
+    return getattr(torch, DTYPE_NAMES[name])
+
+
+def sdpa_kernels(name: str, *, fallback: bool = False, key: str | None = None
+                 ) -> contextlib.AbstractContextManager[Any]:
+    """Context choosing the kernels of ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Args:
+        name: ``auto``/``torch`` (PyTorch's own choice: a no-op), ``flash``, ``cudnn``, ``efficient`` or ``math``.
+        fallback: ``False``: only kernel ``name`` may run (a call it cannot take fails). ``True``: ``name`` is
+            tried first, then the others in order — ``flash`` → efficient, math; ``efficient`` → math;
+            ``cudnn`` → flash, efficient, math.
+        key: the config key ``name`` came from, named in the error.
+
+    Raises:
+        ConfigError: an unknown kernel name.
+    """
+    if name not in ATTENTION_NAMES:
+        raise ConfigError(f"{key or 'attention'}: expected one of {list(ATTENTION_NAMES)}, found {name!r}")
+    if name in ("auto", "torch"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if not fallback:
+        single = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]
+        ctx: contextlib.AbstractContextManager[Any] = sdpa_kernel([single])
+        return ctx
+    order = {"flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+             "efficient": [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], "math": [SDPBackend.MATH],
+             "cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                       SDPBackend.MATH]}[name]
+    prioritised: contextlib.AbstractContextManager[Any] = sdpa_kernel(order, set_priority=True)
+    return prioritised

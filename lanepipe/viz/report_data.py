@@ -1,0 +1,454 @@
+"""What a run folder holds, gathered for the report: typed views per clip, instruction and predictor
+(:class:`ClipView`, :class:`ItemView`, :class:`EvalView`), thumbnails written under ``<run>/report_assets/``, and
+the flat summary rows. The layout read is described in :mod:`lanepipe.viz.report`; nothing here writes HTML.
+"""
+
+
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from lanepipe.errors import LanepipeError
+from lanepipe.io import storage
+
+U8 = npt.NDArray[np.uint8]
+
+REPORT = "report.html"
+ASSETS = "report_assets"
+THUMB_WIDTH = 480
+_SEGMENT_TINT = np.array([0, 255, 80], dtype=np.float32)
+#: JSON files in ``evaluate/<clip>/<slug>/`` that are not predictor results.
+_NOT_PREDICTORS = frozenset({"meta"})
+VARIANTS = ("original", "edited")
+_SUFFIXES = {"original": ("_original", "_orig"), "edited": ("_edited", "_edit")}
+
+
+# ----------------------------------------------------------------------------------------------- model
+@dataclass
+class EvalView:
+    """One predictor's result for one (clip, instruction)."""
+
+    predictor: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> {name: metres}
+    shift: dict[str, float] = field(default_factory=dict)
+    reasoning: str | None = None
+    bev: str | None = None  # relative URL of a thumbnail
+    videos: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class ItemView:
+    """One (clip, instruction)."""
+
+    slug: str
+    instruction: str | None = None
+    caption: str | None = None
+    edit_status: str | None = None
+    error: str | None = None
+    qa_verdict: str | None = None
+    qa_iterations: int | None = None
+    qa_reasons: list[str] = field(default_factory=list)
+    edited_frame: str | None = None
+    videos: dict[str, str] = field(default_factory=dict)  # name -> relative URL
+    evals: list[EvalView] = field(default_factory=list)
+
+
+@dataclass
+class ClipView:
+    """One clip and everything the run holds for it."""
+
+    clip: str
+    source: str | None = None
+    segment_status: str | None = None
+    error: str | None = None
+    num_frames: int | None = None
+    fps: float | None = None
+    size: str | None = None
+    road_fraction: float | None = None
+    original_frame: str | None = None
+    mask: str | None = None
+    videos: dict[str, str] = field(default_factory=dict)
+    items: list[ItemView] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def _clean(v: Any) -> Any:
+    """pandas/numpy scalars to plain Python; NaN and NA to None."""
+    if v is None:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    try:
+        if pd.isna(v) is True:
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+def _read_rows(run_url: str) -> list[dict[str, Any]]:
+    url = storage.join(run_url, "results.parquet")
+    if not storage.exists(url):
+        return []
+    df = pd.read_parquet(io.BytesIO(storage.read_bytes(url)))
+    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def _read_json(url: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = json.loads(storage.read_text(url))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return None, f"{url}: unreadable JSON ({type(e).__name__}: {e})"
+    if not isinstance(data, dict):
+        return None, f"{url}: expected a JSON object, found {type(data).__name__}"
+    return data, None
+
+
+def _relative_files(run_url: str) -> list[str]:
+    """Every file under the run as a path relative to the run folder ('/'-separated)."""
+    fs, base = storage.filesystem(run_url)
+    try:
+        found = fs.find(base)
+    except FileNotFoundError:
+        return []
+    base = base.rstrip("/")
+    return sorted(str(f)[len(base) + 1:] for f in found if str(f).startswith(base + "/"))
+
+
+def _slug(instruction: str) -> str | None:
+    try:
+        from lanepipe.lanes.instructions import parse_instruction
+
+        return str(parse_instruction(instruction).slug)
+    except (LanepipeError, ValueError, ImportError):
+        return None
+
+
+def as_number(v: Any) -> float | None:
+    v = _clean(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def _float_dict(d: Any) -> dict[str, float]:
+    if not isinstance(d, dict):
+        return {}
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        f = as_number(v)
+        if f is not None:
+            out[str(k)] = f
+    return out
+
+
+def split_metrics(raw: Any) -> dict[str, dict[str, float]]:
+    """``{"original": {name: float}, "edited": {…}}`` from nested or flat metrics (see the module notes)."""
+    out: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
+    if not isinstance(raw, dict):
+        return out
+    for key, val in raw.items():
+        k = str(key)
+        if k in VARIANTS:
+            out[k].update(_float_dict(val))
+            continue
+        f = as_number(val)
+        if f is None:
+            continue
+        for variant, suffixes in _SUFFIXES.items():
+            hit = next((s for s in suffixes if k.endswith(s)), None)
+            if hit:
+                out[variant][k[: -len(hit)]] = f
+                break
+        else:
+            out["edited"][k] = f
+    return out
+
+
+def _reasoning_text(raw: Any) -> str | None:
+    if isinstance(raw, dict):
+        parts = [f"{k}: {t}" for k, v in raw.items() if (t := _reasoning_text(v))]
+        return "\n".join(parts) or None
+    if isinstance(raw, (list, tuple)):
+        return "\n".join(str(x) for x in raw if x) or None
+    return str(raw) if raw else None
+
+
+# ----------------------------------------------------------------------------------------------- images
+def _decode_image(url: str) -> U8 | None:
+    """An RGB ``(H, W, 3) uint8`` image (grey images become 3 channels), or None if unreadable."""
+    try:
+        data = np.frombuffer(storage.read_bytes(url), np.uint8)
+    except OSError:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def _first_video_frame(url: str) -> U8 | None:
+    from lanepipe.io.video import decode
+
+    try:
+        clip = decode(url, target_fps=None, max_frames=1, min_frames=1)
+    except (LanepipeError, OSError, ValueError):
+        return None
+    return np.asarray(clip.frames[0], dtype=np.uint8)
+
+
+def _thumb(img: U8, width: int = THUMB_WIDTH) -> U8:
+    h, w = img.shape[:2]
+    if w <= width:
+        return img
+    return np.asarray(cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA),
+                      dtype=np.uint8)
+
+
+class Assets:
+    """Writes thumbnails under ``<run>/report_assets/`` and returns their URLs relative to the report."""
+
+    def __init__(self, run_url: str) -> None:
+        self.run_url = run_url
+        self.written: list[str] = []
+
+    def put(self, img: U8, *parts: str, png: bool = False) -> str | None:
+        rel = "/".join([ASSETS, *parts]) + (".png" if png else ".jpg")
+        bgr = cv2.cvtColor(_thumb(img), cv2.COLOR_RGB2BGR)
+        params = [] if png else [cv2.IMWRITE_JPEG_QUALITY, 85]
+        ok, buf = cv2.imencode(".png" if png else ".jpg", bgr, params)
+        if not ok:
+            return None
+        storage.write_bytes_atomic(storage.join(self.run_url, rel), buf.tobytes())
+        self.written.append(rel)
+        return rel
+
+
+def _tinted(frame: U8 | None, mask: U8) -> U8:
+    m = mask[..., 0] > 127
+    if frame is None or frame.shape[:2] != m.shape:
+        return mask
+    f = frame.astype(np.float32)
+    out = np.where(m[..., None], f * 0.6 + _SEGMENT_TINT * 0.4, f)
+    return np.asarray(out, dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- collect
+def collect(run_url: str, assets: Assets | None) -> tuple[list[ClipView], dict[str, Any]]:
+    """Everything the run holds, per clip and instruction. ``assets=None`` reads metadata only."""
+    rows = _read_rows(run_url)
+    files = _relative_files(run_url)
+    fileset = set(files)
+    manifest: dict[str, Any] = {}
+    if "manifest.json" in fileset:
+        manifest = _read_json(storage.join(run_url, "manifest.json"))[0] or {}
+
+    clips: dict[str, ClipView] = {}
+    slugs: dict[str, dict[str, ItemView]] = {}
+
+    def clip_view(name: str) -> ClipView:
+        if name not in clips:
+            clips[name] = ClipView(clip=name)
+            slugs[name] = {}
+        return clips[name]
+
+    def item_view(clip: str, slug: str) -> ItemView:
+        clip_view(clip)
+        if slug not in slugs[clip]:
+            slugs[clip][slug] = ItemView(slug=slug)
+        return slugs[clip][slug]
+
+    # 1. files on disk
+    for rel in files:
+        parts = rel.split("/")
+        if parts[0] in ("segment", "edit", "evaluate") and len(parts) >= 3:
+            clip_view(parts[1])
+            if parts[0] in ("edit", "evaluate") and len(parts) >= 4:
+                item_view(parts[1], parts[2])
+    # 2. results rows (status, errors, verdicts)
+    eval_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        clip = r.get("clip")
+        if not clip:
+            continue
+        cv = clip_view(str(clip))
+        stage = r.get("stage")
+        cv.source = cv.source or r.get("source")
+        if stage == "segment":
+            cv.segment_status = r.get("status")
+            cv.error = r.get("error") or cv.error
+            n = as_number(r.get("num_frames"))
+            cv.num_frames = int(n) if n else cv.num_frames
+            cv.fps = as_number(r.get("fps")) or cv.fps
+            if r.get("width") and r.get("height"):
+                cv.size = f"{int(r['width'])}x{int(r['height'])}"
+            cv.road_fraction = as_number(r.get("road_fraction"))
+            continue
+        instr = r.get("instruction")
+        slug = r.get("slug") or (_slug(str(instr)) if instr else None)
+        if not slug:
+            continue
+        it = item_view(str(clip), str(slug))
+        it.instruction = it.instruction or instr
+        it.caption = it.caption or r.get("caption")
+        if stage == "edit":
+            it.edit_status = r.get("status")
+            it.error = r.get("error") or it.error
+            it.qa_verdict = r.get("qa_verdict") or it.qa_verdict
+            n = as_number(r.get("qa_iterations"))
+            it.qa_iterations = int(n) if n else it.qa_iterations
+        elif stage == "evaluate" and r.get("predictor"):
+            eval_rows[(str(clip), str(slug), str(r["predictor"]))] = r
+        elif stage == "render" and r.get("predictor") and r.get("status") not in (None, "ok"):
+            key = (str(clip), str(slug), str(r["predictor"]))
+            eval_rows.setdefault(key, {})["render_error"] = r.get("error") or r.get("status")
+
+    # 3. per-clip and per-item files
+    for name, cv in clips.items():
+        seg = f"segment/{name}"
+        original: U8 | None = None
+        raw = f"videopainter/raw_videos/{name}/{name}.0.mp4"
+        if assets is not None:
+            if raw in fileset:
+                original = _first_video_frame(storage.join(run_url, raw))
+            elif cv.source and not storage.is_remote(str(cv.source)) and storage.exists(str(cv.source)):
+                original = _first_video_frame(str(cv.source))
+            if original is not None:
+                cv.original_frame = assets.put(original, name, "original")
+            mask_rel = f"{seg}/masks/00000.png"
+            if mask_rel in fileset:
+                mask = _decode_image(storage.join(run_url, mask_rel))
+                if mask is not None:
+                    cv.mask = assets.put(_tinted(original, mask), name, "mask")
+        if f"{seg}/overlay.mp4" in fileset:
+            cv.videos["segmentation overlay"] = f"{seg}/overlay.mp4"
+        if cv.segment_status is None and f"{seg}/meta.json" in fileset:
+            meta, _ = _read_json(storage.join(run_url, f"{seg}/meta.json"))
+            if meta:
+                cv.segment_status = meta.get("status")
+                n = as_number(meta.get("num_frames"))
+                cv.num_frames, cv.fps = (int(n) if n else None), as_number(meta.get("fps"))
+                cv.road_fraction = as_number(meta.get("road_fraction"))
+        for slug, it in sorted(slugs[name].items()):
+            _fill_item(run_url, name, slug, it, fileset, eval_rows, assets)
+            cv.items.append(it)
+    return [clips[k] for k in sorted(clips)], manifest
+
+
+def _fill_item(run_url: str, clip: str, slug: str, it: ItemView, fileset: set[str],
+               eval_rows: dict[tuple[str, str, str], dict[str, Any]], assets: Assets | None) -> None:
+    ed, ev = f"edit/{clip}/{slug}", f"evaluate/{clip}/{slug}"
+    if f"{ed}/qa.json" in fileset:
+        qa, err = _read_json(storage.join(run_url, f"{ed}/qa.json"))
+        if qa is not None:
+            it.instruction = it.instruction or qa.get("instruction")
+            it.caption = it.caption or qa.get("caption")
+            it.qa_verdict = qa.get("final_verdict") or it.qa_verdict
+            iters = qa.get("iterations") or []
+            if isinstance(iters, list) and iters:
+                it.qa_iterations = len(iters)
+                last = iters[-1] if isinstance(iters[-1], dict) else {}
+                it.qa_reasons = [str(x) for x in (last.get("reasons") or [])]
+        else:
+            it.error = it.error or err
+    if it.edit_status is None and f"{ed}/meta.json" in fileset:
+        it.edit_status = "ok"
+    if assets is not None and f"{ed}/first_frame.png" in fileset:
+        img = _decode_image(storage.join(run_url, f"{ed}/first_frame.png"))
+        if img is not None:
+            it.edited_frame = assets.put(img, clip, slug, "edited")
+    for name, rel in (("edited", f"{ed}/edited.mp4"), ("overlay", f"{ev}/overlay.mp4"),
+                      ("comparison", f"{ev}/comparison.mp4")):
+        if rel in fileset:
+            it.videos[name] = rel
+    stems = {rel.rsplit("/", 1)[1][: -len(".json")] for rel in fileset
+             if rel.startswith(ev + "/") and rel.endswith(".json") and rel.count("/") == 3}
+    predictors = sorted({st for st in stems if "." not in st} - _NOT_PREDICTORS
+                        | {p for (c, s, p) in eval_rows if (c, s) == (clip, slug)})
+    unprefixed_bev = [p for p in predictors
+                      if f"{ev}/{p}.bev.png" not in fileset and f"{ev}/{p}_bev.png" not in fileset]
+    for pred in predictors:
+        e = EvalView(predictor=pred)
+        row = eval_rows.get((clip, slug, pred)) or {}
+        if row.get("status") not in (None, "ok"):
+            e.error = str(row.get("error") or row.get("status"))
+        if row.get("render_error"):
+            e.error = "\n".join(x for x in (e.error, f"render: {row['render_error']}") if x)
+        data: dict[str, Any] = {}
+        if f"{ev}/{pred}.json" in fileset:
+            loaded, err = _read_json(storage.join(run_url, f"{ev}/{pred}.json"))
+            if loaded is None:
+                e.error = "\n".join(x for x in (e.error, err) if x)
+            data = loaded or {}
+        e.metrics = split_metrics(data.get("metrics"))
+        if not any(e.metrics.values()):  # fall back to the results row
+            e.metrics = split_metrics({k: v for k, v in row.items() if k.startswith(("min_ade", "min_fde"))})
+        e.shift = _float_dict(data.get("shift"))
+        if not e.shift:
+            e.shift = _float_dict({"ade": row.get("shift_ade"), "max_lateral_offset": row.get("shift_max_lateral")})
+        e.reasoning = _reasoning_text(data.get("reasoning"))
+        bevs = [f"{ev}/{pred}.bev.png", f"{ev}/{pred}_bev.png"]
+        if unprefixed_bev == [pred]:
+            bevs.append(f"{ev}/bev.png")
+        if assets is not None:
+            for bev_rel in bevs:
+                if bev_rel in fileset:
+                    img = _decode_image(storage.join(run_url, bev_rel))
+                    if img is not None:
+                        e.bev = assets.put(img, clip, slug, f"{pred}_bev", png=True)
+                    break
+        for name in ("overlay", "comparison"):
+            if f"{ev}/{pred}.{name}.mp4" in fileset:
+                e.videos[name] = f"{ev}/{pred}.{name}.mp4"
+        it.evals.append(e)
+
+
+# ----------------------------------------------------------------------------------------------- table
+def _metric(metrics: dict[str, float], *names: str) -> float | None:
+    low = {k.lower().replace("_", ""): v for k, v in metrics.items()}
+    for n in names:
+        if n.lower() in low:
+            return low[n.lower()]
+    return None
+
+
+def table_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
+    """One flat row per (clip, instruction, predictor); see :func:`lanepipe.viz.report.summary_table`."""
+    out: list[dict[str, Any]] = []
+    for cv in clips:
+        base = {"clip": cv.clip, "segment": cv.segment_status or "-"}
+        if not cv.items:
+            out.append(base | {"instruction": None, "edit": None, "qa": None, "predictor": None,
+                               "minADE_orig": None, "minADE_edit": None, "minFDE_orig": None, "minFDE_edit": None,
+                               "shift_ade": None, "max_lateral_offset": None, "error": _first_line(cv.error)})
+            continue
+        for it in cv.items:
+            item = base | {"instruction": it.instruction or it.slug, "edit": it.edit_status, "qa": it.qa_verdict}
+            evals = it.evals or [EvalView(predictor="")]
+            for e in evals:
+                out.append(item | {
+                    "predictor": e.predictor or None,
+                    "minADE_orig": _metric(e.metrics.get("original", {}), "minade", "ade"),
+                    "minADE_edit": _metric(e.metrics.get("edited", {}), "minade", "ade"),
+                    "minFDE_orig": _metric(e.metrics.get("original", {}), "minfde", "fde"),
+                    "minFDE_edit": _metric(e.metrics.get("edited", {}), "minfde", "fde"),
+                    "shift_ade": e.shift.get("ade"),
+                    "max_lateral_offset": e.shift.get("max_lateral_offset"),
+                    "error": _first_line(e.error or it.error or cv.error),
+                })
+    return out
+
+
+def _first_line(s: str | None) -> str | None:
+    return s.strip().splitlines()[0] if s and s.strip() else None
