@@ -28,12 +28,22 @@ class Resources(_Strict):
 
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
-    concurrency: int = Field(1, ge=1, description="number of actors in the pool")
+    concurrency: int = Field(1, ge=1, description="number of actors in the pool (its maximum when "
+                             "min_concurrency is set)")
+    min_concurrency: int | None = Field(None, ge=1, description="smallest pool size: the pool grows from it to "
+                                        "concurrency and shrinks back when idle (unset: a fixed pool)")
     batch_size: int = Field(1, ge=1, description="clips per actor call")
     custom_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. "
                                                "{alpamayo: 1} to land on the Alpamayo worker group")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of this stage's actors (pip "
                                                "pins, env vars, py_executable)")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Resources:
+        if self.min_concurrency is not None and self.min_concurrency > self.concurrency:
+            raise ValueError(f"min_concurrency ({self.min_concurrency}) must be <= concurrency "
+                             f"({self.concurrency}, the pool's maximum)")
+        return self
 
 
 class InputConfig(_Strict):

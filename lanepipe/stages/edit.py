@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
 from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
@@ -184,13 +184,25 @@ def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
 
 
 class EditStage:
-    """Loads the painter and verifier once; ``__call__`` edits one clip for every configured instruction."""
+    """Loads the painter and verifier once (:meth:`setup`); ``__call__`` edits one clip for every instruction."""
+
+    name = "edit"
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
         self.store = RunStore(root, run_id)
         self.upstream = RunStore(upstream_root, upstream_run_id)
         self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.edit.resources
+
+    def setup(self) -> None:
+        """Build the painter and the verifier (models load here, once per worker)."""
+        if self._ready:
+            return
+        cfg = self.cfg
         # the generative painter first: it sets the CUDA allocator before a judge on CUDA starts CUDA
         self.painter: ProceduralPainter | GenerativePainter = (
             GenerativePainter(cfg.edit.generative) if cfg.edit.backend == "flux_cogvideox"
@@ -202,6 +214,7 @@ class EditStage:
             self.verifier = VerifierJudge(LaneDetector(cfg.verify.lane_detector))
         else:
             self.verifier = LaneDetector(cfg.verify.lane_detector)
+        self._ready = True
 
     def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
@@ -254,6 +267,7 @@ class EditStage:
 
     def __call__(self, seg_row: dict[str, Any]) -> list[dict[str, Any]]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""
+        self.setup()
         rows: list[dict[str, Any]] = []
         base = {"run_id": self.store.run_id, "clip": seg_row["clip"], "source": seg_row["source"],
                 "stage": "edit", "backend": self.cfg.edit.backend, "status": "ok", "error": None,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.errors import InputError, LanepipeError
@@ -41,15 +41,27 @@ def straight_history(speed: float) -> EgoState:
 
 
 class EvaluateStage:
-    """Loads every configured predictor once; ``process`` evaluates the items of one edit row."""
+    """Loads every configured predictor once (:meth:`setup`); ``process`` evaluates the items of one edit row."""
+
+    name = "evaluate"
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
         self.store = RunStore(root, run_id)
         self.upstream = RunStore(upstream_root, upstream_run_id)
-        ev = cfg.evaluate
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.evaluate.resources
+
+    def setup(self) -> None:
+        """Build every configured predictor (models load here, once per worker)."""
+        if self._ready:
+            return
+        ev = self.cfg.evaluate
         self.predictors: dict[str, Predictor] = {
             name: build_predictor(name, ev.predictor_options.get(name)) for name in ev.predictors}
+        self._ready = True
 
     def _context(self, clip: Clip, edit_row: dict[str, Any]) -> ClipContext:
         ev = self.cfg.evaluate
@@ -132,6 +144,7 @@ class EvaluateStage:
 
     def __call__(self, edit_row: dict[str, Any]) -> list[dict[str, Any]]:
         """Evaluate rows (one per predictor) for one edit row. Never raises."""
+        self.setup()
         base = {"run_id": self.store.run_id, "clip": edit_row["clip"], "source": edit_row["source"],
                 "stage": "evaluate", "instruction": edit_row["instruction"], "status": "ok", "error": None,
                 "error_type": None, "skipped": False, "qa_verdict": edit_row.get("qa_verdict")}

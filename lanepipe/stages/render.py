@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import camera_from_dict
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
@@ -35,11 +35,19 @@ def _fmt(v: float | None) -> str:
 class RenderStage:
     """No model to load; ``process`` renders the videos of one evaluate row."""
 
+    name = "render"
+
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
         self.store = RunStore(root, run_id)
         self.upstream = RunStore(upstream_root, upstream_run_id)
         self.primary = cfg.evaluate.predictors[0]
+
+    def resources(self) -> Resources:
+        return self.cfg.render.resources
+
+    def setup(self) -> None:
+        """Nothing to load (drawing and encoding only)."""
 
     def _render(self, ev_row: dict[str, Any], row: dict[str, Any]) -> None:
         name = str(ev_row["predictor"])

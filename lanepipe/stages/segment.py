@@ -1,6 +1,7 @@
 """The segment stage for one clip: decode → segment → write every output → meta.json last.
 
-Plain class (no Ray): the Ray actor in ``lanepipe.actors.segment`` and the sequential runner both call it.
+A :class:`~lanepipe.engine.Stage` (no Ray): the generic actor (:mod:`lanepipe.actors`) and the sequential runner
+both host it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import fsspec
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
@@ -81,12 +82,24 @@ def write_segment_outputs(paths: SegmentPaths, clip: Clip, masks: RoadMasks, *, 
 
 
 class SegmentStage:
-    """Loads the configured segmentation backend once; ``__call__`` processes one clip."""
+    """Loads the configured segmentation backend once (:meth:`setup`); ``__call__`` processes one clip."""
 
-    def __init__(self, cfg: RunConfig, root: str, run_id: str) -> None:
+    name = "segment"
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str | None = None,
+                 upstream_run_id: str | None = None) -> None:
         self.cfg = cfg
         self.store = RunStore(root, run_id)
-        self.segmenter = build_segmenter(cfg.segment)
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.segment.resources
+
+    def setup(self) -> None:
+        """Build the segmentation backend (its model loads here, once per worker)."""
+        if not self._ready:
+            self.segmenter = build_segmenter(self.cfg.segment)
+            self._ready = True
 
     def load(self, ref: ClipRef) -> Clip:
         c = self.cfg.input
@@ -95,6 +108,7 @@ class SegmentStage:
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         """Pipeline entry: ``{"source", "name"}`` → ``[segment row]``; a finished clip is read back, not redone."""
+        self.setup()
         meta_url = self.store.segment_paths(str(item["name"])).meta
         if storage.exists(meta_url):
             return [json.loads(storage.read_text(meta_url)) | {"skipped": True}]
@@ -102,6 +116,7 @@ class SegmentStage:
 
     def __call__(self, ref: ClipRef) -> dict[str, Any]:
         """Segment one clip and write its outputs. Never raises: failures become a row with the reason."""
+        self.setup()
         row: dict[str, Any] = {"run_id": self.store.run_id, "clip": ref.name, "source": ref.source,
                                "stage": "segment", "backend": self.cfg.segment.backend, "status": "ok",
                                "error": None, "error_type": None, "num_frames": 0, "fps": None,
