@@ -62,6 +62,18 @@ def pool_strategy(res: Resources) -> Any:
     return ray.data.ActorPoolStrategy(min_size=lo, max_size=res.concurrency, max_tasks_in_flight_per_actor=1)
 
 
+_ACTOR_CLASSES: dict[str, type[StageActor]] = {}
+
+
+def actor_class(stage: str) -> type[StageActor]:
+    """The generic :class:`StageActor` under a per-stage name (``SegmentActor``, ``EditActor`` …), so Ray's
+    actor table and dashboard say which stage an actor runs; the behaviour is :class:`StageActor`'s."""
+    name = "".join(p.title() for p in stage.split("_")) + "Actor"
+    if name not in _ACTOR_CLASSES:
+        _ACTOR_CLASSES[name] = type(name, (StageActor,), {"__doc__": f"StageActor hosting the {stage} stage."})
+    return _ACTOR_CLASSES[name]
+
+
 def through_actor_pool(ds: Any, spec: StageSpec, res: Resources, custom: dict[str, float] | None = None,
                        run_id: str = "") -> Any:
     """``ds.map_batches`` through a pool of :class:`StageActor` hosting ``spec``'s stage, sized by ``res``."""
@@ -70,7 +82,7 @@ def through_actor_pool(ds: Any, spec: StageSpec, res: Resources, custom: dict[st
     # deprecated too), and Ray Data's default is -1 (retry forever), which would hang a sweep on a clip that kills
     # its actor every time. So it stays a **ray_remote_args entry; Ray's deprecation warning for it is left
     # visible on purpose (nothing is filtered).
-    return ds.map_batches(StageActor, fn_constructor_kwargs={"spec": spec, "run_id": run_id},
+    return ds.map_batches(actor_class(spec.name), fn_constructor_kwargs={"spec": spec, "run_id": run_id},
                           batch_size=res.batch_size, compute=pool_strategy(res), num_cpus=res.num_cpus,
                           num_gpus=res.num_gpus or None, resources=custom or None,
                           runtime_env=res.runtime_env or None, max_task_retries=MAX_TASK_RETRIES)

@@ -25,6 +25,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
@@ -33,9 +34,11 @@ from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore
-from lanepipe.io.video import decode, encode
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout
+from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
+from lanepipe.metrics import edit_metrics, original_flows
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
 from lanepipe.verify.config import QwenJudgeConfig
@@ -190,8 +193,8 @@ class EditStage:
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
-        self.upstream = RunStore(upstream_root, upstream_run_id)
+        self.store = RunLayout(root, run_id)
+        self.upstream = RunLayout(upstream_root, upstream_run_id)
         self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
         self._ready = False
 
@@ -219,7 +222,7 @@ class EditStage:
     def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
         c = self.cfg.input
-        clip = decode(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
+        clip = decode_cached(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
         ctx = load_context(clip.source, clip.width, clip.height)
         if ctx.kind == "fallback":
@@ -233,8 +236,12 @@ class EditStage:
                                                 or [0.0])) or None
         return replace(clip, meta=meta)
 
-    def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any]) -> None:
-        """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last)."""
+    def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any],
+                 flows: list[npt.NDArray[np.float32]] | None = None) -> None:
+        """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last).
+
+        The image metrics (PSNR/SSIM in and out of the mask, warping errors; ``flows``: the original's, shared by
+        the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
         if isinstance(self.painter, GenerativePainter):
@@ -245,6 +252,8 @@ class EditStage:
             outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
         result, iterations = outcome.result, outcome.iterations
         paint_s = time.perf_counter() - t0
+        if result.frames.shape == clip.frames.shape:
+            row.update(edit_metrics(clip.frames, result.frames, masks.masks, flows))
         d = self.store.edit_paths(clip.name, spec.slug)
         encode(result.frames, d.video, clip.fps)
         ok, png = cv2.imencode(".png", cv2.cvtColor(result.frames[0], cv2.COLOR_RGB2BGR))
@@ -274,7 +283,7 @@ class EditStage:
                 "error_type": None, "skipped": False}
         todo: list[tuple[LaneSpec, dict[str, Any]]] = []
         for spec in self.specs:
-            row = base | {"instruction": spec.to_text(), "caption": spec.caption()}
+            row = base | {"instruction": spec.to_text(), "caption": spec.caption(), "slug": spec.slug}
             meta_url = self.store.edit_paths(str(seg_row["clip"]), spec.slug).meta
             if storage.exists(meta_url):
                 rows.append(json.loads(storage.read_text(meta_url)) | {"skipped": True})
@@ -294,9 +303,10 @@ class EditStage:
             for _, row in todo:
                 row.update(status="failed", error=msg, error_type=type(e).__name__)
             return rows
+        flows = original_flows(clip.frames) if clip.num_frames > 1 else None
         for spec, row in todo:
             try:
-                self.edit_one(clip, masks, spec, row)
+                self.edit_one(clip, masks, spec, row, flows)
             except LanepipeError as e:
                 row.update(status="failed", error=str(e), error_type=type(e).__name__)
             except Exception as e:  # one bad instruction never stops the others

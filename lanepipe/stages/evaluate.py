@@ -22,10 +22,9 @@ from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore
-from lanepipe.io.video import decode
-from lanepipe.lanes.instructions import parse_instruction
-from lanepipe.metrics import farneback_flow, image_metrics, prediction_shift, trajectory_metrics, warping_error
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout
+from lanepipe.metrics import IMAGE_METRIC_KEYS, edit_metrics, prediction_shift, trajectory_metrics
 from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
 from lanepipe.stages.edit import load_masks
@@ -47,8 +46,8 @@ class EvaluateStage:
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
-        self.upstream = RunStore(upstream_root, upstream_run_id)
+        self.store = RunLayout(root, run_id)
+        self.upstream = RunLayout(upstream_root, upstream_run_id)
         self._ready = False
 
     def resources(self) -> Resources:
@@ -102,8 +101,7 @@ class EvaluateStage:
             metrics = {"original": trajectory_metrics(pred_orig.trajectories, gt),
                        "edited": trajectory_metrics(pred_edit.trajectories, gt)}
         shift = prediction_shift(pred_orig.trajectories, pred_edit.trajectories)
-        slug = parse_instruction(str(edit_row["instruction"])).slug
-        d = storage.join(self.store.url, "evaluate", clip.name, slug)
+        paths = self.store.evaluate_paths(clip.name, str(row["slug"]), name)
         buf = io.BytesIO()
         arrays: dict[str, np.ndarray] = {"original": pred_orig.trajectories, "edited": pred_edit.trajectories,
                                          "history": inp_orig.ego.xyz,
@@ -111,49 +109,45 @@ class EvaluateStage:
         if gt is not None:
             arrays["ground_truth"] = gt
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        storage.write_bytes_atomic(storage.join(d, f"{name}.npz"), buf.getvalue())
+        storage.write_bytes_atomic(paths.arrays, buf.getvalue())
         doc = {"clip": clip.name, "instruction": edit_row["instruction"], "predictor": name, "t0_s": t0,
                "context": ctx.kind, "notes": ctx.notes, "speed_mps": inp_orig.ego.speed, "metrics": metrics,
                "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
                "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
-               "image_metrics": {k: row[k] for k in ("psnr_in_mask", "psnr_out_mask", "ssim_in_mask",
-                                                     "ssim_out_mask", "warping_error_original",
-                                                     "warping_error_edited") if k in row}}
-        storage.write_text_atomic(storage.join(d, f"{name}.json"), json.dumps(doc, indent=2, default=float))
+               "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
+        storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
         row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
                    min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
-                   predict_s=predict_s, evaluation=storage.join(d, f"{name}.json"))
-        storage.write_text_atomic(storage.join(d, f"{name}.meta.json"), json.dumps(row, default=str))
+                   predict_s=predict_s, evaluation=paths.evaluation)
+        storage.write_text_atomic(paths.meta, json.dumps(row, default=str))
 
     def _image_metrics(self, clip: Clip, edited: Clip, edit_row: dict[str, Any]) -> dict[str, Any]:
-        """PSNR/SSIM inside and outside the road mask, and warping error (temporal consistency) of both clips
-        inside it, with flow computed once on the original. Empty when the masks are not available."""
+        """PSNR/SSIM inside and outside the road mask and warping errors: as the edit stage measured them on the
+        edited frames in memory (before encoding), or, for an edit row of an older run that lacks them, on the
+        decoded ``edited.mp4``. Empty when neither is available."""
+        recorded = {k: edit_row[k] for k in IMAGE_METRIC_KEYS if edit_row.get(k) is not None}
+        if recorded:
+            return recorded
         url = edit_row.get("masks_npz")
         if not url or not storage.exists(str(url)):
             return {}
-        masks = load_masks(str(url), clip).masks
-        out: dict[str, Any] = image_metrics(clip.frames, edited.frames, masks)
-        if clip.num_frames > 1:
-            flows = [farneback_flow(clip.frames[t], clip.frames[t + 1]) for t in range(clip.num_frames - 1)]
-            out["warping_error_original"] = warping_error(clip.frames, flows, masks)
-            out["warping_error_edited"] = warping_error(edited.frames, flows, masks)
-        return out
+        return edit_metrics(clip.frames, edited.frames, load_masks(str(url), clip).masks)
 
     def __call__(self, edit_row: dict[str, Any]) -> list[dict[str, Any]]:
         """Evaluate rows (one per predictor) for one edit row. Never raises."""
         self.setup()
+        slug = str(edit_row.get("slug") or RunLayout.slug(str(edit_row["instruction"])))  # older runs: no slug
         base = {"run_id": self.store.run_id, "clip": edit_row["clip"], "source": edit_row["source"],
-                "stage": "evaluate", "instruction": edit_row["instruction"], "status": "ok", "error": None,
-                "error_type": None, "skipped": False, "qa_verdict": edit_row.get("qa_verdict")}
+                "stage": "evaluate", "instruction": edit_row["instruction"], "slug": slug, "status": "ok",
+                "error": None, "error_type": None, "skipped": False, "qa_verdict": edit_row.get("qa_verdict")}
         rows: list[dict[str, Any]] = []
         todo = []
-        slug = parse_instruction(str(edit_row["instruction"])).slug
         for name, predictor in self.predictors.items():
             row = base | {"predictor": name}
-            meta = storage.join(self.store.url, "evaluate", str(edit_row["clip"]), slug, f"{name}.meta.json")
+            meta = self.store.evaluate_paths(str(edit_row["clip"]), slug, name).meta
             if storage.exists(meta):
                 rows.append(json.loads(storage.read_text(meta)) | {"skipped": True})
             elif edit_row.get("status") != "ok":
@@ -166,10 +160,10 @@ class EvaluateStage:
             return rows
         try:
             c = self.cfg.input
-            clip = decode(str(edit_row["source"]), name=str(edit_row["clip"]), target_fps=c.target_fps,
+            clip = decode_cached(str(edit_row["source"]), name=str(edit_row["clip"]), target_fps=c.target_fps,
                           max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
             edited_url = self.upstream.edit_paths(clip.name, slug).video
-            edited = decode(edited_url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
+            edited = decode_cached(edited_url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
             if edited.frames.shape != clip.frames.shape:
                 raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
                                  f"{edited.frames.shape}")

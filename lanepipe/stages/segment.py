@@ -22,8 +22,9 @@ from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore, SegmentPaths
-from lanepipe.io.video import decode, encode
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout, SegmentPaths
+from lanepipe.io.video import encode
 from lanepipe.segment import build_segmenter, grid_points_px
 from lanepipe.types import Clip, RoadMasks
 
@@ -89,7 +90,7 @@ class SegmentStage:
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str | None = None,
                  upstream_run_id: str | None = None) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
+        self.store = RunLayout(root, run_id)
         self._ready = False
 
     def resources(self) -> Resources:
@@ -103,7 +104,7 @@ class SegmentStage:
 
     def load(self, ref: ClipRef) -> Clip:
         c = self.cfg.input
-        return decode(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
+        return decode_cached(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
                       max_pixels=c.max_pixels, min_frames=c.min_frames)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
