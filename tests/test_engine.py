@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from lanepipe.config import Resources, RunConfig, load_config
-from lanepipe.engine import SequentialRunner, Stage, StageSpec
+from lanepipe.engine import ClipItem, ResultItem, SequentialRunner, Stage, StageItem, StageSpec
 from lanepipe.errors import ConfigError
 from lanepipe.pipeline import stage_spec
 
@@ -33,10 +33,11 @@ class Doubler:
     def setup(self) -> None:
         self.setups += 1
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        base = {"clip": item["name"], "source": item["source"], "stage": "segment", "status": "ok", "tag": self.tag,
-                "setups": self.setups}
-        return [base | {"part": 0}, base | {"part": 1}]
+    def process(self, item: StageItem) -> list[StageItem]:
+        assert isinstance(item, ClipItem)  # typed: the runner converted the input row
+        extra = {"tag": self.tag, "setups": self.setups}
+        return [ResultItem(clip=item.name, source=item.source, stage="segment", extra=extra | {"part": part})
+                for part in (0, 1)]
 
 
 def _doubler_spec(cfg: RunConfig) -> StageSpec:
@@ -110,3 +111,39 @@ def test_generic_actor_hosts_any_stage(ray_local: Any) -> None:
     key = lambda r: (r["clip"], r["part"])  # noqa: E731
     assert sorted(ray_rows, key=key) == sorted(seq, key=key)
     assert {r["setups"] for r in ray_rows} == {1}
+
+
+def test_typed_items_round_trip_through_json() -> None:
+    """Rows → typed items → JSON → typed items → rows: same rows; the camera and geometry are typed values."""
+    import json
+
+    from lanepipe.engine import EditResult, SegmentResult, item_from_row
+    from lanepipe.geometry.camera import PinholeCamera
+
+    cam = PinholeCamera(width=160, height=96, fx=120.0, fy=120.0, cx=80.0, cy=48.0, mount_height_m=1.5,
+                        pitch_rad=0.02)
+    rows = [
+        {"source": "a.mp4", "name": "a"},
+        {"run_id": "r", "clip": "a", "source": "a.mp4", "stage": "segment", "backend": "grid", "status": "ok",
+         "error": None, "error_type": None, "num_frames": 8, "fps": 8.0, "width": 160, "height": 96,
+         "road_fraction": 0.4, "decode_s": 0.1, "masks_npz": "/r/segment/a/all_masks.npz", "skipped": False},
+        {"run_id": "r", "clip": "a", "source": "a.mp4", "stage": "edit", "instruction": "double yellow solid",
+         "slug": "double-yellow-solid", "status": "ok", "error": None, "qa_verdict": "PASS",
+         "geometry": json.dumps({"camera": cam.to_dict(), "speed_mps_median": 12.5}), "psnr_out_mask": float("inf")},
+        {"run_id": "r", "clip": "a", "source": "a.mp4", "stage": "evaluate", "instruction": "double yellow solid",
+         "predictor": "lane_keep", "status": "failed", "error": "x\ny", "error_type": "InputError"},
+        {"run_id": "r", "clip": "a", "source": "a.mp4", "stage": "render", "predictor": "lane_keep", "status": "ok"},
+    ]
+    for row in rows:
+        item = item_from_row(row)
+        assert item.to_row() == row and list(item.to_row()) == list(row)
+        again = item_from_row(json.loads(json.dumps(item.to_row())))
+        assert again == item and again.to_row() == row
+    seg = item_from_row(rows[1])
+    assert isinstance(seg, SegmentResult) and seg.num_frames == 8 and seg.get("road_fraction") == 0.4
+    edit = item_from_row(rows[2])
+    assert isinstance(edit, EditResult) and edit.camera == cam and edit.speed_mps == 12.5
+    assert isinstance(edit.geometry, dict) and edit.get("psnr_out_mask") == float("inf")
+    assert item_from_row(rows[3]).first_error_line == "x"  # type: ignore[attr-defined]
+    fresh = SegmentResult(run_id="r", clip="b", source="b.mp4", num_frames=3)
+    assert fresh.to_row()["stage"] == "segment" and item_from_row(fresh.to_row()) == fresh

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lanepipe.config import Resources, RunConfig
-from lanepipe.engine import Stage, StageSpec
+from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
@@ -141,10 +141,11 @@ class StageActor:
         self.metrics = StageMetrics(spec.name, spec.backend)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """One item through the stage, timed and recorded; an exception becomes a failed row (the sweep goes on)."""
+        """One row through the stage (as its typed item), timed and recorded; an exception becomes a failed row
+        (the sweep goes on)."""
         t0 = time.perf_counter()
         try:
-            rows = self.stage.process(item)
+            rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []

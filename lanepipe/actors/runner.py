@@ -18,9 +18,9 @@ from typing import Any
 
 from lanepipe.actors.base import MAX_TASK_RETRIES, StageActor, resolve_custom_resources
 from lanepipe.config import RayConfig, Resources
-from lanepipe.engine import Item, ProgressFn, Runner, SequentialRunner, StageSpec, item_key
+from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
 
-LostFn = Callable[[Item], list[Item]]
+LostFn = Callable[[Row], list[Row]]
 
 
 def start_ray(ray_cfg: RayConfig) -> float:
@@ -39,7 +39,7 @@ def start_ray(ray_cfg: RayConfig) -> float:
     return time.perf_counter() - t
 
 
-def item_stream(items: list[Item]) -> Any:
+def item_stream(items: list[Row]) -> Any:
     """A Ray Dataset of one JSON ``row`` per item, one block each, that drops (rather than fails on) an item whose
     actor keeps dying: the caller reports the missing items (see :class:`RayDataRunner`)."""
     import ray.data
@@ -88,9 +88,9 @@ def through_actor_pool(ds: Any, spec: StageSpec, res: Resources, custom: dict[st
                           runtime_env=res.runtime_env or None, max_task_retries=MAX_TASK_RETRIES)
 
 
-def drain(ds: Any, progress: ProgressFn | None) -> list[Item]:
+def drain(ds: Any, progress: ProgressFn | None) -> list[Row]:
     """Every row the stream emits (JSON-decoded), reported to ``progress`` as it arrives."""
-    rows: list[Item] = []
+    rows: list[Row] = []
     for item in ds.iter_rows():
         row = json.loads(item["row"])
         rows.append(row)
@@ -99,7 +99,7 @@ def drain(ds: Any, progress: ProgressFn | None) -> list[Item]:
     return rows
 
 
-def worker_died_row(item: Item, stage: str) -> Item:
+def worker_died_row(item: Row, stage: str) -> Row:
     """A failed row for an item dropped after its actor died ``MAX_TASK_RETRIES + 1`` times."""
     return {"clip": item_key(item), "source": item.get("source"), "stage": stage, "status": "failed",
             "error_type": "WorkerDied", "skipped": False,
@@ -129,7 +129,7 @@ class RayDataRunner:
         self.after = after
         self.ray_init_s = 0.0
 
-    def run(self, specs: Sequence[StageSpec], items: list[Item], progress: ProgressFn | None = None) -> list[Item]:
+    def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
         self.ray_init_s = start_ray(self.ray)
         ds = item_stream(items)
         for spec in specs:

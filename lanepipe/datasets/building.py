@@ -15,14 +15,14 @@ from lanepipe.actors.runner import make_runner, worker_died_row
 from lanepipe.config import DatasetConfig, apply_overrides, read_yaml_mapping
 from lanepipe.datasets.frames import resolve_dataset_inputs
 from lanepipe.datasets.schema import SUMMARY_JSON, attribute_counts, write_train_csv
-from lanepipe.engine import Item, StageSpec
+from lanepipe.engine import Row, StageSpec
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def lost_clip_row(item: Item) -> Item:
+def lost_clip_row(item: Row) -> Row:
     """The row of a clip whose Ray worker died every retry (the dataset row shape)."""
     return worker_died_row(item, "dataset") | {"frames": [], "num_frames": 0}
 
@@ -70,7 +70,7 @@ def generate_dataset(cfg: DatasetConfig, *, executor: str = "ray",
     t0 = time.perf_counter()
     root = storage.absolute(cfg.output)
     refs = resolve_dataset_inputs(cfg.paths)
-    items: list[Item] = [{"source": r.source, "name": r.name} for r in refs]
+    items: list[Row] = [{"source": r.source, "name": r.name} for r in refs]
     spec = StageSpec(name="dataset", target="lanepipe.stages.dataset:DatasetStage",
                      config="lanepipe.config:DatasetConfig", cfg_json=cfg.model_dump_json(), args=(root,),
                      backend=cfg.segment.backend)

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from lanepipe.engine.stage import Item, Stage, StageSpec
+from lanepipe.engine.items import item_from_row, item_to_row
+from lanepipe.engine.stage import Item, Row, Stage, StageSpec
 
-ProgressFn = Callable[[Item], None]
+ProgressFn = Callable[[Row], None]
 
 
 class Runner(Protocol):
-    def run(self, specs: Sequence[StageSpec], items: list[Item], progress: ProgressFn | None = None) -> list[Item]:
-        """Every item through every stage (in order); returns every emitted item of the last stage."""
+    def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
+        """Every item (as a row) through every stage, in order; returns the rows of every item the last stage
+        emitted (``progress`` gets each as it comes)."""
         ...
 
 
@@ -28,15 +30,15 @@ class SequentialRunner:
             stage.setup()
         return stages
 
-    def run(self, specs: Sequence[StageSpec], items: list[Item], progress: ProgressFn | None = None) -> list[Item]:
+    def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
         stages = self.build(specs)
-        rows: list[Item] = []
-        for item in items:
-            batch = [item]
+        rows: list[Row] = []
+        for row in items:
+            batch: list[Item] = [item_from_row(row)]
             for stage in stages:
-                batch = [out for r in batch for out in stage.process(r)]
-            for row in batch:
-                rows.append(row)
+                batch = [out for it in batch for out in stage.process(it)]
+            for it in batch:
+                rows.append(item_to_row(it))
                 if progress:
-                    progress(row)
+                    progress(rows[-1])
         return rows

@@ -2,9 +2,9 @@
 
 A stage is built cheaply (``__init__`` reads its config, no model loads), asked for its :meth:`Stage.resources`
 by the driver, then :meth:`Stage.setup` runs once per worker (models load there) and :meth:`Stage.process`
-maps one item to the items it emits: the item itself when the stage passes it on, its own results rows, or
-both. Items are JSON-able results rows (``dict``); the only place they are (de)serialised is the runner/actor
-boundary (:mod:`lanepipe.actors.base`).
+maps one typed item (:mod:`lanepipe.engine.items`) to the items it emits: the item itself when the stage passes it
+on, its own results, or both. Items become rows (``dict``, JSON) only at the runners' edges: the generic Ray actor
+(:mod:`lanepipe.actors.base`) and :class:`~lanepipe.engine.SequentialRunner`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from lanepipe.config import Resources
+from lanepipe.engine.items import StageItem
 from lanepipe.errors import ConfigError
 
-#: What flows between stages: a results row (JSON-able values only).
-Item = dict[str, Any]
+#: What flows between stages (typed); :data:`Row` is its form in the results table and between Ray actors.
+Item = StageItem
+Row = dict[str, Any]
 
 
 @runtime_checkable
@@ -43,8 +45,8 @@ class Stage(Protocol):
         ...
 
 
-def item_key(item: Item) -> str:
-    """The clip an item belongs to (``name`` of an input item, ``clip`` of a results row)."""
+def item_key(item: Row) -> str:
+    """The clip a row belongs to (``name`` of an input row, ``clip`` of a results row)."""
     return str(item.get("name", item.get("clip")))
 
 

@@ -17,6 +17,7 @@ from lanepipe.datasets.captions import ATTRIBUTES, UNKNOWN, Caption, build_capti
 from lanepipe.datasets.frames import read_frames
 from lanepipe.datasets.schema import _FRAME_KEY, CLIPS_DIR, IMAGES_DIR, MASKS_DIR, RECORDS_DIR, frame_key
 from lanepipe.datasets.sources import ClipRef
+from lanepipe.engine.items import ClipItem, DatasetResult, StageItem
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.lanes.instructions import parse_caption
@@ -81,9 +82,11 @@ class DatasetStage:
                 out.add(int(m.group("index")))
         return out
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: ``{"source", "name"}`` → ``[clip row]``."""
-        return [self(ClipRef(source=str(item["source"]), name=str(item["name"])))]
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a clip → its dataset result (the frames written for it)."""
+        if not isinstance(item, ClipItem):
+            return [item]
+        return [DatasetResult.from_row(self(ClipRef(source=item.source, name=item.name)))]
 
     def __call__(self, ref: ClipRef) -> dict[str, Any]:
         """Do one clip. Never raises: a failure becomes a row with the reason (the other clips go on)."""

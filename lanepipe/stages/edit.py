@@ -31,6 +31,7 @@ from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
 from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
+from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import storage
@@ -219,10 +220,10 @@ class EditStage:
             self.verifier = LaneDetector(cfg.verify.lane_detector)
         self._ready = True
 
-    def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
+    def _load_clip(self, seg: SegmentResult) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
         c = self.cfg.input
-        clip = decode_cached(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
+        clip = decode_cached(str(seg.source), name=seg.clip, target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
         ctx = load_context(clip.source, clip.width, clip.height)
         if ctx.kind == "fallback":
@@ -274,35 +275,35 @@ class EditStage:
                    geometry=json.dumps(result.diagnostics, default=str))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
 
-    def __call__(self, seg_row: dict[str, Any]) -> list[dict[str, Any]]:
+    def __call__(self, seg: SegmentResult) -> list[EditResult]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""
         self.setup()
         rows: list[dict[str, Any]] = []
-        base = {"run_id": self.store.run_id, "clip": seg_row["clip"], "source": seg_row["source"],
+        base = {"run_id": self.store.run_id, "clip": seg.clip, "source": seg.source,
                 "stage": "edit", "backend": self.cfg.edit.backend, "status": "ok", "error": None,
                 "error_type": None, "skipped": False}
         todo: list[tuple[LaneSpec, dict[str, Any]]] = []
         for spec in self.specs:
             row = base | {"instruction": spec.to_text(), "caption": spec.caption(), "slug": spec.slug}
-            meta_url = self.store.edit_paths(str(seg_row["clip"]), spec.slug).meta
+            meta_url = self.store.edit_paths(seg.clip, spec.slug).meta
             if storage.exists(meta_url):
                 rows.append(json.loads(storage.read_text(meta_url)) | {"skipped": True})
-            elif seg_row.get("status") != "ok":
+            elif not seg.ok:
                 rows.append(row | {"status": "failed", "error_type": "UpstreamFailed",
-                                   "error": f"segment stage failed: {str(seg_row.get('error')).splitlines()[0]}"})
+                                   "error": f"segment stage failed: {seg.first_error_line}"})
             else:
                 todo.append((spec, row))
                 rows.append(row)
         if not todo:
-            return rows
+            return [EditResult.from_row(r) for r in rows]
         try:
-            clip = self._load_clip(seg_row)
+            clip = self._load_clip(seg)
             masks = load_masks(self.upstream.segment_paths(clip.name).npz, clip)
         except Exception as e:
             msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
             for _, row in todo:
                 row.update(status="failed", error=msg, error_type=type(e).__name__)
-            return rows
+            return [EditResult.from_row(r) for r in rows]
         flows = original_flows(clip.frames) if clip.num_frames > 1 else None
         for spec, row in todo:
             try:
@@ -312,10 +313,10 @@ class EditStage:
             except Exception as e:  # one bad instruction never stops the others
                 row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
                            error_type=type(e).__name__)
-        return rows
+        return [EditResult.from_row(r) for r in rows]
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: a segment row → that row passed through plus one edit row per instruction."""
-        if item.get("stage") != "segment":
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a segment result → it passed through plus one edit result per instruction."""
+        if not isinstance(item, SegmentResult):
             return [item]
         return [item, *self(item)]

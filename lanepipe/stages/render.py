@@ -19,6 +19,7 @@ import numpy as np
 
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import camera_from_dict
+from lanepipe.engine.items import PredictionResult, RenderResult, StageItem
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -49,22 +50,22 @@ class RenderStage:
     def setup(self) -> None:
         """Nothing to load (drawing and encoding only)."""
 
-    def _render(self, ev_row: dict[str, Any], row: dict[str, Any]) -> None:
-        name, slug = str(ev_row["predictor"]), str(row["slug"])
-        src = self.upstream.evaluate_paths(str(ev_row["clip"]), slug, name)
-        out = self.store.evaluate_paths(str(ev_row["clip"]), slug, name, primary=name == self.primary)
+    def _render(self, pred: PredictionResult, row: dict[str, Any]) -> None:
+        name, slug = str(pred.predictor), str(row["slug"])
+        src = self.upstream.evaluate_paths(pred.clip, slug, name)
+        out = self.store.evaluate_paths(pred.clip, slug, name, primary=name == self.primary)
         doc = json.loads(storage.read_text(src.evaluation))
         with np.load(io.BytesIO(storage.read_bytes(src.arrays))) as z:
             arrays = {k: z[k] for k in z.files}
         c = self.cfg.input
-        clip = decode_cached(str(ev_row["source"]), name=str(ev_row["clip"]), target_fps=c.target_fps,
+        clip = decode_cached(str(pred.source), name=pred.clip, target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
         edited = decode_cached(str(doc["edited"]), target_fps=None, max_frames=clip.num_frames + 1)
         camera = camera_from_dict(doc["camera"])
         t_rel = clip.timestamps - float(doc["t0_s"])
         gt = arrays.get("ground_truth")
         m = doc.get("metrics") or {}
-        hud = {"clip": clip.name, "camera": "front", "instruction": str(ev_row["instruction"]),
+        hud = {"clip": clip.name, "camera": "front", "instruction": str(pred.instruction),
                "predictor": name,
                "minADE orig": _fmt((m.get("original") or {}).get("min_ade")),
                "minADE edit": _fmt((m.get("edited") or {}).get("min_ade")),
@@ -90,21 +91,21 @@ class RenderStage:
         row.update(render_s=time.perf_counter() - t, **written)
         storage.write_text_atomic(out.render_marker, json.dumps(row, default=str))
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: an evaluate row → that row passed through plus one render row. Never raises."""
-        if item.get("stage") != "evaluate":
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a prediction result → it passed through plus one render result. Never raises."""
+        if not isinstance(item, PredictionResult):
             return [item]
-        slug = str(item.get("slug") or RunLayout.slug(str(item["instruction"])))  # older runs: no slug
-        row: dict[str, Any] = {"run_id": self.store.run_id, "clip": item["clip"], "source": item["source"],
-                               "stage": "render", "instruction": item["instruction"], "slug": slug,
-                               "predictor": item["predictor"], "status": "ok", "error": None, "error_type": None,
+        slug = item.slug or RunLayout.slug(str(item.instruction))  # older runs: no slug
+        row: dict[str, Any] = {"run_id": self.store.run_id, "clip": item.clip, "source": item.source,
+                               "stage": "render", "instruction": item.instruction, "slug": slug,
+                               "predictor": item.predictor, "status": "ok", "error": None, "error_type": None,
                                "skipped": False}
-        marker = self.store.evaluate_paths(str(item["clip"]), slug, str(item["predictor"])).render_marker
+        marker = self.store.evaluate_paths(item.clip, slug, str(item.predictor)).render_marker
         if storage.exists(marker):
-            return [item, json.loads(storage.read_text(marker)) | {"skipped": True}]
-        if item.get("status") != "ok":
-            return [item, row | {"status": "failed", "error_type": "UpstreamFailed",
-                                 "error": f"evaluate failed: {str(item.get('error')).splitlines()[0]}"}]
+            return [item, RenderResult.from_row(json.loads(storage.read_text(marker)) | {"skipped": True})]
+        if not item.ok:
+            return [item, RenderResult.from_row(row | {"status": "failed", "error_type": "UpstreamFailed",
+                                                       "error": f"evaluate failed: {item.first_error_line}"})]
         try:
             self._render(item, row)
         except LanepipeError as e:
@@ -112,4 +113,4 @@ class RenderStage:
         except Exception as e:
             row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
                        error_type=type(e).__name__)
-        return [item, row]
+        return [item, RenderResult.from_row(row)]

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
+from lanepipe.engine.items import ClipItem, SegmentResult, StageItem
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -107,13 +108,15 @@ class SegmentStage:
         return decode_cached(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
                       max_pixels=c.max_pixels, min_frames=c.min_frames)
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: ``{"source", "name"}`` → ``[segment row]``; a finished clip is read back, not redone."""
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a clip → its segment result; a finished clip is read back, not redone."""
+        if not isinstance(item, ClipItem):
+            return [item]
         self.setup()
-        meta_url = self.store.segment_paths(str(item["name"])).meta
+        meta_url = self.store.segment_paths(item.name).meta
         if storage.exists(meta_url):
-            return [json.loads(storage.read_text(meta_url)) | {"skipped": True}]
-        return [self(ClipRef(source=str(item["source"]), name=str(item["name"]))) | {"skipped": False}]
+            return [SegmentResult.from_row(json.loads(storage.read_text(meta_url)) | {"skipped": True})]
+        return [SegmentResult.from_row(self(ClipRef(source=item.source, name=item.name)) | {"skipped": False})]
 
     def __call__(self, ref: ClipRef) -> dict[str, Any]:
         """Segment one clip and write its outputs. Never raises: failures become a row with the reason."""
