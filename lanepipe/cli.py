@@ -426,7 +426,8 @@ def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) 
     try:
         app(args=argv)
     except LanepipeError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.stderr = True  # errors always on stderr, unwrapped
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
