@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -290,9 +290,23 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> RunConfig:
     """Build a RunConfig from an optional YAML file, a base dict and dotted overrides.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
+    """
+    return load_model(RunConfig, path, overrides, base)
+
+
+def load_model(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None,
+               base: dict[str, Any] | None = None, what: str = "config") -> M:
+    """A config ``model`` from an optional YAML file, then ``base`` (CLI flags, merged deeply), then ``a.b=c``
+    overrides: the one loader of ``lanepipe run`` (:class:`RunConfig`) and ``lanepipe dataset``.
 
     Raises:
         ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
@@ -302,13 +316,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _deep_merge(data, base)
     apply_overrides(data, overrides or [])
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
             lines.append(f"  {loc}: {err['msg']} (got {json.dumps(err.get('input'), default=str)[:80]})")
-        raise ConfigError("invalid config:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"invalid {what}:\n" + "\n".join(lines)) from None
 
 
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:

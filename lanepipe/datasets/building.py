@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from lanepipe.actors.runner import make_runner, worker_died_row
-from lanepipe.config import DatasetConfig, apply_overrides, read_yaml_mapping
+from lanepipe.config import DatasetConfig, load_model
 from lanepipe.datasets.frames import resolve_dataset_inputs
 from lanepipe.datasets.schema import SUMMARY_JSON, attribute_counts, write_train_csv
 from lanepipe.engine import Row, StageSpec
-from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -94,17 +91,10 @@ def generate_dataset(cfg: DatasetConfig, *, executor: str = "ray",
 
 def load_dataset_config(path: str | Path | None = None, overrides: list[str] | None = None,
                         base: dict[str, Any] | None = None) -> DatasetConfig:
-    """A :class:`DatasetConfig` from an optional YAML file, then ``base`` (CLI flags), then ``a.b=c`` overrides.
+    """A :class:`DatasetConfig` from an optional YAML file, then ``base`` (CLI flags), then ``a.b=c`` overrides
+    (the same loader as ``lanepipe run``'s: :func:`lanepipe.config.load_model`).
 
     Raises:
         ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
     """
-    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
-    data.update(base or {})
-    apply_overrides(data, overrides or [])
-    try:
-        return DatasetConfig.model_validate(data)
-    except ValidationError as e:
-        lines = [f"  {'.'.join(str(x) for x in err['loc'])}: {err['msg']} "
-                 f"(got {json.dumps(err.get('input'), default=str)[:80]})" for err in e.errors()]
-        raise ConfigError("invalid dataset config:\n" + "\n".join(lines)) from None
+    return load_model(DatasetConfig, path, overrides, base, what="dataset config")
