@@ -231,7 +231,7 @@ def dataset_cmd(
 
     Re-running with the same output skips finished frames; train.csv is rewritten from all of them.
     """
-    from lanepipe.datasets.training import generate_dataset, load_dataset_config
+    from lanepipe.datasets.building import generate_dataset, load_dataset_config
     from lanepipe.errors import ConfigError
 
     base: dict[str, Any] = {}
@@ -417,12 +417,27 @@ def serve_cmd(
         stop()
 
 
-def main() -> None:
+def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) -> int:
+    """Run the CLI on ``argv`` (default: the process's arguments) and return its exit status: 2 for a
+    :class:`~lanepipe.errors.LanepipeError` (printed). ``jobs/`` call this with their verb and
+    ``messages_to_stdout=True`` (a submitted job's log is its stdout)."""
+    was = console.stderr
+    console.stderr = not messages_to_stdout
     try:
-        app()
+        app(args=argv)
     except LanepipeError as e:
-        console.print(f"[red]error:[/red] {e}")
-        sys.exit(2)
+        console.stderr = True  # errors always on stderr, unwrapped
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        console.stderr = was
+    return 0
+
+
+def main() -> None:
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,12 +28,22 @@ class Resources(_Strict):
 
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
-    concurrency: int = Field(1, ge=1, description="number of actors in the pool")
+    concurrency: int = Field(1, ge=1, description="number of actors in the pool (its maximum when "
+                             "min_concurrency is set)")
+    min_concurrency: int | None = Field(None, ge=1, description="smallest pool size: the pool grows from it to "
+                                        "concurrency and shrinks back when idle (unset: a fixed pool)")
     batch_size: int = Field(1, ge=1, description="clips per actor call")
     custom_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. "
                                                "{alpamayo: 1} to land on the Alpamayo worker group")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of this stage's actors (pip "
                                                "pins, env vars, py_executable)")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Resources:
+        if self.min_concurrency is not None and self.min_concurrency > self.concurrency:
+            raise ValueError(f"min_concurrency ({self.min_concurrency}) must be <= concurrency "
+                             f"({self.concurrency}, the pool's maximum)")
+        return self
 
 
 class InputConfig(_Strict):
@@ -280,9 +290,23 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> RunConfig:
     """Build a RunConfig from an optional YAML file, a base dict and dotted overrides.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
+    """
+    return load_model(RunConfig, path, overrides, base)
+
+
+def load_model(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None,
+               base: dict[str, Any] | None = None, what: str = "config") -> M:
+    """A config ``model`` from an optional YAML file, then ``base`` (CLI flags, merged deeply), then ``a.b=c``
+    overrides: the one loader of ``lanepipe run`` (:class:`RunConfig`) and ``lanepipe dataset``.
 
     Raises:
         ConfigError: unreadable YAML, unknown keys or invalid values, with pydantic's explanation.
@@ -292,13 +316,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _deep_merge(data, base)
     apply_overrides(data, overrides or [])
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
             lines.append(f"  {loc}: {err['msg']} (got {json.dumps(err.get('input'), default=str)[:80]})")
-        raise ConfigError("invalid config:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"invalid {what}:\n" + "\n".join(lines)) from None
 
 
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:

@@ -96,6 +96,28 @@ def warp_back(frame: U8, flow: npt.NDArray[np.float32]) -> U8:
     return np.asarray(out, dtype=np.uint8)
 
 
+IMAGE_METRIC_KEYS: tuple[str, ...] = ("psnr_in_mask", "psnr_out_mask", "ssim_in_mask", "ssim_out_mask",
+                                      "warping_error_original", "warping_error_edited")
+
+
+def original_flows(frames: U8) -> list[npt.NDArray[np.float32]]:
+    """Farneback flow between consecutive frames ``(T, H, W, 3)``: ``T - 1`` fields."""
+    return [farneback_flow(frames[t], frames[t + 1]) for t in range(frames.shape[0] - 1)]
+
+
+def edit_metrics(original: U8, edited: U8, mask: Mask,
+                 flows: list[npt.NDArray[np.float32]] | None = None) -> dict[str, float]:
+    """What an edit did to a clip: PSNR/SSIM inside and outside the road ``mask`` and the warping error
+    (temporal consistency) of both clips inside it, with the flow of the original (``flows``, computed here when
+    not given). Meant for the edited frames in memory, before any lossy encoding."""
+    out = image_metrics(original, edited, mask)
+    if original.shape[0] > 1:
+        fl = original_flows(original) if flows is None else flows
+        out["warping_error_original"] = warping_error(original, fl, mask)
+        out["warping_error_edited"] = warping_error(edited, fl, mask)
+    return out
+
+
 def warping_error(frames: U8, flows: list[npt.NDArray[np.float32]], mask: Mask | None = None) -> float:
     """Mean absolute warping error (0-255 units) of a video under given flows.
 

@@ -1,21 +1,25 @@
 """Builds and runs a lanepipe run: stage selection, lineage, the Ray Data plan, manifest and results.
 
-Each stage is a Ray Data ``map_batches`` over a stateful actor pool (one backend load per actor) with the
-stage's resources from the config; stages are chained so clips stream through them. Rows (JSON) flow between
-stages: a stage passes the rows it does not handle through. ``executor="sequential"`` runs the same stage
-classes in this process (no Ray), which is what the benchmarks compare against.
+Each stage is described by a picklable :class:`~lanepipe.engine.StageSpec` and run by one of the engine's
+runners: :class:`~lanepipe.actors.runner.RayDataRunner` (a Ray Data ``map_batches`` per stage over a pool of the
+generic stage actor, one backend load per actor, the stage's resources from the config; stages are chained so
+clips stream through them) or :class:`~lanepipe.engine.SequentialRunner` (``executor="sequential"``: the same
+stages in this process, no Ray, which is what the benchmarks compare against). Rows flow between stages: a
+stage passes the rows it does not handle through.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from lanepipe.config import STAGES, RayConfig, Resources, RunConfig
+from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
+from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
+from lanepipe.config import STAGES, RunConfig
 from lanepipe.datasets.sources import resolve_inputs
+from lanepipe.engine import Runner, StageSpec
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
@@ -38,10 +42,6 @@ ProgressFn = Callable[[dict[str, Any]], None]
 DEFAULT_CAPTION = "road with lane markings"
 
 
-class Stage(Protocol):
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]: ...
-
-
 @dataclass
 class RunSummary:
     run_id: str
@@ -56,31 +56,23 @@ class RunSummary:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def build_stage(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root: str,
-                upstream_run_id: str) -> Stage:
-    """The plain (Ray-free) stage object for ``name``; its backend loads here."""
-    if name == "segment":
-        from lanepipe.stages.segment import SegmentStage
-
-        return SegmentStage(cfg, root, run_id)
-    if name == "edit":
-        from lanepipe.stages.edit import EditStage
-
-        return EditStage(cfg, root, run_id, upstream_root, upstream_run_id)
-    if name == "evaluate":
-        from lanepipe.stages.evaluate import EvaluateStage
-
-        return EvaluateStage(cfg, root, run_id, upstream_root, upstream_run_id)
-    if name == "render":
-        from lanepipe.stages.render import RenderStage
-
-        return RenderStage(cfg, root, run_id, upstream_root, upstream_run_id)
-    raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
+#: Stage name → its class (``module:Class``); built in each worker from a :class:`StageSpec`.
+STAGE_TARGETS: dict[str, str] = {
+    "segment": "lanepipe.stages.segment:SegmentStage",
+    "edit": "lanepipe.stages.edit:EditStage",
+    "evaluate": "lanepipe.stages.evaluate:EvaluateStage",
+    "render": "lanepipe.stages.render:RenderStage",
+}
 
 
-def stage_resources(cfg: RunConfig, name: str) -> Resources:
-    res: Resources = getattr(cfg, name).resources
-    return res
+def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root: str,
+               upstream_run_id: str) -> StageSpec:
+    """The picklable recipe of stage ``name`` of this run (the worker builds and sets it up)."""
+    if name not in STAGE_TARGETS:
+        raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
+    return StageSpec(name=name, target=STAGE_TARGETS[name], config="lanepipe.config:RunConfig",
+                     cfg_json=cfg.model_dump_json(), args=(root, run_id, upstream_root, upstream_run_id),
+                     backend=configured_backend(cfg, name))
 
 
 def check_lineage(cfg: RunConfig) -> list[str]:
@@ -122,75 +114,6 @@ def init_ray(cfg: RunConfig) -> float:
     return start_ray(cfg.ray)
 
 
-def start_ray(ray_cfg: RayConfig) -> float:
-    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running."""
-    import ray
-
-    if ray.is_initialized():
-        return 0.0
-    t = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
-    if ray_cfg.address == "local":
-        kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
-    else:
-        kwargs.update(address=ray_cfg.address)
-    ray.init(**kwargs)
-    return time.perf_counter() - t
-
-
-def item_stream(items: list[dict[str, Any]]) -> Any:
-    """A Ray Dataset of one JSON ``row`` per item, one block each, that drops (rather than fails on) an item whose
-    actor keeps dying: the caller reports the missing items (see :func:`drain`)."""
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    errored_blocks, ctx.max_errored_blocks = ctx.max_errored_blocks, -1
-    try:  # the dataset keeps a copy of the context: other datasets of this process keep the default
-        return ray.data.from_items([{"row": json.dumps(i)} for i in items], override_num_blocks=len(items))
-    finally:
-        ctx.max_errored_blocks = errored_blocks
-
-
-def through_actor_pool(ds: Any, actor: type, ctor: dict[str, Any], res: Resources,
-                       resources: dict[str, float] | None = None, batch_size: int | None = 1) -> Any:
-    """``ds.map_batches`` through a pool of stateful ``actor`` instances sized by ``res``, fault tolerant.
-
-    Fault tolerance (knobs checked in ray/data/_internal/execution/operators/actor_pool_map_operator.py,
-    ray/data/context.py, ray/data/_internal/execution/streaming_executor_state.py of Ray 2.60): an actor whose
-    process dies is restarted (max_restarts=-1) and the task it was running is retried on it, up to
-    MAX_TASK_RETRIES times; one task in flight per actor, so a crash takes down only the item being processed.
-    """
-    import warnings
-
-    import ray.data
-
-    from lanepipe.actors.base import MAX_TASK_RETRIES
-
-    remote_args: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
-    if resources:
-        remote_args["resources"] = dict(resources)
-    if res.runtime_env:  # e.g. the Alpamayo predictor's own pip pins / interpreter for its actor pool
-        remote_args["runtime_env"] = res.runtime_env
-    with warnings.catch_warnings():  # restart/retry knobs exist only as **ray_remote_args (deprecated in 2.60)
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        return ds.map_batches(actor, fn_constructor_kwargs=ctor, batch_size=batch_size,
-                              compute=ray.data.ActorPoolStrategy(size=res.concurrency,
-                                                                 max_tasks_in_flight_per_actor=1),
-                              num_cpus=res.num_cpus, num_gpus=res.num_gpus or None, **remote_args)
-
-
-def drain(ds: Any, progress: ProgressFn | None) -> list[dict[str, Any]]:
-    """Every row the stream emits (JSON-decoded), reported to ``progress`` as it arrives."""
-    rows: list[dict[str, Any]] = []
-    for item in ds.iter_rows():
-        row = json.loads(item["row"])
-        rows.append(row)
-        if progress:
-            progress(row)
-    return rows
-
-
 def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
     if cfg.stages[0] == "segment":
         return [{"source": r.source, "name": r.name} for r in resolve_inputs(cfg.input.paths)]
@@ -198,44 +121,12 @@ def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
     return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
 
 
-def _run_ray(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
-             progress: ProgressFn | None) -> list[dict[str, Any]]:
-    from lanepipe.actors import ACTORS
-    from lanepipe.actors.base import custom_resources, lost_item_rows, remove_orphan_temps
-
-    # A clip that kills its actor every time is dropped from the stream (item_stream) instead of failing the
-    # sweep or retrying forever, and gets a failed row below.
-    ds = item_stream(items)
-    for name in cfg.stages:
-        res = stage_resources(cfg, name)
-        ds = through_actor_pool(ds, ACTORS[name], ctor, res, custom_resources(cfg, name), res.batch_size)
-    rows = drain(ds, progress)
-    store = RunStore(ctor["root"], ctor["run_id"])
-    seen = {str(r.get("clip")) for r in rows}
-    for item in items:
-        if str(item.get("name", item.get("clip"))) not in seen:
-            for row in lost_item_rows(store, cfg.stages, item):
-                rows.append(row)
-                if progress:
-                    progress(row)
-    remove_orphan_temps(store.url)  # temp files of writers killed mid-write (this run's work is all done)
-    return rows
-
-
-def _run_sequential(cfg: RunConfig, ctor: dict[str, str], items: list[dict[str, Any]],
-                    progress: ProgressFn | None) -> list[dict[str, Any]]:
-    stages = [build_stage(n, cfg, ctor["root"], ctor["run_id"], ctor["upstream_root"], ctor["upstream_run_id"])
-              for n in cfg.stages]
-    rows: list[dict[str, Any]] = []
-    for item in items:
-        batch = [item]
-        for stage in stages:
-            batch = [out for r in batch for out in stage.process(r)]
-        for row in batch:
-            rows.append(row)
-            if progress:
-                progress(row)
-    return rows
+def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
+    """The runner of ``executor`` for this run: the Ray one reports clips whose worker kept dying from the
+    stages' markers (:func:`~lanepipe.actors.base.lost_item_rows`) and removes orphan temp files afterwards."""
+    prefer = {"evaluate": (ALPAMAYO_RESOURCE,)} if ALPAMAYO_RESOURCE in cfg.evaluate.predictors else {}
+    return make_runner(executor, cfg.ray, lost=lambda item: lost_item_rows(store, cfg.stages, item),
+                       prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url))
 
 
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
@@ -247,7 +138,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         progress: called with every results row as it arrives (rows of all selected stages).
         on_plan: called once with (clips to stream, clips whose first stage is already finished).
     """
-    if executor not in ("ray", "sequential"):
+    if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
     t_start = time.perf_counter()
     upstream_ids = check_lineage(cfg)
@@ -271,13 +162,11 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         manifest["stages"][name] = {"status": "running", "started": utc_now()}
     store.write_manifest(manifest)
 
-    ctor = {"cfg_json": cfg.model_dump_json(), "root": root, "run_id": run_id, "upstream_root": upstream.root,
-            "upstream_run_id": upstream.run_id}
-    if executor == "ray":
-        summary.ray_init_s = init_ray(cfg)
-        rows = _run_ray(cfg, ctor, items, progress)
-    else:
-        rows = _run_sequential(cfg, ctor, items, progress)
+    specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
+    runner = make_run_runner(cfg, executor, store)
+    rows = runner.run(specs, items, progress)
+    if isinstance(runner, RayDataRunner):
+        summary.ray_init_s = runner.ray_init_s
     rows = [r for r in rows if r.get("stage") in cfg.stages]
     order = {str(i.get("name", i.get("clip"))): k for k, i in enumerate(items)}
     stage_order = {s: k for k, s in enumerate(STAGES)}

@@ -12,6 +12,7 @@ import pytest
 from lanepipe.config import load_config
 from lanepipe.datasets.context import load_context
 from lanepipe.datasets.sources import resolve_inputs
+from lanepipe.engine import item_from_row
 from lanepipe.errors import InputError
 from lanepipe.io.layout import RunStore
 from lanepipe.io.video import decode, encode
@@ -54,8 +55,8 @@ def test_evaluate_stage_on_paiav_with_edited_front(paiav_root: Path, tmp_path: P
     stage = EvaluateStage(cfg, str(tmp_path), "r2", str(tmp_path), "r")
     edit_row = {"stage": "edit", "status": "ok", "clip": src.name, "source": src.source,
                 "instruction": "single white solid", "geometry": "{}"}
-    rows = stage.process(edit_row)
-    ev = rows[1]
+    rows = stage.process(item_from_row(edit_row))
+    ev = rows[1].to_row()
     assert ev["status"] == "ok", ev["error"]
     assert ev["min_ade_original"] is not None  # PAI-AV has ego-motion: ground truth exists
     doc = json.loads(Path(ev["evaluation"]).read_text())
@@ -72,6 +73,7 @@ def test_paiav_timeline_not_covering_history_is_a_recorded_failure(paiav_root: P
     encode(clip.frames, store.edit_paths(src.name, "none").video, clip.fps)
     cfg = load_config(None, ["stages=evaluate", "from_run=r", "evaluate.t0_s=0.5"], base={"output": str(tmp_path)})
     stage = EvaluateStage(cfg, str(tmp_path), "r3", str(tmp_path), "r")
-    rows = stage.process({"stage": "edit", "status": "ok", "clip": src.name, "source": src.source,
-                          "instruction": "none", "geometry": "{}"})
+    rows = [r.to_row() for r in stage.process(item_from_row({"stage": "edit", "status": "ok", "clip": src.name,
+                                                             "source": src.source, "instruction": "none",
+                                                             "geometry": "{}"}))]
     assert rows[1]["status"] == "failed" and "history" in rows[1]["error"]

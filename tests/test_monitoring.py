@@ -100,10 +100,11 @@ def test_metrics_are_no_ops_without_ray(tmp_path: Path, synthetic_clip_file: Pat
     code = f"""
 import json, sys
 from lanepipe import monitoring
-from lanepipe.actors.segment import SegmentActor
+from lanepipe.actors.base import StageActor
 from lanepipe.config import load_config
+from lanepipe.pipeline import stage_spec
 cfg = load_config(None, ["input.max_frames=4"])
-a = SegmentActor(cfg.model_dump_json(), {str(tmp_path)!r}, "norray", {str(tmp_path)!r}, "norray")
+a = StageActor(stage_spec("segment", cfg, {str(tmp_path)!r}, "norray", {str(tmp_path)!r}, "norray"), "norray")
 out = a({{"row": [json.dumps({{"source": {str(synthetic_clip_file)!r}, "name": "clip"}})]}})
 row = json.loads(out["row"][0])
 assert row["status"] == "ok", row

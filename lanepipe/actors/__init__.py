@@ -1,10 +1,7 @@
-"""Ray Data stateful callables, one per stage. Thin: the stage logic lives in plain classes."""
+"""The Ray side of the engine: the one generic actor that hosts any stage (:class:`StageActor`), fault
+bookkeeping, and the Ray Data runner (:class:`RayDataRunner`)."""
 
-from lanepipe.actors.edit import EditActor
-from lanepipe.actors.evaluate import EvaluateActor
-from lanepipe.actors.render import RenderActor
-from lanepipe.actors.segment import SegmentActor
+from lanepipe.actors.base import StageActor
+from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
 
-ACTORS = {"segment": SegmentActor, "edit": EditActor, "evaluate": EvaluateActor, "render": RenderActor}
-
-__all__ = ["ACTORS", "EditActor", "EvaluateActor", "RenderActor", "SegmentActor"]
+__all__ = ["RayDataRunner", "StageActor", "make_runner", "start_ray"]

@@ -1,10 +1,10 @@
-"""Shared body of the stage actors: rows in, rows out, as JSON strings (robust Arrow blocks).
+"""The generic stage actor (rows in, rows out, as JSON strings: robust Arrow blocks) and fault bookkeeping.
 
-Fault tolerance (see ``pipeline._run_ray``): Ray restarts an actor whose process dies and retries the task it
-was running on the new process, whose ``__init__`` loads the backend again. A retried clip is simply done
-again: every stage writes its outputs atomically and its marker (``meta.json`` …) last, so a half-finished
-clip leaves no marker and is redone whole, and a finished one is read back. Rows a retried task had already
-emitted are not emitted twice (Ray replays a streaming task's outputs by index).
+Fault tolerance (see :class:`lanepipe.actors.runner.RayDataRunner`): Ray restarts an actor whose process dies and
+retries the task it was running on the new process, whose ``__init__`` sets the stage up again. A retried clip is
+simply done again: every stage writes its outputs atomically and its marker (``meta.json`` …) last, so a
+half-finished clip leaves no marker and is redone whole, and a finished one is read back. Rows a retried task
+had already emitted are not emitted twice (Ray replays a streaming task's outputs by index).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
+from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
@@ -55,10 +56,17 @@ def failure_row(stage: str, item: dict[str, Any], run_id: str, exc: BaseExceptio
 
 
 def custom_resources(cfg: RunConfig, stage: str) -> dict[str, float]:
-    """Custom Ray resources for ``stage``'s actors: ``<stage>.resources.custom_resources`` from the config, else
-    ``LANEPIPE_RAY_RESOURCES`` if set, else ``{"alpamayo": 1}`` for an evaluate stage running the alpamayo
-    predictor on a cluster that has that resource."""
-    configured: dict[str, float] = dict(getattr(cfg, stage).resources.custom_resources)
+    """Custom Ray resources for ``stage``'s actors of a run: see :func:`resolve_custom_resources` (the evaluate
+    stage prefers the ``alpamayo`` resource when it runs that predictor)."""
+    prefer = (ALPAMAYO_RESOURCE,) if stage == "evaluate" and ALPAMAYO_RESOURCE in cfg.evaluate.predictors else ()
+    return resolve_custom_resources(stage, getattr(cfg, stage).resources, prefer)
+
+
+def resolve_custom_resources(stage: str, res: Resources, prefer: tuple[str, ...] = ()) -> dict[str, float]:
+    """Custom Ray resources for ``stage``'s actors: ``res.custom_resources`` from the config, else
+    ``LANEPIPE_RAY_RESOURCES`` if set, else one of each ``prefer`` resource the cluster has (e.g. ``alpamayo``
+    for an evaluate stage running the alpamayo predictor)."""
+    configured: dict[str, float] = dict(res.custom_resources)
     if configured:
         return configured
     raw = os.environ.get(RESOURCES_ENV, "").strip()
@@ -70,11 +78,11 @@ def custom_resources(cfg: RunConfig, stage: str) -> dict[str, float]:
             raise ConfigError(f"{RESOURCES_ENV}: expected JSON like '{{\"evaluate\": {{\"alpamayo\": 1}}}}', "
                               f"got {raw!r} ({e})") from None
         return out
-    if stage == "evaluate" and ALPAMAYO_RESOURCE in cfg.evaluate.predictors:
+    if prefer:
         import ray
 
-        if ray.cluster_resources().get(ALPAMAYO_RESOURCE, 0) > 0:  # type: ignore[no-untyped-call]
-            return {ALPAMAYO_RESOURCE: 1.0}
+        have = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return {name: 1.0 for name in prefer if have.get(name, 0) > 0}
     return {}
 
 
@@ -115,25 +123,29 @@ def remove_orphan_temps(run_url: str) -> int:
 
 
 class StageActor:
-    """Ray Data stateful callable. ``__init__`` builds the stage (its backend loads here, once per actor);
-    ``__call__`` maps a batch ``{"row": [json, ...]}`` to the rows the stage emits (failures included) and
-    records the stage's metrics (:mod:`lanepipe.monitoring`)."""
+    """The one Ray Data stateful callable; it hosts any :class:`~lanepipe.engine.Stage`.
 
-    stage_name: ClassVar[str] = ""
+    ``__init__`` builds the stage from its :class:`~lanepipe.engine.StageSpec` and runs ``setup()`` (its
+    backends load here, once per actor); ``__call__`` maps a batch ``{"row": [json, ...]}`` to the rows the stage
+    emits (failures included) and records the stage's metrics (:mod:`lanepipe.monitoring`). This is the one
+    serialisation boundary: rows are JSON between actors (robust Arrow blocks), dicts inside a stage.
+    """
 
-    def __init__(self, cfg_json: str, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
-        from lanepipe.pipeline import build_stage
+    stage_name: str = ""
 
-        cfg = RunConfig.model_validate_json(cfg_json)
+    def __init__(self, spec: StageSpec, run_id: str = "") -> None:
+        self.stage_name = spec.name
         self.run_id = run_id
-        self.stage = build_stage(self.stage_name, cfg, root, run_id, upstream_root, upstream_run_id)
-        self.metrics = StageMetrics(self.stage_name, configured_backend(cfg, self.stage_name))
+        self.stage: Stage = spec.build()
+        self.stage.setup()
+        self.metrics = StageMetrics(spec.name, spec.backend)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """One item through the stage, timed and recorded; an exception becomes a failed row (the sweep goes on)."""
+        """One row through the stage (as its typed item), timed and recorded; an exception becomes a failed row
+        (the sweep goes on)."""
         t0 = time.perf_counter()
         try:
-            rows = self.stage.process(item)
+            rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []

@@ -1,12 +1,12 @@
 """Select rows of a training dataset by caption attribute; copy or link their files into a new dataset.
 
 Captions (``prompt``) are parsed with :func:`lanepipe.lanes.instructions.parse_caption`, the regex the generator
-(:mod:`lanepipe.datasets.training`) writes for: ``road with (count) (color) (pattern) lane markings``. A row is
+(:mod:`lanepipe.datasets.building`) writes for: ``road with (count) (color) (pattern) lane markings``. A row is
 kept when every attribute matches the selection (``any`` matches every value, ``unknown`` included unless
 ``require_known``); pattern ``mixed`` also matches ``solid-dashed`` (a double line with one of each).
 
 A dropped row is counted under its first reason, in this order: ``invalid`` (see
-:func:`~lanepipe.datasets.training.validate_rows`: missing column, path outside the folder, unreadable image or
+:func:`~lanepipe.datasets.validation.validate_rows`: missing column, path outside the folder, unreadable image or
 mask, sizes differ, empty mask), ``unparseable`` (caption not in the canonical form; listed, never kept),
 ``count``, ``color``, ``pattern``, ``unknown`` (an attribute reads ``unknown`` and ``require_known`` is set).
 
@@ -25,18 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from lanepipe.datasets.training import (
-    ATTRIBUTES,
-    CSV_COLUMNS,
-    UNKNOWN,
-    BadRow,
-    TrainRow,
-    check_row,
-    csv_text,
-    dataset_root,
-    read_train_csv,
-    safe_relative,
-)
+from lanepipe.datasets.captions import ATTRIBUTES, UNKNOWN
+from lanepipe.datasets.schema import CSV_COLUMNS, csv_text
+from lanepipe.datasets.validation import BadRow, TrainRow, check_row, dataset_root, read_train_csv, safe_relative
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
 from lanepipe.lanes.instructions import parse_caption
@@ -92,7 +83,7 @@ class FilterSummary:
         source / output: the two dataset folders. csv_url: the output's ``train.csv``.
         kept: rows written. dropped: rows dropped per reason (every reason of :data:`DROP_REASONS` listed).
         unparseable: ``(line, prompt)`` of each row whose caption does not parse.
-        invalid: the rows :func:`~lanepipe.datasets.training.validate_rows` rejected, with reasons.
+        invalid: the rows :func:`~lanepipe.datasets.validation.validate_rows` rejected, with reasons.
         files: files copied or linked.
     """
 
@@ -181,7 +172,7 @@ def filter_dataset(source: str, output: str, selection: Selection | None = None,
         output: the new dataset folder (local path or fsspec URL); must differ from the source.
         link: ``copy`` (any storage), ``hardlink`` or ``symlink`` (local folders only; a symlink points at the
             source file's absolute path).
-        validate: read and check every image and mask (:func:`~lanepipe.datasets.training.validate_rows`);
+        validate: read and check every image and mask (:func:`~lanepipe.datasets.validation.validate_rows`);
             False checks columns and paths only (files are still never read from outside the source folder).
         max_workers: files checked and copied in parallel.
 

@@ -2,11 +2,17 @@
 
 ```
 <root>/<run_id>/
-  manifest.json  results.parquet
+  manifest.json  results.parquet  report.html
   segment/<clip>/{masks/00000.png…, all_masks.npz, overlay.mp4, meta.json}
+  edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json, meta.json}
+  evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz, <predictor>.meta.json,      (evaluate)
+                          [<predictor>.]overlay.mp4, [<predictor>.]comparison.mp4, [<predictor>.]bev.png,
+                          <predictor>.render.json}                                        (render)
   videopainter/{meta.csv, masks/<clip>/all_masks.npz, raw_videos/<clip>/<clip>.0.mp4}
 ```
-``meta.json`` is written last in a clip's folder: its presence marks the clip finished for that stage.
+``<slug>`` names an instruction (:meth:`RunLayout.slug`, e.g. ``double-yellow-solid``). The marker (``meta.json``,
+``<predictor>.meta.json``, ``<predictor>.render.json``) is written last: its presence marks the item finished.
+:class:`RunLayout` names every one of these files; no other module builds a run path by hand.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pandas as pd
 from lanepipe.config import RunConfig, config_hash
 from lanepipe.errors import InputError
 from lanepipe.io import storage
+from lanepipe.lanes.instructions import parse_instruction
 
 MANIFEST = "manifest.json"
 RESULTS = "results.parquet"
@@ -63,8 +70,24 @@ class EditPaths:
     meta: str
 
 
-class RunStore:
-    """Paths and whole-file reads/writes of one run folder."""
+@dataclass(frozen=True)
+class EvaluatePaths:
+    """Files of one (clip, instruction, predictor) under ``evaluate/<clip>/<slug>/``: the evaluate stage's
+    ``evaluation`` document, ``arrays`` (trajectories) and ``meta`` marker; the render stage's videos, BEV plot
+    and ``render_marker``. Render files of the run's first predictor are unprefixed, others ``<predictor>.``."""
+
+    dir: str
+    evaluation: str
+    arrays: str
+    meta: str
+    overlay: str
+    comparison: str
+    bev: str
+    render_marker: str
+
+
+class RunLayout:
+    """Every path of one run folder, and its whole-file reads/writes (manifest, results, markers)."""
 
     def __init__(self, root: str, run_id: str) -> None:
         self.root = root.rstrip("/") or "."
@@ -89,6 +112,31 @@ class RunStore:
         return EditPaths(dir=d, video=storage.join(d, "edited.mp4"), first_frame=storage.join(d, "first_frame.png"),
                          qa=storage.join(d, "qa.json"), lanes=storage.join(d, "lanes.json"),
                          meta=storage.join(d, "meta.json"))
+
+    @staticmethod
+    def slug(instruction: str) -> str:
+        """The folder name of an instruction (``"double yellow solid"`` → ``double-yellow-solid``)."""
+        return parse_instruction(instruction).slug
+
+    def evaluate_paths(self, clip: str, slug: str, predictor: str, *, primary: bool = True) -> EvaluatePaths:
+        """Files of ``predictor`` on ``clip``'s ``slug`` edit; ``primary``: the run's first predictor (its render
+        files carry no prefix)."""
+        d = storage.join(self.url, "evaluate", clip, slug)
+        prefix = "" if primary else f"{predictor}."
+        return EvaluatePaths(dir=d, evaluation=storage.join(d, f"{predictor}.json"),
+                             arrays=storage.join(d, f"{predictor}.npz"), meta=storage.join(d, f"{predictor}.meta.json"),
+                             overlay=storage.join(d, f"{prefix}overlay.mp4"),
+                             comparison=storage.join(d, f"{prefix}comparison.mp4"),
+                             bev=storage.join(d, f"{prefix}bev.png"),
+                             render_marker=storage.join(d, f"{predictor}.render.json"))
+
+    @property
+    def videopainter_meta(self) -> str:
+        return storage.join(self.url, "videopainter", "meta.csv")
+
+    @property
+    def report_url(self) -> str:
+        return storage.join(self.url, "report.html")
 
     @property
     def manifest_url(self) -> str:
@@ -142,6 +190,10 @@ class RunStore:
         return pd.read_parquet(io.BytesIO(storage.read_bytes(self.results_url)))
 
 
+#: The former name of :class:`RunLayout` (kept for callers outside the pipeline).
+RunStore = RunLayout
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _VERSIONED:
@@ -183,6 +235,6 @@ def write_videopainter_meta(store: RunStore, rows: list[dict[str, Any]], caption
         "fps": [float(r["fps"]) for r in ok],
         "caption": [caption] * len(ok),
     })
-    url = storage.join(store.url, "videopainter", "meta.csv")
+    url = store.videopainter_meta
     storage.write_text_atomic(url, df.to_csv(index=False))
     return url

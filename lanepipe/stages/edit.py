@@ -25,17 +25,21 @@ from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
 from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
+from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore
-from lanepipe.io.video import decode, encode
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout
+from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
+from lanepipe.metrics import edit_metrics, original_flows
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
 from lanepipe.verify.config import QwenJudgeConfig
@@ -184,13 +188,25 @@ def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
 
 
 class EditStage:
-    """Loads the painter and verifier once; ``__call__`` edits one clip for every configured instruction."""
+    """Loads the painter and verifier once (:meth:`setup`); ``__call__`` edits one clip for every instruction."""
+
+    name = "edit"
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
-        self.upstream = RunStore(upstream_root, upstream_run_id)
+        self.store = RunLayout(root, run_id)
+        self.upstream = RunLayout(upstream_root, upstream_run_id)
         self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.edit.resources
+
+    def setup(self) -> None:
+        """Build the painter and the verifier (models load here, once per worker)."""
+        if self._ready:
+            return
+        cfg = self.cfg
         # the generative painter first: it sets the CUDA allocator before a judge on CUDA starts CUDA
         self.painter: ProceduralPainter | GenerativePainter = (
             GenerativePainter(cfg.edit.generative) if cfg.edit.backend == "flux_cogvideox"
@@ -202,11 +218,12 @@ class EditStage:
             self.verifier = VerifierJudge(LaneDetector(cfg.verify.lane_detector))
         else:
             self.verifier = LaneDetector(cfg.verify.lane_detector)
+        self._ready = True
 
-    def _load_clip(self, seg_row: dict[str, Any]) -> Clip:
+    def _load_clip(self, seg: SegmentResult) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
         c = self.cfg.input
-        clip = decode(str(seg_row["source"]), name=str(seg_row["clip"]), target_fps=c.target_fps,
+        clip = decode_cached(str(seg.source), name=seg.clip, target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
         ctx = load_context(clip.source, clip.width, clip.height)
         if ctx.kind == "fallback":
@@ -220,8 +237,12 @@ class EditStage:
                                                 or [0.0])) or None
         return replace(clip, meta=meta)
 
-    def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any]) -> None:
-        """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last)."""
+    def edit_one(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any],
+                 flows: list[npt.NDArray[np.float32]] | None = None) -> None:
+        """QA loop for one instruction; fills ``row`` and writes the outputs (meta.json last).
+
+        The image metrics (PSNR/SSIM in and out of the mask, warping errors; ``flows``: the original's, shared by
+        the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
         if isinstance(self.painter, GenerativePainter):
@@ -232,6 +253,8 @@ class EditStage:
             outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
         result, iterations = outcome.result, outcome.iterations
         paint_s = time.perf_counter() - t0
+        if result.frames.shape == clip.frames.shape:
+            row.update(edit_metrics(clip.frames, result.frames, masks.masks, flows))
         d = self.store.edit_paths(clip.name, spec.slug)
         encode(result.frames, d.video, clip.fps)
         ok, png = cv2.imencode(".png", cv2.cvtColor(result.frames[0], cv2.COLOR_RGB2BGR))
@@ -252,46 +275,48 @@ class EditStage:
                    geometry=json.dumps(result.diagnostics, default=str))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
 
-    def __call__(self, seg_row: dict[str, Any]) -> list[dict[str, Any]]:
+    def __call__(self, seg: SegmentResult) -> list[EditResult]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""
+        self.setup()
         rows: list[dict[str, Any]] = []
-        base = {"run_id": self.store.run_id, "clip": seg_row["clip"], "source": seg_row["source"],
+        base = {"run_id": self.store.run_id, "clip": seg.clip, "source": seg.source,
                 "stage": "edit", "backend": self.cfg.edit.backend, "status": "ok", "error": None,
                 "error_type": None, "skipped": False}
         todo: list[tuple[LaneSpec, dict[str, Any]]] = []
         for spec in self.specs:
-            row = base | {"instruction": spec.to_text(), "caption": spec.caption()}
-            meta_url = self.store.edit_paths(str(seg_row["clip"]), spec.slug).meta
+            row = base | {"instruction": spec.to_text(), "caption": spec.caption(), "slug": spec.slug}
+            meta_url = self.store.edit_paths(seg.clip, spec.slug).meta
             if storage.exists(meta_url):
                 rows.append(json.loads(storage.read_text(meta_url)) | {"skipped": True})
-            elif seg_row.get("status") != "ok":
+            elif not seg.ok:
                 rows.append(row | {"status": "failed", "error_type": "UpstreamFailed",
-                                   "error": f"segment stage failed: {str(seg_row.get('error')).splitlines()[0]}"})
+                                   "error": f"segment stage failed: {seg.first_error_line}"})
             else:
                 todo.append((spec, row))
                 rows.append(row)
         if not todo:
-            return rows
+            return [EditResult.from_row(r) for r in rows]
         try:
-            clip = self._load_clip(seg_row)
+            clip = self._load_clip(seg)
             masks = load_masks(self.upstream.segment_paths(clip.name).npz, clip)
         except Exception as e:
             msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
             for _, row in todo:
                 row.update(status="failed", error=msg, error_type=type(e).__name__)
-            return rows
+            return [EditResult.from_row(r) for r in rows]
+        flows = original_flows(clip.frames) if clip.num_frames > 1 else None
         for spec, row in todo:
             try:
-                self.edit_one(clip, masks, spec, row)
+                self.edit_one(clip, masks, spec, row, flows)
             except LanepipeError as e:
                 row.update(status="failed", error=str(e), error_type=type(e).__name__)
             except Exception as e:  # one bad instruction never stops the others
                 row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
                            error_type=type(e).__name__)
-        return rows
+        return [EditResult.from_row(r) for r in rows]
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: a segment row → that row passed through plus one edit row per instruction."""
-        if item.get("stage") != "segment":
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a segment result → it passed through plus one edit result per instruction."""
+        if not isinstance(item, SegmentResult):
             return [item]
         return [item, *self(item)]

@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
+from lanepipe.engine.items import EditResult, PredictionResult, StageItem
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore
-from lanepipe.io.video import decode
-from lanepipe.lanes.instructions import parse_instruction
-from lanepipe.metrics import farneback_flow, image_metrics, prediction_shift, trajectory_metrics, warping_error
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout
+from lanepipe.metrics import IMAGE_METRIC_KEYS, edit_metrics, prediction_shift, trajectory_metrics
 from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
 from lanepipe.stages.edit import load_masks
@@ -41,23 +41,35 @@ def straight_history(speed: float) -> EgoState:
 
 
 class EvaluateStage:
-    """Loads every configured predictor once; ``process`` evaluates the items of one edit row."""
+    """Loads every configured predictor once (:meth:`setup`); ``process`` evaluates the items of one edit row."""
+
+    name = "evaluate"
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
-        self.upstream = RunStore(upstream_root, upstream_run_id)
-        ev = cfg.evaluate
+        self.store = RunLayout(root, run_id)
+        self.upstream = RunLayout(upstream_root, upstream_run_id)
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.evaluate.resources
+
+    def setup(self) -> None:
+        """Build every configured predictor (models load here, once per worker)."""
+        if self._ready:
+            return
+        ev = self.cfg.evaluate
         self.predictors: dict[str, Predictor] = {
             name: build_predictor(name, ev.predictor_options.get(name)) for name in ev.predictors}
+        self._ready = True
 
-    def _context(self, clip: Clip, edit_row: dict[str, Any]) -> ClipContext:
+    def _context(self, clip: Clip, edit: EditResult) -> ClipContext:
         ev = self.cfg.evaluate
-        geometry = json.loads(edit_row.get("geometry") or "{}")
-        speed = geometry.get("speed_mps_median") or ev.assumed_speed_mps
-        return load_context(str(edit_row["source"]), clip.width, clip.height, fov_deg=ev.fallback_fov_deg,
+        camera = edit.camera  # the painter's estimate, typed
+        return load_context(str(edit.source), clip.width, clip.height, fov_deg=ev.fallback_fov_deg,
                             mount_height_m=ev.fallback_mount_height_m, pitch_deg=ev.fallback_pitch_deg,
-                            estimated_camera=geometry.get("camera"), speed_hint=float(speed))
+                            estimated_camera=camera.to_dict() if camera else None,
+                            speed_hint=float(edit.speed_mps or ev.assumed_speed_mps))
 
     def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float) -> PredictorInput:
         """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited)."""
@@ -74,7 +86,7 @@ class EvaluateStage:
         return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0,
                               meta={"context": ctx.kind, "notes": ctx.notes})
 
-    def _evaluate(self, edit_row: dict[str, Any], clip: Clip, edited: Clip, ctx: ClipContext,
+    def _evaluate(self, edit: EditResult, clip: Clip, edited: Clip, ctx: ClipContext,
                   name: str, predictor: Predictor, row: dict[str, Any]) -> None:
         t0 = float(clip.timestamps[-1]) if self.cfg.evaluate.t0_s is None else float(self.cfg.evaluate.t0_s)
         inp_orig = self.build_input(clip, clip.frames, ctx, t0)
@@ -90,8 +102,7 @@ class EvaluateStage:
             metrics = {"original": trajectory_metrics(pred_orig.trajectories, gt),
                        "edited": trajectory_metrics(pred_edit.trajectories, gt)}
         shift = prediction_shift(pred_orig.trajectories, pred_edit.trajectories)
-        slug = parse_instruction(str(edit_row["instruction"])).slug
-        d = storage.join(self.store.url, "evaluate", clip.name, slug)
+        paths = self.store.evaluate_paths(clip.name, str(row["slug"]), name)
         buf = io.BytesIO()
         arrays: dict[str, np.ndarray] = {"original": pred_orig.trajectories, "edited": pred_edit.trajectories,
                                          "history": inp_orig.ego.xyz,
@@ -99,69 +110,66 @@ class EvaluateStage:
         if gt is not None:
             arrays["ground_truth"] = gt
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        storage.write_bytes_atomic(storage.join(d, f"{name}.npz"), buf.getvalue())
-        doc = {"clip": clip.name, "instruction": edit_row["instruction"], "predictor": name, "t0_s": t0,
+        storage.write_bytes_atomic(paths.arrays, buf.getvalue())
+        doc = {"clip": clip.name, "instruction": edit.instruction, "predictor": name, "t0_s": t0,
                "context": ctx.kind, "notes": ctx.notes, "speed_mps": inp_orig.ego.speed, "metrics": metrics,
                "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
                "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
-               "image_metrics": {k: row[k] for k in ("psnr_in_mask", "psnr_out_mask", "ssim_in_mask",
-                                                     "ssim_out_mask", "warping_error_original",
-                                                     "warping_error_edited") if k in row}}
-        storage.write_text_atomic(storage.join(d, f"{name}.json"), json.dumps(doc, indent=2, default=float))
+               "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
+        storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
         row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
                    min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
-                   predict_s=predict_s, evaluation=storage.join(d, f"{name}.json"))
-        storage.write_text_atomic(storage.join(d, f"{name}.meta.json"), json.dumps(row, default=str))
+                   predict_s=predict_s, evaluation=paths.evaluation)
+        storage.write_text_atomic(paths.meta, json.dumps(row, default=str))
 
-    def _image_metrics(self, clip: Clip, edited: Clip, edit_row: dict[str, Any]) -> dict[str, Any]:
-        """PSNR/SSIM inside and outside the road mask, and warping error (temporal consistency) of both clips
-        inside it, with flow computed once on the original. Empty when the masks are not available."""
-        url = edit_row.get("masks_npz")
+    def _image_metrics(self, clip: Clip, edited: Clip, edit: EditResult) -> dict[str, Any]:
+        """PSNR/SSIM inside and outside the road mask and warping errors: as the edit stage measured them on the
+        edited frames in memory (before encoding), or, for an edit row of an older run that lacks them, on the
+        decoded ``edited.mp4``. Empty when neither is available."""
+        recorded = {k: edit.get(k) for k in IMAGE_METRIC_KEYS if edit.get(k) is not None}
+        if recorded:
+            return recorded
+        url = edit.masks_npz
         if not url or not storage.exists(str(url)):
             return {}
-        masks = load_masks(str(url), clip).masks
-        out: dict[str, Any] = image_metrics(clip.frames, edited.frames, masks)
-        if clip.num_frames > 1:
-            flows = [farneback_flow(clip.frames[t], clip.frames[t + 1]) for t in range(clip.num_frames - 1)]
-            out["warping_error_original"] = warping_error(clip.frames, flows, masks)
-            out["warping_error_edited"] = warping_error(edited.frames, flows, masks)
-        return out
+        return edit_metrics(clip.frames, edited.frames, load_masks(str(url), clip).masks)
 
-    def __call__(self, edit_row: dict[str, Any]) -> list[dict[str, Any]]:
+    def __call__(self, edit: EditResult) -> list[PredictionResult]:
         """Evaluate rows (one per predictor) for one edit row. Never raises."""
-        base = {"run_id": self.store.run_id, "clip": edit_row["clip"], "source": edit_row["source"],
-                "stage": "evaluate", "instruction": edit_row["instruction"], "status": "ok", "error": None,
-                "error_type": None, "skipped": False, "qa_verdict": edit_row.get("qa_verdict")}
+        self.setup()
+        slug = edit.slug or RunLayout.slug(str(edit.instruction))  # older runs: no slug
+        base = {"run_id": self.store.run_id, "clip": edit.clip, "source": edit.source,
+                "stage": "evaluate", "instruction": edit.instruction, "slug": slug, "status": "ok",
+                "error": None, "error_type": None, "skipped": False, "qa_verdict": edit.qa_verdict}
         rows: list[dict[str, Any]] = []
         todo = []
-        slug = parse_instruction(str(edit_row["instruction"])).slug
         for name, predictor in self.predictors.items():
             row = base | {"predictor": name}
-            meta = storage.join(self.store.url, "evaluate", str(edit_row["clip"]), slug, f"{name}.meta.json")
+            meta = self.store.evaluate_paths(edit.clip, slug, name).meta
             if storage.exists(meta):
                 rows.append(json.loads(storage.read_text(meta)) | {"skipped": True})
-            elif edit_row.get("status") != "ok":
+            elif not edit.ok:
                 rows.append(row | {"status": "failed", "error_type": "UpstreamFailed",
-                                   "error": f"edit failed: {str(edit_row.get('error')).splitlines()[0]}"})
+                                   "error": f"edit failed: {edit.first_error_line}"})
             else:
                 rows.append(row)
                 todo.append((name, predictor, row))
         if not todo:
-            return rows
+            return [PredictionResult.from_row(r) for r in rows]
         try:
             c = self.cfg.input
-            clip = decode(str(edit_row["source"]), name=str(edit_row["clip"]), target_fps=c.target_fps,
+            clip = decode_cached(str(edit.source), name=edit.clip, target_fps=c.target_fps,
                           max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
             edited_url = self.upstream.edit_paths(clip.name, slug).video
-            edited = decode(edited_url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
+            edited = decode_cached(edited_url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
             if edited.frames.shape != clip.frames.shape:
                 raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
                                  f"{edited.frames.shape}")
-            ctx = self._context(clip, edit_row)
-            images = self._image_metrics(clip, edited, edit_row)
+            ctx = self._context(clip, edit)
+            images = self._image_metrics(clip, edited, edit)
             for _, _, row in todo:
                 row["edited"] = edited_url
                 row.update({k: v for k, v in images.items() if not isinstance(v, dict)})
@@ -169,19 +177,19 @@ class EvaluateStage:
             msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
             for _, _, row in todo:
                 row.update(status="failed", error=msg, error_type=type(e).__name__)
-            return rows
+            return [PredictionResult.from_row(r) for r in rows]
         for name, predictor, row in todo:
             try:
-                self._evaluate(edit_row, clip, edited, ctx, name, predictor, row)
+                self._evaluate(edit, clip, edited, ctx, name, predictor, row)
             except LanepipeError as e:
                 row.update(status="failed", error=str(e), error_type=type(e).__name__)
             except Exception as e:  # a predictor that raises fails this item only
                 row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
                            error_type=type(e).__name__)
-        return rows
+        return [PredictionResult.from_row(r) for r in rows]
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: an edit row → that row passed through plus one evaluate row per predictor."""
-        if item.get("stage") != "edit":
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: an edit result → it passed through plus one prediction result per predictor."""
+        if not isinstance(item, EditResult):
             return [item]
         return [item, *self(item)]

@@ -1,6 +1,7 @@
 """The segment stage for one clip: decode → segment → write every output → meta.json last.
 
-Plain class (no Ray): the Ray actor in ``lanepipe.actors.segment`` and the sequential runner both call it.
+A :class:`~lanepipe.engine.Stage` (no Ray): the generic actor (:mod:`lanepipe.actors`) and the sequential runner
+both host it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import fsspec
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.config import RunConfig
+from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
+from lanepipe.engine.items import ClipItem, SegmentResult, StageItem
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
-from lanepipe.io.layout import RunStore, SegmentPaths
-from lanepipe.io.video import decode, encode
+from lanepipe.io.clip_cache import decode_cached
+from lanepipe.io.layout import RunLayout, SegmentPaths
+from lanepipe.io.video import encode
 from lanepipe.segment import build_segmenter, grid_points_px
 from lanepipe.types import Clip, RoadMasks
 
@@ -81,27 +84,43 @@ def write_segment_outputs(paths: SegmentPaths, clip: Clip, masks: RoadMasks, *, 
 
 
 class SegmentStage:
-    """Loads the configured segmentation backend once; ``__call__`` processes one clip."""
+    """Loads the configured segmentation backend once (:meth:`setup`); ``__call__`` processes one clip."""
 
-    def __init__(self, cfg: RunConfig, root: str, run_id: str) -> None:
+    name = "segment"
+
+    def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str | None = None,
+                 upstream_run_id: str | None = None) -> None:
         self.cfg = cfg
-        self.store = RunStore(root, run_id)
-        self.segmenter = build_segmenter(cfg.segment)
+        self.store = RunLayout(root, run_id)
+        self._ready = False
+
+    def resources(self) -> Resources:
+        return self.cfg.segment.resources
+
+    def setup(self) -> None:
+        """Build the segmentation backend (its model loads here, once per worker)."""
+        if not self._ready:
+            self.segmenter = build_segmenter(self.cfg.segment)
+            self._ready = True
 
     def load(self, ref: ClipRef) -> Clip:
         c = self.cfg.input
-        return decode(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
+        return decode_cached(ref.source, name=ref.name, target_fps=c.target_fps, max_frames=c.max_frames,
                       max_pixels=c.max_pixels, min_frames=c.min_frames)
 
-    def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pipeline entry: ``{"source", "name"}`` → ``[segment row]``; a finished clip is read back, not redone."""
-        meta_url = self.store.segment_paths(str(item["name"])).meta
+    def process(self, item: StageItem) -> list[StageItem]:
+        """Pipeline entry: a clip → its segment result; a finished clip is read back, not redone."""
+        if not isinstance(item, ClipItem):
+            return [item]
+        self.setup()
+        meta_url = self.store.segment_paths(item.name).meta
         if storage.exists(meta_url):
-            return [json.loads(storage.read_text(meta_url)) | {"skipped": True}]
-        return [self(ClipRef(source=str(item["source"]), name=str(item["name"]))) | {"skipped": False}]
+            return [SegmentResult.from_row(json.loads(storage.read_text(meta_url)) | {"skipped": True})]
+        return [SegmentResult.from_row(self(ClipRef(source=item.source, name=item.name)) | {"skipped": False})]
 
     def __call__(self, ref: ClipRef) -> dict[str, Any]:
         """Segment one clip and write its outputs. Never raises: failures become a row with the reason."""
+        self.setup()
         row: dict[str, Any] = {"run_id": self.store.run_id, "clip": ref.name, "source": ref.source,
                                "stage": "segment", "backend": self.cfg.segment.backend, "status": "ok",
                                "error": None, "error_type": None, "num_frames": 0, "fps": None,

@@ -3,7 +3,7 @@
 A dataset is a folder or bucket URL holding ``train.csv`` with columns ``image, mask, prompt, prompt_2``
 (paths relative to the folder; an empty ``prompt_2`` means the T5 prompt equals ``prompt``), RGB images and
 masks where white (> 127) is the road, the region FLUX repaints. ``lanepipe dataset`` writes this layout and
-:func:`lanepipe.datasets.training.validate_rows` checks it (columns, paths inside the folder, readable files of
+:func:`lanepipe.datasets.validation.validate_rows` checks it (columns, paths inside the folder, readable files of
 one size, non-empty mask).
 """
 
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lanepipe.datasets.training import TrainRow, validate_rows
+from lanepipe.datasets.validation import TrainRow, validate_rows
 from lanepipe.errors import InputError
 from lanepipe.io import storage
 

@@ -26,6 +26,7 @@ from lanepipe.datasets.training import (
     resolve_dataset_inputs,
     validate_rows,
 )
+from lanepipe.engine import ClipItem
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.lanes.instructions import parse_caption
 from lanepipe.verify.base import BoundaryReport, LaneReport
@@ -158,7 +159,7 @@ def test_bad_clips_get_input_errors_naming_the_input(tmp_path: Path, real_clip: 
     with pytest.raises(InputError, match="pick indices below the frame count"):
         read_frames(str(real_clip), name="x", frames=[1000])
     stage = DatasetStage(DatasetConfig(output=str(tmp_path / "ds")), str(tmp_path / "ds"))
-    row = stage.process({"source": str(text), "name": "notes"})[0]
+    row = stage.process(ClipItem(source=str(text), name="notes"))[0].to_row()
     assert row["status"] == "failed" and row["error"].startswith(f"{text}: expected")
     assert not (tmp_path / "ds" / "clips" / "notes.json").exists()  # a failed clip is retried on a re-run
 
@@ -180,7 +181,7 @@ class _HalfBlindSegmenter:
 def test_frames_with_an_empty_road_mask_are_dropped_and_reported(tmp_path: Path, real_clip: Path) -> None:
     stage = DatasetStage(DatasetConfig(frames=[0, 1, 2]), str(tmp_path / "ds"))
     stage.segmenter = _HalfBlindSegmenter()
-    row = stage.process({"source": str(real_clip), "name": "clip"})[0]
+    row = stage.process(ClipItem(source=str(real_clip), name="clip"))[0].to_row()
     assert row["status"] == "ok" and row["frames"] == [0, 2] and row["num_frames"] == 2
     assert row["frames_dropped"] == [{"frame": 1, "reason": "empty road mask"}]
     assert sorted(p.name for p in (tmp_path / "ds" / "masks").iterdir()) == ["clip_f000000.png", "clip_f000002.png"]
@@ -252,7 +253,7 @@ def test_qwen_captioner_through_the_stage(tmp_path: Path, stills: list[Path]) ->
     cfg = DatasetConfig(captioner="qwen_vl", output=str(tmp_path / "ds"),
                         qwen_vl={"preset": "tiny-random", "max_new_tokens": 8, "max_pixels": 112 * 112})
     stage = DatasetStage(cfg, cfg.output)
-    row = stage.process({"source": str(stills[0]), "name": "still"})[0]
+    row = stage.process(ClipItem(source=str(stills[0]), name="still"))[0].to_row()
     assert row["status"] == "ok" and row["captioner"] == "qwen_vl"
     rec = json.loads((tmp_path / "ds" / "records" / "still_f000000.json").read_text())
     assert rec["prompt"] == "road with unknown unknown unknown lane markings"

@@ -1,0 +1,92 @@
+"""The stage contract every pipeline stage implements, and the picklable spec that builds a stage in a worker.
+
+A stage is built cheaply (``__init__`` reads its config, no model loads), asked for its :meth:`Stage.resources`
+by the driver, then :meth:`Stage.setup` runs once per worker (models load there) and :meth:`Stage.process`
+maps one typed item (:mod:`lanepipe.engine.items`) to the items it emits: the item itself when the stage passes it
+on, its own results, or both. Items become rows (``dict``, JSON) only at the runners' edges: the generic Ray actor
+(:mod:`lanepipe.actors.base`) and :class:`~lanepipe.engine.SequentialRunner`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from lanepipe.config import Resources
+from lanepipe.engine.items import StageItem
+from lanepipe.errors import ConfigError
+
+#: What flows between stages (typed); :data:`Row` is its form in the results table and between Ray actors.
+Item = StageItem
+Row = dict[str, Any]
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """One step of a pipeline, run in-process by :class:`~lanepipe.engine.SequentialRunner` or hosted by the
+    generic Ray actor (:class:`lanepipe.actors.base.StageActor`)."""
+
+    #: ``segment`` | ``edit`` | ``evaluate`` | ``render`` | ``dataset``
+    name: str
+
+    def resources(self) -> Resources:
+        """Resources of this stage's workers (the config's ``<stage>.resources``, which override defaults)."""
+        ...
+
+    def setup(self) -> None:
+        """Load models / backends. Called once per worker before the first :meth:`process`; idempotent."""
+        ...
+
+    def process(self, item: Item) -> list[Item]:
+        """One item in, the items it leads to out. Failures are rows with ``status="failed"``, not exceptions."""
+        ...
+
+
+def item_key(item: Row) -> str:
+    """The clip a row belongs to (``name`` of an input row, ``clip`` of a results row)."""
+    return str(item.get("name", item.get("clip")))
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"stage target {target!r}: expected 'package.module:Name'")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"stage target {target!r} cannot be imported: {e}") from None
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything needed to build a stage in another process, as plain strings (picklable, importable lazily).
+
+    Attributes:
+        name: the stage's name (metric tag, failure rows).
+        target: ``module:Class`` of the stage; called as ``Class(config, *args)``.
+        config: ``module:Model`` of the pydantic config class the stage takes.
+        cfg_json: the config, as JSON.
+        args: further positional string arguments (run root, run id, upstream run …).
+        backend: backend name(s) for metric tags.
+    """
+
+    name: str
+    target: str
+    config: str
+    cfg_json: str
+    args: tuple[str, ...] = ()
+    backend: str = "default"
+
+    def build(self) -> Stage:
+        """The stage object (cheap: no ``setup``)."""
+        model = _import(self.config)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigError(f"stage config {self.config!r} is not a pydantic model")
+        stage = _import(self.target)(model.model_validate_json(self.cfg_json), *self.args)
+        if not isinstance(stage, Stage):
+            raise ConfigError(f"{self.target} does not implement the Stage contract (name, resources, setup, "
+                              "process)")
+        return stage
