@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -339,6 +340,12 @@ def config_hash(cfg: RunConfig) -> str:
 
     payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def new_run_id(cfg: RunConfig, now: _dt.datetime | None = None) -> str:
+    """``<UTC timestamp>-<config hash>``, e.g. ``20261125T203000Z-1a2b3c4d``."""
+    t = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{t}-{config_hash(cfg)}"
 
 
 class DatasetConfig(_Strict):

@@ -17,7 +17,7 @@ from typing import Any
 
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
-from lanepipe.config import STAGES, RunConfig
+from lanepipe.config import STAGES, RunConfig, new_run_id
 from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.engine import Runner, StageSpec
 from lanepipe.errors import ConfigError, InputError
@@ -25,7 +25,6 @@ from lanepipe.io import storage
 from lanepipe.io.layout import (
     RunStore,
     git_sha,
-    new_run_id,
     package_versions,
     utc_now,
     write_videopainter_meta,

@@ -29,7 +29,6 @@ from typing import Any
 
 import pandas as pd
 
-from lanepipe.config import RunConfig, config_hash
 from lanepipe.errors import InputError
 from lanepipe.io import storage
 from lanepipe.lanes.instructions import parse_instruction
@@ -38,12 +37,6 @@ MANIFEST = "manifest.json"
 RESULTS = "results.parquet"
 _VERSIONED = ("lanepipe", "ray", "numpy", "av", "opencv-python-headless", "pyarrow", "fsspec", "pydantic",
               "torch", "sam2", "diffusers", "transformers")
-
-
-def new_run_id(cfg: RunConfig, now: dt.datetime | None = None) -> str:
-    """``<UTC timestamp>-<config hash>``, e.g. ``20261125T203000Z-1a2b3c4d``."""
-    t = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{t}-{config_hash(cfg)}"
 
 
 @dataclass(frozen=True)

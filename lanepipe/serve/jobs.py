@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lanepipe.config import RunConfig
+from lanepipe.config import RunConfig, new_run_id
 from lanepipe.errors import LanepipeError
-from lanepipe.io.layout import new_run_id
 from lanepipe.serve.settings import HTTPProblemError, ServeSettings
 
 logger = logging.getLogger("ray.serve")
