@@ -49,8 +49,8 @@ from lanepipe.geometry.ftheta import (
     FThetaCamera,
     camera_rotation,
     fit_backward_poly,
-    matrix_to_quat_xyzw,
 )
+from lanepipe.geometry.quaternion import matrix_to_quat_xyzw
 from lanepipe.types import CameraView, EgoState, PredictorInput
 
 U8 = npt.NDArray[np.uint8]

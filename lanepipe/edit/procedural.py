@@ -49,6 +49,7 @@ from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.lanes.instructions import Color, LaneSpec
+from lanepipe.lanes.paint import PaintEvidence, paint_channels, paint_evidence, pose_from_paint
 from lanepipe.types import Clip, RoadMasks
 
 F32 = npt.NDArray[np.float32]
@@ -212,7 +213,7 @@ class _Analysis:
     maps_w: geo.GroundMaps  # work resolution
     frames_w: U8  # (T, h, w, 3)
     masks_w: Bool  # (T, h, w)
-    evidence: list[geo.PaintEvidence]
+    evidence: list[PaintEvidence]
     coefs: dict[str, F64]  # side -> (T, DEGREE + 1) boundary cubic, ego metres
     found: dict[str, Bool]  # side -> (T,)
     travelled: F64  # (T,) metres driven since frame 0
@@ -246,7 +247,7 @@ def _camera_from_meta(clip: Clip, diag: dict[str, Any]) -> PinholeCamera | None:
     if abs(cam.width / cam.height - clip.width / clip.height) > 0.01:
         raise InputError(clip.source, f"a camera for {clip.width}x{clip.height} frames (or the same aspect ratio)",
                          f"meta['camera'] for {cam.width}x{cam.height}")
-    return geo.scale_camera(cam, clip.width, clip.height)
+    return cam.rescaled(clip.width, clip.height)
 
 
 def _speed_from_meta(clip: Clip) -> F64 | None:
@@ -400,7 +401,7 @@ class ProceduralPainter:
         small = _map(shrink, range(t_n), cfg.threads)
         frames_w = np.stack([s[0] for s in small])
         masks_w = np.stack([s[1] for s in small])
-        chans = _map(lambda t: geo.paint_channels(frames_w[t]), range(t_n), cfg.threads)
+        chans = _map(lambda t: paint_channels(frames_w[t]), range(t_n), cfg.threads)
         stamps.append(time.perf_counter())
 
         # ---- camera
@@ -413,11 +414,11 @@ class ProceduralPainter:
             diag["camera_source"] = f"fallback pinhole (fov {cfg.fov_deg} deg)"
             if cfg.estimate_pose:
                 cam = self._pose_from_vanishing_point(cam, chans, masks_w, diag)
-        cam_w = geo.scale_camera(cam, ww, hw)
+        cam_w = cam.rescaled(ww, hw)
         ppm = geo.row_px_per_metre(cam_w)
 
-        def evid(t: int) -> geo.PaintEvidence:
-            return geo.paint_evidence(chans[t], ppm, 0.6)
+        def evid(t: int) -> PaintEvidence:
+            return paint_evidence(chans[t], ppm, 0.6)
 
         evidence = _map(evid, range(t_n), cfg.threads)
         stamps.append(time.perf_counter())
@@ -429,7 +430,7 @@ class ProceduralPainter:
         if not known_camera and cfg.calibrate_height and width_meas is not None:
             k = float(np.clip(cfg.lane_width_m / width_meas, 0.8 / cam.mount_height_m, 3.5 / cam.mount_height_m))
             cam = geo.with_pose(cam, mount_height_m=cam.mount_height_m * k)
-            cam_w = geo.scale_camera(cam, ww, hw)
+            cam_w = cam.rescaled(ww, hw)
             for s in coefs:
                 coefs[s] = coefs[s] * k ** (1.0 - np.arange(geo.DEGREE + 1))
             fit_range *= k
@@ -464,33 +465,20 @@ class ProceduralPainter:
                                    diag: dict[str, Any]) -> PinholeCamera:
         cfg = self.cfg
         hw, ww = masks_w.shape[1:]
-        prior = geo.scale_camera(cam, ww, hw)
-        # kernels from a camera looking level (rows above its horizon would get none)
-        ppm = geo.row_px_per_metre(geo.with_pose(prior, pitch_rad=math.radians(-4.0)))
-        step = max(1, len(chans) // 12)
-        pts = []
+        prior = cam.rescaled(ww, hw)
+        frames = range(0, len(chans), max(1, len(chans) // 12))
         kernel = np.ones((7, 7), np.uint8)
-        for t in range(0, len(chans), step):
-            ev = geo.paint_evidence(chans[t], ppm, 0.6)
-            region = cv2.dilate(masks_w[t].astype(np.uint8), kernel) > 0
-            binary = (ev.mask(cfg.paint_bright_thr + 4, cfg.paint_yellow_thr) & region).astype(np.uint8) * 255
-            vp = geo.vanishing_point(binary, int(0.3 * hw))
-            if vp is not None:
-                pts.append(vp[:2])
-        diag["vanishing_point_frames"] = len(pts)
-        if len(pts) < max(1, min(3, len(chans) // 4)):
-            diag["pose_source"] = "pitch prior (no vanishing point)"
+        found = pose_from_paint(prior, (chans[t] for t in frames), cfg.paint_bright_thr + 4, cfg.paint_yellow_thr,
+                                regions=(cv2.dilate(masks_w[t].astype(np.uint8), kernel) > 0 for t in frames),
+                                min_points=max(1, min(3, len(chans) // 4)))
+        diag["vanishing_point_frames"] = found.frames
+        diag["pose_source"] = found.source
+        if found.pitch_rad is None or found.yaw_rad is None or found.vp is None:
             return cam
-        arr = np.asarray(pts)
-        u, v = float(np.median(arr[:, 0])), float(np.median(arr[:, 1]))
-        pitch, yaw = geo.pose_from_vanishing_point(prior, u, v)
-        if abs(pitch) > math.radians(20) or abs(yaw) > math.radians(20):
-            diag["pose_source"] = "pitch prior (implausible vanishing point)"
-            return cam
+        u, v = found.vp
         s = cam.width / ww
         diag["vanishing_point_px"] = [round((u + 0.5) * s - 0.5, 1), round((v + 0.5) * s - 0.5, 1)]
-        diag["pose_source"] = "vanishing point"
-        return geo.with_pose(cam, pitch_rad=pitch, yaw_rad=yaw)
+        return geo.with_pose(cam, pitch_rad=found.pitch_rad, yaw_rad=found.yaw_rad)
 
     def _bev_grid(self, cam_w: PinholeCamera, y_half: float, dx: float, dy: float, x_far: float) -> geo.BevGrid:
         # nearest visible ground: the bottom image row, principal column
@@ -500,7 +488,7 @@ class ProceduralPainter:
         x_far = max(x_far, x_near + 10 * dx)
         return geo.BevGrid(x_min=x_near, x_max=x_far, dx=dx, y_min=-y_half, y_max=y_half, dy=dy)
 
-    def _track_boundaries(self, cam_w: PinholeCamera, evidence: list[geo.PaintEvidence], masks_w: Bool,
+    def _track_boundaries(self, cam_w: PinholeCamera, evidence: list[PaintEvidence], masks_w: Bool,
                           diag: dict[str, Any]) -> tuple[dict[str, F64], dict[str, Bool]]:
         cfg = self.cfg
         t_n = len(evidence)
@@ -635,7 +623,7 @@ class ProceduralPainter:
                                 0.0)
         return speed
 
-    def _paint_colours(self, frames_w: U8, masks_w: Bool, evidence: list[geo.PaintEvidence],
+    def _paint_colours(self, frames_w: U8, masks_w: Bool, evidence: list[PaintEvidence],
                        diag: dict[str, Any]) -> tuple[F32, F32, float]:
         """Sunlit white and yellow paint (RGB 0-255) and the road's typical luminance, from the clip's own paint
         near the camera; standard ratios to the asphalt where the clip has none."""

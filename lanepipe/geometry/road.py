@@ -1,4 +1,4 @@
-"""Road-plane geometry for the procedural painter: camera, bird's-eye view, lane lines, ego speed.
+"""Road-plane geometry: ground homography and maps, bird's-eye view, lane boundary cubics, ego speed.
 
 Coordinates (DESIGN.md §6): ego frame x forward, y left, z up, metres, origin on the ground under the camera;
 image ``u`` column, ``v`` row, pixels. A lane boundary is the cubic ``y(x) = a + b x + c x² + d x³`` on the
@@ -32,14 +32,6 @@ Ints = npt.NDArray[np.intp]
 
 
 # ---------------------------------------------------------------------------------------------- camera
-def scale_camera(cam: PinholeCamera, width: int, height: int) -> PinholeCamera:
-    """The same camera for an image resized to ``width`` x ``height`` (pixel-centre convention)."""
-    sx, sy = width / cam.width, height / cam.height
-    return PinholeCamera(width=width, height=height, fx=cam.fx * sx, fy=cam.fy * sy,
-                         cx=(cam.cx + 0.5) * sx - 0.5, cy=(cam.cy + 0.5) * sy - 0.5,
-                         mount_height_m=cam.mount_height_m, pitch_rad=cam.pitch_rad, yaw_rad=cam.yaw_rad)
-
-
 def with_pose(cam: PinholeCamera, pitch_rad: float | None = None, yaw_rad: float | None = None,
               mount_height_m: float | None = None) -> PinholeCamera:
     """A copy of ``cam`` with another pitch, yaw or mount height."""
@@ -47,17 +39,6 @@ def with_pose(cam: PinholeCamera, pitch_rad: float | None = None, yaw_rad: float
                          mount_height_m=cam.mount_height_m if mount_height_m is None else mount_height_m,
                          pitch_rad=cam.pitch_rad if pitch_rad is None else pitch_rad,
                          yaw_rad=cam.yaw_rad if yaw_rad is None else yaw_rad)
-
-
-def pose_from_vanishing_point(cam: PinholeCamera, u: float, v: float) -> tuple[float, float]:
-    """Pitch and yaw (radians) that put the vanishing point of the ego x axis at pixel ``(u, v)``.
-
-    With yaw ψ and pitch θ the forward direction projects to ``v = cy - fy tan θ`` and
-    ``u = cx + fx tan ψ / cos θ``.
-    """
-    pitch = math.atan((cam.cy - v) / cam.fy)
-    yaw = math.atan((u - cam.cx) * math.cos(pitch) / cam.fx)
-    return pitch, yaw
 
 
 def ground_homography(cam: PinholeCamera) -> F64:
@@ -195,129 +176,6 @@ def lane_aligned_maps(cam: PinholeCamera, grid: BevGrid, centre: F64) -> tuple[F
     mu = np.nan_to_num(q[0] / z, nan=-1e4).astype(np.float32)
     mv = np.nan_to_num(q[1] / z, nan=-1e4).astype(np.float32)
     return mu, mv
-
-
-# ---------------------------------------------------------------------------------------------- paint evidence
-def band_tophat(channel: U8, px_per_m: F32, width_m: float, max_k: int = 81) -> U8:
-    """Horizontal white top-hat whose kernel spans ``width_m`` on the ground at each row.
-
-    Thin bright structures (lines narrower than ``width_m``) stand out; wide bright areas do not. Rows are
-    grouped into bands of equal (odd) kernel size.
-
-    Shape:
-        channel ``(h, w) uint8``, px_per_m ``(h,)`` → ``(h, w) uint8``.
-    """
-    out = np.zeros_like(channel)
-    k = np.clip(np.ceil(px_per_m * width_m).astype(np.int64) | 1, 0, max_k | 1)
-    k[px_per_m <= 0] = 0
-    start = 0
-    h = channel.shape[0]
-    while start < h:
-        kk = int(k[start])
-        end = start + 1
-        while end < h and int(k[end]) == kk:
-            end += 1
-        if kk >= 3:
-            kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kk, 1))
-            out[start:end] = cv2.morphologyEx(channel[start:end], cv2.MORPH_TOPHAT, kernel)
-        start = end
-    return out
-
-
-@dataclass(frozen=True)
-class PaintEvidence:
-    """Paint-like pixels of one frame at work resolution.
-
-    Attributes:
-        bright: ``(h, w) uint8`` lightness top-hat (grey levels above the local road).
-        yellow: ``(h, w) uint8`` yellowness top-hat (about Lab b units above the local road).
-    """
-
-    bright: U8
-    yellow: U8
-
-    def score(self, bright_thr: float, yellow_thr: float) -> U8:
-        """``(h, w) uint8`` 0-255 paint score: how far above either threshold a pixel is."""
-        s = np.maximum((self.bright.astype(np.float32) - bright_thr) * 4.0,
-                       (self.yellow.astype(np.float32) - yellow_thr) * 10.0)
-        out: U8 = np.clip(s, 0, 255).astype(np.uint8)
-        return out
-
-    def mask(self, bright_thr: float, yellow_thr: float) -> Bool:
-        """``(h, w) bool`` paint pixels."""
-        out: Bool = (self.bright > bright_thr) | (self.yellow > yellow_thr)
-        return out
-
-
-#: Rows of :func:`paint_channels`: luma (BT.601) and yellowness ``((R + G) / 2 - B) * 0.45 + 128``, whose scale
-#: is close to CIE Lab b in OpenCV 8-bit units on paint and asphalt (4x cheaper than a Lab conversion).
-_CHANNELS = np.array([[0.299, 0.587, 0.114, 0.0], [0.225, 0.225, -0.45, 128.0]], dtype=np.float32)
-
-
-def paint_channels(rgb: U8) -> U8:
-    """``(h, w, 3) uint8`` RGB → ``(h, w, 2) uint8``: lightness and yellowness (see ``_CHANNELS``)."""
-    out: U8 = np.asarray(cv2.transform(rgb, _CHANNELS), dtype=np.uint8)
-    return out
-
-
-def paint_evidence(chans: U8, px_per_m: F32, width_m: float) -> PaintEvidence:
-    """Top-hats of lightness and yellowness (:func:`paint_channels`) over ``width_m``-wide kernels."""
-    return PaintEvidence(bright=band_tophat(np.ascontiguousarray(chans[..., 0]), px_per_m, width_m),
-                         yellow=band_tophat(np.ascontiguousarray(chans[..., 1]), px_per_m, width_m))
-
-
-# ---------------------------------------------------------------------------------------------- vanishing point
-def vanishing_point(binary: U8, v_min: int) -> tuple[float, float, int] | None:
-    """Vanishing point of straight line segments of a paint map.
-
-    Probabilistic Hough segments 20-80 degrees from horizontal below row ``v_min`` → the pairwise
-    intersection supported by the most segment length (segments passing within 3 px) → weighted least
-    squares over its supporters, which must include segments leaning both ways.
-
-    Shape:
-        binary ``(h, w) uint8`` (non-zero = paint) → ``(u, v, n_supporters)`` pixels, or None.
-    """
-    h, w = binary.shape
-    img = binary.copy()
-    img[:v_min] = 0
-    segs = cv2.HoughLinesP(img, 1, np.pi / 180, threshold=12, minLineLength=max(8, w // 40), maxLineGap=max(3, w // 80))
-    if segs is None:
-        return None
-    s = segs.reshape(-1, 4).astype(np.float64)
-    dx, dy = s[:, 2] - s[:, 0], s[:, 3] - s[:, 1]
-    ang = np.degrees(np.arctan2(np.abs(dy), np.abs(dx)))
-    keep = (ang > 20) & (ang < 80)
-    s, dx, dy = s[keep], dx[keep], dy[keep]
-    if len(s) < 2:
-        return None
-    length = np.hypot(dx, dy)
-    top = np.argsort(-length)[:40]
-    s, dx, dy, length = s[top], dx[top], dy[top], length[top]
-    n = np.stack([dy, -dx], axis=1) / length[:, None]
-    c = (n * s[:, :2]).sum(axis=1)
-    lean = np.sign(dx * dy)  # + : going down to the right (right-hand lines), - : left-hand lines
-    i, j = np.triu_indices(len(s), k=1)
-    det = n[i, 0] * n[j, 1] - n[i, 1] * n[j, 0]
-    ok = np.abs(det) > 0.15
-    i, j, det = i[ok], j[ok], det[ok]
-    if len(i) == 0:
-        return None
-    px = (c[i] * n[j, 1] - c[j] * n[i, 1]) / det
-    py = (n[i, 0] * c[j] - n[j, 0] * c[i]) / det
-    inside = (px > -0.2 * w) & (px < 1.2 * w) & (py > 0.05 * h) & (py < 0.9 * h)
-    px, py = px[inside], py[inside]
-    if len(px) == 0:
-        return None
-    ymin = np.minimum(s[:, 1], s[:, 3])
-    res = np.abs(n @ np.stack([px, py]) - c[:, None])
-    support = ((res < 3.0) & (ymin[:, None] >= py[None, :] - 3.0)) * length[:, None]
-    best = int(np.argmax(support.sum(axis=0)))
-    inl = support[:, best] > 0
-    if inl.sum() < 2 or not ((lean[inl] > 0).any() and (lean[inl] < 0).any()):
-        return None
-    wts = np.sqrt(length[inl])
-    p, *_ = np.linalg.lstsq(n[inl] * wts[:, None], c[inl] * wts, rcond=None)
-    return float(p[0]), float(p[1]), int(inl.sum())
 
 
 # ---------------------------------------------------------------------------------------------- line detection

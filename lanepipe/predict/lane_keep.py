@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.lanes.paint import paint_channels, pose_from_paint, tophat
 from lanepipe.types import DT, FUTURE_STEPS, HISTORY_STEPS, CameraView, EgoState, Prediction, PredictorInput
 
 F32 = npt.NDArray[np.float32]
@@ -151,14 +152,6 @@ class LaneCentre:
     curvature_sigma: float = 0.0
 
 
-def paint_channels(rgb: U8) -> F32:
-    """``(H, W, 3) uint8`` RGB → ``(H, W, 2) float32``: lightness (BT.601 luma) and yellowness ``(R + G) / 2 - B``."""
-    f = rgb.astype(np.float32)
-    lum = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    yel = 0.5 * (f[..., 0] + f[..., 1]) - f[..., 2]
-    return np.stack([lum, yel], axis=-1)
-
-
 def bev_grid(near_m: float, cfg: LaneKeepConfig) -> tuple[F64, F64]:
     """BEV axes: ``xs (R,)`` forward distances (ascending, near first) and ``ys (C,)`` lateral (ascending)."""
     xs = np.arange(near_m, cfg.bev_far_m + 1e-9, cfg.bev_dx_m)
@@ -174,14 +167,13 @@ def paint_score(bev: F32, valid: npt.NDArray[np.bool_], cfg: LaneKeepConfig) -> 
     kernel of the BEV's invalid area (outside the image) score 0.
     """
     k = max(3, round(cfg.tophat_width_m / cfg.bev_dy_m) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1))
     inner = cv2.erode(valid.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (k, 3))) > 0
     out = np.zeros(bev.shape[:2], dtype=np.float32)
     if not inner.any():
         return out
     for ch, floor in ((0, cfg.min_contrast), (1, cfg.min_yellow)):
         img = np.where(valid, bev[..., ch], np.float32(np.median(bev[..., ch][valid])))
-        th = cv2.morphologyEx(img.astype(np.float32), cv2.MORPH_TOPHAT, kernel)
+        th = tophat(img.astype(np.float32), (k, 1))
         thr = max(floor, cfg.noise_factor * float(np.median(th[inner])))
         out = np.maximum(out, np.clip((th - thr) / thr, 0.0, 1.0))
     out[~inner] = 0.0
@@ -501,10 +493,6 @@ def _history_pose(ego: EgoState, t: float) -> tuple[float, float, float]:
             float(np.interp(t, times, yaw)))
 
 
-def _scaled(cam: PinholeCamera, w: int, h: int) -> PinholeCamera:
-    return geo.scale_camera(cam, w, h) if (cam.width, cam.height) != (w, h) else cam
-
-
 class LaneKeepPredictor:
     """Lane-keeping planner on the front camera's paint (see the module docstring).
 
@@ -561,7 +549,7 @@ class LaneKeepPredictor:
                 raise InputError(f"camera {view.name}", f"a camera for {w}x{h} frames (or the same aspect ratio)",
                                  f"a camera for {cam.width}x{cam.height}")
             diag["camera_source"] = "camera view"
-            return _scaled(cam, w, h), False
+            return (cam.rescaled(w, h) if (cam.width, cam.height) != (w, h) else cam), False
         if cam is not None:
             if not callable(getattr(cam, "project", None)):
                 raise InputError(f"camera {view.name}", "a camera model with project(points_ego)", type(cam).__name__)
@@ -579,30 +567,16 @@ class LaneKeepPredictor:
         h, w = view.frames.shape[1:3]
         ww = min(w, 640)
         hw = max(8, round(h * ww / w))
-        small = geo.scale_camera(cam, ww, hw)
-        ppm = geo.row_px_per_metre(geo.with_pose(small, pitch_rad=math.radians(-4.0)))
         idx = np.unique(np.concatenate([np.linspace(0, len(view.frames) - 1, min(8, len(view.frames))).astype(int),
                                         use]))
-        pts = []
-        for t in idx.tolist():
-            img = np.asarray(cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-            ev = geo.paint_evidence(geo.paint_channels(img), ppm, 0.6)
-            binary = ev.mask(18.0, 6.0).astype(np.uint8) * 255
-            binary[int(0.92 * hw):] = 0  # a visible hood
-            vp = geo.vanishing_point(binary, int(0.3 * hw))
-            if vp is not None:
-                pts.append(vp[:2])
-        diag["vanishing_point_frames"] = len(pts)
-        if not pts:
-            diag["pose_source"] = "pitch prior (no vanishing point)"
+        chans = (paint_channels(np.asarray(cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA),
+                                           dtype=np.uint8)) for t in idx.tolist())
+        found = pose_from_paint(cam.rescaled(ww, hw), chans, 18.0, 6.0, hood_frac=0.92)
+        diag["vanishing_point_frames"] = found.frames
+        diag["pose_source"] = found.source
+        if found.pitch_rad is None or found.yaw_rad is None:
             return cam
-        arr = np.asarray(pts)
-        pitch, yaw = geo.pose_from_vanishing_point(small, float(np.median(arr[:, 0])), float(np.median(arr[:, 1])))
-        if abs(pitch) > math.radians(20) or abs(yaw) > math.radians(20):
-            diag["pose_source"] = "pitch prior (implausible vanishing point)"
-            return cam
-        diag["pose_source"] = "vanishing point"
-        return geo.with_pose(cam, pitch_rad=pitch, yaw_rad=yaw)
+        return geo.with_pose(cam, pitch_rad=found.pitch_rad, yaw_rad=found.yaw_rad)
 
     # ------------------------------------------------------------------------------------------ BEV
     def _near_range(self, cam: Any) -> float:
@@ -636,7 +610,7 @@ class LaneKeepPredictor:
             mv = np.where(ok, (pix[:, 1] + 0.5) * s - 0.5, -1e4).reshape(gx.shape).astype(np.float32)
             frame = view.frames[t] if ww == w else np.asarray(
                 cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-            chans = paint_channels(frame)
+            chans = paint_channels(frame, "float32")
             bev = cv2.remap(chans, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             valid = (mu >= 0) & (mu <= ww - 1) & (mv >= 0) & (mv <= hw - 1)
             acc += paint_score(np.asarray(bev, dtype=np.float32), valid, cfg)

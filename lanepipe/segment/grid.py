@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
+from lanepipe.geometry.vanishing import edge_vanishing_point, smooth_vanishing_points
+from lanepipe.lanes.paint import tophat
 from lanepipe.segment.base import grid_points_px
 from lanepipe.segment.config import GridConfig
 from lanepipe.types import Clip, RoadMasks
@@ -125,14 +127,13 @@ def marking_map(lab: F32) -> Bool:
     Shape:
         lab ``(h, w, 3) float32`` Lab → ``(h, w) bool``.
     """
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, lab.shape[1] // 24) | 1, 1))
-    tophat = cv2.morphologyEx(lab[..., 0].astype(np.uint8), cv2.MORPH_TOPHAT, kernel)
-    b8 = lab[..., 2].astype(np.uint8)
-    yellow_hat = cv2.morphologyEx(b8, cv2.MORPH_TOPHAT, kernel)
+    size = (max(3, lab.shape[1] // 24) | 1, 1)
+    bright_hat = tophat(lab[..., 0].astype(np.uint8), size)
+    yellow_hat = tophat(lab[..., 2].astype(np.uint8), size)
     a = lab[..., 1] - 128.0
     b = lab[..., 2] - 128.0
     yellow = (b - np.abs(a) > 6.0) & ((b > 18.0) | (yellow_hat > 4))
-    out: Bool = (tophat > 18) | yellow
+    out: Bool = (bright_hat > 18) | yellow
     return out
 
 
@@ -349,57 +350,6 @@ def _seed_components(mask: Bool, seeds: Ints) -> Bool:
     return out
 
 
-def vanishing_point(light: U8, region: Bool) -> Point | None:
-    """Vanishing point ``(x, y)`` of straight edges inside ``region``, or None when they do not agree.
-
-    Canny edges → probabilistic Hough segments (15 to 80 degrees from horizontal) → the pairwise intersection
-    with the most length-weighted support (segments passing within 2 px that end below it) → weighted least
-    squares over its supporters, which must include two directions.
-
-    Shape:
-        light ``(h, w) uint8`` lightness, region ``(h, w) bool`` → ``(x, y)`` work pixels.
-    """
-    h, w = light.shape
-    edges = cv2.Canny(light, 40, 120)
-    edges[~region] = 0
-    segs = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=10, minLineLength=max(6, w // 32), maxLineGap=2)
-    if segs is None:
-        return None
-    s = segs.reshape(-1, 4).astype(np.float64)
-    dx, dy = s[:, 2] - s[:, 0], s[:, 3] - s[:, 1]
-    ang = np.degrees(np.arctan2(np.abs(dy), np.abs(dx)))
-    ok = (ang > 15) & (ang < 80)
-    s, dx, dy = s[ok], dx[ok], dy[ok]
-    length = np.hypot(dx, dy)
-    if len(s) < 2:
-        return None
-    top = np.argsort(-length)[:48]
-    s, dx, dy, length = s[top], dx[top], dy[top], length[top]
-    n = np.stack([dy, -dx], axis=1) / length[:, None]  # lines as n·p = c, unit normal n
-    c = (n * s[:, :2]).sum(axis=1)
-    ymin = np.minimum(s[:, 1], s[:, 3])
-    i, j = np.triu_indices(len(s), k=1)
-    det = n[i, 0] * n[j, 1] - n[i, 1] * n[j, 0]
-    apart = np.abs(det) > 0.1  # at least ~6 degrees apart
-    i, j, det = i[apart], j[apart], det[apart]
-    if len(i) == 0:
-        return None
-    px = (c[i] * n[j, 1] - c[j] * n[i, 1]) / det
-    py = (n[i, 0] * c[j] - n[j, 0] * c[i]) / det
-    inside = (px > -0.25 * w) & (px < 1.25 * w) & (py > 0.1 * h) & (py < 0.75 * h)
-    px, py = px[inside], py[inside]
-    if len(px) == 0:
-        return None
-    res = np.abs(n @ np.stack([px, py]) - c[:, None])  # (segments, candidate points)
-    support = ((res < 2.0) & (ymin[:, None] >= py[None, :] - 2.0)) * length[:, None]
-    inl = support[:, int(np.argmax(support.sum(axis=0)))] > 0
-    if inl.sum() < 2 or np.abs(n[inl] @ n[inl][np.argmax(length[inl])]).min() > 0.995:
-        return None
-    wts = np.sqrt(length[inl])
-    p, *_ = np.linalg.lstsq(n[inl] * wts[:, None], c[inl] * wts, rcond=None)
-    return float(p[0]), float(p[1])
-
-
 def road_evidence(fs: FrameSeeds, models: list[ColourModel], cfg: GridConfig) -> FrameEvidence:
     """Pass 2: road colour, shadows, other paving, paint beside pavement and the vanishing point."""
     lab = fs.lab.astype(np.float32)
@@ -416,27 +366,8 @@ def road_evidence(fs: FrameSeeds, models: list[ColourModel], cfg: GridConfig) ->
     marking: Bool = fs.marking & flank
     rough = _seed_components(candidate, fs.seeds)
     region = cv2.dilate(rough.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    vp = vanishing_point(fs.lab[..., 0].copy(), region)
+    vp = edge_vanishing_point(fs.lab[..., 0].copy(), region)
     return FrameEvidence(candidate, shadow, loose, marking, fs.seeds, vp)
-
-
-def smooth_vanishing_points(points: list[Point | None], radius: int) -> list[Point | None]:
-    """Median of the valid vanishing points within ``radius`` frames; gaps take the nearest valid one."""
-    valid = [k for k, p in enumerate(points) if p is not None]
-    if not valid:
-        return [None] * len(points)
-    arr = np.full((len(points), 2), np.nan)
-    for k in valid:
-        arr[k] = points[k]
-    out: list[Point | None] = []
-    for k in range(len(points)):
-        win = arr[max(0, k - radius): k + radius + 1]
-        win = win[~np.isnan(win[:, 0])]
-        if len(win) == 0:
-            nearest = min(valid, key=lambda v: abs(v - k))
-            win = arr[nearest: nearest + 1]
-        out.append((float(np.median(win[:, 0])), float(np.median(win[:, 1]))))
-    return out
 
 
 def horizon_prior(shape: tuple[int, int], vp: Point | None, cfg: GridConfig) -> Bool:

@@ -40,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
+from lanepipe.geometry.vanishing import hough_segments, longest_per_side, median_point, voted_vanishing_point
+from lanepipe.lanes.paint import tophat
 from lanepipe.verify.base import BoundaryReport, ColorSeen, LaneReport, PatternSeen, verdict
 from lanepipe.verify.config import LaneDetectorConfig
 
@@ -86,11 +88,8 @@ def paint_map(rgb: U8, cfg: LaneDetectorConfig, road: Bool | None = None) -> Pai
     h, w = rgb.shape[:2]
     lab = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB), dtype=np.uint8)
     k = max(5, round(cfg.tophat_width * w) | 1)
-    kern = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    lum = lab[:, :, 0].astype(np.float32)
-    yel = lab[:, :, 2].astype(np.float32)
-    th_l = cv2.morphologyEx(lum, cv2.MORPH_TOPHAT, kern)
-    th_b = cv2.morphologyEx(yel, cv2.MORPH_TOPHAT, kern)
+    th_l = tophat(lab[:, :, 0].astype(np.float32), (k, k))
+    th_b = tophat(lab[:, :, 2].astype(np.float32), (k, k))
     strength = np.maximum(th_l, 2.0 * th_b).astype(np.float32)
     lower = strength[int(0.6 * h):]  # mostly road: its texture sets the noise level
     noise = float(np.median(lower)) if lower.size else 0.0
@@ -132,55 +131,9 @@ def _road_line_orientation(strength: F32, thr: float) -> Bool:
 
 
 def _segments(binary: U8, min_len: int) -> F32:
-    """Probabilistic Hough segments ``(N, 4) float32`` as ``x1, y1, x2, y2``, 18 to 82 deg from horizontal.
-
-    Lines of the road ahead are neither horizontal (hood edge, car bumpers, horizon) nor vertical (poles,
-    car sides, trunks).
-    """
-    lines = cv2.HoughLinesP(binary, 1, np.pi / 180, threshold=max(10, min_len // 2), minLineLength=min_len,
-                            maxLineGap=max(3, min_len // 6))
-    if lines is None:
-        return np.zeros((0, 4), np.float32)
-    segs = lines.reshape(-1, 4).astype(np.float32)
-    ang = np.degrees(np.arctan2(np.abs(segs[:, 3] - segs[:, 1]), np.abs(segs[:, 2] - segs[:, 0])))
-    out: F32 = segs[(ang > 18) & (ang < 82)]
-    return out
-
-
-def _longest(segs: F32, k: int) -> F32:
-    """Up to ``k`` longest segments leaning each way, near-duplicates (same line) dropped.
-
-    Lane lines are the longest straight paint in a road scene; a thick line yields many overlapping Hough
-    segments, which would otherwise take every place.
-    """
-    if len(segs) == 0:
-        return segs
-    d = segs[:, 2:] - segs[:, :2]
-    length = np.hypot(d[:, 0], d[:, 1])
-    ang = np.arctan2(d[:, 1], d[:, 0]) % np.pi
-    left = d[:, 0] * d[:, 1] < 0
-    keep: list[int] = []
-    for side in (left, ~left):
-        chosen: list[int] = []
-        for i in np.argsort(-length):
-            if not side[i]:
-                continue
-            dup = False
-            for j in chosen:
-                da = abs(ang[i] - ang[j])
-                if min(da, np.pi - da) < np.radians(3):
-                    # distance of i's midpoint from j's line
-                    m = (segs[i, :2] + segs[i, 2:]) / 2 - segs[j, :2]
-                    dist = abs(m[0] * d[j, 1] - m[1] * d[j, 0]) / max(length[j], 1e-6)
-                    if dist < 6.0:
-                        dup = True
-                        break
-            if not dup:
-                chosen.append(int(i))
-            if len(chosen) >= k:
-                break
-        keep += chosen
-    out: F32 = segs[keep]
+    """Probabilistic Hough segments ``(N, 4) float32`` as ``x1, y1, x2, y2``, 18 to 82 deg from horizontal."""
+    out: F32 = hough_segments(binary, threshold=max(10, min_len // 2), min_length=min_len,
+                              max_gap=max(3, min_len // 6), min_deg=18, max_deg=82, dtype=np.float32)
     return out
 
 
@@ -210,48 +163,9 @@ def vanishing_point(pm: PaintMap, road: Bool | None = None) -> tuple[Point, floa
     paint = pm.lines.astype(np.uint8) * 255
     paint[:top] = 0
     min_len = max(10, w // 40)
-    seg_e = _longest(_segments(edges, min_len), 12)
-    seg_p = _longest(_segments(paint, min_len), 6)
-    segs = np.concatenate([seg_e, seg_p])
-    if len(segs) < 2:
-        return None
-    d = segs[:, 2:] - segs[:, :2]
-    length = np.hypot(d[:, 0], d[:, 1])
-    rel = length / min_len
-    low = ((segs[:, 1] + segs[:, 3]) / (2 * h)) ** 2
-    # long straight paint segments low in the frame are lane lines: they outvote trees, cars and buildings
-    weight = np.where(np.arange(len(segs)) < len(seg_e), 0.3 * rel, rel**2) * low
-    mid = (segs[:, :2] + segs[:, 2:]) / 2
-    u = d / length[:, None]
-    left = u[:, 0] * u[:, 1] < 0  # x falls as y grows: a line left of the lane
-    if not (left.any() and (~left).any()):
-        return None
-    total = float(weight.sum())
-
-    def score(cx: F64, cy: F64) -> F64:
-        # candidates (K,) x segments (N,)
-        vx = cx[:, None] - mid[None, :, 0]
-        vy = cy[:, None] - mid[None, :, 1]
-        dist = np.hypot(vx, vy) + 1e-6
-        sin = np.abs(vx * u[None, :, 1] - vy * u[None, :, 0]) / dist
-        sup = np.exp(-((sin / 0.025) ** 2)) * (vy < -2.0) * weight[None, :]
-        s_l = sup[:, left].sum(axis=1)
-        s_r = sup[:, ~left].sum(axis=1)
-        out: F64 = np.sqrt(s_l * s_r)
-        return out
-
-    step = max(4, w // 80)
-    gx, gy = np.meshgrid(np.arange(0.1 * w, 0.9 * w, step), np.arange(0.15 * h, 0.75 * h, step))
-    cx, cy = gx.ravel().astype(np.float64), gy.ravel().astype(np.float64)
-    s = score(cx, cy)
-    i = int(np.argmax(s))
-    if s[i] <= 0:
-        return None
-    fx, fy = np.meshgrid(np.arange(cx[i] - step, cx[i] + step + 1, 1.0),
-                         np.arange(cy[i] - step, cy[i] + step + 1, 1.0))
-    fs = score(fx.ravel(), fy.ravel())
-    j = int(np.argmax(fs))
-    return (float(fx.ravel()[j]), float(fy.ravel()[j])), float(2 * fs[j] / max(total, 1e-9))
+    seg_e = longest_per_side(_segments(edges, min_len), 12)
+    seg_p = longest_per_side(_segments(paint, min_len), 6)
+    return voted_vanishing_point(seg_e, seg_p, (h, w), min_len)
 
 
 @dataclass(frozen=True)
@@ -912,11 +826,7 @@ class LaneDetector:
             found = vanishing_point(pm, road)
             if found is not None:
                 vps.append(found[0])
-        if vps:
-            arr = np.asarray(vps)
-            med = (float(np.median(arr[:, 0])), float(np.median(arr[:, 1])))
-        else:
-            med = (ww / 2, 0.55 * wh)
+        med = median_point(vps) if vps else (ww / 2, 0.55 * wh)
         hoods = [hood_row(pm) for pm in pms]
         found_hoods = [r for r in hoods if r is not None]
         # the hood does not move: a clip's frames share the median of the frames that show it
