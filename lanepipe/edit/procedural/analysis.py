@@ -24,6 +24,7 @@ from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.lanes.paint import PaintEvidence, paint_channels, paint_evidence, pose_from_paint
+from lanepipe.lanes.polyline import column_peaks, track_line
 from lanepipe.types import Clip, RoadMasks
 
 F32 = npt.NDArray[np.float32]
@@ -262,7 +263,7 @@ class ClipAnalyser:
         found: dict[str, Bool] = {}
         min_peak = 0.02 * near_rows
         for side, (a, b) in ranges.items():
-            peaks = [geo.column_peaks(bev, grid, near_rows, a, b) for bev in bevs]
+            peaks = [column_peaks(bev, grid, near_rows, a, b) for bev in bevs]
             strongest = [p[0][0] for p in peaks if p and p[0][1] > min_peak]
             default_ref = LANE_WIDTH_M / 2 if side == "left" else -LANE_WIDTH_M / 2
             ref = float(np.median(strongest)) if strongest else default_ref
@@ -270,7 +271,7 @@ class ClipAnalyser:
             for t in range(t_n):
                 cands = [p for p in peaks[t] if abs(p[0] - ref) < 0.8 and p[1] > min_peak]
                 start = min(cands, key=lambda p: abs(p[0] - ref))[0] if cands else ref
-                fit = geo.track_line(bevs[t], grid, start, 0.45, 9, min_weight=0.5)
+                fit = track_line(bevs[t], grid, start, 0.45, 9, min_weight=0.5)
                 if fit is not None and abs(fit.coefs[0] - ref) < 1.0 and fit.points >= 2:
                     raw[t] = fit.coefs
             coefs[side], found[side] = raw, np.isfinite(raw[:, 0])
