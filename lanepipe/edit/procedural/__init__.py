@@ -3,7 +3,7 @@
 For one clip, its road masks and a :class:`~lanepipe.lanes.instructions.LaneSpec` it
 
 1. **analyses the clip once** (cached across QA retries): frames are shrunk to ``work_width``; paint-like pixels
-   are found with row-scaled horizontal top-hats of lightness and yellowness (:mod:`lanepipe.geometry.road`).
+   are found with row-scaled horizontal top-hats of lightness and yellowness (:mod:`lanepipe.lanes.paint`).
    The camera is the clip's own (``meta["camera"]``, a :class:`~lanepipe.geometry.camera.PinholeCamera` or its dict)
    or the fallback pinhole (``fov_deg``, ``mount_height_m``) whose pitch and yaw come from the vanishing point
    of the existing lines (Hough segments, median over frames). Each frame's paint is warped to a bird's-eye
