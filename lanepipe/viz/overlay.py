@@ -53,7 +53,8 @@ def camera_for_size(camera: Any, width: int, height: int) -> Any:
     """``camera`` for images of ``width`` x ``height`` (frames resized, i.e. stretched, from the camera's size).
 
     A PinholeCamera is rescaled with pixel centres kept aligned (``c' = (c + 0.5) * s - 0.5``); a camera with a
-    ``rescaled(width, height)`` method (both built-in models) uses it; any other camera must already match.
+    ``rescaled(width, height)`` method (both built-in models) or a ``resized(width, height)`` method (user
+    camera models) uses it; any other camera must already match.
 
     Raises:
         InputError: a camera without either whose ``width``/``height`` differ from the frames'.
@@ -61,8 +62,9 @@ def camera_for_size(camera: Any, width: int, height: int) -> Any:
     cw, ch = getattr(camera, "width", width), getattr(camera, "height", height)
     if (cw, ch) == (width, height):
         return camera
-    if callable(getattr(camera, "rescaled", None)):
-        return camera.rescaled(width, height)
+    for method in ("rescaled", "resized"):  # the built-in models' name, and the one user cameras have long used
+        if callable(getattr(camera, method, None)):
+            return getattr(camera, method)(width, height)
     raise InputError("camera", f"a camera for {width}x{height} frames", f"one for {cw}x{ch}",
                      "pass the camera of the frames' resolution")
 
