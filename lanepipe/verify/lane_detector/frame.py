@@ -7,10 +7,10 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.verify.config import LaneDetectorConfig
-from lanepipe.verify.lane_detector.measure import _measure
-from lanepipe.verify.lane_detector.observations import FrameObs, _Geometry
+from lanepipe.verify.lane_detector.measure import measure_line
+from lanepipe.verify.lane_detector.observations import FrameGeometry, FrameObs
 from lanepipe.verify.lane_detector.paint import PaintMap, paint_map
-from lanepipe.verify.lane_detector.trace import _candidates, _trace
+from lanepipe.verify.lane_detector.trace import line_candidates, trace_line
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -59,11 +59,11 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
     """The ego lane's boundaries in one work-resolution frame, given the vanishing point and hood row."""
     pm = pm if pm is not None else paint_map(rgb, cfg, road)
     h, w = pm.mask.shape
-    g = _Geometry(vp=vp, bottom=_bottom_row(pm, road, hood), h_m=cfg.camera_height_m)
+    g = FrameGeometry(vp=vp, bottom=_bottom_row(pm, road, hood), h_m=cfg.camera_height_m)
     if g.road_height < 0.1 * h:
         return FrameObs(None, None, vp)
     ego_lat = (vp[0] - w / 2) * g.h_m / g.road_height
-    cands = _candidates(pm, g, cfg)
+    cands = line_candidates(pm, g, cfg)
     left = right = None
     lefts = sorted((c for c in cands if c[0] - ego_lat >= cfg.min_lateral_m), key=lambda c: c[0])
     rights = sorted((c for c in cands if ego_lat - c[0] >= cfg.min_lateral_m), key=lambda c: -c[0])
@@ -71,10 +71,10 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
         for lat0, _mass in group:
             if abs(lat0 - ego_lat) > cfg.max_lateral_m:
                 break
-            trace = _trace(pm, g, lat0, cfg)
+            trace = trace_line(pm, g, lat0, cfg)
             if trace is None:
                 continue
-            obs = _measure(pm, g, trace[0], trace[1], cfg)
+            obs = measure_line(pm, g, trace[0], trace[1], cfg)
             if (obs is None or obs.seen_coverage < cfg.min_coverage or obs.width_m > cfg.max_width_m
                     or obs.contrast < cfg.min_contrast):
                 continue  # not paint: too short, too wide (glare, kerb, car) or not brighter/yellower

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.verify.config import LaneDetectorConfig
-from lanepipe.verify.lane_detector.observations import LineObs, _Geometry, _peaks, _smooth1d
+from lanepipe.verify.lane_detector.observations import FrameGeometry, LineObs, hist_peaks, smooth1d
 from lanepipe.verify.lane_detector.paint import PaintMap
 
 F32 = npt.NDArray[np.float32]
@@ -18,7 +18,7 @@ Bool = npt.NDArray[np.bool_]
 Point = tuple[float, float]
 
 
-def _measure(pm: PaintMap, g: _Geometry, rows_f: F64, xc: F64, cfg: LaneDetectorConfig) -> LineObs | None:
+def measure_line(pm: PaintMap, g: FrameGeometry, rows_f: F64, xc: F64, cfg: LaneDetectorConfig) -> LineObs | None:
     """Count, coverage and colour of the line (or double line) centred on ``xc`` (one x per row of ``rows_f``).
 
     Two passes over the rows between the far limit and the road's bottom: first the cross profile (paint per
@@ -283,8 +283,8 @@ def _line_centres(profile: F64, bins: F64, cfg: LaneDetectorConfig) -> tuple[lis
     """
     centres = (bins[:-1] + bins[1:]) / 2
     step = float(bins[1] - bins[0])
-    p = _smooth1d(profile, 1.0)
-    peak_idx = _peaks(p, 0.3 * float(p.max()))
+    p = smooth1d(profile, 1.0)
+    peak_idx = hist_peaks(p, 0.3 * float(p.max()))
     best: list[int] = [int(np.argmax(p))]
     best_score = 0.0
     for ii, i in enumerate(peak_idx):

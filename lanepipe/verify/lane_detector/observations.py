@@ -63,14 +63,14 @@ class FrameObs:
     vp: Point
 
 
-def _smooth1d(x: F64, sigma: float) -> F64:
+def smooth1d(x: F64, sigma: float) -> F64:
     r = max(1, int(3 * sigma))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     out: F64 = np.convolve(x, k / k.sum(), mode="same")
     return out
 
 
-def _peaks(hist: F64, min_height: float) -> list[int]:
+def hist_peaks(hist: F64, min_height: float) -> list[int]:
     """Indices of local maxima of ``hist`` at least ``min_height`` high."""
     if len(hist) < 3:
         return []
@@ -80,11 +80,15 @@ def _peaks(hist: F64, min_height: float) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class FrameGeometry:
+    """The road in one frame: vanishing point ``vp`` (work pixels), last road row ``bottom`` and the assumed
+    camera height ``h_m`` (metres) that turns pixels into lateral metres."""
+
     vp: Point
     bottom: int  # last road row (work pixels), exclusive
     h_m: float
 
     @property
     def road_height(self) -> float:
+        """Rows between the vanishing point and the bottom of the road."""
         return self.bottom - self.vp[1]

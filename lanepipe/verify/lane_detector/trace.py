@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.verify.config import LaneDetectorConfig
-from lanepipe.verify.lane_detector.observations import _Geometry, _peaks, _smooth1d
+from lanepipe.verify.lane_detector.observations import FrameGeometry, hist_peaks, smooth1d
 from lanepipe.verify.lane_detector.paint import PaintMap
 
 F32 = npt.NDArray[np.float32]
@@ -18,10 +18,10 @@ Bool = npt.NDArray[np.bool_]
 Point = tuple[float, float]
 
 
-def _candidates(pm: PaintMap, g: _Geometry, cfg: LaneDetectorConfig) -> list[tuple[float, float]]:
+def line_candidates(pm: PaintMap, g: FrameGeometry, cfg: LaneDetectorConfig) -> list[tuple[float, float]]:
     """Line candidates as ``(lateral_m, mass)``: peaks of paint over lateral ground position, left to right.
 
-    Each line of a double line is its own peak; :func:`_measure` finds the partner of the one chosen.
+    Each line of a double line is its own peak; :func:`measure_line` finds the partner of the one chosen.
     """
     vx, vy = g.vp
     vr = g.road_height
@@ -36,13 +36,13 @@ def _candidates(pm: PaintMap, g: _Geometry, cfg: LaneDetectorConfig) -> list[tup
     bin_m = 0.03
     edges = np.arange(-span, span + bin_m, bin_m)
     hist, _ = np.histogram(lat, bins=edges, weights=wgt)
-    hist = _smooth1d(hist.astype(np.float64), 0.05 / bin_m)
+    hist = smooth1d(hist.astype(np.float64), 0.05 / bin_m)
     centres = (edges[:-1] + edges[1:]) / 2
-    peak_idx = _peaks(hist, 0.015 * float(hist.max()) if hist.max() > 0 else 1.0)
+    peak_idx = hist_peaks(hist, 0.015 * float(hist.max()) if hist.max() > 0 else 1.0)
     return sorted((float(centres[i]), float(hist[i])) for i in peak_idx)
 
 
-def _trace(pm: PaintMap, g: _Geometry, lat0: float, cfg: LaneDetectorConfig) -> tuple[F64, F64] | None:
+def trace_line(pm: PaintMap, g: FrameGeometry, lat0: float, cfg: LaneDetectorConfig) -> tuple[F64, F64] | None:
     """Follow the line at lateral ``lat0`` from the bottom of the road up to the far limit.
 
     The road is cut into 24 horizontal bands; in each (from near to far) the paint within 0.4 m (on the
