@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lanepipe.errors import InputError
-from lanepipe.geometry.ego import EgoMotion, quat_xyzw_to_matrix
+from lanepipe.geometry.ego import EgoMotion
+from lanepipe.geometry.quaternion import quat_xyzw_to_matrix
 
 
 def _yaw_quat(yaw: np.ndarray) -> np.ndarray:

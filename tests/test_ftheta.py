@@ -12,9 +12,8 @@ from lanepipe.geometry.ftheta import (
     FThetaCamera,
     camera_rotation,
     fit_backward_poly,
-    matrix_to_quat_xyzw,
-    quat_xyzw_to_matrix,
 )
+from lanepipe.geometry.quaternion import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
 
 def _camera(fw, bw, yaw=0.3, pitch=0.08, t=(1.7, 0.2, 1.45), w=640, h=360, cx=321.3, cy=178.6) -> FThetaCamera:
@@ -114,14 +113,14 @@ def test_from_intrinsics_row_and_dict() -> None:
 
 def test_resized_scales_pixels() -> None:
     cam = _camera((0.0, 250.0, 0.0, 0.0, 0.0), (0.0, 1 / 250.0, 0.0, 0.0, 0.0))
-    small = cam.resized(320, 240)
+    small = cam.rescaled(320, 240)
     pts = _points(50)
     a, va = cam.project(pts)
     b, vb = small.project(pts)
     assert (va == vb).all()
     assert np.allclose(b[va], a[va] * [0.5, 240 / 360])
     assert np.allclose(small.pixels_to_rays(b[va]), cam.pixels_to_rays(a[va]))
-    assert small.resized(640, 360) == cam
+    assert small.rescaled(640, 360) == cam
 
 
 def test_bad_inputs() -> None:

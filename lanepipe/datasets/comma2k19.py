@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
-from lanepipe.geometry.ego import EgoMotion, quat_xyzw_to_matrix
+from lanepipe.geometry.ego import EgoMotion
+from lanepipe.geometry.quaternion import quat_to_matrix
 
 F64 = npt.NDArray[np.float64]
 #: Device frame ``[forward, right, down]`` → ego frame ``[forward, left, up]``.
@@ -41,12 +42,6 @@ def _load(path: Path, shape_tail: tuple[int, ...]) -> F64:
         raise InputError(str(path), f"an array of shape (N, {', '.join(map(str, shape_tail))})".replace(", )", ")"),
                          f"shape {arr.shape}")
     return arr
-
-
-def quat_wxyz_to_matrix(q: F64) -> F64:
-    """Hamilton quaternions ``(N, 4)`` scalar-first ``[w, x, y, z]`` → rotation matrices ``(N, 3, 3)``."""
-    q = np.asarray(q, dtype=np.float64)
-    return quat_xyzw_to_matrix(q[..., [1, 2, 3, 0]])
 
 
 def load_comma2k19_pose(segment_dir: str | Path) -> EgoMotion:
@@ -74,5 +69,5 @@ def load_comma2k19_pose(segment_dir: str | Path) -> EgoMotion:
     if not np.all(np.isfinite(norms)) or np.any(np.abs(norms - 1.0) > 1e-3):
         raise InputError(str(gp / "frame_orientations"), "unit quaternions [w, x, y, z]",
                          f"norms from {np.nanmin(norms):.4f} to {np.nanmax(norms):.4f}")
-    rot = quat_wxyz_to_matrix(q) @ DEVICE_TO_EGO
+    rot = quat_to_matrix(q, "wxyz") @ DEVICE_TO_EGO
     return EgoMotion(timestamps=t, xyz=xyz, rot=rot, source=str(gp))

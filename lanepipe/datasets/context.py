@@ -47,10 +47,7 @@ def fallback_camera(width: int, height: int, fov_deg: float, mount_height_m: flo
     if estimated and estimated.get("model", "pinhole") == "pinhole":
         cam = PinholeCamera.from_dict(estimated)
         if (cam.width, cam.height) != (width, height):
-            sx, sy = width / cam.width, height / cam.height
-            cam = PinholeCamera(width=width, height=height, fx=cam.fx * sx, fy=cam.fy * sy,
-                                cx=(cam.cx + 0.5) * sx - 0.5, cy=(cam.cy + 0.5) * sy - 0.5,
-                                mount_height_m=cam.mount_height_m, pitch_rad=cam.pitch_rad, yaw_rad=cam.yaw_rad)
+            cam = cam.rescaled(width, height)
         return cam, "camera estimated by the edit stage (vanishing point + lane width)"
     cam = PinholeCamera.from_fov(width, height, fov_deg, mount_height_m=mount_height_m, pitch_deg=pitch_deg)
     return cam, f"fallback pinhole (fov {fov_deg} deg, height {mount_height_m} m, pitch {pitch_deg} deg)"

@@ -93,10 +93,7 @@ class SampleContext:
             if abs(w / h - cam.width / cam.height) > 0.01:
                 raise InputError(clip, f"frames with the camera's aspect ratio ({cam.width}x{cam.height})",
                                  f"{w}x{h}")
-            sx, sy = w / cam.width, h / cam.height
-            cam = PinholeCamera(width=w, height=h, fx=cam.fx * sx, fy=cam.fy * sy, cx=(cam.cx + 0.5) * sx - 0.5,
-                                cy=(cam.cy + 0.5) * sy - 0.5, mount_height_m=cam.mount_height_m,
-                                pitch_rad=cam.pitch_rad, yaw_rad=cam.yaw_rad)
+            cam = cam.rescaled(w, h)
         view = CameraView(name=camera_name, frames=frames[keep], timestamps=ts[keep] - t0v, camera=cam)
         return PredictorInput(clip=clip, cameras={camera_name: view}, ego=self.ego_state(t0v), front=camera_name,
                               t0=t0v, meta={"source": self.source})

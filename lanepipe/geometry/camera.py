@@ -107,6 +107,18 @@ class PinholeCamera:
         return cls.from_fov(width, height, FOV_BY_NAME[lens], mount_height_m, pitch_deg,
                             math.degrees(YAW_BY_NAME[mount]))
 
+    def rescaled(self, width: int, height: int) -> PinholeCamera:
+        """The same camera for its image resized (stretched) to ``width`` x ``height`` pixels.
+
+        Pixel centres stay aligned: ``f' = f s`` and ``c' = (c + 0.5) s - 0.5`` with ``s = width / self.width``
+        along u (``height / self.height`` along v); pose and mount height are unchanged. Always computed, even
+        for the same size (then equal to ``self`` up to rounding).
+        """
+        sx, sy = width / self.width, height / self.height
+        return PinholeCamera(width=width, height=height, fx=self.fx * sx, fy=self.fy * sy,
+                             cx=(self.cx + 0.5) * sx - 0.5, cy=(self.cy + 0.5) * sy - 0.5,
+                             mount_height_m=self.mount_height_m, pitch_rad=self.pitch_rad, yaw_rad=self.yaw_rad)
+
     # ------------------------------------------------------------------ extrinsics
     @property
     def K(self) -> FloatArray:  # noqa: N802 - the usual name of the intrinsic matrix

@@ -12,20 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
+from lanepipe.geometry.quaternion import quat_to_matrix
 
 F64 = npt.NDArray[np.float64]
-
-
-def quat_xyzw_to_matrix(q: F64) -> F64:
-    """Unit quaternions ``(N, 4)`` scalar-last (scipy order) → rotation matrices ``(N, 3, 3)``."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def _slerp_rot(r0: F64, r1: F64, a: F64) -> F64:
@@ -72,7 +61,7 @@ class EgoMotion:
         q = np.asarray(quat_xyzw, dtype=np.float64)
         if not np.all(np.isfinite(q)):
             raise InputError(source, "finite quaternions", "NaN or inf in qx, qy, qz, qw")
-        return cls(np.asarray(timestamps, np.float64), np.asarray(xyz, np.float64), quat_xyzw_to_matrix(q), source)
+        return cls(np.asarray(timestamps, np.float64), np.asarray(xyz, np.float64), quat_to_matrix(q, "xyzw"), source)
 
     def covers(self, t: F64) -> bool:
         t = np.asarray(t, dtype=np.float64)

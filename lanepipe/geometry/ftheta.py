@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.geometry.camera import NEAR_PLANE_M, _as_points
+from lanepipe.geometry.quaternion import quat_to_matrix
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -38,37 +39,6 @@ INTRINSICS_COLUMNS: tuple[str, ...] = (
     *(f"bw_poly_{i}" for i in range(POLY_DEGREE + 1)),
 )
 EXTRINSICS_COLUMNS: tuple[str, ...] = ("qx", "qy", "qz", "qw", "x", "y", "z")
-
-
-def quat_xyzw_to_matrix(q: Sequence[float] | FloatArray) -> FloatArray:
-    """One unit quaternion ``(4,)`` scalar-last (scipy order) → rotation matrix ``(3, 3)``."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(np.asarray(q, dtype=np.float64))
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def matrix_to_quat_xyzw(r: FloatArray) -> FloatArray:
-    """Rotation matrix ``(3, 3)`` → unit quaternion ``(4,)`` scalar-last, ``w >= 0`` (Shepperd's method)."""
-    m = np.asarray(r, dtype=np.float64)
-    tr = float(np.trace(m))
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    out = np.asarray(q, dtype=np.float64)
-    out /= np.linalg.norm(out)
-    return out if out[3] >= 0 else -out
 
 
 def camera_rotation(yaw_rad: float = 0.0, pitch_rad: float = 0.0) -> FloatArray:
@@ -177,7 +147,7 @@ class FThetaCamera:
                    quat_xyzw=(float(q[0]), float(q[1]), float(q[2]), float(q[3])),
                    translation=(ev[4], ev[5], ev[6]), name=name)
 
-    def resized(self, width: int, height: int) -> FThetaCamera:
+    def rescaled(self, width: int, height: int) -> FThetaCamera:
         """The same camera for its image resized (stretched) to ``width`` x ``height`` pixels."""
         base_w, base_h = self.width / self.scale_xy[0], self.height / self.scale_xy[1]
         return FThetaCamera(width=int(width), height=int(height), cx=self.cx, cy=self.cy, fw_poly=self.fw_poly,
@@ -188,7 +158,7 @@ class FThetaCamera:
     @cached_property
     def rotation_rig_from_camera(self) -> FloatArray:
         """``(3, 3) float64`` ``R`` with ``p_rig = R @ p_camera + t``."""
-        return quat_xyzw_to_matrix(self.quat_xyzw)
+        return quat_to_matrix(self.quat_xyzw, "xyzw")
 
     @property
     def centre_ego(self) -> FloatArray:

@@ -1,4 +1,4 @@
-"""Road-plane geometry for the procedural painter: camera, bird's-eye view, lane lines, ego speed.
+"""Road-plane geometry: ground homography and maps, bird's-eye view, lane boundary cubics, ego speed.
 
 Coordinates (DESIGN.md §6): ego frame x forward, y left, z up, metres, origin on the ground under the camera;
 image ``u`` column, ``v`` row, pixels. A lane boundary is the cubic ``y(x) = a + b x + c x² + d x³`` on the
@@ -32,14 +32,6 @@ Ints = npt.NDArray[np.intp]
 
 
 # ---------------------------------------------------------------------------------------------- camera
-def scale_camera(cam: PinholeCamera, width: int, height: int) -> PinholeCamera:
-    """The same camera for an image resized to ``width`` x ``height`` (pixel-centre convention)."""
-    sx, sy = width / cam.width, height / cam.height
-    return PinholeCamera(width=width, height=height, fx=cam.fx * sx, fy=cam.fy * sy,
-                         cx=(cam.cx + 0.5) * sx - 0.5, cy=(cam.cy + 0.5) * sy - 0.5,
-                         mount_height_m=cam.mount_height_m, pitch_rad=cam.pitch_rad, yaw_rad=cam.yaw_rad)
-
-
 def with_pose(cam: PinholeCamera, pitch_rad: float | None = None, yaw_rad: float | None = None,
               mount_height_m: float | None = None) -> PinholeCamera:
     """A copy of ``cam`` with another pitch, yaw or mount height."""
@@ -47,17 +39,6 @@ def with_pose(cam: PinholeCamera, pitch_rad: float | None = None, yaw_rad: float
                          mount_height_m=cam.mount_height_m if mount_height_m is None else mount_height_m,
                          pitch_rad=cam.pitch_rad if pitch_rad is None else pitch_rad,
                          yaw_rad=cam.yaw_rad if yaw_rad is None else yaw_rad)
-
-
-def pose_from_vanishing_point(cam: PinholeCamera, u: float, v: float) -> tuple[float, float]:
-    """Pitch and yaw (radians) that put the vanishing point of the ego x axis at pixel ``(u, v)``.
-
-    With yaw ψ and pitch θ the forward direction projects to ``v = cy - fy tan θ`` and
-    ``u = cx + fx tan ψ / cos θ``.
-    """
-    pitch = math.atan((cam.cy - v) / cam.fy)
-    yaw = math.atan((u - cam.cx) * math.cos(pitch) / cam.fx)
-    return pitch, yaw
 
 
 def ground_homography(cam: PinholeCamera) -> F64:
@@ -197,143 +178,9 @@ def lane_aligned_maps(cam: PinholeCamera, grid: BevGrid, centre: F64) -> tuple[F
     return mu, mv
 
 
-# ---------------------------------------------------------------------------------------------- paint evidence
-def band_tophat(channel: U8, px_per_m: F32, width_m: float, max_k: int = 81) -> U8:
-    """Horizontal white top-hat whose kernel spans ``width_m`` on the ground at each row.
-
-    Thin bright structures (lines narrower than ``width_m``) stand out; wide bright areas do not. Rows are
-    grouped into bands of equal (odd) kernel size.
-
-    Shape:
-        channel ``(h, w) uint8``, px_per_m ``(h,)`` → ``(h, w) uint8``.
-    """
-    out = np.zeros_like(channel)
-    k = np.clip(np.ceil(px_per_m * width_m).astype(np.int64) | 1, 0, max_k | 1)
-    k[px_per_m <= 0] = 0
-    start = 0
-    h = channel.shape[0]
-    while start < h:
-        kk = int(k[start])
-        end = start + 1
-        while end < h and int(k[end]) == kk:
-            end += 1
-        if kk >= 3:
-            kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kk, 1))
-            out[start:end] = cv2.morphologyEx(channel[start:end], cv2.MORPH_TOPHAT, kernel)
-        start = end
-    return out
-
-
-@dataclass(frozen=True)
-class PaintEvidence:
-    """Paint-like pixels of one frame at work resolution.
-
-    Attributes:
-        bright: ``(h, w) uint8`` lightness top-hat (grey levels above the local road).
-        yellow: ``(h, w) uint8`` yellowness top-hat (about Lab b units above the local road).
-    """
-
-    bright: U8
-    yellow: U8
-
-    def score(self, bright_thr: float, yellow_thr: float) -> U8:
-        """``(h, w) uint8`` 0-255 paint score: how far above either threshold a pixel is."""
-        s = np.maximum((self.bright.astype(np.float32) - bright_thr) * 4.0,
-                       (self.yellow.astype(np.float32) - yellow_thr) * 10.0)
-        out: U8 = np.clip(s, 0, 255).astype(np.uint8)
-        return out
-
-    def mask(self, bright_thr: float, yellow_thr: float) -> Bool:
-        """``(h, w) bool`` paint pixels."""
-        out: Bool = (self.bright > bright_thr) | (self.yellow > yellow_thr)
-        return out
-
-
-#: Rows of :func:`paint_channels`: luma (BT.601) and yellowness ``((R + G) / 2 - B) * 0.45 + 128``, whose scale
-#: is close to CIE Lab b in OpenCV 8-bit units on paint and asphalt (4x cheaper than a Lab conversion).
-_CHANNELS = np.array([[0.299, 0.587, 0.114, 0.0], [0.225, 0.225, -0.45, 128.0]], dtype=np.float32)
-
-
-def paint_channels(rgb: U8) -> U8:
-    """``(h, w, 3) uint8`` RGB → ``(h, w, 2) uint8``: lightness and yellowness (see ``_CHANNELS``)."""
-    out: U8 = np.asarray(cv2.transform(rgb, _CHANNELS), dtype=np.uint8)
-    return out
-
-
-def paint_evidence(chans: U8, px_per_m: F32, width_m: float) -> PaintEvidence:
-    """Top-hats of lightness and yellowness (:func:`paint_channels`) over ``width_m``-wide kernels."""
-    return PaintEvidence(bright=band_tophat(np.ascontiguousarray(chans[..., 0]), px_per_m, width_m),
-                         yellow=band_tophat(np.ascontiguousarray(chans[..., 1]), px_per_m, width_m))
-
-
-# ---------------------------------------------------------------------------------------------- vanishing point
-def vanishing_point(binary: U8, v_min: int) -> tuple[float, float, int] | None:
-    """Vanishing point of straight line segments of a paint map.
-
-    Probabilistic Hough segments 20-80 degrees from horizontal below row ``v_min`` → the pairwise
-    intersection supported by the most segment length (segments passing within 3 px) → weighted least
-    squares over its supporters, which must include segments leaning both ways.
-
-    Shape:
-        binary ``(h, w) uint8`` (non-zero = paint) → ``(u, v, n_supporters)`` pixels, or None.
-    """
-    h, w = binary.shape
-    img = binary.copy()
-    img[:v_min] = 0
-    segs = cv2.HoughLinesP(img, 1, np.pi / 180, threshold=12, minLineLength=max(8, w // 40), maxLineGap=max(3, w // 80))
-    if segs is None:
-        return None
-    s = segs.reshape(-1, 4).astype(np.float64)
-    dx, dy = s[:, 2] - s[:, 0], s[:, 3] - s[:, 1]
-    ang = np.degrees(np.arctan2(np.abs(dy), np.abs(dx)))
-    keep = (ang > 20) & (ang < 80)
-    s, dx, dy = s[keep], dx[keep], dy[keep]
-    if len(s) < 2:
-        return None
-    length = np.hypot(dx, dy)
-    top = np.argsort(-length)[:40]
-    s, dx, dy, length = s[top], dx[top], dy[top], length[top]
-    n = np.stack([dy, -dx], axis=1) / length[:, None]
-    c = (n * s[:, :2]).sum(axis=1)
-    lean = np.sign(dx * dy)  # + : going down to the right (right-hand lines), - : left-hand lines
-    i, j = np.triu_indices(len(s), k=1)
-    det = n[i, 0] * n[j, 1] - n[i, 1] * n[j, 0]
-    ok = np.abs(det) > 0.15
-    i, j, det = i[ok], j[ok], det[ok]
-    if len(i) == 0:
-        return None
-    px = (c[i] * n[j, 1] - c[j] * n[i, 1]) / det
-    py = (n[i, 0] * c[j] - n[j, 0] * c[i]) / det
-    inside = (px > -0.2 * w) & (px < 1.2 * w) & (py > 0.05 * h) & (py < 0.9 * h)
-    px, py = px[inside], py[inside]
-    if len(px) == 0:
-        return None
-    ymin = np.minimum(s[:, 1], s[:, 3])
-    res = np.abs(n @ np.stack([px, py]) - c[:, None])
-    support = ((res < 3.0) & (ymin[:, None] >= py[None, :] - 3.0)) * length[:, None]
-    best = int(np.argmax(support.sum(axis=0)))
-    inl = support[:, best] > 0
-    if inl.sum() < 2 or not ((lean[inl] > 0).any() and (lean[inl] < 0).any()):
-        return None
-    wts = np.sqrt(length[inl])
-    p, *_ = np.linalg.lstsq(n[inl] * wts[:, None], c[inl] * wts, rcond=None)
-    return float(p[0]), float(p[1]), int(inl.sum())
-
-
-# ---------------------------------------------------------------------------------------------- line detection
-@dataclass(frozen=True)
-class LineFit:
-    """One boundary found in one frame: ``y = sum_k coefs[k] x**k`` (ego metres, ``DEGREE + 1`` coefficients)
-    and its support."""
-
-    coefs: F64
-    support: float
-    points: int
-
-
+# ---------------------------------------------------------------------------------------------- ground cubics
 #: Polynomial degree of a lane boundary ``y(x)``: a cubic follows a straight road running into a curve.
 DEGREE = 3
-_X_SCALE = 30.0  # fits use u = x / 30 m for conditioning
 
 
 def poly_eval(coefs: F64, x: Any) -> Any:
@@ -351,93 +198,6 @@ def boundary_eval(coefs: F64, x: Any, x_lim: float) -> Any:
     xc = np.minimum(xa, x_lim)
     slope = float(sum(k * coefs[k] * x_lim ** (k - 1) for k in range(1, len(coefs))))
     return poly_eval(coefs, xc) + slope * np.maximum(xa - x_lim, 0.0)
-
-
-def fit_boundary(xs: F64, ys: F64, wts: F64, degree: int, ridge: tuple[float, ...]) -> F64:
-    """Weighted least squares of ``y = sum_k c_k x**k`` (``k <= degree``), ridge toward 0 on the normalised
-    higher terms (``ridge[k]`` times the total weight), returned as ``DEGREE + 1`` coefficients in metres."""
-    u = xs / _X_SCALE
-    a = np.stack([u**k for k in range(degree + 1)], axis=1)
-    sw = np.sqrt(wts)
-    lam = np.sqrt(np.asarray(ridge[: degree + 1], dtype=np.float64) * wts.sum())
-    lhs = np.concatenate([a * sw[:, None], np.diag(lam)])
-    rhs = np.concatenate([ys * sw, np.zeros(degree + 1)])
-    p, *_ = np.linalg.lstsq(lhs, rhs, rcond=None)
-    out = np.zeros(DEGREE + 1)
-    out[: degree + 1] = p / _X_SCALE ** np.arange(degree + 1)
-    return out
-
-
-def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, bands: int,
-               min_weight: float) -> LineFit | None:
-    """Follow one line up the BEV from ``y_start`` with sliding windows and fit a quadratic.
-
-    Args:
-        evidence: ``(rows, cols) float32`` paint score on ``grid``.
-        y_start: lateral position (metres) to start the search at, near the ego.
-        window_m: half-width of each search window (metres).
-        bands: number of windows along x.
-        min_weight: least evidence sum for a window to count.
-
-    Returns:
-        The fit, or None with fewer than two supported windows.
-    """
-    rows, _ = evidence.shape
-    xs_all, ys_all = grid.xs, grid.ys
-    edges = np.linspace(rows, 0, bands + 1).astype(int)
-    pts_x: list[float] = []
-    pts_y: list[float] = []
-    pts_w: list[float] = []
-    y_pred, slope = y_start, 0.0
-    for k in range(bands):
-        r1, r0 = edges[k], edges[k + 1]  # rows r0..r1 (far..near); walk from near to far
-        xc = float(xs_all[(r0 + r1 - 1) // 2])
-        lo = int(np.clip(np.floor((grid.y_max - (y_pred + window_m)) / grid.dy), 0, len(ys_all) - 1))
-        hi = int(np.clip(np.ceil((grid.y_max - (y_pred - window_m)) / grid.dy), 0, len(ys_all) - 1)) + 1
-        block = evidence[r0:r1, lo:hi]
-        col_w = block.sum(axis=0, dtype=np.float64)
-        tot = float(col_w.sum())
-        if tot >= min_weight:
-            yc = float((col_w * ys_all[lo:hi]).sum() / tot)
-            if pts_x:
-                slope = 0.5 * slope + 0.5 * (yc - pts_y[-1]) / max(xc - pts_x[-1], 1e-3)
-            pts_x.append(xc)
-            pts_y.append(yc)
-            pts_w.append(tot)
-            y_pred = yc
-        nxt = float(xs_all[(edges[k + 1] + edges[min(k + 2, bands)] - 1) // 2]) if k + 1 < bands else xc
-        y_pred += slope * (nxt - xc)
-    if len(pts_x) < 2:
-        return None
-    px, py, pw = np.asarray(pts_x), np.asarray(pts_y), np.asarray(pts_w)
-    # near windows weigh more: their lateral position is measured with more pixels per metre
-    pw = pw / pw.max() / (1.0 + (px / 20.0) ** 2)
-    span = px.max() - px.min()
-    degree = DEGREE if len(px) >= 5 and span > 15.0 else (2 if len(px) >= 4 and span > 10.0 else 1)
-    ridge = (0.0, 0.002, 0.01, 0.05)
-    coefs = fit_boundary(px, py, pw, degree, ridge)
-    # one pass of outlier rejection
-    res = np.abs(py - poly_eval(coefs, px))
-    keep = res < max(0.25, 2.5 * float(np.median(res)))
-    if keep.sum() >= 2 and not keep.all():
-        coefs = fit_boundary(px[keep], py[keep], pw[keep], min(degree, int(keep.sum()) - 1), ridge)
-    return LineFit(coefs=coefs, support=float(np.asarray(pts_w).sum()), points=int(keep.sum()))
-
-
-def column_peaks(evidence: F32, grid: BevGrid, near_rows: int, lo_m: float, hi_m: float) -> list[tuple[float, float]]:
-    """Peaks ``(y metres, strength)`` of the evidence summed over the ``near_rows`` nearest BEV rows,
-    between ``lo_m`` and ``hi_m``, strongest first."""
-    prof = evidence[-near_rows:].sum(axis=0, dtype=np.float64)
-    prof = np.convolve(prof, np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0, mode="same")
-    ys = grid.ys
-    sel = (ys >= lo_m) & (ys <= hi_m)
-    peaks: list[tuple[float, float]] = []
-    idx = np.flatnonzero(sel)
-    for i in idx:
-        if 0 < i < len(prof) - 1 and prof[i] > 0 and prof[i] >= prof[i - 1] and prof[i] > prof[i + 1]:
-            peaks.append((float(ys[i]), float(prof[i])))
-    peaks.sort(key=lambda p: -p[1])
-    return peaks
 
 
 # ---------------------------------------------------------------------------------------------- time series

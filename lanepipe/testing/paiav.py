@@ -19,12 +19,8 @@ import pandas as pd
 
 from lanepipe.datasets.physical_ai_av.layout import CAMERA_NAMES, DEFAULT_CAMERAS, US, default_features
 from lanepipe.errors import ConfigError
-from lanepipe.geometry.ftheta import (
-    FThetaCamera,
-    camera_rotation,
-    fit_backward_poly,
-    matrix_to_quat_xyzw,
-)
+from lanepipe.geometry.ftheta import FThetaCamera, camera_rotation, fit_backward_poly
+from lanepipe.geometry.quaternion import matrix_to_quat_xyzw
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]

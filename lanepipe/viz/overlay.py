@@ -53,7 +53,8 @@ def camera_for_size(camera: Any, width: int, height: int) -> Any:
     """``camera`` for images of ``width`` x ``height`` (frames resized, i.e. stretched, from the camera's size).
 
     A PinholeCamera is rescaled with pixel centres kept aligned (``c' = (c + 0.5) * s - 0.5``); a camera with a
-    ``resized(width, height)`` method (the f-theta model) uses it; any other camera must already match.
+    ``rescaled(width, height)`` method (both built-in models) or a ``resized(width, height)`` method (user
+    camera models) uses it; any other camera must already match.
 
     Raises:
         InputError: a camera without either whose ``width``/``height`` differ from the frames'.
@@ -61,12 +62,9 @@ def camera_for_size(camera: Any, width: int, height: int) -> Any:
     cw, ch = getattr(camera, "width", width), getattr(camera, "height", height)
     if (cw, ch) == (width, height):
         return camera
-    if isinstance(camera, PinholeCamera):
-        sx, sy = width / camera.width, height / camera.height
-        return dataclasses.replace(camera, width=width, height=height, fx=camera.fx * sx, fy=camera.fy * sy,
-                                   cx=(camera.cx + 0.5) * sx - 0.5, cy=(camera.cy + 0.5) * sy - 0.5)
-    if callable(getattr(camera, "resized", None)):
-        return camera.resized(width, height)
+    for method in ("rescaled", "resized"):  # the built-in models' name, and the one user cameras have long used
+        if callable(getattr(camera, method, None)):
+            return getattr(camera, method)(width, height)
     raise InputError("camera", f"a camera for {width}x{height} frames", f"one for {cw}x{ch}",
                      "pass the camera of the frames' resolution")
 

@@ -304,7 +304,7 @@ def test_push_pull_fills_a_hole_smoothly() -> None:
 
 
 def test_dash_coverage_keeps_the_duty_cycle() -> None:
-    from lanepipe.edit.procedural import _dash_coverage
+    from lanepipe.edit.procedural.render import _dash_coverage
 
     sz = MarkingSizes()
     period = sz.dash_length + sz.gap_length

@@ -1,0 +1,146 @@
+"""What the procedural painter takes and gives: the QA loop's knobs and the painted result."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+F64 = npt.NDArray[np.float64]
+
+
+# ============================================================================================== configuration
+_STEP_UP = 1.25
+
+
+class PaintParams(BaseModel):
+    """Knobs the QA loop may turn between attempts (1.0 / 0 = the painter's own estimate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contrast: float = Field(1.0, ge=0.3, le=3.0, description="paint brightness gain over the asphalt")
+    saturation: float = Field(1.0, ge=0.0, le=3.0, description="yellow saturation gain")
+    width_scale: float = Field(1.0, ge=0.5, le=2.5, description="line width multiplier")
+    spacing_scale: float = Field(1.0, ge=0.5, le=4.0, description="double-line spacing multiplier")
+    lateral_offset_m: float = Field(0.0, ge=-1.0, le=1.0, description="shift of the painted lines (+ = left)")
+    opacity: float = Field(0.95, ge=0.1, le=1.0, description="paint opacity")
+    erase_strength: float = Field(1.0, ge=0.5, le=3.0, description="erase corridor width and sensitivity")
+    sharpness: float = Field(1.0, ge=0.3, le=3.0, description="edge sharpness (divides the matched blur)")
+    wear_scale: float = Field(1.0, ge=0.0, le=2.0, description="wear multiplier")
+
+    _BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "contrast": (0.3, 3.0), "saturation": (0.0, 3.0), "width_scale": (0.5, 2.5), "spacing_scale": (0.5, 4.0),
+        "opacity": (0.1, 1.0), "erase_strength": (0.5, 3.0), "sharpness": (0.3, 3.0), "wear_scale": (0.0, 2.0),
+    }
+
+    def adjusted(self, reasons: list[str], attempt: int) -> PaintParams:
+        """New knobs after a failed QA attempt.
+
+        Reasons are the verifier's free-text failure reasons (e.g. ``"left colour: expected yellow, saw white"``);
+        each matched keyword moves the knobs that fix it, by a step that grows with ``attempt``:
+
+        * colour (``colour``/``color``): expected yellow → more saturation and contrast; expected white → less
+          saturation, stronger erase (old yellow showing through), more contrast;
+        * pattern (``pattern``/``dash``/``solid``): crisper edges, more contrast, less wear;
+        * count (``count``/``double``/``single``): wider double spacing and lines;
+        * visibility (``missing``/``visible``/``faint``/``not found``/``contrast``/``no line``): more contrast,
+          opacity and width, less wear;
+        * leftovers (``remov``/``erase``/``residual``/``still``/``none``): stronger erase;
+        * anything else: a little more contrast and width.
+        """
+        step = _STEP_UP ** (1.0 + 0.5 * max(attempt, 0))
+        v = self.model_dump()
+        text = " ".join(r.lower() for r in reasons)
+        matched = False
+
+        def mul(key: str, f: float) -> None:
+            lo, hi = self._BOUNDS[key]
+            v[key] = float(min(max(v[key] * f, lo), hi))
+
+        if re.search(r"colou?r", text):
+            matched = True
+            if re.search(r"expected\s+yellow", text):
+                mul("saturation", step)
+                mul("contrast", math.sqrt(step))
+            elif re.search(r"expected\s+white", text):
+                mul("saturation", 1.0 / step)
+                mul("erase_strength", step)
+                mul("contrast", math.sqrt(step))
+            else:
+                mul("contrast", math.sqrt(step))
+                mul("saturation", step)
+        if re.search(r"pattern|dash|solid", text):
+            matched = True
+            mul("sharpness", step)
+            mul("contrast", math.sqrt(step))
+            mul("wear_scale", 1.0 / step)
+        if re.search(r"count|double|single", text):
+            matched = True
+            mul("spacing_scale", step)
+            mul("width_scale", math.sqrt(step))
+        if re.search(r"missing|visib|faint|not found|contrast|no line|weak", text):
+            matched = True
+            mul("contrast", step)
+            mul("width_scale", math.sqrt(step))
+            mul("wear_scale", 1.0 / step)
+            v["opacity"] = float(min(1.0, v["opacity"] + 0.05))
+        if re.search(r"remov|erase|residual|still|none|leftover", text):
+            matched = True
+            mul("erase_strength", step)
+        if not matched:
+            mul("contrast", math.sqrt(step))
+            mul("width_scale", step ** 0.25)
+        return PaintParams(**v)
+
+
+# ============================================================================================== results
+@dataclass(frozen=True)
+class PaintedLine:
+    """One painted boundary line in one frame.
+
+    Attributes:
+        id: 0 = the ego lane's left boundary, 1 = its right boundary (stable across frames).
+        side: ``"left"`` or ``"right"``.
+        color: ``"white"`` or ``"yellow"``.
+        pattern: ``"solid"``, ``"dashed"`` or ``"solid-dashed"``.
+        count: 1 single, 2 double (``points`` then follow the middle of the pair).
+        points: ``(N, 2) float64`` ``(u, v)`` image pixels of the line centre, one per ``polyline_step_px`` rows,
+            near to far, only where the centre lies in the road mask.
+        visible: True when at least two points are visible.
+    """
+
+    id: int
+    side: str
+    color: str
+    pattern: str
+    count: int
+    points: F64
+    visible: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; points rounded to 0.01 px."""
+        return {"id": self.id, "side": self.side, "color": self.color, "pattern": self.pattern,
+                "count": self.count, "visible": self.visible, "points": np.round(self.points, 2).tolist()}
+
+
+@dataclass(frozen=True)
+class PaintResult:
+    """What :meth:`ProceduralPainter.paint` returns.
+
+    Attributes:
+        frames: ``(T, H, W, 3) uint8`` edited RGB frames (pixels outside the road mask unchanged).
+        lanes: per frame, the painted lines (empty for ``none``).
+        diagnostics: JSON-ready facts: camera and its source, vanishing point, lane width, line detection
+            rates, speed and its source, timings.
+    """
+
+    frames: npt.NDArray[np.uint8]
+    lanes: list[list[PaintedLine]]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
