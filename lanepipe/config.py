@@ -36,6 +36,24 @@ class Resources(_Strict):
                                                "pins, env vars, py_executable)")
 
 
+def tiny_preset_section(section: Any, where: str) -> Any:
+    """The one ``edit.preset=tiny-random`` rule: the section ``where`` (``edit.generative`` or ``verify.qwen_vl``)
+    gets ``preset: tiny-random``; a different preset given there as well is an error (which one should run?).
+
+    ``section`` is the section's raw data (a dict, a model or None); anything else is returned for pydantic to
+    report.
+    """
+    if isinstance(section, BaseModel):
+        section = section.model_dump(exclude_unset=True)
+    if section is not None and not isinstance(section, dict):
+        return section
+    section = dict(section or {})
+    if section.get("preset", "tiny-random") != "tiny-random":
+        raise ValueError(f"edit.preset=tiny-random switches {where} to its tiny-random preset, but "
+                         f"{where}.preset={section['preset']!r} was also given; drop one of the two")
+    return {**section, "preset": "tiny-random"}
+
+
 class InputConfig(_Strict):
     """How clips are found and decoded."""
 
@@ -97,16 +115,7 @@ class EditConfig(_Strict):
     def _preset_into_generative(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("preset") != "tiny-random":
             return data
-        gen = data.get("generative")
-        if isinstance(gen, GenerativeConfig):
-            gen = gen.model_dump(exclude_unset=True)
-        if gen is not None and not isinstance(gen, dict):
-            return data  # pydantic reports the bad section
-        gen = dict(gen or {})
-        if gen.get("preset", "tiny-random") != "tiny-random":
-            raise ValueError(f"edit.preset=tiny-random switches edit.generative to its tiny-random preset, but "
-                             f"edit.generative.preset={gen['preset']!r} was also given; drop one of the two")
-        return {**data, "generative": {**gen, "preset": "tiny-random"}}
+        return {**data, "generative": tiny_preset_section(data.get("generative"), "edit.generative")}
 
     @field_validator("instructions", mode="before")
     @classmethod
@@ -198,20 +207,21 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _edit_preset_reaches_the_judge(cls, data: Any) -> Any:
-        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (unless ``verify.qwen_vl.preset`` is given),
-        so that manifest.json records the judge that runs."""
+        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (:func:`tiny_preset_section`), so that
+        manifest.json records the judge that runs."""
         if not isinstance(data, dict):
             return data
         edit = data.get("edit")
+        if isinstance(edit, EditConfig):
+            edit = {"preset": edit.preset}
         if not (isinstance(edit, dict) and edit.get("preset") == "tiny-random"):
             return data
         verify = data.get("verify") if data.get("verify") is not None else {}
+        if isinstance(verify, VerifyConfig):
+            verify = verify.model_dump(exclude_unset=True)
         if not isinstance(verify, dict):
-            return data
-        qwen = verify.get("qwen_vl") if verify.get("qwen_vl") is not None else {}
-        if not isinstance(qwen, dict) or "preset" in qwen:
-            return data
-        return {**data, "verify": {**verify, "qwen_vl": {**qwen, "preset": "tiny-random"}}}
+            return data  # pydantic reports the bad section
+        return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl")}}
 
     @field_validator("stages", mode="before")
     @classmethod

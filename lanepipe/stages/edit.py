@@ -175,12 +175,9 @@ def qa_generative(painter: GenerativePainter, judge: FrameJudge, clip: Clip, mas
 
 
 def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
-    """``verify.qwen_vl``, switched to its tiny-random preset by ``edit.preset=tiny-random`` (fields left at their
-    defaults take the preset's tiny values)."""
-    q = cfg.verify.qwen_vl
-    if cfg.edit.preset != "tiny-random" or q.preset == "tiny-random":
-        return q
-    return QwenJudgeConfig.model_validate({**q.model_dump(exclude_defaults=True), "preset": "tiny-random"})
+    """``verify.qwen_vl`` as it runs: ``edit.preset=tiny-random`` already switched it to its tiny-random preset in
+    the config (:func:`lanepipe.config.tiny_preset_section`), so manifest.json records this judge."""
+    return cfg.verify.qwen_vl
 
 
 class EditStage:
