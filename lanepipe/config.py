@@ -9,7 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lanepipe.edit.config import GenerativeConfig, ProceduralConfig
+from lanepipe import registry
+from lanepipe.edit.config import GenerativeConfig, ProceduralConfig, QAConfig
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.segment.config import GridConfig, Sam2Config
@@ -69,27 +70,26 @@ class InputConfig(_Strict):
         return [v] if isinstance(v, str) else v
 
 
+def _options() -> Any:
+    return Field(default_factory=dict, description="settings of a user backend (module:Class or entry point), "
+                 "given to its config model or as keyword arguments")
+
+
 class SegmentConfig(_Strict):
-    backend: Literal["grid", "sam2"] = "grid"
+    """Segment stage: which segmenter (``backend``: grid, sam2, module:Class or an entry point) and its settings."""
+
+    backend: str = "grid"
     grid: GridConfig = Field(default_factory=GridConfig)
     sam2: Sam2Config = Field(default_factory=Sam2Config)
+    options: dict[str, Any] = _options()
     resources: Resources = Field(default_factory=Resources)
     overlay: bool = True
     videopainter: bool = True
 
-
-class QAConfig(_Strict):
-    """Verify → refine → retry loop after each edit.
-
-    procedural: paint the clip → verify → adjust the paint knobs → repaint. flux_cogvideox: FLUX first frame →
-    judge → revised caption (qwen_vl) and/or next seed → repeat until PASS or ``max_iterations``, then propagate
-    the last first frame once.
-    """
-
-    enabled: bool = True
-    max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
-    vary_seed: bool = Field(True, description="flux_cogvideox: attempt k uses seed + k, so a retry differs even "
-                            "when the judge gives no revised caption")
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("segmenter", v)
 
 
 class EditConfig(_Strict):
@@ -100,15 +100,21 @@ class EditConfig(_Strict):
     and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests).
     """
 
-    backend: Literal["procedural", "flux_cogvideox"] = "procedural"
+    backend: str = "procedural"
     preset: Literal["none", "tiny-random"] = Field(
         "none", description="tiny-random: edit.generative and verify.qwen_vl use their tiny-random presets")
     instructions: list[str] = Field(default_factory=lambda: ["double yellow solid"],
                                     description="lane instructions or preset:NAME, one edit each")
     procedural: ProceduralConfig = Field(default_factory=ProceduralConfig)
     generative: GenerativeConfig = Field(default_factory=GenerativeConfig)
+    options: dict[str, Any] = _options()
     qa: QAConfig = Field(default_factory=QAConfig)
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("painter", v)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,9 +151,15 @@ class VerifyConfig(_Strict):
     steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset.
     """
 
-    backend: Literal["lane_detector", "qwen_vl"] = "lane_detector"
+    backend: str = "lane_detector"
     lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
     qwen_vl: QwenJudgeConfig = Field(default_factory=QwenJudgeConfig)
+    options: dict[str, Any] = _options()
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("verifier", v)
 
 
 class EvaluateConfig(_Strict):
@@ -171,7 +183,7 @@ class EvaluateConfig(_Strict):
     def _some(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("give at least one predictor, e.g. lane_keep")
-        return v
+        return [registry.validate_name("predictor", name) for name in v]
 
 
 class RenderConfig(_Strict):

@@ -1,10 +1,15 @@
 """Verifier and judge Protocols, what they report, and the PASS/FAIL verdict against a lane instruction.
 
-A verifier looks at frames (original or edited) and says what the ego lane's two boundaries look like:
+The QA loop drives every verify backend through one contract, :class:`Verifier`: ``check(original, edited,
+road_masks, spec) -> Verdict``. Two kinds implement it through a base class:
+
+* a lane inspector (:class:`LaneInspector`, base :class:`InspectingVerifier`) looks at frames and says what the
+  ego lane's two boundaries look like:
 ``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
 instruction; :func:`verdict` compares its report with a :class:`~lanepipe.lanes.instructions.LaneSpec`.
 
-A judge (:class:`FrameJudge`) looks at one original and one edited frame and the instruction and returns a
+* a judge (:class:`FrameJudge`, base :class:`JudgingVerifier`) looks at one original and one edited frame and the
+  instruction and returns a
 :class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption): the QA loop of the generative edit backend
 judges each generated first frame before propagating it. The Qwen2.5-VL judge is one
 (:mod:`lanepipe.verify.qwen_vl`); :class:`VerifierJudge` makes any verifier one.
@@ -105,8 +110,12 @@ class LaneReport:
 
 
 @runtime_checkable
-class Verifier(Protocol):
-    """A lane-attribute verifier. Built once per worker; ``inspect`` is called per clip (or edited clip)."""
+class LaneInspector(Protocol):
+    """What a lane-attribute detector does: report the ego lane's boundaries seen in frames (no instruction).
+
+    Built once per worker; ``inspect`` is called per clip (or edited clip). :class:`InspectingVerifier` makes one a
+    :class:`Verifier`.
+    """
 
     name: str
 
@@ -206,12 +215,99 @@ class FrameJudge(Protocol):
         ...
 
 
-class VerifierJudge:
-    """A :class:`Verifier` used as a :class:`FrameJudge`: it inspects the single edited frame (with its road mask)
+# ---------------------------------------------------------------------------------- the verifier contract
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a verifier said about one QA attempt.
+
+    Attributes:
+        passed: the edit shows what the instruction asks.
+        reasons: one per mismatch (empty when ``passed``), e.g. ``left boundary color: expected yellow, ...``.
+        verifier: the verifier's name.
+        report: the boundaries a lane inspector saw (None for a judge).
+        revised_caption: a judge's more specific caption, or None.
+        raw: a judge's text, unchanged; for an inspector its report as JSON.
+    """
+
+    passed: bool
+    reasons: list[str]
+    verifier: str
+    report: LaneReport | None = None
+    revised_caption: str | None = None
+    raw: str = ""
+
+    @classmethod
+    def from_report(cls, report: LaneReport, spec: LaneSpec, verifier: str) -> Verdict:
+        """:func:`verdict` of an inspector's report."""
+        passed, reasons = verdict(report, spec)
+        return cls(passed, reasons, verifier, report=report, raw=json.dumps(report.to_dict(), default=str))
+
+    @classmethod
+    def from_judgement(cls, j: Judgement, verifier: str) -> Verdict:
+        return cls(j.passed, list(j.reasons), verifier, revised_caption=j.revised_caption, raw=j.raw)
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """The verify backend contract (``verify.backend``): PASS/FAIL of an edit against its instruction.
+
+    Built once per worker (models load in ``__init__`` or lazily); ``check`` is called once per QA attempt.
+    """
+
+    name: str
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        """Does ``edited`` show what ``spec`` asks?
+
+        Args:
+            original: ``(T, H, W, 3) uint8`` RGB, the first T frames of the clip before the edit.
+            edited: ``(T, H, W, 3) uint8`` RGB, the same frames after the edit (T = 1: a painter's first frame).
+            road_masks: ``(T, H, W) bool``, True = road.
+            spec: the instruction.
+        """
+        ...
+
+
+class InspectingVerifier:
+    """Base of a :class:`LaneInspector` backend: ``check`` inspects all edited frames (with their road masks) and
+    compares the report with the instruction (:meth:`Verdict.from_report`)."""
+
+    name: str
+
+    def inspect(self, frames: npt.NDArray[np.uint8],
+                road_masks: npt.NDArray[np.bool_] | None = None) -> LaneReport:
+        raise NotImplementedError
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        del original
+        return Verdict.from_report(self.inspect(edited, road_masks), spec, self.name)
+
+
+class JudgingVerifier:
+    """Base of a :class:`FrameJudge` backend: ``check`` judges frame 0 (original vs edited, with its road mask)."""
+
+    name: str
+
+    def judge(self, original_first_frame: npt.NDArray[np.uint8], edited_first_frame: npt.NDArray[np.uint8],
+              spec: LaneSpec, road_mask: npt.NDArray[np.bool_] | None = None) -> Judgement:
+        raise NotImplementedError
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        j = self.judge(original[0], edited[0], spec, road_mask=road_masks[0])
+        return Verdict.from_judgement(j, self.name)
+
+
+class VerifierJudge(JudgingVerifier):
+    """A :class:`LaneInspector` used as a :class:`FrameJudge`: it inspects the single edited frame (with its road mask)
     and :func:`verdict` compares the report with the instruction. It has no revised caption; ``raw`` is the
     report as JSON."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: LaneInspector) -> None:
         self.verifier = verifier
         self.name = verifier.name
 

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.errors import InputError
-from lanepipe.verify.base import BoundaryReport, ColorSeen, LaneReport, PatternSeen, verdict
+from lanepipe.verify.base import BoundaryReport, ColorSeen, InspectingVerifier, LaneReport, PatternSeen, verdict
 from lanepipe.verify.config import LaneDetectorConfig
 
 F32 = npt.NDArray[np.float32]
@@ -867,7 +867,7 @@ def _check_inputs(frames: object, road_masks: object) -> None:
                          f"{road_masks.shape} {road_masks.dtype}")
 
 
-class LaneDetector:
+class LaneDetector(InspectingVerifier):
     """Classical lane-attribute verifier (``verify.backend=lane_detector``); see the module docstring."""
 
     name = "lane_detector"
