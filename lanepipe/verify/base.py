@@ -1,18 +1,16 @@
-"""Verifier and judge Protocols, what they report, and the PASS/FAIL verdict against a lane instruction.
+"""The verifier contract, what verifiers report, and the PASS/FAIL verdict against a lane instruction.
 
-The QA loop drives every verify backend through one contract, :class:`Verifier`: ``check(original, edited,
-road_masks, spec) -> Verdict``. Two kinds implement it through a base class:
+The QA loop drives every verify backend (``verify.backend``) through one contract, :class:`Verifier`:
+``check(original, edited, road_masks, spec) -> Verdict``. The built-ins get ``check`` from a base class:
 
-* a lane inspector (:class:`LaneInspector`, base :class:`InspectingVerifier`) looks at frames and says what the
-  ego lane's two boundaries look like:
-``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
-instruction; :func:`verdict` compares its report with a :class:`~lanepipe.lanes.instructions.LaneSpec`.
-
-* a judge (:class:`FrameJudge`, base :class:`JudgingVerifier`) looks at one original and one edited frame and the
-  instruction and returns a
-:class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption): the QA loop of the generative edit backend
-judges each generated first frame before propagating it. The Qwen2.5-VL judge is one
-(:mod:`lanepipe.verify.qwen_vl`); :class:`VerifierJudge` makes any verifier one.
+* a lane inspector (:class:`LaneInspector`, base :class:`InspectingVerifier`; e.g. the lane detector) looks at
+  frames and says what the ego lane's two boundaries look like: ``left`` is the boundary left of the camera
+  centre, ``right`` the one to its right. It knows nothing of the instruction; :func:`verdict` compares its report
+  with a :class:`~lanepipe.lanes.instructions.LaneSpec`;
+* a judge (:class:`FrameJudge`, base :class:`JudgingVerifier`; e.g. the Qwen2.5-VL judge,
+  :mod:`lanepipe.verify.qwen_vl`) looks at one original and one edited frame and the instruction and returns a
+  :class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption). :class:`VerifierJudge` makes any
+  inspector a judge.
 """
 
 from __future__ import annotations
