@@ -76,13 +76,10 @@ def test_a_user_painter_runs_end_to_end(tmp_path: Path) -> None:
     """edit.backend=module:Class (tests/user_backends.py, the README's example) through `lanepipe run`."""
     import json
 
+    from lanepipe.io.video import decode
     from lanepipe.sample import write_sample
 
     sample_clip = write_sample(tmp_path / "sample", num_frames=6, width=480, height=272)
-
-    import numpy as np
-
-    from lanepipe.io.video import decode
 
     res = runner.invoke(app, ["run", "--stages", "segment,edit", "-i", str(sample_clip), "-o", str(tmp_path),
                               "--run-id", "user", "--executor", "sequential", "-e", "single white solid",

@@ -35,9 +35,9 @@ def test_every_builtin_names_an_importable_class_of_its_capability() -> None:
 
 
 def test_unknown_names_list_the_choices_and_user_classes_are_accepted() -> None:
-    with pytest.raises(ConfigError, match="edit.backend: unknown backend 'flux'.*procedural, flux_cogvideox"):
+    with pytest.raises(ConfigError, match=r"edit.backend: unknown backend 'flux'.*procedural, flux_cogvideox"):
         registry.spec("painter", "flux")
-    with pytest.raises(ConfigError, match="lanepipe.verifiers"):
+    with pytest.raises(ConfigError, match=r"lanepipe\.verifiers"):
         registry.spec("verifier", "qwen")
     with pytest.raises(ConfigError, match="capability"):
         registry.spec("painters", "procedural")  # type: ignore[arg-type]
@@ -47,7 +47,7 @@ def test_unknown_names_list_the_choices_and_user_classes_are_accepted() -> None:
     assert painter.cfg.width_px == 6
     with pytest.raises(ConfigError, match="invalid settings"):
         registry.create("painter", "user_backends:StripePainter", {"width_px": "wide"})
-    with pytest.raises(ConfigError, match="not a painter.*prepare"):
+    with pytest.raises(ConfigError, match=r"not a painter.*prepare"):
         registry.create("painter", "user_backends:NotAPainter")
     with pytest.raises(ConfigError, match="cannot import"):
         registry.create("verifier", "no_such_module_xyz:Verifier")
