@@ -79,3 +79,25 @@ def test_create_from_a_config_section_takes_its_settings() -> None:
     assert registry.create_from("verifier", cfg.verify).cfg.max_frames == 3
     predictor = registry.create("predictor", "lane_keep", {"frames_used": 2})
     assert predictor.cfg.frames_used == 2
+
+
+def test_one_qa_loop_drives_any_painter_with_any_verifier() -> None:
+    import numpy as np
+
+    from lanepipe.edit.base import run_qa
+    from lanepipe.edit.config import QAConfig
+    from lanepipe.lanes.instructions import parse_instruction
+    from lanepipe.types import Clip, RoadMasks
+
+    frames = np.full((3, 32, 48, 3), 90, np.uint8)
+    clip = Clip(name="c", source="mem", frames=frames, fps=8.0, timestamps=np.arange(3) / 8.0, source_fps=8.0,
+                source_indices=np.arange(3, dtype=np.int64))
+    masks = RoadMasks(masks=np.ones((3, 32, 48), bool), backend="test")
+    painter = registry.create("painter", "user_backends:StripePainter", {"width_px": 2})
+    verifier = registry.create("verifier", "user_backends:PassOnSecond")
+    out = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"), QAConfig(max_iterations=5))
+    assert [it["verdict"] for it in out.iterations] == ["FAIL", "PASS"] and out.passed
+    assert [it["width_px"] for it in out.iterations] == [2, 4] and out.result.diagnostics == {"stripe_px": 4}
+    skipped = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"),
+                     QAConfig(enabled=False))
+    assert skipped.iterations == [{"attempt": 0, "verdict": "SKIPPED", "reasons": [], "width_px": 2}]

@@ -71,3 +71,19 @@ class StripePainter:
 
 class NotAPainter:
     name = "nope"
+
+
+class PassOnSecond:
+    """A user verifier (``verify.backend=user_backends:PassOnSecond``): FAIL once, then PASS."""
+
+    name = "pass_on_second"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check(self, original, edited, road_masks, spec):
+        from lanepipe.verify.base import Verdict
+
+        assert original.shape == edited.shape and road_masks.shape == edited.shape[:3]
+        self.calls += 1
+        return Verdict(self.calls > 1, [] if self.calls > 1 else ["left boundary count: expected single"], self.name)
