@@ -61,6 +61,26 @@ class DefaultResources:
     gpu_if_available: bool = False
     custom_resources: dict[str, float] = field(default_factory=dict)
 
+    def under(self, configured: BaseModel, gpus_available: bool = True) -> Any:
+        """A stage's ``resources`` section with these defaults for the fields the config did not set.
+
+        Args:
+            configured: a :class:`lanepipe.config.Resources` (fields given in YAML / ``--set`` win).
+            gpus_available: whether the cluster has GPUs; without, a ``gpu_if_available`` backend asks for none.
+
+        Returns:
+            A copy of ``configured`` (same type).
+        """
+        given = configured.model_fields_set
+        update: dict[str, Any] = {}
+        if "num_cpus" not in given:
+            update["num_cpus"] = self.num_cpus
+        if "num_gpus" not in given:
+            update["num_gpus"] = 0.0 if self.gpu_if_available and not gpus_available else self.num_gpus
+        if "custom_resources" not in given and self.custom_resources:
+            update["custom_resources"] = dict(self.custom_resources)
+        return configured.model_copy(update=update)
+
     def describe(self) -> str:
         """``1 CPU``, ``1 CPU + 0.5 GPU if any``, ``1 CPU + alpamayo=1``."""
         parts = [f"{self.num_cpus:g} CPU"]

@@ -101,3 +101,35 @@ def test_one_qa_loop_drives_any_painter_with_any_verifier() -> None:
     skipped = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"),
                      QAConfig(enabled=False))
     assert skipped.iterations == [{"attempt": 0, "verdict": "SKIPPED", "reasons": [], "width_px": 2}]
+
+
+def test_default_resources_fill_what_the_config_left_unset() -> None:
+    from lanepipe.config import load_config
+
+    cfg = load_config(None, ["edit.backend=flux_cogvideox", "segment.backend=sam2", "segment.resources.num_cpus=2"])
+    gen = registry.default_resources("painter", "flux_cogvideox").under(cfg.edit.resources)
+    assert (gen.num_cpus, gen.num_gpus, gen.concurrency) == (1.0, 1.0, 1)
+    sam = registry.default_resources("segmenter", "sam2")
+    assert (sam.under(cfg.segment.resources).num_gpus, sam.under(cfg.segment.resources).num_cpus) == (0.5, 2.0)
+    assert sam.under(cfg.segment.resources, gpus_available=False).num_gpus == 0.0
+    mine = load_config(None, ["edit.backend=flux_cogvideox", "edit.resources.num_gpus=0.5"])
+    assert registry.default_resources("painter", "flux_cogvideox").under(mine.edit.resources).num_gpus == 0.5
+    alp = registry.default_resources("predictor", "alpamayo").under(cfg.evaluate.resources)
+    assert alp.custom_resources == {"alpamayo": 1.0}
+
+
+def test_entry_point_backends_for_every_capability(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    eps = [metadata.EntryPoint("stripe", "user_backends:StripePainter", "lanepipe.painters"),
+           metadata.EntryPoint("second", "user_backends:PassOnSecond", "lanepipe.verifiers")]
+    monkeypatch.setattr(registry.plugins.metadata, "entry_points",
+                        lambda group: [ep for ep in eps if ep.group == group])
+    assert registry.names("painter") == ["procedural", "flux_cogvideox", "stripe"]
+    assert registry.create("painter", "stripe", {"width_px": 3}).cfg.width_px == 3
+    assert registry.create("verifier", "second").name == "pass_on_second"
+    from lanepipe.config import load_config
+
+    assert load_config(None, ["edit.backend=stripe", "verify.backend=second"]).edit.backend == "stripe"
+    with pytest.raises(ConfigError, match=r"procedural, flux_cogvideox, stripe"):
+        load_config(None, ["edit.backend=stripes"])
