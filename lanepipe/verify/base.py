@@ -134,6 +134,56 @@ class LaneInspector(Protocol):
 REMOVAL_MIN_CONFIDENCE = 0.5
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """One attribute of one boundary that differs from the instruction (a typed FAIL reason).
+
+    Attributes:
+        boundary: ``"left"`` or ``"right"``.
+        attribute: ``"count"``, ``"color"`` or ``"pattern"``.
+        want: what the instruction asks (count as int, colour / pattern as text).
+        seen: what the verifier saw.
+        confidence: the verifier's confidence in that boundary, in [0, 1].
+    """
+
+    boundary: BoundaryName
+    attribute: Literal["count", "color", "pattern"]
+    want: int | str | None
+    seen: int | str | None
+    confidence: float
+
+    def reason(self) -> str:
+        """The human-readable reason, e.g. ``left boundary color: expected yellow, seen white (confidence 0.90)``."""
+        conf = f"(confidence {self.confidence:.2f})"
+        if self.attribute == "count":
+            return (f"{self.boundary} boundary count: expected {_count_word(self.want)}, "
+                    f"seen {_count_word(self.seen)} {conf}")
+        return f"{self.boundary} boundary {self.attribute}: expected {self.want}, seen {self.seen} {conf}"
+
+
+def _count_word(v: int | str | None) -> str:
+    return _COUNT_WORD.get(v, str(v)) if isinstance(v, int) else str(v)
+
+
+def mismatches(report: LaneReport, spec: LaneSpec,
+               removal_min_confidence: float = REMOVAL_MIN_CONFIDENCE) -> list[Mismatch]:
+    """What differs between a report and an instruction, attribute by attribute (see :func:`verdict`)."""
+    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
+    out: list[Mismatch] = []
+    for side in sides:
+        b = report.boundary(side)
+        weak_leftover = spec.count == 0 and b.confidence < removal_min_confidence
+        if b.count != spec.count and not weak_leftover:
+            out.append(Mismatch(side, "count", spec.count, b.count, b.confidence))
+        if spec.count == 0 or b.count == 0:
+            continue
+        if b.color != spec.color:
+            out.append(Mismatch(side, "color", spec.color, b.color, b.confidence))
+        if b.pattern != spec.pattern:
+            out.append(Mismatch(side, "pattern", spec.pattern, b.pattern, b.confidence))
+    return out
+
+
 def verdict(report: LaneReport, spec: LaneSpec,
             removal_min_confidence: float = REMOVAL_MIN_CONFIDENCE) -> tuple[bool, list[str]]:
     """Compare a report with an instruction.
@@ -143,25 +193,11 @@ def verdict(report: LaneReport, spec: LaneSpec,
     ``removal_min_confidence`` counts as none. Boundaries the spec does not name are not checked.
 
     Returns:
-        ``(passed, reasons)``: one human-readable reason per mismatching attribute, each naming the boundary
-        and the attribute (``count``, ``color`` or ``pattern``), what was expected and what was seen; empty
-        when ``passed``.
+        ``(passed, reasons)``: one human-readable reason per mismatching attribute (:meth:`Mismatch.reason`), each
+        naming the boundary and the attribute (``count``, ``color`` or ``pattern``), what was expected and what
+        was seen; empty when ``passed``.
     """
-    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
-    reasons: list[str] = []
-    for side in sides:
-        b = report.boundary(side)
-        conf = f"(confidence {b.confidence:.2f})"
-        weak_leftover = spec.count == 0 and b.confidence < removal_min_confidence
-        if b.count != spec.count and not weak_leftover:
-            reasons.append(f"{side} boundary count: expected {_COUNT_WORD.get(spec.count, spec.count)}, "
-                           f"seen {_COUNT_WORD.get(b.count, b.count)} {conf}")
-        if spec.count == 0 or b.count == 0:
-            continue
-        if b.color != spec.color:
-            reasons.append(f"{side} boundary color: expected {spec.color}, seen {b.color} {conf}")
-        if b.pattern != spec.pattern:
-            reasons.append(f"{side} boundary pattern: expected {spec.pattern}, seen {b.pattern} {conf}")
+    reasons = [m.reason() for m in mismatches(report, spec, removal_min_confidence)]
     return (not reasons, reasons)
 
 
@@ -227,6 +263,7 @@ class Verdict:
         report: the boundaries a lane inspector saw (None for a judge).
         revised_caption: a judge's more specific caption, or None.
         raw: a judge's text, unchanged; for an inspector its report as JSON.
+        mismatches: the reasons as data, where the verifier knows them (an inspector); empty for a judge.
     """
 
     passed: bool
@@ -235,12 +272,14 @@ class Verdict:
     report: LaneReport | None = None
     revised_caption: str | None = None
     raw: str = ""
+    mismatches: list[Mismatch] = field(default_factory=list)
 
     @classmethod
     def from_report(cls, report: LaneReport, spec: LaneSpec, verifier: str) -> Verdict:
         """:func:`verdict` of an inspector's report."""
-        passed, reasons = verdict(report, spec)
-        return cls(passed, reasons, verifier, report=report, raw=json.dumps(report.to_dict(), default=str))
+        found = mismatches(report, spec)
+        return cls(not found, [m.reason() for m in found], verifier, report=report,
+                   raw=json.dumps(report.to_dict(), default=str), mismatches=found)
 
     @classmethod
     def from_judgement(cls, j: Judgement, verifier: str) -> Verdict:
