@@ -97,7 +97,9 @@ class EditConfig(_Strict):
 
     ``backend``: ``procedural`` (embedded, CPU, no weights) or ``flux_cogvideox`` (FLUX.1 Fill first frame →
     CogVideoX-I2V propagation, settings in ``generative``). ``preset=tiny-random`` switches the generative painter
-    and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests).
+    and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests). A user painter:
+    ``backend=package.module:ClassName`` or an entry point in ``lanepipe.painters``, its settings in ``options``
+    (``lanepipe backends`` lists them all).
     """
 
     backend: str = "procedural"
@@ -148,7 +150,9 @@ class VerifyConfig(_Strict):
     clip, with flux_cogvideox it judges each generated first frame (with its road mask). ``qwen_vl``: Qwen2.5-VL
     judge of [original first frame, edited first frame, instruction] → PASS/FAIL, reasons, revised caption; with
     flux_cogvideox the revised caption is the next FLUX prompt, with procedural it judges frame 0 and its reasons
-    steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset.
+    steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset. A user
+    verifier: ``backend=package.module:ClassName`` or an entry point in ``lanepipe.verifiers``, settings in
+    ``options``.
     """
 
     backend: str = "lane_detector"
