@@ -356,6 +356,25 @@ def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
+@app.command("backends")
+def backends_cmd() -> None:
+    """List every backend per capability: device, weights, pip extra (installed?), default resources."""
+    from lanepipe import registry
+
+    for cap in registry.CAPABILITIES:
+        typer.echo(f"{cap} ({registry.CONFIG_KEY[cap]}; user backends: module:Class or entry point group "
+                   f"{registry.entry_point_group(cap)})")
+        for name in registry.names(cap):
+            b = registry.spec(cap, name)
+            n = b.needs
+            extra = f"{n.extra} ({'installed' if n.installed() else 'missing: ' + n.install_hint()})" if n.extra \
+                else "-"
+            typer.echo(f"  {name:<15} {n.device:<8} weights: {n.weights or 'none'}")
+            typer.echo(f"  {'':<15} extra: {extra}; resources: {b.resources.describe()}"
+                       + (f"; {n.note}" if n.note else ""))
+            typer.echo(f"  {'':<15} {b.summary} [{b.target}]")
+
+
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option(help="address to bind; the default keeps the server on this machine")] = (

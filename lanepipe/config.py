@@ -10,7 +10,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lanepipe.edit.config import GenerativeConfig, ProceduralConfig
+from lanepipe import registry
+from lanepipe.edit.config import GenerativeConfig, ProceduralConfig, QAConfig
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.segment.config import GridConfig, Sam2Config
@@ -47,6 +48,24 @@ class Resources(_Strict):
         return self
 
 
+def tiny_preset_section(section: Any, where: str) -> Any:
+    """The one ``edit.preset=tiny-random`` rule: the section ``where`` (``edit.generative`` or ``verify.qwen_vl``)
+    gets ``preset: tiny-random``; a different preset given there as well is an error (which one should run?).
+
+    ``section`` is the section's raw data (a dict, a model or None); anything else is returned for pydantic to
+    report.
+    """
+    if isinstance(section, BaseModel):
+        section = section.model_dump(exclude_unset=True)
+    if section is not None and not isinstance(section, dict):
+        return section
+    section = dict(section or {})
+    if section.get("preset", "tiny-random") != "tiny-random":
+        raise ValueError(f"edit.preset=tiny-random switches {where} to its tiny-random preset, but "
+                         f"{where}.preset={section['preset']!r} was also given; drop one of the two")
+    return {**section, "preset": "tiny-random"}
+
+
 class InputConfig(_Strict):
     """How clips are found and decoded."""
 
@@ -62,27 +81,26 @@ class InputConfig(_Strict):
         return [v] if isinstance(v, str) else v
 
 
+def _options() -> Any:
+    return Field(default_factory=dict, description="settings of a user backend (module:Class or entry point), "
+                 "given to its config model or as keyword arguments")
+
+
 class SegmentConfig(_Strict):
-    backend: Literal["grid", "sam2"] = "grid"
+    """Segment stage: which segmenter (``backend``: grid, sam2, module:Class or an entry point) and its settings."""
+
+    backend: str = "grid"
     grid: GridConfig = Field(default_factory=GridConfig)
     sam2: Sam2Config = Field(default_factory=Sam2Config)
+    options: dict[str, Any] = _options()
     resources: Resources = Field(default_factory=Resources)
     overlay: bool = True
     videopainter: bool = True
 
-
-class QAConfig(_Strict):
-    """Verify → refine → retry loop after each edit.
-
-    procedural: paint the clip → verify → adjust the paint knobs → repaint. flux_cogvideox: FLUX first frame →
-    judge → revised caption (qwen_vl) and/or next seed → repeat until PASS or ``max_iterations``, then propagate
-    the last first frame once.
-    """
-
-    enabled: bool = True
-    max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
-    vary_seed: bool = Field(True, description="flux_cogvideox: attempt k uses seed + k, so a retry differs even "
-                            "when the judge gives no revised caption")
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("segmenter", v)
 
 
 class EditConfig(_Strict):
@@ -90,34 +108,33 @@ class EditConfig(_Strict):
 
     ``backend``: ``procedural`` (embedded, CPU, no weights) or ``flux_cogvideox`` (FLUX.1 Fill first frame →
     CogVideoX-I2V propagation, settings in ``generative``). ``preset=tiny-random`` switches the generative painter
-    and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests).
+    and the qwen_vl judge to their tiny seeded random models (CPU, no weights; wiring tests). A user painter:
+    ``backend=package.module:ClassName`` or an entry point in ``lanepipe.painters``, its settings in ``options``
+    (``lanepipe backends`` lists them all).
     """
 
-    backend: Literal["procedural", "flux_cogvideox"] = "procedural"
+    backend: str = "procedural"
     preset: Literal["none", "tiny-random"] = Field(
         "none", description="tiny-random: edit.generative and verify.qwen_vl use their tiny-random presets")
     instructions: list[str] = Field(default_factory=lambda: ["double yellow solid"],
                                     description="lane instructions or preset:NAME, one edit each")
     procedural: ProceduralConfig = Field(default_factory=ProceduralConfig)
     generative: GenerativeConfig = Field(default_factory=GenerativeConfig)
+    options: dict[str, Any] = _options()
     qa: QAConfig = Field(default_factory=QAConfig)
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("painter", v)
 
     @model_validator(mode="before")
     @classmethod
     def _preset_into_generative(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("preset") != "tiny-random":
             return data
-        gen = data.get("generative")
-        if isinstance(gen, GenerativeConfig):
-            gen = gen.model_dump(exclude_unset=True)
-        if gen is not None and not isinstance(gen, dict):
-            return data  # pydantic reports the bad section
-        gen = dict(gen or {})
-        if gen.get("preset", "tiny-random") != "tiny-random":
-            raise ValueError(f"edit.preset=tiny-random switches edit.generative to its tiny-random preset, but "
-                             f"edit.generative.preset={gen['preset']!r} was also given; drop one of the two")
-        return {**data, "generative": {**gen, "preset": "tiny-random"}}
+        return {**data, "generative": tiny_preset_section(data.get("generative"), "edit.generative")}
 
     @field_validator("instructions", mode="before")
     @classmethod
@@ -144,12 +161,20 @@ class VerifyConfig(_Strict):
     clip, with flux_cogvideox it judges each generated first frame (with its road mask). ``qwen_vl``: Qwen2.5-VL
     judge of [original first frame, edited first frame, instruction] → PASS/FAIL, reasons, revised caption; with
     flux_cogvideox the revised caption is the next FLUX prompt, with procedural it judges frame 0 and its reasons
-    steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset.
+    steer the paint knobs. ``edit.preset=tiny-random`` switches ``qwen_vl`` to its tiny-random preset. A user
+    verifier: ``backend=package.module:ClassName`` or an entry point in ``lanepipe.verifiers``, settings in
+    ``options``.
     """
 
-    backend: Literal["lane_detector", "qwen_vl"] = "lane_detector"
+    backend: str = "lane_detector"
     lane_detector: LaneDetectorConfig = Field(default_factory=LaneDetectorConfig)
     qwen_vl: QwenJudgeConfig = Field(default_factory=QwenJudgeConfig)
+    options: dict[str, Any] = _options()
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registry.validate_name("verifier", v)
 
 
 class EvaluateConfig(_Strict):
@@ -173,7 +198,7 @@ class EvaluateConfig(_Strict):
     def _some(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("give at least one predictor, e.g. lane_keep")
-        return v
+        return [registry.validate_name("predictor", name) for name in v]
 
 
 class RenderConfig(_Strict):
@@ -209,20 +234,21 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _edit_preset_reaches_the_judge(cls, data: Any) -> Any:
-        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (unless ``verify.qwen_vl.preset`` is given),
-        so that manifest.json records the judge that runs."""
+        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (:func:`tiny_preset_section`), so that
+        manifest.json records the judge that runs."""
         if not isinstance(data, dict):
             return data
         edit = data.get("edit")
+        if isinstance(edit, EditConfig):
+            edit = {"preset": edit.preset}
         if not (isinstance(edit, dict) and edit.get("preset") == "tiny-random"):
             return data
         verify = data.get("verify") if data.get("verify") is not None else {}
+        if isinstance(verify, VerifyConfig):
+            verify = verify.model_dump(exclude_unset=True)
         if not isinstance(verify, dict):
-            return data
-        qwen = verify.get("qwen_vl") if verify.get("qwen_vl") is not None else {}
-        if not isinstance(qwen, dict) or "preset" in qwen:
-            return data
-        return {**data, "verify": {**verify, "qwen_vl": {**qwen, "preset": "tiny-random"}}}
+            return data  # pydantic reports the bad section
+        return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl")}}
 
     @field_validator("stages", mode="before")
     @classmethod

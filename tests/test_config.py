@@ -90,3 +90,16 @@ def test_read_yaml_mapping_names_the_file_and_the_problem(tmp_path) -> None:
         with pytest.raises(ConfigError, match=found) as info:
             read_yaml_mapping(path)
         assert name in str(info.value)
+
+
+def test_edit_preset_is_one_rule_and_the_manifest_records_what_runs() -> None:
+    """edit.preset=tiny-random switches edit.generative and verify.qwen_vl the same way, once, in the config."""
+    tiny = load_config(None, ["edit.preset=tiny-random", "verify.backend=qwen_vl", "verify.qwen_vl.seed=3"])
+    assert tiny.verify.qwen_vl.preset == "tiny-random" and tiny.verify.qwen_vl.device == "cpu"
+    assert tiny.edit.generative.preset == "tiny-random" and tiny.verify.qwen_vl.seed == 3
+    assert RunConfig.model_validate_json(tiny.model_dump_json()) == tiny  # as a Ray actor rebuilds it
+    # a conflicting preset is refused (before, the manifest recorded 'none' while the tiny judge ran)
+    for section in ("verify.qwen_vl", "edit.generative"):
+        with pytest.raises(ConfigError, match=f"{section}.*drop one of the two"):
+            load_config(None, ["edit.preset=tiny-random", f"{section}.preset=none"])
+    assert load_config(None, ["verify.qwen_vl.preset=none"]).verify.qwen_vl.preset == "none"

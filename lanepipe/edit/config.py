@@ -146,3 +146,19 @@ class GenerativeConfig(BaseModel):
             raise ValueError(f"num_frames must be 8k + 1, e.g. 49 (CogVideoX compresses time 4x and its VAE "
                              f"decodes an odd number of latent frames to 4k + 1 frames, an even one to 4k); got {v}")
         return v
+
+
+class QAConfig(BaseModel):
+    """Verify → refine → retry loop after each edit (``edit.qa``; driven by :func:`lanepipe.edit.base.run_qa`).
+
+    procedural: paint the clip → verify → adjust the paint knobs → repaint. flux_cogvideox: FLUX first frame →
+    judge → revised caption (qwen_vl) and/or next seed → repeat until PASS or ``max_iterations``, then propagate
+    the last first frame once.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = True
+    max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
+    vary_seed: bool = Field(True, description="flux_cogvideox: attempt k uses seed + k, so a retry differs even "
+                            "when the judge gives no revised caption")

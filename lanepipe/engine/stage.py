@@ -10,6 +10,7 @@ on, its own results, or both. Items become rows (``dict``, JSON) only at the run
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,3 +91,14 @@ class StageSpec:
             raise ConfigError(f"{self.target} does not implement the Stage contract (name, resources, setup, "
                               "process)")
         return stage
+
+
+def cluster_has_gpus() -> bool:
+    """Whether the Ray cluster this process is connected to has GPUs (False when Ray is not running here).
+
+    Backends whose default asks for a GPU "if any" (:class:`lanepipe.registry.DefaultResources`) ask for none on
+    a CPU-only cluster; Ray is never imported or started by this check."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    return float(ray.cluster_resources().get("GPU", 0.0)) > 0.0

@@ -4,14 +4,14 @@ Reads the clip's source and road masks from a finished segment stage (this run o
 Outputs per (clip, instruction): ``edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json,
 meta.json}``; ``meta.json`` is written last and marks the item finished.
 
-Painter by ``edit.backend``, verifier by ``verify.backend``:
+Painter by ``edit.backend``, verifier by ``verify.backend``, both built through :mod:`lanepipe.registry`; one QA
+loop drives any pair (:func:`lanepipe.edit.base.run_qa`):
 
-* ``procedural`` + ``lane_detector``: paint the clip → inspect it → adjust the paint knobs → repaint
-  (:func:`qa_edit`); ``procedural`` + ``qwen_vl``: the same loop, the judge sees frame 0 of the original and the
-  edited clip and its reasons steer the knobs;
-* ``flux_cogvideox`` + either: FLUX first frame → judge → revised caption (``qwen_vl``) and next seed → repeat
-  until PASS or ``edit.qa.max_iterations``, then propagate the last first frame once (:func:`qa_generative`);
-  ``lane_detector`` judges the single generated frame with its road mask.
+* ``procedural``: paint the clip → verify → adjust the paint knobs → repaint (``lane_detector`` inspects the whole
+  edited clip; ``qwen_vl`` judges frame 0 of the original and the edited clip and its reasons steer the knobs);
+* ``flux_cogvideox``: FLUX first frame → verify → revised caption (``qwen_vl``) and next seed → repeat until PASS
+  or ``edit.qa.max_iterations``, then propagate the last first frame once (``lane_detector`` inspects the single
+  generated frame with its road mask).
 """
 
 from __future__ import annotations
@@ -20,18 +20,21 @@ import io
 import json
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
-from lanepipe.edit.generative import GenerativePainter
-from lanepipe.edit.procedural import PaintParams, PaintResult, ProceduralPainter
+from lanepipe.edit.base import Painter, QAOutcome, run_qa
+from lanepipe.edit.config import QAConfig
+from lanepipe.edit.generative.painter import next_prompt
 from lanepipe.engine.items import EditResult, SegmentResult, StageItem
+from lanepipe.engine.stage import cluster_has_gpus
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io import storage
@@ -41,10 +44,11 @@ from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import edit_metrics, original_flows
 from lanepipe.types import Clip, RoadMasks
-from lanepipe.verify.base import FrameJudge, Verifier, VerifierJudge, verdict
+from lanepipe.verify.base import Verifier
 from lanepipe.verify.config import QwenJudgeConfig
-from lanepipe.verify.lane_detector import LaneDetector
-from lanepipe.verify.qwen_vl import QwenJudge, caption_core
+
+__all__ = ["EditStage", "QAOutcome", "judge_config", "lanes_to_json", "load_masks", "next_prompt", "qa_edit",
+           "qa_generative"]
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:
@@ -72,119 +76,24 @@ def lanes_to_json(lanes: list[list[Any]], spec: LaneSpec, fps: float) -> dict[st
     return {"instruction": spec.to_text(), "caption": spec.caption(), "frames": frames}
 
 
-@dataclass
-class QAOutcome:
-    """What the QA loop produced: the last painted result and one record per attempt."""
-
-    result: PaintResult
-    iterations: list[dict[str, Any]]
-    passed: bool
-
-    @property
-    def verdict(self) -> str:
-        return str(self.iterations[-1]["verdict"])
+def qa_edit(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+            max_iterations: int = 10, enabled: bool = True) -> QAOutcome:
+    """Paint → verify → adjust → retry (:func:`lanepipe.edit.base.run_qa`) with the given loop settings."""
+    return run_qa(painter, verifier, clip, masks, spec, QAConfig(max_iterations=max_iterations, enabled=enabled))
 
 
-def qa_edit(painter: ProceduralPainter, verifier: Verifier | FrameJudge, clip: Clip, masks: RoadMasks,
-            spec: LaneSpec, max_iterations: int = 10, enabled: bool = True) -> QAOutcome:
-    """Paint → verify → adjust → retry until the verifier sees what ``spec`` asks, or ``max_iterations``.
-
-    A :class:`~lanepipe.verify.base.Verifier` inspects the whole edited clip; a
-    :class:`~lanepipe.verify.base.FrameJudge` judges frame 0 (original vs edited); its reasons adjust the knobs.
-    """
-    params = PaintParams()
-    iterations: list[dict[str, Any]] = []
-    result: PaintResult | None = None
-    passed = False
-    for attempt in range(max_iterations):
-        result = painter.paint(clip, masks, spec, params)
-        if not enabled:
-            iterations.append({"attempt": attempt, "verdict": "SKIPPED", "reasons": [], "params": params.model_dump()})
-            break
-        record: dict[str, Any] = {"attempt": attempt, "params": params.model_dump()}
-        if isinstance(verifier, FrameJudge):
-            j = verifier.judge(clip.frames[0], result.frames[0], spec, road_mask=masks.masks[0])
-            passed, reasons = j.passed, list(j.reasons)
-            record.update(revised_caption=j.revised_caption, raw=j.raw)
-        else:
-            report = verifier.inspect(result.frames, masks.masks)
-            passed, reasons = verdict(report, spec)
-            record["seen"] = report.to_dict()
-        iterations.append({**record, "verdict": "PASS" if passed else "FAIL", "reasons": reasons})
-        if passed:
-            break
-        params = params.adjusted(reasons, attempt)
-    assert result is not None
-    return QAOutcome(result=result, iterations=iterations, passed=passed)
-
-
-def next_prompt(spec: LaneSpec, revised: str | None, current: str) -> str:
-    """The FLUX prompt after a FAIL: the instruction's canonical caption followed by the revised caption's details.
-
-    The canonical part always comes from ``spec`` (a judge's caption that names other markings does not change
-    the instruction); with no revised caption the prompt stays ``current``.
-    """
-    if not revised or not revised.strip():
-        return current
-    text = revised.strip()
-    core = caption_core(text)
-    if core is not None:
-        at = text.lower().find(core)
-        text = (text[:at] + text[at + len(core):]) if at >= 0 else text
-    detail = " ".join(text.strip(" ,;:.-").split())
-    return f"{spec.caption()}, {detail}" if detail else spec.caption()
-
-
-def qa_generative(painter: GenerativePainter, judge: FrameJudge, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+def qa_generative(painter: Painter, judge: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
                   max_iterations: int = 10, enabled: bool = True, vary_seed: bool = True) -> QAOutcome:
-    """FLUX first frame → judge → revised caption / next seed → repeat until PASS or ``max_iterations``; then
-    propagate the last first frame (the passing one, if any) once, with the prompt that made it.
-
-    Each attempt is recorded: ``attempt``, ``verdict``, ``reasons``, ``prompt``, ``seed``, ``revised_caption``,
-    ``raw`` (the judge's text), ``first_frame_s``, ``judge_s``.
-    """
-    prompt = spec.caption()
-    iterations: list[dict[str, Any]] = []
-    passed = False
-    first = None
-    used_prompt, used_seed = prompt, painter.cfg.seed
-    flux_s = judge_s = 0.0
-    for attempt in range(max_iterations):
-        seed = painter.cfg.seed + (attempt if vary_seed else 0)
-        t0 = time.perf_counter()
-        first = painter.first_frame(clip, masks, prompt, seed=seed)
-        t1 = time.perf_counter()
-        flux_s += t1 - t0
-        used_prompt, used_seed = prompt, seed
-        if not enabled:
-            iterations.append({"attempt": attempt, "verdict": "SKIPPED", "reasons": [], "prompt": prompt,
-                               "seed": seed, "first_frame_s": round(t1 - t0, 3)})
-            break
-        j = judge.judge(clip.frames[0], first, spec, road_mask=masks.masks[0])
-        t2 = time.perf_counter()
-        judge_s += t2 - t1
-        passed = j.passed
-        iterations.append({"attempt": attempt, "verdict": "PASS" if passed else "FAIL", "reasons": list(j.reasons),
-                           "prompt": prompt, "seed": seed, "revised_caption": j.revised_caption, "raw": j.raw,
-                           "first_frame_s": round(t1 - t0, 3), "judge_s": round(t2 - t1, 3)})
-        if passed:
-            break
-        prompt = next_prompt(spec, j.revised_caption, prompt)
-    assert first is not None
-    result = painter.propagate(clip, masks, first, used_prompt, seed=used_seed, spec=spec)
-    timing = result.diagnostics.setdefault("timing_s", {})
-    timing.update(flux=round(flux_s, 3), judge=round(judge_s, 3))
-    result.diagnostics.update(qa_attempts=len(iterations), judge=getattr(judge, "name", type(judge).__name__))
-    return QAOutcome(result=result, iterations=iterations, passed=passed)
+    """FLUX first frame → judge → revised caption / next seed → repeat, then propagate once
+    (:class:`lanepipe.edit.generative.GenerativeJob` driven by :func:`lanepipe.edit.base.run_qa`)."""
+    return run_qa(painter, judge, clip, masks, spec,
+                  QAConfig(max_iterations=max_iterations, enabled=enabled, vary_seed=vary_seed))
 
 
 def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
-    """``verify.qwen_vl``, switched to its tiny-random preset by ``edit.preset=tiny-random`` (fields left at their
-    defaults take the preset's tiny values)."""
-    q = cfg.verify.qwen_vl
-    if cfg.edit.preset != "tiny-random" or q.preset == "tiny-random":
-        return q
-    return QwenJudgeConfig.model_validate({**q.model_dump(exclude_defaults=True), "preset": "tiny-random"})
+    """``verify.qwen_vl`` as it runs: ``edit.preset=tiny-random`` already switched it to its tiny-random preset in
+    the config (:func:`lanepipe.config.tiny_preset_section`), so manifest.json records this judge."""
+    return cfg.verify.qwen_vl
 
 
 class EditStage:
@@ -200,24 +109,21 @@ class EditStage:
         self._ready = False
 
     def resources(self) -> Resources:
-        return self.cfg.edit.resources
+        """The painter's default resources (:mod:`lanepipe.registry`) under ``edit.resources``; a GPU judge
+        beside a CPU painter brings its GPU (both live in the same worker)."""
+        painter = registry.default_resources("painter", self.cfg.edit.backend)
+        judge = registry.default_resources("verifier", self.cfg.verify.backend)
+        merged = painter if painter.num_gpus >= judge.num_gpus else judge
+        res: Resources = merged.under(self.cfg.edit.resources, cluster_has_gpus())
+        return res
 
     def setup(self) -> None:
-        """Build the painter and the verifier (models load here, once per worker)."""
+        """Build the painter and the verifier through the registry (models load here, once per worker)."""
         if self._ready:
             return
-        cfg = self.cfg
-        # the generative painter first: it sets the CUDA allocator before a judge on CUDA starts CUDA
-        self.painter: ProceduralPainter | GenerativePainter = (
-            GenerativePainter(cfg.edit.generative) if cfg.edit.backend == "flux_cogvideox"
-            else ProceduralPainter(cfg.edit.procedural))
-        self.verifier: Verifier | FrameJudge
-        if cfg.verify.backend == "qwen_vl":
-            self.verifier = QwenJudge(judge_config(cfg))
-        elif isinstance(self.painter, GenerativePainter):
-            self.verifier = VerifierJudge(LaneDetector(cfg.verify.lane_detector))
-        else:
-            self.verifier = LaneDetector(cfg.verify.lane_detector)
+        # the painter first: the generative one sets the CUDA allocator before a judge on CUDA starts CUDA
+        self.painter: Painter = registry.create_from("painter", self.cfg.edit)
+        self.verifier: Verifier = registry.create_from("verifier", self.cfg.verify)
         self._ready = True
 
     def _load_clip(self, seg: SegmentResult) -> Clip:
@@ -245,12 +151,7 @@ class EditStage:
         the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
-        if isinstance(self.painter, GenerativePainter):
-            assert isinstance(self.verifier, FrameJudge)
-            outcome = qa_generative(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations,
-                                    qa_cfg.enabled, qa_cfg.vary_seed)
-        else:
-            outcome = qa_edit(self.painter, self.verifier, clip, masks, spec, qa_cfg.max_iterations, qa_cfg.enabled)
+        outcome = run_qa(self.painter, self.verifier, clip, masks, spec, qa_cfg)
         result, iterations = outcome.result, outcome.iterations
         paint_s = time.perf_counter() - t0
         if result.frames.shape == clip.frames.shape:
@@ -265,8 +166,7 @@ class EditStage:
         qa = {"instruction": spec.to_text(), "caption": spec.caption(), "backend": self.cfg.edit.backend,
               "verifier": self.cfg.verify.backend, "max_iterations": qa_cfg.max_iterations, "final_verdict": final,
               "iterations": iterations}
-        if isinstance(self.painter, GenerativePainter):
-            qa["prompt"] = result.diagnostics.get("prompt")
+        qa.update(outcome.qa_fields)
         storage.write_text_atomic(d.qa, json.dumps(qa, indent=2, default=str))
         storage.write_text_atomic(d.lanes, json.dumps(lanes_to_json(result.lanes, spec, clip.fps)))
         row.update(qa_verdict=final, qa_iterations=len(iterations), edit_s=paint_s, edited=d.video,

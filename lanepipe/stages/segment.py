@@ -18,9 +18,11 @@ import fsspec
 import numpy as np
 import numpy.typing as npt
 
+from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
 from lanepipe.engine.items import ClipItem, SegmentResult, StageItem
+from lanepipe.engine.stage import cluster_has_gpus
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -95,7 +97,10 @@ class SegmentStage:
         self._ready = False
 
     def resources(self) -> Resources:
-        return self.cfg.segment.resources
+        """The segmenter's default resources (:mod:`lanepipe.registry`) under ``segment.resources``."""
+        res: Resources = registry.default_resources("segmenter", self.cfg.segment.backend).under(
+            self.cfg.segment.resources, cluster_has_gpus())
+        return res
 
     def setup(self) -> None:
         """Build the segmentation backend (its model loads here, once per worker)."""

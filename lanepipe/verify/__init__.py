@@ -1,4 +1,4 @@
-"""Lane-attribute verifiers (QA of an edit), chosen by name (``verify.backend``).
+"""Lane-attribute verifiers (QA of an edit), chosen by name (``verify.backend``, see :mod:`lanepipe.registry`).
 
 Heavy libraries of model backends are imported when a backend is built, not here.
 """
@@ -8,14 +8,16 @@ from __future__ import annotations
 from lanepipe.verify.base import (
     BoundaryReport,
     FrameJudge,
+    InspectingVerifier,
     Judgement,
+    JudgingVerifier,
+    LaneInspector,
     LaneReport,
+    Verdict,
     Verifier,
     VerifierJudge,
     verdict,
 )
 
-BACKENDS: tuple[str, ...] = ("lane_detector", "qwen_vl")
-
-__all__ = ["BACKENDS", "BoundaryReport", "FrameJudge", "Judgement", "LaneReport", "Verifier", "VerifierJudge",
-           "verdict"]
+__all__ = ["BoundaryReport", "FrameJudge", "InspectingVerifier", "Judgement", "JudgingVerifier", "LaneInspector",
+           "LaneReport", "Verdict", "Verifier", "VerifierJudge", "verdict"]

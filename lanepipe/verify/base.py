@@ -1,13 +1,16 @@
-"""Verifier and judge Protocols, what they report, and the PASS/FAIL verdict against a lane instruction.
+"""The verifier contract, what verifiers report, and the PASS/FAIL verdict against a lane instruction.
 
-A verifier looks at frames (original or edited) and says what the ego lane's two boundaries look like:
-``left`` is the boundary left of the camera centre, ``right`` the one to its right. It knows nothing of the
-instruction; :func:`verdict` compares its report with a :class:`~lanepipe.lanes.instructions.LaneSpec`.
+The QA loop drives every verify backend (``verify.backend``) through one contract, :class:`Verifier`:
+``check(original, edited, road_masks, spec) -> Verdict``. The built-ins get ``check`` from a base class:
 
-A judge (:class:`FrameJudge`) looks at one original and one edited frame and the instruction and returns a
-:class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption): the QA loop of the generative edit backend
-judges each generated first frame before propagating it. The Qwen2.5-VL judge is one
-(:mod:`lanepipe.verify.qwen_vl`); :class:`VerifierJudge` makes any verifier one.
+* a lane inspector (:class:`LaneInspector`, base :class:`InspectingVerifier`; e.g. the lane detector) looks at
+  frames and says what the ego lane's two boundaries look like: ``left`` is the boundary left of the camera
+  centre, ``right`` the one to its right. It knows nothing of the instruction; :func:`verdict` compares its report
+  with a :class:`~lanepipe.lanes.instructions.LaneSpec`;
+* a judge (:class:`FrameJudge`, base :class:`JudgingVerifier`; e.g. the Qwen2.5-VL judge,
+  :mod:`lanepipe.verify.qwen_vl`) looks at one original and one edited frame and the instruction and returns a
+  :class:`Judgement` (PASS/FAIL, reasons, optionally a revised caption). :class:`VerifierJudge` makes any
+  inspector a judge.
 """
 
 from __future__ import annotations
@@ -105,8 +108,12 @@ class LaneReport:
 
 
 @runtime_checkable
-class Verifier(Protocol):
-    """A lane-attribute verifier. Built once per worker; ``inspect`` is called per clip (or edited clip)."""
+class LaneInspector(Protocol):
+    """What a lane-attribute detector does: report the ego lane's boundaries seen in frames (no instruction).
+
+    Built once per worker; ``inspect`` is called per clip (or edited clip). :class:`InspectingVerifier` makes one a
+    :class:`Verifier`.
+    """
 
     name: str
 
@@ -127,6 +134,56 @@ class Verifier(Protocol):
 REMOVAL_MIN_CONFIDENCE = 0.5
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """One attribute of one boundary that differs from the instruction (a typed FAIL reason).
+
+    Attributes:
+        boundary: ``"left"`` or ``"right"``.
+        attribute: ``"count"``, ``"color"`` or ``"pattern"``.
+        want: what the instruction asks (count as int, colour / pattern as text).
+        seen: what the verifier saw.
+        confidence: the verifier's confidence in that boundary, in [0, 1].
+    """
+
+    boundary: BoundaryName
+    attribute: Literal["count", "color", "pattern"]
+    want: int | str | None
+    seen: int | str | None
+    confidence: float
+
+    def reason(self) -> str:
+        """The human-readable reason, e.g. ``left boundary color: expected yellow, seen white (confidence 0.90)``."""
+        conf = f"(confidence {self.confidence:.2f})"
+        if self.attribute == "count":
+            return (f"{self.boundary} boundary count: expected {_count_word(self.want)}, "
+                    f"seen {_count_word(self.seen)} {conf}")
+        return f"{self.boundary} boundary {self.attribute}: expected {self.want}, seen {self.seen} {conf}"
+
+
+def _count_word(v: int | str | None) -> str:
+    return _COUNT_WORD.get(v, str(v)) if isinstance(v, int) else str(v)
+
+
+def mismatches(report: LaneReport, spec: LaneSpec,
+               removal_min_confidence: float = REMOVAL_MIN_CONFIDENCE) -> list[Mismatch]:
+    """What differs between a report and an instruction, attribute by attribute (see :func:`verdict`)."""
+    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
+    out: list[Mismatch] = []
+    for side in sides:
+        b = report.boundary(side)
+        weak_leftover = spec.count == 0 and b.confidence < removal_min_confidence
+        if b.count != spec.count and not weak_leftover:
+            out.append(Mismatch(side, "count", spec.count, b.count, b.confidence))
+        if spec.count == 0 or b.count == 0:
+            continue
+        if b.color != spec.color:
+            out.append(Mismatch(side, "color", spec.color, b.color, b.confidence))
+        if b.pattern != spec.pattern:
+            out.append(Mismatch(side, "pattern", spec.pattern, b.pattern, b.confidence))
+    return out
+
+
 def verdict(report: LaneReport, spec: LaneSpec,
             removal_min_confidence: float = REMOVAL_MIN_CONFIDENCE) -> tuple[bool, list[str]]:
     """Compare a report with an instruction.
@@ -136,25 +193,11 @@ def verdict(report: LaneReport, spec: LaneSpec,
     ``removal_min_confidence`` counts as none. Boundaries the spec does not name are not checked.
 
     Returns:
-        ``(passed, reasons)``: one human-readable reason per mismatching attribute, each naming the boundary
-        and the attribute (``count``, ``color`` or ``pattern``), what was expected and what was seen; empty
-        when ``passed``.
+        ``(passed, reasons)``: one human-readable reason per mismatching attribute (:meth:`Mismatch.reason`), each
+        naming the boundary and the attribute (``count``, ``color`` or ``pattern``), what was expected and what
+        was seen; empty when ``passed``.
     """
-    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
-    reasons: list[str] = []
-    for side in sides:
-        b = report.boundary(side)
-        conf = f"(confidence {b.confidence:.2f})"
-        weak_leftover = spec.count == 0 and b.confidence < removal_min_confidence
-        if b.count != spec.count and not weak_leftover:
-            reasons.append(f"{side} boundary count: expected {_COUNT_WORD.get(spec.count, spec.count)}, "
-                           f"seen {_COUNT_WORD.get(b.count, b.count)} {conf}")
-        if spec.count == 0 or b.count == 0:
-            continue
-        if b.color != spec.color:
-            reasons.append(f"{side} boundary color: expected {spec.color}, seen {b.color} {conf}")
-        if b.pattern != spec.pattern:
-            reasons.append(f"{side} boundary pattern: expected {spec.pattern}, seen {b.pattern} {conf}")
+    reasons = [m.reason() for m in mismatches(report, spec, removal_min_confidence)]
     return (not reasons, reasons)
 
 
@@ -206,12 +249,102 @@ class FrameJudge(Protocol):
         ...
 
 
-class VerifierJudge:
-    """A :class:`Verifier` used as a :class:`FrameJudge`: it inspects the single edited frame (with its road mask)
+# ---------------------------------------------------------------------------------- the verifier contract
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a verifier said about one QA attempt.
+
+    Attributes:
+        passed: the edit shows what the instruction asks.
+        reasons: one per mismatch (empty when ``passed``), e.g. ``left boundary color: expected yellow, ...``.
+        verifier: the verifier's name.
+        report: the boundaries a lane inspector saw (None for a judge).
+        revised_caption: a judge's more specific caption, or None.
+        raw: a judge's text, unchanged; for an inspector its report as JSON.
+        mismatches: the reasons as data, where the verifier knows them (an inspector); empty for a judge.
+    """
+
+    passed: bool
+    reasons: list[str]
+    verifier: str
+    report: LaneReport | None = None
+    revised_caption: str | None = None
+    raw: str = ""
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @classmethod
+    def from_report(cls, report: LaneReport, spec: LaneSpec, verifier: str) -> Verdict:
+        """:func:`verdict` of an inspector's report."""
+        found = mismatches(report, spec)
+        return cls(not found, [m.reason() for m in found], verifier, report=report,
+                   raw=json.dumps(report.to_dict(), default=str), mismatches=found)
+
+    @classmethod
+    def from_judgement(cls, j: Judgement, verifier: str) -> Verdict:
+        return cls(j.passed, list(j.reasons), verifier, revised_caption=j.revised_caption, raw=j.raw)
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """The verify backend contract (``verify.backend``): PASS/FAIL of an edit against its instruction.
+
+    Built once per worker (models load in ``__init__`` or lazily); ``check`` is called once per QA attempt.
+    """
+
+    name: str
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        """Does ``edited`` show what ``spec`` asks?
+
+        Args:
+            original: ``(T, H, W, 3) uint8`` RGB, the first T frames of the clip before the edit.
+            edited: ``(T, H, W, 3) uint8`` RGB, the same frames after the edit (T = 1: a painter's first frame).
+            road_masks: ``(T, H, W) bool``, True = road.
+            spec: the instruction.
+        """
+        ...
+
+
+class InspectingVerifier:
+    """Base of a :class:`LaneInspector` backend: ``check`` inspects all edited frames (with their road masks) and
+    compares the report with the instruction (:meth:`Verdict.from_report`)."""
+
+    name: str
+
+    def inspect(self, frames: npt.NDArray[np.uint8],
+                road_masks: npt.NDArray[np.bool_] | None = None) -> LaneReport:
+        raise NotImplementedError
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        del original
+        return Verdict.from_report(self.inspect(edited, road_masks), spec, self.name)
+
+
+class JudgingVerifier:
+    """Base of a :class:`FrameJudge` backend: ``check`` judges frame 0 (original vs edited, with its road mask)."""
+
+    name: str
+
+    def judge(self, original_first_frame: npt.NDArray[np.uint8], edited_first_frame: npt.NDArray[np.uint8],
+              spec: LaneSpec, road_mask: npt.NDArray[np.bool_] | None = None) -> Judgement:
+        raise NotImplementedError
+
+    def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
+              road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
+        j = self.judge(original[0], edited[0], spec, road_mask=road_masks[0])
+        return Verdict.from_judgement(j, self.name)
+
+
+class VerifierJudge(JudgingVerifier):
+    """A :class:`LaneInspector` used as a :class:`FrameJudge`: it inspects the single edited frame (with its road mask)
     and :func:`verdict` compares the report with the instruction. It has no revised caption; ``raw`` is the
     report as JSON."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: LaneInspector) -> None:
         self.verifier = verifier
         self.name = verifier.name
 

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec, parse_caption
-from lanepipe.verify.base import MALFORMED, Judgement
+from lanepipe.verify.base import MALFORMED, Judgement, JudgingVerifier
 from lanepipe.verify.config import DEFAULT_MODEL, QwenJudgeConfig
 
 #: Qwen2.5-VL special tokens the prompt uses.
@@ -322,7 +322,7 @@ def _looks_like_path(model: str) -> bool:
             or Path(model).expanduser().exists())
 
 
-class QwenJudge:
+class QwenJudge(JudgingVerifier):
     """Qwen2.5-VL judge of one edit (see module doc). Build once per worker; :meth:`judge` per edit.
 
     Raises:

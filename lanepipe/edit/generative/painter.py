@@ -15,7 +15,7 @@ import numpy as np
 
 from lanepipe import torchkit
 from lanepipe.edit import accel
-from lanepipe.edit.config import GenerativeConfig
+from lanepipe.edit.config import GenerativeConfig, QAConfig
 from lanepipe.edit.generative.hooks import LatentBlendHook, PropagationHook, WindowContext, encode_video
 from lanepipe.edit.generative.loading import configure_allocator, from_pretrained, import_diffusers
 from lanepipe.edit.generative.masks import (
@@ -36,6 +36,8 @@ from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
+from lanepipe.verify.base import Verdict
+from lanepipe.verify.qwen_vl import caption_core
 
 Phase = Literal["flux", "video"]
 
@@ -365,6 +367,10 @@ class GenerativePainter:
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
 
     # ------------------------------------------------------------------------------------------ one call
+    def prepare(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, qa: QAConfig | None = None) -> GenerativeJob:
+        """Stepwise painter contract (:class:`lanepipe.edit.base.Painter`): see :class:`GenerativeJob`."""
+        return GenerativeJob(self, clip, masks, spec, vary_seed=True if qa is None else qa.vary_seed)
+
     def paint(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, params: PaintParams | Any | None = None
               ) -> PaintResult:
         """Repaint the road of ``clip`` so that it shows ``spec``: :meth:`first_frame` then :meth:`propagate`.
@@ -395,3 +401,76 @@ class GenerativePainter:
         timing = res.diagnostics["timing_s"]
         timing.update(setup=round(t1 - t0 + timing["setup"], 3), flux=round(t2 - t1, 3))
         return res
+
+
+# ============================================================================================== QA steps
+def next_prompt(spec: LaneSpec, revised: str | None, current: str) -> str:
+    """The FLUX prompt after a FAIL: the instruction's canonical caption followed by the revised caption's details.
+
+    The canonical part always comes from ``spec`` (a judge's caption that names other markings does not change
+    the instruction); with no revised caption the prompt stays ``current``.
+    """
+    if not revised or not revised.strip():
+        return current
+    text = revised.strip()
+    core = caption_core(text)
+    if core is not None:
+        at = text.lower().find(core)
+        text = (text[:at] + text[at + len(core):]) if at >= 0 else text
+    detail = " ".join(text.strip(" ,;:.-").split())
+    return f"{spec.caption()}, {detail}" if detail else spec.caption()
+
+
+class GenerativeJob:
+    """The generative painter's QA steps (:class:`lanepipe.edit.base.PaintJob`): each attempt repaints only the
+    first frame (FLUX, seed + attempt with ``vary_seed``); a FAIL turns the judge's revised caption into the next
+    prompt (:func:`next_prompt`); ``finish`` propagates the last first frame (the passing one, if any) once, with
+    the prompt and seed that made it. Records: ``prompt``, ``seed``, ``revised_caption``, ``raw``,
+    ``first_frame_s``, ``judge_s``; ``qa.json`` gets the final ``prompt``.
+    """
+
+    def __init__(self, painter: GenerativePainter, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+                 vary_seed: bool = True) -> None:
+        self.painter, self.clip, self.masks, self.spec = painter, clip, masks, spec
+        self.vary_seed = vary_seed
+        self.prompt = self.pending = spec.caption()
+        self.seed = painter.cfg.seed
+        self.attempts = 0
+        self.first: U8 | None = None
+        self.first_s = self.flux_s = self.judge_s = 0.0
+        self.result: PaintResult | None = None
+
+    def attempt(self) -> U8:
+        self.prompt = self.pending
+        self.seed = self.painter.cfg.seed + (self.attempts if self.vary_seed else 0)
+        t0 = time.perf_counter()
+        self.first = self.painter.first_frame(self.clip, self.masks, self.prompt, seed=self.seed)
+        self.first_s = time.perf_counter() - t0
+        self.flux_s += self.first_s
+        self.attempts += 1
+        return self.first[None]
+
+    def record(self, verdict: Verdict | None, check_s: float) -> dict[str, Any]:
+        if verdict is None:
+            return {"verdict": "SKIPPED", "reasons": [], "prompt": self.prompt, "seed": self.seed,
+                    "first_frame_s": round(self.first_s, 3)}
+        self.judge_s += check_s
+        return {"verdict": "PASS" if verdict.passed else "FAIL", "reasons": list(verdict.reasons),
+                "prompt": self.prompt, "seed": self.seed, "revised_caption": verdict.revised_caption,
+                "raw": verdict.raw, "first_frame_s": round(self.first_s, 3), "judge_s": round(check_s, 3)}
+
+    def adjust(self, verdict: Verdict) -> None:
+        self.pending = next_prompt(self.spec, verdict.revised_caption, self.prompt)
+
+    def finish(self, verifier: str) -> PaintResult:
+        assert self.first is not None, "finish() before any attempt()"
+        result = self.painter.propagate(self.clip, self.masks, self.first, self.prompt, seed=self.seed,
+                                        spec=self.spec)
+        timing = result.diagnostics.setdefault("timing_s", {})
+        timing.update(flux=round(self.flux_s, 3), judge=round(self.judge_s, 3))
+        result.diagnostics.update(qa_attempts=self.attempts, judge=verifier)
+        self.result = result
+        return result
+
+    def qa_fields(self) -> dict[str, Any]:
+        return {"prompt": None if self.result is None else self.result.diagnostics.get("prompt")}

@@ -6,14 +6,16 @@ import time
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from lanepipe.edit.config import ProceduralConfig
+from lanepipe.edit.config import ProceduralConfig, QAConfig
 from lanepipe.edit.procedural.analysis import ClipAnalyser, ClipAnalysis, map_frames
 from lanepipe.edit.procedural.params import PaintedLine, PaintParams, PaintResult
 from lanepipe.edit.procedural.render import FrameRenderer
 from lanepipe.errors import InputError
 from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
+from lanepipe.verify.base import Verdict
 
 
 class ProceduralPainter:
@@ -33,6 +35,11 @@ class ProceduralPainter:
         self._cache: ClipAnalysis | None = None
 
     # ------------------------------------------------------------------------------------------ public
+    def prepare(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, qa: QAConfig | None = None) -> ProceduralJob:
+        """Stepwise painter contract (:class:`lanepipe.edit.base.Painter`): see :class:`ProceduralJob`."""
+        del qa
+        return ProceduralJob(self, clip, masks, spec)
+
     def paint(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, params: PaintParams | None = None) -> PaintResult:
         """Paint ``spec`` on ``clip`` inside ``masks``.
 
@@ -86,3 +93,43 @@ class ProceduralPainter:
         an = self._analyser.analyse(clip, masks)
         self._cache_refs, self._cache = refs, an
         return an
+
+
+# ============================================================================================== QA steps
+class ProceduralJob:
+    """The procedural painter's QA steps (:class:`lanepipe.edit.base.PaintJob`): each attempt paints the whole clip
+    with the current :class:`PaintParams`; a FAIL adjusts them from the verdict's reasons; ``finish`` returns the
+    last attempt. Records: ``params`` and what the verifier saw (``seen``) or said (``revised_caption``, ``raw``).
+    """
+
+    def __init__(self, painter: ProceduralPainter, clip: Clip, masks: RoadMasks, spec: LaneSpec) -> None:
+        self.painter, self.clip, self.masks, self.spec = painter, clip, masks, spec
+        self.params = PaintParams()
+        self.attempts = 0
+        self.result: PaintResult | None = None
+
+    def attempt(self) -> npt.NDArray[np.uint8]:
+        self.result = self.painter.paint(self.clip, self.masks, self.spec, self.params)
+        self.attempts += 1
+        return self.result.frames
+
+    def record(self, verdict: Verdict | None, check_s: float) -> dict[str, Any]:
+        del check_s
+        params = self.params.model_dump()
+        if verdict is None:
+            return {"verdict": "SKIPPED", "reasons": [], "params": params}
+        seen: dict[str, Any] = ({"seen": verdict.report.to_dict()} if verdict.report is not None
+                                else {"revised_caption": verdict.revised_caption, "raw": verdict.raw})
+        return {"params": params, **seen, "verdict": "PASS" if verdict.passed else "FAIL",
+                "reasons": list(verdict.reasons)}
+
+    def adjust(self, verdict: Verdict) -> None:
+        self.params = self.params.adjusted(list(verdict.reasons), self.attempts - 1)
+
+    def finish(self, verifier: str) -> PaintResult:
+        del verifier
+        assert self.result is not None, "finish() before any attempt()"
+        return self.result
+
+    def qa_fields(self) -> dict[str, Any]:
+        return {}

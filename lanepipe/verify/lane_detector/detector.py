@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from lanepipe.errors import InputError
 from lanepipe.geometry.vanishing import median_point
-from lanepipe.verify.base import BoundaryReport, ColorSeen, LaneReport, PatternSeen
+from lanepipe.verify.base import BoundaryReport, ColorSeen, InspectingVerifier, LaneReport, PatternSeen
 from lanepipe.verify.config import LaneDetectorConfig
 from lanepipe.verify.lane_detector.frame import hood_row, observe_frame
 from lanepipe.verify.lane_detector.observations import FrameObs, LineObs
@@ -99,7 +99,7 @@ def _check_inputs(frames: object, road_masks: object) -> None:
                          f"{road_masks.shape} {road_masks.dtype}")
 
 
-class LaneDetector:
+class LaneDetector(InspectingVerifier):
     """Classical lane-attribute verifier (``verify.backend=lane_detector``); see the module docstring."""
 
     name = "lane_detector"

@@ -1,0 +1,138 @@
+"""Painter contract (``edit.backend``) and the one QA loop that drives every painter with every verifier.
+
+A painter is stepwise (after sam2's ``init_state → add_points → propagate``): :meth:`Painter.prepare` starts a
+:class:`PaintJob` for one clip and one instruction; the QA loop (:func:`run_qa`) then repeats
+
+    ``job.attempt()`` → ``verifier.check(...)`` → ``job.record(verdict)`` → ``job.adjust(verdict)``
+
+until the verifier passes the attempt or ``edit.qa.max_iterations`` is reached, and ``job.finish(verifier_name)``
+returns the final edit. What an attempt paints (the whole clip, or only its first frame, propagated in ``finish``)
+and which knobs a FAIL turns (paint parameters, prompt and seed) is the painter's business; the loop knows neither.
+
+Adding a painter: one class with ``name`` and ``prepare`` (and its job), plus one line in
+:data:`lanepipe.registry.BUILTINS` — or none: ``edit.backend=package.module:ClassName`` (README, "Adding a backend").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from lanepipe.edit.config import QAConfig
+from lanepipe.lanes.instructions import LaneSpec
+from lanepipe.types import Clip, RoadMasks
+from lanepipe.verify.base import Verdict, Verifier
+
+
+@runtime_checkable
+class EditOutput(Protocol):
+    """The final edit of one instruction (e.g. :class:`lanepipe.edit.procedural.PaintResult`).
+
+    Attributes:
+        frames: ``(T, H, W, 3) uint8`` RGB, the edited clip (same shape as the input clip).
+        lanes: per frame, the painted lines (objects with ``id, side, count, color, pattern, points``; points
+            ``(N, 2)`` image pixels), for ``lanes.json``.
+        diagnostics: JSON-ready extras (camera, timing, prompt…), kept in the edit row's ``geometry``.
+    """
+
+    frames: npt.NDArray[np.uint8]
+    lanes: list[list[Any]]
+    diagnostics: dict[str, Any]
+
+
+class PaintJob(Protocol):
+    """One instruction on one clip, painted attempt by attempt. All state of the QA loop lives here."""
+
+    def attempt(self) -> npt.NDArray[np.uint8]:
+        """Paint with the current knobs.
+
+        Returns:
+            ``(T', H, W, 3) uint8``: what the verifier checks, the first T' frames of the clip edited (T' = T:
+            the whole clip; T' = 1: a first frame the painter propagates in :meth:`finish`).
+        """
+        ...
+
+    def record(self, verdict: Verdict | None, check_s: float) -> dict[str, Any]:
+        """The ``qa.json`` record of the last attempt, without its ``attempt`` index.
+
+        Args:
+            verdict: the verifier's verdict; None when QA is off (``edit.qa.enabled=false``: verdict ``SKIPPED``).
+            check_s: seconds the verifier took.
+        """
+        ...
+
+    def adjust(self, verdict: Verdict) -> None:
+        """Turn a FAIL into the next attempt's knobs."""
+        ...
+
+    def finish(self, verifier: str) -> EditOutput:
+        """The final edit, from the last attempt (the passing one, if any); ``verifier`` names the verifier that
+        checked the attempts (for diagnostics)."""
+        ...
+
+    def qa_fields(self) -> dict[str, Any]:
+        """Extra top-level ``qa.json`` fields (e.g. the generative painter's final ``prompt``); may be empty."""
+        ...
+
+
+@runtime_checkable
+class Painter(Protocol):
+    """The edit backend contract (``edit.backend``). Built once per worker; ``prepare`` per (clip, instruction)."""
+
+    name: str
+
+    def prepare(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, qa: QAConfig) -> PaintJob:
+        """Start painting ``spec`` on ``clip``.
+
+        Args:
+            clip: the decoded clip, frames ``(T, H, W, 3) uint8``.
+            masks: its road masks, ``(T, H, W) bool``, True = road (repaint only there).
+            spec: the lane instruction.
+            qa: the QA loop settings (``edit.qa``), e.g. ``vary_seed``.
+        """
+        ...
+
+
+@dataclass
+class QAOutcome:
+    """What the QA loop produced: the final edit, one record per attempt, extra ``qa.json`` fields."""
+
+    result: Any
+    iterations: list[dict[str, Any]]
+    passed: bool
+    qa_fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return str(self.iterations[-1]["verdict"])
+
+
+def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+           qa: QAConfig | None = None) -> QAOutcome:
+    """Paint → verify → adjust → retry until the verifier passes an attempt, or ``qa.max_iterations``.
+
+    The verifier sees the attempt's frames next to the same original frames and road masks
+    (``clip.frames[:T']``, ``masks.masks[:T']``). With ``qa.enabled`` false the first attempt is kept unchecked.
+    """
+    qa = qa or QAConfig()
+    job = painter.prepare(clip, masks, spec, qa)
+    iterations: list[dict[str, Any]] = []
+    passed = False
+    for k in range(qa.max_iterations):
+        edited = job.attempt()
+        if not qa.enabled:
+            iterations.append({"attempt": k, **job.record(None, 0.0)})
+            break
+        n = len(edited)
+        t0 = time.perf_counter()
+        v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
+        iterations.append({"attempt": k, **job.record(v, time.perf_counter() - t0)})
+        passed = v.passed
+        if passed:
+            break
+        job.adjust(v)
+    return QAOutcome(result=job.finish(verifier.name), iterations=iterations, passed=passed, qa_fields=job.qa_fields())
