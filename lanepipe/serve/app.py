@@ -179,7 +179,7 @@ class EditService:
             if sub.upload is not None and stored is not None:
                 source = str(run_dir / INPUT_DIR / stored)
                 await asyncio.to_thread(store_upload, sub.upload, Path(source))
-                shown = Path(sub.upload.filename or stored).name
+                shown = Path(sub.upload.filename or stored).name[:200]  # a client's name, bounded
             else:
                 source = shown = str(url)
             await self._check_clip(source, cfg)

@@ -100,8 +100,8 @@ def check_url(url: str, prefixes: list[str], schemes: list[str]) -> str:
     if scheme not in schemes:
         raise HTTPProblemError(422, "url", f"a local path or a URL with scheme {', '.join(schemes)}",
                                f"scheme {echo(scheme)}")
-    try:
-        norm = normalise_url(url)
+    try:  # "::" would chain fsspec filesystems (zip://…::file:///…): never from a request
+        norm = None if "::" in url else normalise_url(url)
     except (OSError, ValueError, RuntimeError):  # e.g. a symlink loop
         norm = None
     if norm is None or not any(url_under(norm, p) for p in prefixes):

@@ -371,7 +371,8 @@ def test_url_prefix_matching_is_on_normalised_paths() -> None:
     assert check_url("s3://bucket/videos/x/a.mp4", prefixes, schemes) == "s3://bucket/videos/x/a.mp4"
     for bad in ("/data/clips-evil/a.mp4", "/data/clips/../secret.mp4", "/data/clipsa.mp4", "/data",
                 "s3://bucket/videos-evil/a.mp4", "s3://bucket/videos/../other/a.mp4", "s3://other/videos/a.mp4",
-                "gs://bucket/videos/a.mp4", "clips/a.mp4", "/data/clips\x00/a.mp4"):
+                "gs://bucket/videos/a.mp4", "clips/a.mp4", "/data/clips\x00/a.mp4",
+                "s3://bucket/videos/a.mp4::file:///etc/shadow", "/data/clips/a.mp4::/etc/shadow"):
         with pytest.raises(HTTPProblemError) as e:
             check_url(bad, prefixes, schemes)
         assert (e.value.status, e.value.found) == (403, "a url this server does not serve"), bad
