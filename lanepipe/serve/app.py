@@ -65,13 +65,12 @@ from lanepipe.serve.ingress import (
     check_remote,
     check_upload_type,
     check_url,
-    echo,
     read_submission,
     remote_problem,
     store_upload,
 )
 from lanepipe.serve.jobs import INPUT_DIR, Job, JobQueue, resolve_inside, scrub, served_file, utc_now
-from lanepipe.serve.settings import TOKEN_COOKIE, HTTPProblemError, ServeSettings
+from lanepipe.serve.settings import TOKEN_COOKIE, HTTPProblemError, ServeSettings, echo
 
 __all__ = ["EditService", "ServeSettings", "api", "build_app", "start", "stop", "wait_ready"]
 

@@ -18,10 +18,9 @@ from starlette.exceptions import HTTPException
 from lanepipe.errors import InputError
 from lanepipe.io.video import VIDEO_EXTENSIONS
 from lanepipe.lanes.instructions import parse_instruction
-from lanepipe.serve.settings import HTTPProblemError, normalise_url, url_under
+from lanepipe.serve.settings import HTTPProblemError, echo, normalise_url, url_under
 
 MAX_INSTRUCTIONS = 8
-ECHO_MAX = 200  # characters of a request's own input an error answer repeats
 _FORM_MAX_PART = 64 * 1024  # non-file form fields
 _BODY_SLACK = 64 * 1024  # multipart boundaries and small fields on top of the file itself
 _FIELDS = frozenset({"clip", "url", "instructions", "preset", "stages", "predictors"})
@@ -107,13 +106,6 @@ def check_url(url: str, prefixes: list[str], schemes: list[str]) -> str:
     if norm is None or not any(url_under(norm, p) for p in prefixes):
         raise url_refused()
     return norm
-
-
-def echo(value: str, limit: int = ECHO_MAX) -> str:
-    """``repr(value)``, cut to ``limit`` characters (saying so) so an answer never mirrors a huge input."""
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}… (cut: {len(value)} characters in all)"
 
 
 def _limited(receive: Callable[[], Awaitable[MutableMapping[str, Any]]], limit: int,

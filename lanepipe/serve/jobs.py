@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, Response
 from lanepipe.config import RunConfig
 from lanepipe.errors import LanepipeError
 from lanepipe.io.layout import new_run_id
-from lanepipe.serve.settings import HTTPProblemError, ServeSettings
+from lanepipe.serve.settings import HTTPProblemError, ServeSettings, echo
 
 logger = logging.getLogger("ray.serve")
 
@@ -159,14 +159,14 @@ def resolve_inside(run_dir: Path, rel_path: str) -> Path:
     if rel_path.startswith(("/", "\\")) or any(p in ("..", "") for p in parts) or "\x00" in rel_path or (
             ":" in parts[0]):
         raise HTTPProblemError(403, "path", "a relative file path inside the job's run folder",
-                               f"{rel_path!r}, which leaves it")
+                               f"{echo(rel_path)}, which leaves it")
     root = run_dir.resolve()
     target = (root / rel_path).resolve()
     if not target.is_relative_to(root):
         raise HTTPProblemError(403, "path", "a file inside the job's run folder",
-                               f"{rel_path!r}, which resolves outside it")
+                               f"{echo(rel_path)}, which resolves outside it")
     if not target.is_file():
-        raise HTTPProblemError(404, "path", "a file of this job's run", f"no file {rel_path!r}")
+        raise HTTPProblemError(404, "path", "a file of this job's run", f"no file {echo(rel_path)}")
     return target
 
 
@@ -262,7 +262,7 @@ class JobQueue:
 
     def run_dir(self, job_id: str) -> Path:
         if not _ID.match(job_id):
-            raise HTTPProblemError(404, "id", "a job id like 20261125T203000Z-1a2b3c4d-5e6f7a8b", repr(job_id))
+            raise HTTPProblemError(404, "id", "a job id like 20261125T203000Z-1a2b3c4d-5e6f7a8b", echo(job_id))
         return self.root / job_id
 
     def submit(self, job: Job, cfg: RunConfig) -> None:

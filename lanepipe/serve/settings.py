@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TOKEN_COOKIE = "lanepipe_token"
+ECHO_MAX = 200  # characters of a request's own input an error answer repeats
 
 
 class ServeSettings(BaseModel):
@@ -123,3 +124,10 @@ class HTTPProblemError(Exception):
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail, "field": self.field, "expected": self.expected, "found": self.found}
 
+
+
+def echo(value: str, limit: int = ECHO_MAX) -> str:
+    """``repr(value)``, cut to ``limit`` characters (saying so) so an answer never mirrors a huge input."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… (cut: {len(value)} characters in all)"

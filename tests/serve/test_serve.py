@@ -482,6 +482,8 @@ def test_long_instruction_is_refused_and_never_echoed_in_full(server: Server, sa
     assert len(r.content) < 2000 and "cut" in r.json()["found"] and str(len(huge)) in r.json()["found"]
     r = upload(server.open, sample_clip, ["purple " * 25])  # under the cap, unparsable: echoed in full once
     assert r.status_code == 422 and len(r.content) < 2000
+    r = requests.get(server.open + "v1/edits/" + "x" * 5000, timeout=10)  # a huge job id is not mirrored either
+    assert r.status_code == 404 and len(r.content) < 2000 and "cut" in r.json()["found"]
 
 
 def test_answers_hide_server_paths_versions_and_commit(server: Server, done_job: dict[str, Any]) -> None:
