@@ -224,19 +224,21 @@ class EditService:
     async def _check_clip(self, source: str, cfg: RunConfig) -> None:
         """Refuse, before queueing, a clip the run could not use: no video stream (a PNG, audio), frames over
         the pixel limit, fewer than 2 decodable frames. InputErrors pass through; storage faults are 502/504."""
+        remote = storage.is_remote(source)
         bound = self.settings.check_timeout_s()
+        limit = bound if remote else None  # a local file is never waited out (a slow disk is not a 504)
         try:
-            info = await asyncio.wait_for(asyncio.to_thread(probe, source), timeout=bound)
+            info = await asyncio.wait_for(asyncio.to_thread(probe, source), timeout=limit)
             if info.width * info.height > cfg.input.max_pixels:
                 raise InputError(source, f"frames of at most {cfg.input.max_pixels} pixels",
                                  f"{info.width}x{info.height}")
             await asyncio.wait_for(asyncio.to_thread(
                 decode, source, target_fps=None, max_frames=2, min_frames=2, max_pixels=cfg.input.max_pixels),
-                timeout=bound)
+                timeout=limit)
         except (InputError, HTTPProblemError):
             raise
         except Exception as e:  # a remote read that failed after the check
-            if not storage.is_remote(source):
+            if not remote:
                 raise
             logger.warning("reading %s failed: %r", source, e)
             raise remote_problem(e, bound) from None

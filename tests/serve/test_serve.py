@@ -443,6 +443,60 @@ def test_unreachable_s3_url_is_json_502_or_504_in_bounded_time(s3_app: tuple[str
         assert "127.0.0.1" not in r.text  # the storage endpoint's address is the server's business
 
 
+def _storage_fixtures() -> Any:
+    """tests/storage/conftest.py as a module (SeaweedFS, storage_env_for): its fixtures are not visible here."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "storage" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("lanepipe_storage_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    mod = sys.modules.get(spec.name)
+    if mod is None:
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # its dataclasses look their module up
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def test_allowed_s3_url_on_a_real_s3_is_accepted(server: Server, sample_clip: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items 10/11: the bounded check reads a real S3 (SeaweedFS on loopback): an allowed object is queued and
+    edited; a missing one under the prefix is a 422, another bucket the uniform 403."""
+    from ray import serve
+
+    from lanepipe.serve.app import ServeSettings, start
+
+    fx = _storage_fixtures()
+    weed = fx.SeaweedFS(tmp_path / "seaweedfs")
+    try:
+        weed.start()
+        fs = weed.client()
+        fs.mkdir("clips")
+        fs.put_file(str(sample_clip), "clips/ok/sample.mp4")
+        for k, v in fx.storage_env_for(tmp_path, weed.endpoint).items():
+            monkeypatch.setenv(k, v)
+        start(ServeSettings(output=str(server.open_root.parent / "s3ok"), replica_cpus=0,
+                            allow_url_prefixes=["s3://clips/ok"], base_config=BASE_CONFIG),
+              port=server.port, name="s3ok", route_prefix="/s3ok")
+        try:
+            base = f"{server.host}/s3ok/v1/edits"
+            r = requests.post(base, json={"url": "s3://clips/ok/sample.mp4", "instructions": "none",
+                                          "stages": "segment,edit"}, timeout=60)
+            assert r.status_code == 202, r.text
+            job = wait_done(server.host + r.json()["status_url"])
+            assert job["status"] == "done", job["error"]
+            assert job["source"] == "s3://clips/ok/sample.mp4"
+            r = requests.post(base, json={"url": "s3://clips/ok/missing.mp4", "instructions": "none"}, timeout=60)
+            assert r.status_code == 422 and "no object" in r.json()["found"], r.text
+            r = requests.post(base, json={"url": "s3://clips/other.mp4", "instructions": "none"}, timeout=60)
+            assert r.status_code == 403, r.text
+        finally:
+            serve.delete("s3ok")
+    finally:
+        weed.close()
+
+
 def png_bytes() -> bytes:
     import cv2
     import numpy as np
