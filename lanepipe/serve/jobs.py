@@ -59,18 +59,25 @@ class Job:
         return asdict(self)
 
 
-# An absolute path (not the path part of a URL: no ':' or '/' or a word character just before it).
-_ABS_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"`<>()\[\]{},;:/]+/)*([^\s'\"`<>()\[\]{},;:/]*)")
+# An absolute path under a usual top-level folder (not the path part of a URL, an HTML closing tag or a fraction:
+# no word character, ':', '/', '.', '~', '-' or '<' just before it), with at least one name below that folder.
+_TOP = ("tmp", "home", "root", "usr", "opt", "var", "etc", "srv", "mnt", "media", "data", "work", "workspace",
+        "private", "Users", "run", "nix", "lib", "lib64", "bin", "sbin", "snap", "scratch", "proc", "sys", "dev", "app")
+_ABS_PATH = re.compile(r"(?<![\w:/.~<-])/(?:" + "|".join(_TOP) + r")(?:/[^\s'\"`<>()\[\]{},;:/]+)+")
 _SHA = re.compile(r"\b[0-9a-f]{40}\b")
 
 
 def scrub(text: str, run_dir: Path | None = None) -> str:
-    """``text`` without server paths or commits: paths inside ``run_dir`` become relative to it, any other
-    absolute path its last name (``…/name``), and a 40-hex commit ``(hidden)``."""
+    """``text`` without server paths or commits: paths inside ``run_dir`` become relative to it, the run root
+    (its parent) and any other absolute path under a usual top-level folder ``…/<last name>``, and a 40-hex
+    commit ``(hidden)``. HTML and scripts stay intact (closing tags, ``a / b`` and URL paths are not paths)."""
     if run_dir is not None:
-        for root in {str(run_dir), str(run_dir.resolve())}:
+        for root in dict.fromkeys([str(run_dir), str(run_dir.resolve())]):
             text = text.replace(root.rstrip("/") + "/", "").replace(root, ".")
-    text = _ABS_PATH.sub(lambda m: f"…/{m.group(1)}" if m.group(1) else "…/", text)
+        for root in dict.fromkeys([str(run_dir.parent), str(run_dir.resolve().parent)]):
+            if root != "/":
+                text = text.replace(root.rstrip("/") + "/", "…/").replace(root, "…")
+    text = _ABS_PATH.sub(lambda m: "…/" + m.group(0).rsplit("/", 1)[-1], text)
     return _SHA.sub("(hidden)", text)
 
 

@@ -557,6 +557,9 @@ def test_answers_hide_server_paths_versions_and_commit(server: Server, done_job:
         assert not sha or sha not in text, name
     manifest = json.loads(texts["manifest.json"])
     assert "versions" not in manifest and "git_sha" not in manifest
+    on_disk = (server.open_root / done_job["id"] / "report.html").read_text()
+    for tag in ("</div>", "</script>", "</html>", 'src="'):  # scrubbing leaves the page intact
+        assert texts["report.html"].count(tag) == on_disk.count(tag), tag
     assert manifest["run_id"] == done_job["id"]  # the rest of the manifest is still there
     assert requests.get(files + "results.parquet", timeout=10).status_code == 403  # it holds server paths
 
