@@ -386,8 +386,11 @@ def serve_cmd(
     output: Annotated[str, typer.Option("--output", "-o", help="local run root: one run folder per job")] = "runs",
     workers: Annotated[int, typer.Option(help="jobs run at once")] = 1,
     max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload, MiB")] = 200.0,
-    input_root: Annotated[list[str] | None, typer.Option("--input-root", help="local folder a request's `url` may "
-                                                         "point into (repeatable; default: any path)")] = None,
+    allow_url_prefix: Annotated[list[str] | None, typer.Option(
+        "--allow-url-prefix", help="local folder or gs://, s3:// prefix a request's `url` may name (repeatable; "
+        "default: none, uploads only)")] = None,
+    input_root: Annotated[list[str] | None, typer.Option("--input-root", hidden=True,
+                                                         help="deprecated: same as --allow-url-prefix")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -410,7 +413,7 @@ def serve_cmd(
     try:
         settings = ServeSettings(output=output, token=token or None, max_queue=max_queue, workers=workers,
                                  max_upload_bytes=int(max_upload_mb * 2**20), predictors=cfg.evaluate.predictors,
-                                 input_roots=input_root or None,
+                                 allow_url_prefixes=[*(allow_url_prefix or []), *(input_root or [])],
                                  base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"}))
     except ValidationError as e:
         raise ConfigError("serve: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"

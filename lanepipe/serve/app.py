@@ -5,19 +5,26 @@ API (JSON unless said; every ``/v1`` route needs ``Authorization: Bearer <token>
 
 ``POST /v1/edits`` → 202 ``{"id", "status": "queued", "status_url"}``
     ``multipart/form-data`` with a file part ``clip`` (a video), or a field ``url`` (a local path or a
-    ``file``/``gs``/``s3`` URL of one clip) in a form or a JSON object. ``instructions``: one or more lane
-    instructions or ``preset:NAME`` (repeat the form field, or a JSON list). Options: ``stages``
-    (``segment`` … ``all``, default ``all``) and ``predictors`` (among the server's allowed ones).
-    Errors: 401 no/bad token; 413 upload over the size limit; 415 a body or file part of the wrong type;
-    422 a missing/invalid field, an instruction that parses to nothing (the accepted forms are listed) or a
-    clip that does not probe as a video; 503 with ``Retry-After`` when ``max_queue`` jobs are queued or
-    running. Every error body is ``{"detail", "field", "expected", "found"}``.
+    ``file``/``gs``/``s3`` URL of one clip, only under a prefix the operator allowed with
+    ``--allow-url-prefix``; none by default) in a form or a JSON object. ``instructions``: one or more lane
+    instructions (at most ``max_instruction_chars`` characters each) or ``preset:NAME`` (repeat the form
+    field, or a JSON list). Options: ``stages`` (``segment`` … ``all``, default ``all``) and ``predictors``
+    (among the server's allowed ones). The clip is checked before the job is queued: a video stream, at least
+    2 decodable frames, frames within ``input.max_pixels``.
+    Errors: 401 no/bad token; 403 a ``url`` outside the allowed prefixes (one answer, whatever the location
+    is); 413 upload over the size limit; 415 a body or file part of the wrong type; 422 a missing/invalid
+    field, an instruction that parses to nothing (the accepted forms are listed) or a clip that is not a usable
+    video (named by its client file name); 502 the storage endpoint of a remote ``url`` refused or failed,
+    504 it did not answer within the connect/read timeouts; 503 with ``Retry-After`` when ``max_queue`` jobs
+    are queued or running. Every error body is ``{"detail", "field", "expected", "found"}``; echoed input is
+    cut to 200 characters, and no answer names a server path, package version or commit.
 ``GET /v1/edits/{id}`` → ``{"id", "status": queued|running|done|failed, "position", "error", "links",
     "edits", …}``; when the run has finished, ``links`` has ``original``, ``edited``, ``comparison``,
     ``metrics`` and ``report`` (first instruction and predictor) and ``edits`` lists them all with the QA
     verdict and the trajectory-shift metrics.
-``GET /v1/edits/{id}/files/{path}`` → a file of the job's run folder (``Range`` supported); a path that
-    leaves the folder is refused with 403.
+``GET /v1/edits/{id}/files/{path}`` → a file of the job's run folder (``Range`` supported for media); JSON
+    and text files are served without server paths, ``versions`` or ``git_sha``; ``results.parquet`` and a
+    path that leaves the folder are refused with 403.
 ``GET /v1/health`` → ``{"status": "ok", "queued", "running", "max_queue"}`` (no token needed).
 ``GET /`` → the web page (``/?job=<id>`` shows an existing job).
 
@@ -45,22 +52,25 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
 from lanepipe.config import STAGES, RunConfig, load_config
 from lanepipe.errors import InputError, LanepipeError
-from lanepipe.io.video import probe
+from lanepipe.io import storage
+from lanepipe.io.video import decode, probe
 from lanepipe.serve.ingress import (
     Submission,
     check_instructions,
-    check_local_input,
+    check_remote,
     check_upload_type,
+    check_url,
     read_submission,
+    remote_problem,
     store_upload,
 )
-from lanepipe.serve.jobs import INPUT_DIR, Job, JobQueue, resolve_inside, utc_now
-from lanepipe.serve.settings import TOKEN_COOKIE, HTTPProblemError, ServeSettings
+from lanepipe.serve.jobs import INPUT_DIR, Job, JobQueue, resolve_inside, scrub, served_file, utc_now
+from lanepipe.serve.settings import TOKEN_COOKIE, HTTPProblemError, ServeSettings, echo
 
 __all__ = ["EditService", "ServeSettings", "api", "build_app", "start", "stop", "wait_ready"]
 
@@ -131,6 +141,12 @@ class EditService:
         sub = await read_submission(request, self.settings.max_upload_bytes)
         try:
             return await self._accept(request, sub)
+        except HTTPProblemError:
+            raise
+        except Exception:  # a bug: the documented JSON body, the traceback only in the server log
+            logger.exception("POST /v1/edits: internal error")
+            raise HTTPProblemError(500, "server", "a request the server can handle", "an internal error",
+                                   hint="see the server log") from None
         finally:
             if sub.upload is not None:
                 await sub.upload.close()
@@ -140,20 +156,17 @@ class EditService:
         if (sub.upload is None) == (sub.url is None):
             raise HTTPProblemError(422, "clip/url", "exactly one of a file part 'clip' or a field 'url'",
                                    "both" if sub.upload is not None else "neither")
-        instructions = check_instructions(sub.instructions)
+        instructions = check_instructions(sub.instructions, s.max_instruction_chars)
         predictors = sub.predictors or list(s.predictors[:1])
         bad = [p for p in predictors if p not in s.predictors]
         if bad:
-            raise HTTPProblemError(422, "predictors", f"names among {', '.join(s.predictors)}", ", ".join(bad))
-        local: str | None = None
+            raise HTTPProblemError(422, "predictors", f"names among {', '.join(s.predictors)}",
+                                   echo(", ".join(bad)))
+        url: str | None = None
         if sub.url is not None:
-            url = sub.url.strip()
-            scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
-            if scheme not in s.url_schemes:
-                raise HTTPProblemError(422, "url", f"a local path or a URL with scheme {', '.join(s.url_schemes)}",
-                                       f"scheme {scheme!r}")
-            if scheme == "file":
-                local = check_local_input(url, s.input_roots)
+            url = check_url(sub.url, s.url_prefixes(), s.url_schemes)
+            if storage.is_remote(url):
+                await self._check_remote(url)
         stored = check_upload_type(sub.upload) if sub.upload is not None else None
         cfg = self._config(sub.stages, instructions, predictors)
         if not self.jobs.reserve():
@@ -165,23 +178,25 @@ class EditService:
             if sub.upload is not None and stored is not None:
                 source = str(run_dir / INPUT_DIR / stored)
                 await asyncio.to_thread(store_upload, sub.upload, Path(source))
-                shown = sub.upload.filename or stored
+                shown = Path(sub.upload.filename or stored).name[:200]  # a client's name, bounded
             else:
-                source = local or str(sub.url).strip()
-                shown = source
-            info = await asyncio.to_thread(probe, source)
-            pixels = info.width * info.height
-            if pixels > cfg.input.max_pixels:
-                raise HTTPProblemError(422, "clip", f"frames of at most {cfg.input.max_pixels} pixels",
-                                       f"{info.width}x{info.height}")
+                source = shown = str(url)
+            await self._check_clip(source, cfg)
             cfg.input.paths = [source]
             cfg.run_id = job_id
         except InputError as e:
             self.jobs.release()
             shutil.rmtree(run_dir, ignore_errors=True)
             field = "clip" if sub.upload is not None else "url"
-            found = e.found.replace(source, shown)  # the upload's name, not where the server keeps it
-            raise HTTPProblemError(422, field, e.expected, found, hint=e.hint) from None
+
+            def clean(text: str) -> str:  # the upload's name, never where the server keeps it
+                return scrub(text.replace(source, shown), run_dir)
+
+            found = clean(e.found)
+            if found.strip().isdigit():  # a count alone ("found 1"): say of what
+                found = f"{found.strip()} decodable frame{'' if found.strip() == '1' else 's'}"
+            raise HTTPProblemError(422, field, clean(e.expected), f"{echo(shown)}: {found}",
+                                   hint=clean(e.hint) if e.hint else None) from None
         except BaseException:
             self.jobs.release()
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -194,6 +209,39 @@ class EditService:
         status_url = f"{self._base(request)}/v1/edits/{job_id}"
         return JSONResponse({"id": job_id, "status": "queued", "status_url": status_url}, status_code=202,
                             headers={"Location": status_url})
+
+    async def _check_remote(self, url: str) -> None:
+        """Stat a remote clip within the settings' connect/read timeouts and attempts: 502/504 say why not."""
+        s = self.settings
+        bound = s.check_timeout_s()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(check_remote, url, s.url_connect_timeout_s,
+                                                     s.url_read_timeout_s, s.url_attempts), timeout=bound)
+        except Exception as e:  # every storage failure becomes an answer naming its cause
+            logger.warning("url check of %s failed: %r", url, e)
+            raise remote_problem(e, bound) from None
+
+    async def _check_clip(self, source: str, cfg: RunConfig) -> None:
+        """Refuse, before queueing, a clip the run could not use: no video stream (a PNG, audio), frames over
+        the pixel limit, fewer than 2 decodable frames. InputErrors pass through; storage faults are 502/504."""
+        remote = storage.is_remote(source)
+        bound = self.settings.check_timeout_s()
+        limit = bound if remote else None  # a local file is never waited out (a slow disk is not a 504)
+        try:
+            info = await asyncio.wait_for(asyncio.to_thread(probe, source), timeout=limit)
+            if info.width * info.height > cfg.input.max_pixels:
+                raise InputError(source, f"frames of at most {cfg.input.max_pixels} pixels",
+                                 f"{info.width}x{info.height}")
+            await asyncio.wait_for(asyncio.to_thread(
+                decode, source, target_fps=None, max_frames=2, min_frames=2, max_pixels=cfg.input.max_pixels),
+                timeout=limit)
+        except (InputError, HTTPProblemError):
+            raise
+        except Exception as e:  # a remote read that failed after the check
+            if not remote:
+                raise
+            logger.warning("reading %s failed: %r", source, e)
+            raise remote_problem(e, bound) from None
 
     def _config(self, stages: str, instructions: list[str], predictors: list[str]) -> RunConfig:
         data = copy.deepcopy(self.settings.base_config)
@@ -245,18 +293,22 @@ class EditService:
                 "links": links if job.status in ("done", "failed") else {}, "edits": edits}
 
     @api.get("/v1/edits/{job_id}/files/{path:path}")
-    async def files(self, request: Request, job_id: str, path: str) -> FileResponse:
+    async def files(self, request: Request, job_id: str, path: str) -> Response:
         self._auth(request)
         job = self.jobs.get(job_id)
-        target = resolve_inside(self.jobs.run_dir(job.id), path)
-        return FileResponse(target)
+        run_dir = self.jobs.run_dir(job.id)
+        target = resolve_inside(run_dir, path)
+        return served_file(target, run_dir)
 
 
 def build_app(settings: ServeSettings) -> Any:
     """The Serve application (``serve.run(build_app(settings))``), one replica."""
     deployment: Any = EditService  # a serve.Deployment at run time
-    return deployment.options(ray_actor_options={"num_cpus": settings.replica_cpus}).bind(
-        settings.model_dump(mode="json"))
+    options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
+    env = storage.storage_env()
+    if env:  # the replica is a Ray worker: it sees the Ray node's environment, not this process's storage settings
+        options["runtime_env"] = {"env_vars": env}
+    return deployment.options(ray_actor_options=options).bind(settings.model_dump(mode="json"))
 
 
 def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, name: str = "lanepipe",

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from lanepipe.errors import InputError
 from lanepipe.io.video import VIDEO_EXTENSIONS
 from lanepipe.lanes.instructions import parse_instruction
-from lanepipe.serve.settings import HTTPProblemError
+from lanepipe.serve.settings import HTTPProblemError, echo, normalise_url, url_under
 
 MAX_INSTRUCTIONS = 8
 _FORM_MAX_PART = 64 * 1024  # non-file form fields
@@ -53,7 +53,7 @@ def _one_string(v: Any, name: str) -> str | None:
     raise HTTPProblemError(422, name, "a string", f"{type(v).__name__} {json.dumps(v, default=str)[:80]}")
 
 
-def check_instructions(texts: list[str]) -> list[str]:
+def check_instructions(texts: list[str], max_chars: int = 200) -> list[str]:
     """Validate each instruction with :func:`parse_instruction`; 422 names the bad one and the accepted forms."""
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
@@ -63,24 +63,49 @@ def check_instructions(texts: list[str]) -> list[str]:
         raise HTTPProblemError(422, "instructions", f"at most {MAX_INSTRUCTIONS} instructions per job", str(len(texts)))
     seen: dict[str, str] = {}
     for t in texts:
+        if len(t) > max_chars:
+            raise HTTPProblemError(422, "instructions", f"instructions of at most {max_chars} characters",
+                                   f"{len(t)} characters: {echo(t, 60)}")
+    for t in texts:
         try:
             canonical = parse_instruction(t).to_text()
         except InputError as e:
-            raise HTTPProblemError(422, "instructions", e.expected, f"{t!r} ({e.found})") from None
+            raise HTTPProblemError(422, "instructions", e.expected, f"{echo(t)} ({e.found})") from None
         if canonical in seen:  # both would write edit/<clip>/<same slug>/
-            raise HTTPProblemError(422, "instructions", "distinct edits", f"{seen[canonical]!r} and {t!r}, both "
-                                   f"{canonical!r}")
+            raise HTTPProblemError(422, "instructions", "distinct edits",
+                                   f"{echo(seen[canonical])} and {echo(t)}, both {canonical!r}")
         seen[canonical] = t
     return texts
 
 
-def check_local_input(path: str, roots: list[str] | None) -> str:
-    """A local ``url``: absolute, and under one of ``roots`` when the server restricts them."""
-    p = Path(path.removeprefix("file://")).expanduser().resolve()
-    if roots is not None and not any(p.is_relative_to(r) for r in roots):
-        raise HTTPProblemError(422, "url", f"a clip under one of the server's input folders ({', '.join(roots)})",
-                               repr(path))
-    return str(p)
+#: The one answer for a `url` the server does not serve: the same status and body whatever the path is, exists
+#: as, or is allowed to contain, so nobody can probe the server's file system (or buckets) with it.
+URL_REFUSED = (403, "url", "a clip under a URL prefix this server allows (ask its operator), or an upload",
+               "a url this server does not serve")
+
+
+def url_refused() -> HTTPProblemError:
+    return HTTPProblemError(*URL_REFUSED)
+
+
+def check_url(url: str, prefixes: list[str], schemes: list[str]) -> str:
+    """The normalised source of a request's ``url``; :data:`URL_REFUSED` unless it lies under an allowed prefix.
+
+    A scheme the server never reads (``http``) is named; anything else outside ``prefixes`` (a missing path, a
+    folder, ``/etc/shadow``, ``..`` escapes, ``/data-evil`` for ``/data``, a bucket) gets :data:`URL_REFUSED`.
+    """
+    url = url.strip()
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    if scheme not in schemes:
+        raise HTTPProblemError(422, "url", f"a local path or a URL with scheme {', '.join(schemes)}",
+                               f"scheme {echo(scheme)}")
+    try:  # "::" would chain fsspec filesystems (zip://…::file:///…): never from a request
+        norm = None if "::" in url else normalise_url(url)
+    except (OSError, ValueError, RuntimeError):  # e.g. a symlink loop
+        norm = None
+    if norm is None or not any(url_under(norm, p) for p in prefixes):
+        raise url_refused()
+    return norm
 
 
 def _limited(receive: Callable[[], Awaitable[MutableMapping[str, Any]]], limit: int,
@@ -121,7 +146,7 @@ async def read_submission(request: Request, max_bytes: int) -> Submission:
         unknown = sorted(set(data) - (_FIELDS - {"clip"}))
         if unknown:
             raise HTTPProblemError(422, "body", f"JSON fields among {', '.join(sorted(_FIELDS - {'clip'}))}",
-                                   f"unknown {unknown}")
+                                   f"unknown {echo(str(unknown))}")
         presets = [f"preset:{p}" for p in _as_list(data.get("preset"), "preset")]
         return Submission(instructions=_as_list(data.get("instructions"), "instructions") + presets,
                           stages=_one_string(data.get("stages"), "stages") or "all",
@@ -130,7 +155,7 @@ async def read_submission(request: Request, max_bytes: int) -> Submission:
     if mime not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise HTTPProblemError(415, "Content-Type", "multipart/form-data (file part 'clip'), "
                                "application/x-www-form-urlencoded or application/json (field 'url')",
-                               repr(mime or "none"))
+                               echo(mime or "none", 80))
     try:
         form = await limited.form(max_files=1, max_fields=64, max_part_size=_FORM_MAX_PART)
     except HTTPException as e:  # Starlette's multipart errors: malformed body, too many files or fields
@@ -138,7 +163,8 @@ async def read_submission(request: Request, max_bytes: int) -> Submission:
                                str(e.detail)) from None
     unknown = sorted(set(form.keys()) - _FIELDS)
     if unknown:
-        raise HTTPProblemError(422, "body", f"form fields among {', '.join(sorted(_FIELDS))}", f"unknown {unknown}")
+        raise HTTPProblemError(422, "body", f"form fields among {', '.join(sorted(_FIELDS))}",
+                               f"unknown {echo(str(unknown))}")
     clip = form.get("clip")
     if isinstance(clip, UploadFile) and not clip.filename and not clip.size:
         clip = None  # a browser form's empty file input
@@ -159,8 +185,9 @@ def check_upload_type(upload: UploadFile) -> str:
     ext = Path(name).suffix.lower()
     ctype = (upload.content_type or "").lower()
     if ext not in VIDEO_EXTENSIONS and not ctype.startswith("video/"):
+        found = f"{echo(ctype, 80) if ctype else 'no content type'} named {echo(name) if name else '(no name)'}"
         raise HTTPProblemError(415, "clip", f"a video file (video/* or a name ending in {', '.join(VIDEO_EXTENSIONS)})",
-                               f"{ctype or 'no content type'} named {name or '(no name)'!r}")
+                               found)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:64] or "clip"
     return stem + (ext if ext in VIDEO_EXTENSIONS else ".mp4")
 
@@ -175,3 +202,65 @@ def store_upload(upload: UploadFile, dest: Path) -> None:
     tmp.replace(dest)
 
 
+
+
+def _bounded_fs(url: str, connect_s: float, read_s: float, attempts: int) -> tuple[Any, str]:
+    """A fresh filesystem for ``url`` with explicit connect/read timeouts and retry budget (the shared, cached
+    instances retry for many seconds on an unreachable endpoint)."""
+    import fsspec
+
+    scheme = url.split("://", 1)[0].lower()
+    conf = dict(fsspec.config.conf.get(scheme, {}))
+    if scheme == "s3":
+        config = dict(conf.pop("config_kwargs", {}) or {})
+        config.update(connect_timeout=connect_s, read_timeout=read_s,
+                      retries={"max_attempts": attempts, "mode": "standard"})
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, config_kwargs=config,
+                               **{k: v for k, v in conf.items() if k != "skip_instance_cache"})
+        fs.retries = 1  # s3fs's own loop on top of botocore's (instance attribute, not an __init__ argument)
+    elif scheme in ("gs", "gcs"):
+        conf.update(timeout=connect_s + read_s)  # gcsfs: a total per request; the caller bounds the attempts
+        fs = fsspec.filesystem(scheme, skip_instance_cache=True, **conf)
+    else:
+        fs = fsspec.filesystem(scheme, skip_instance_cache=True, **conf)
+    return fs, url.split("://", 1)[1]
+
+
+def _names(exc: BaseException) -> list[str]:
+    """Type names along ``exc``'s cause/context chain."""
+    out: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        out.append(type(cur).__name__)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def remote_problem(exc: BaseException, timeout_s: float) -> HTTPProblemError:
+    """The answer for a failed read of a remote ``url``: 504 when the storage endpoint did not answer in time,
+    502 when it could not be reached or answered with an error, 422 for a missing object."""
+    names = _names(exc)
+    if isinstance(exc, FileNotFoundError):
+        return HTTPProblemError(422, "url", "a readable video object", "no object at that URL")
+    if isinstance(exc, PermissionError):
+        return HTTPProblemError(422, "url", "a readable video object", "access to that object was denied")
+    if isinstance(exc, TimeoutError) or any("Timeout" in n for n in names):
+        return HTTPProblemError(504, "url", f"an answer from the storage endpoint within {timeout_s:.0f} s",
+                                f"no answer in time ({names[0]})", hint="the storage endpoint is slow or down; "
+                                "try again later")
+    if any("Connect" in n or "Connection" in n for n in names):
+        return HTTPProblemError(502, "url", "a reachable storage endpoint",
+                                f"the storage endpoint refused or dropped the connection ({names[0]})",
+                                hint="the storage endpoint is down or unreachable from the server")
+    return HTTPProblemError(502, "url", "an answer from the storage endpoint",
+                            f"an error from the storage endpoint ({names[0]})")
+
+
+def check_remote(url: str, connect_s: float, read_s: float, attempts: int) -> None:
+    """Stat a remote ``url`` with bounded timeouts; raises the exception :func:`remote_problem` maps."""
+    fs, path = _bounded_fs(url, connect_s, read_s, attempts)
+    info = fs.info(path)
+    if info.get("type") == "directory":
+        raise FileNotFoundError(url)

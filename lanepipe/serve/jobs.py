@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fastapi.responses import FileResponse, Response
+
 from lanepipe.config import RunConfig, new_run_id
 from lanepipe.errors import LanepipeError
-from lanepipe.serve.settings import HTTPProblemError, ServeSettings
+from lanepipe.serve.settings import HTTPProblemError, ServeSettings, echo
 
 logger = logging.getLogger("ray.serve")
 
@@ -54,6 +56,28 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# An absolute path under a usual top-level folder (not the path part of a URL, an HTML closing tag or a fraction:
+# no word character, ':', '/', '.', '~', '-' or '<' just before it), with at least one name below that folder.
+_TOP = ("tmp", "home", "root", "usr", "opt", "var", "etc", "srv", "mnt", "media", "data", "work", "workspace",
+        "private", "Users", "run", "nix", "lib", "lib64", "bin", "sbin", "snap", "scratch", "proc", "sys", "dev", "app")
+_ABS_PATH = re.compile(r"(?<![\w:/.~<-])/(?:" + "|".join(_TOP) + r")(?:/[^\s'\"`<>()\[\]{},;:/]+)+")
+_SHA = re.compile(r"\b[0-9a-f]{40}\b")
+
+
+def scrub(text: str, run_dir: Path | None = None) -> str:
+    """``text`` without server paths or commits: paths inside ``run_dir`` become relative to it, the run root
+    (its parent) and any other absolute path under a usual top-level folder ``…/<last name>``, and a 40-hex
+    commit ``(hidden)``. HTML and scripts stay intact (closing tags, ``a / b`` and URL paths are not paths)."""
+    if run_dir is not None:
+        for root in dict.fromkeys([str(run_dir), str(run_dir.resolve())]):
+            text = text.replace(root.rstrip("/") + "/", "").replace(root, ".")
+        for root in dict.fromkeys([str(run_dir.parent), str(run_dir.resolve().parent)]):
+            if root != "/":
+                text = text.replace(root.rstrip("/") + "/", "…/").replace(root, "…")
+    text = _ABS_PATH.sub(lambda m: "…/" + m.group(0).rsplit("/", 1)[-1], text)
+    return _SHA.sub("(hidden)", text)
 
 
 def utc_now() -> str:
@@ -94,7 +118,7 @@ def summarize_rows(rows: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
             out["original"] = out["original"] or rel(root / "videopainter" / "raw_videos" / clip / f"{clip}.0.mp4")
             out["original_poster"] = rel(root / "report_assets" / clip / "original.jpg")  # written by the report
             if r.get("status") != "ok":
-                out["error"] = r.get("error")
+                out["error"] = _scrubbed(r.get("error"), root)
     edits: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         if r.get("stage") != "edit":
@@ -102,7 +126,7 @@ def summarize_rows(rows: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
         edited = rel(r.get("edited"))
         d = Path(str(r["edited"])).parent if r.get("edited") else None
         e = {"clip": r["clip"], "instruction": r.get("instruction"), "status": r.get("status"),
-             "error": r.get("error"), "caption": r.get("caption"), "qa_verdict": r.get("qa_verdict"),
+             "error": _scrubbed(r.get("error"), root), "caption": r.get("caption"), "qa_verdict": r.get("qa_verdict"),
              "qa_iterations": r.get("qa_iterations"), "edited": edited,
              "qa": rel(d / "qa.json") if d else None, "lanes": rel(d / "lanes.json") if d else None,
              "poster": rel(d / "first_frame.png") if d else None, "predictions": []}
@@ -112,7 +136,7 @@ def summarize_rows(rows: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
     for r in rows:
         key = (str(r.get("clip")), str(r.get("instruction")))
         if r.get("stage") == "evaluate" and key in edits:
-            p = {"predictor": r.get("predictor"), "status": r.get("status"), "error": r.get("error"),
+            p = {"predictor": r.get("predictor"), "status": r.get("status"), "error": _scrubbed(r.get("error"), root),
                  "metrics": rel(r.get("evaluation")), "comparison": None, "overlay": None, "bev": None}
             p.update({k: _finite(r.get(k)) for k in _METRIC_KEYS})
             preds[(*key, str(r.get("predictor")))] = p
@@ -123,8 +147,12 @@ def summarize_rows(rows: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
             preds[key3].update(comparison=rel(r.get("comparison")), overlay=rel(r.get("overlay")),
                                bev=rel(r.get("bev")))
             if r.get("status") != "ok":
-                preds[key3].update(status=r.get("status"), error=r.get("error"))
+                preds[key3].update(status=r.get("status"), error=_scrubbed(r.get("error"), root))
     return out
+
+
+def _scrubbed(v: Any, root: Path) -> Any:
+    return scrub(v, root) if isinstance(v, str) else v
 
 
 def resolve_inside(run_dir: Path, rel_path: str) -> Path:
@@ -137,15 +165,50 @@ def resolve_inside(run_dir: Path, rel_path: str) -> Path:
     if rel_path.startswith(("/", "\\")) or any(p in ("..", "") for p in parts) or "\x00" in rel_path or (
             ":" in parts[0]):
         raise HTTPProblemError(403, "path", "a relative file path inside the job's run folder",
-                               f"{rel_path!r}, which leaves it")
+                               f"{echo(rel_path)}, which leaves it")
     root = run_dir.resolve()
     target = (root / rel_path).resolve()
     if not target.is_relative_to(root):
         raise HTTPProblemError(403, "path", "a file inside the job's run folder",
-                               f"{rel_path!r}, which resolves outside it")
+                               f"{echo(rel_path)}, which resolves outside it")
     if not target.is_file():
-        raise HTTPProblemError(404, "path", "a file of this job's run", f"no file {rel_path!r}")
+        raise HTTPProblemError(404, "path", "a file of this job's run", f"no file {echo(rel_path)}")
     return target
+
+
+_TEXT_TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8",
+               ".txt": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8",
+               ".csv": "text/csv; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+               ".yaml": "application/yaml", ".yml": "application/yaml", ".svg": "image/svg+xml"}
+_HIDDEN_KEYS = frozenset({"versions", "git_sha", "git_commit", "hostname", "host", "python"})
+_NOT_SERVED = frozenset({".parquet", ".tmp", ".part"})
+
+
+def _clean_json(v: Any, run_dir: Path) -> Any:
+    if isinstance(v, dict):
+        return {k: _clean_json(x, run_dir) for k, x in v.items() if k not in _HIDDEN_KEYS}
+    if isinstance(v, list):
+        return [_clean_json(x, run_dir) for x in v]
+    return scrub(v, run_dir) if isinstance(v, str) else v
+
+
+def served_file(target: Path, run_dir: Path) -> Response:
+    """The answer for a file of a run folder: media as they are (``Range`` works), text and JSON without server
+    paths, package versions or commits; tables that hold server paths (``results.parquet``) are not served."""
+    suffix = target.suffix.lower()
+    if suffix in _NOT_SERVED or target.name.startswith("."):
+        raise HTTPProblemError(403, "path", "a video, image, JSON or report file of the run",
+                               f"{target.name!r}, which the API does not serve")
+    if suffix == ".json":
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise HTTPProblemError(403, "path", "a readable JSON file", f"{target.name!r}, which is not") from None
+        return Response(json.dumps(_clean_json(data, run_dir), indent=2), media_type="application/json")
+    if suffix in _TEXT_TYPES:
+        text = target.read_text(encoding="utf-8", errors="replace")
+        return Response(scrub(text, run_dir), media_type=_TEXT_TYPES[suffix])
+    return FileResponse(target)
 
 
 class JobQueue:
@@ -205,7 +268,7 @@ class JobQueue:
 
     def run_dir(self, job_id: str) -> Path:
         if not _ID.match(job_id):
-            raise HTTPProblemError(404, "id", "a job id like 20261125T203000Z-1a2b3c4d-5e6f7a8b", repr(job_id))
+            raise HTTPProblemError(404, "id", "a job id like 20261125T203000Z-1a2b3c4d-5e6f7a8b", echo(job_id))
         return self.root / job_id
 
     def submit(self, job: Job, cfg: RunConfig) -> None:
@@ -265,17 +328,17 @@ class JobQueue:
             bad = [r for r in rows if r.get("status") != "ok"]
             if bad:
                 first = bad[0]
-                job.error = f"{first.get('stage')} {first.get('instruction') or ''}: {first.get('error')}".replace(
-                    "  ", " ")
+                job.error = scrub(f"{first.get('stage')} {first.get('instruction') or ''}: {first.get('error')}"
+                                  .replace("  ", " "), self.root / job.id)
             else:
                 status = "done"
             logger.info("job %s: %s in %.1f s", job.id, "done" if status == "done" else "failed",
                         time.monotonic() - t)
         except LanepipeError as e:
-            job.error = str(e)
+            job.error = scrub(str(e), self.root / job.id)
             logger.warning("job %s: failed: %s", job.id, e)
         except Exception as e:  # a bug, not a bad input: keep the traceback in the server log
-            job.error = f"internal error ({type(e).__name__}: {e}); see the server log"
+            job.error = f"internal error ({type(e).__name__}); see the server log"
             logger.exception("job %s: internal error", job.id)
         finally:
             seconds = time.monotonic() - t

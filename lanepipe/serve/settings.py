@@ -3,12 +3,14 @@
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures (Request) at run time.
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TOKEN_COOKIE = "lanepipe_token"
+ECHO_MAX = 200  # characters of a request's own input an error answer repeats
 
 
 class ServeSettings(BaseModel):
@@ -25,9 +27,16 @@ class ServeSettings(BaseModel):
                                         description="run config every job starts from (YAML + --set)")
     predictors: list[str] = Field(default_factory=lambda: ["lane_keep"],
                                   description="predictors a request may name")
-    input_roots: list[str] | None = Field(None, description="local folders a `url` may point into (None = any)")
+    allow_url_prefixes: list[str] = Field(
+        default_factory=list, description="local folders or gs://, s3:// prefixes a request's `url` may name "
+        "(normalised; none = uploads only)")
+    input_roots: list[str] | None = Field(None, description="deprecated: local folders added to allow_url_prefixes")
     url_schemes: list[str] = Field(default_factory=lambda: ["file", "gs", "s3"],
                                    description="URL schemes accepted in `url` besides local paths")
+    url_connect_timeout_s: float = Field(2.0, gt=0, le=60, description="connect timeout of a remote `url` check")
+    url_read_timeout_s: float = Field(3.0, gt=0, le=120, description="read timeout of a remote `url` check")
+    url_attempts: int = Field(2, ge=1, le=5, description="attempts of a remote `url` check (retry budget)")
+    max_instruction_chars: int = Field(200, ge=16, le=10_000, description="longest accepted instruction")
     replica_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved by the replica")
     default_retry_after_s: int = Field(30, ge=1, description="Retry-After before any job has finished")
 
@@ -42,6 +51,60 @@ class ServeSettings(BaseModel):
     @classmethod
     def _roots(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else [str(Path(p).expanduser().resolve()) for p in v]
+
+    @field_validator("allow_url_prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        out = []
+        for raw in v:
+            given = raw.strip()
+            if "://" not in given and given:  # the operator's folder: relative to where the server starts
+                given = str(Path(given).expanduser().absolute())
+            norm = normalise_url(given)
+            if norm is None:
+                raise ValueError(f"allow_url_prefixes: expected an absolute local folder or a gs://, s3:// "
+                                 f"prefix, found {raw!r}")
+            out.append(norm)
+        return out
+
+    def url_prefixes(self) -> list[str]:
+        """Every allowed prefix, normalised (``allow_url_prefixes`` plus the deprecated ``input_roots``)."""
+        return [*self.allow_url_prefixes, *(self.input_roots or [])]
+
+    def check_timeout_s(self) -> float:
+        """Upper bound of a remote `url` check: every attempt's connect + read, plus back-off slack."""
+        return self.url_attempts * (self.url_connect_timeout_s + self.url_read_timeout_s) + 1.0
+
+
+def normalise_url(url: str) -> str | None:
+    """``url`` with ``.``/``..``/duplicate slashes collapsed: an absolute local path (symlinks resolved, no
+    ``file://``) or ``scheme://bucket/key``; None for a relative path or an empty remote location.
+    """
+    if "://" in url and not url.lower().startswith("file://"):
+        scheme, rest = url.split("://", 1)
+        parts: list[str] = []
+        for seg in rest.split("/"):
+            if seg in ("", "."):
+                continue
+            if seg == "..":
+                if not parts:
+                    return None
+                parts.pop()
+            else:
+                parts.append(seg)
+        return f"{scheme.lower()}://{'/'.join(parts)}" if parts else None
+    path = url[len("file://"):] if url.lower().startswith("file://") else url
+    if not path.startswith("/") or "\x00" in path:
+        return None
+    return str(Path(os.path.normpath(path)).resolve())
+
+
+def url_under(url: str, prefix: str) -> bool:
+    """Whether normalised ``url`` lies under normalised ``prefix``, segment by segment (``/data-evil`` is not
+    under ``/data``)."""
+    if url == prefix:
+        return True
+    return url.startswith(prefix.rstrip("/") + "/")
 
 
 class HTTPProblemError(Exception):
@@ -61,3 +124,10 @@ class HTTPProblemError(Exception):
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail, "field": self.field, "expected": self.expected, "found": self.found}
 
+
+
+def echo(value: str, limit: int = ECHO_MAX) -> str:
+    """``repr(value)``, cut to ``limit`` characters (saying so) so an answer never mirrors a huge input."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… (cut: {len(value)} characters in all)"

@@ -1,8 +1,8 @@
 """The Ray Serve app over real HTTP on loopback: upload → poll → download, URL input, auth, limits, queue, paths.
 
-Two apps share one Serve proxy on a free loopback port: ``open`` at ``/`` (no token, 1 MiB uploads) and
-``locked`` at ``/locked`` (a token, a queue of one job). Jobs run the real pipeline on a 16-frame 320x180
-sample clip with one QA attempt.
+Two apps share one Serve proxy on a free loopback port: ``open`` at ``/`` (no token, 1 MiB uploads, `url` allowed
+under the sample clip's folder only) and ``locked`` at ``/locked`` (a token, a queue of one job, uploads only).
+Jobs run the real pipeline on a 16-frame 320x180 sample clip with one QA attempt.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Server:
     locked: str
     open_root: Path  # run roots on disk
     locked_root: Path
+    clip_dir: Path  # the open app's one allowed `url` prefix
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(ray_local, tmp_path_factory: pytest.TempPathFactory, sample_clip: Path) -> Iterator[Server]:
     from ray import serve
 
     from lanepipe.serve.app import ServeSettings, start
@@ -59,11 +60,13 @@ def server(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     port = free_port()
     out = tmp_path_factory.mktemp("serve_runs")
     open_url = start(ServeSettings(output=str(out / "open"), replica_cpus=0, max_upload_bytes=MAX_UPLOAD,
-                                   base_config=BASE_CONFIG), port=port, name="open", route_prefix="/")
+                                   allow_url_prefixes=[str(sample_clip.parent)], base_config=BASE_CONFIG),
+                     port=port, name="open", route_prefix="/")
     locked_url = start(ServeSettings(output=str(out / "locked"), token=TOKEN, max_queue=1, replica_cpus=0,
                                      base_config=BASE_CONFIG), port=port, name="locked", route_prefix="/locked")
     try:
-        yield Server(f"http://127.0.0.1:{port}", port, open_url, locked_url, out / "open", out / "locked")
+        yield Server(f"http://127.0.0.1:{port}", port, open_url, locked_url, out / "open", out / "locked",
+                     sample_clip.parent)
     finally:
         serve.shutdown()
 
@@ -206,7 +209,11 @@ def test_wrong_types_say_field_expected_found(server: Server, tmp_path: Path) ->
     r = requests.post(server.open + "v1/edits", json={"instructions": ["none"]}, timeout=10)
     assert r.status_code == 422 and r.json()["field"] == "clip/url" and r.json()["found"] == "neither"
     r = requests.post(server.open + "v1/edits", json={"url": str(tmp_path / "missing.mp4"), "instructions": "none"},
-                      timeout=10)
+                      timeout=10)  # outside the allowed prefixes: the one refusal, whether the path exists or not
+    assert r.status_code == 403 and r.json()["field"] == "url"
+    assert r.json()["found"] == "a url this server does not serve"
+    allowed_missing = {"url": str(server.clip_dir / "missing.mp4"), "instructions": "none"}
+    r = requests.post(server.open + "v1/edits", json=allowed_missing, timeout=10)
     assert r.status_code == 422 and r.json()["field"] == "url" and "no file" in r.json()["found"]
     r = requests.post(server.open + "v1/edits", json={"url": "http://127.0.0.1:9/x.mp4", "instructions": "none"},
                       timeout=10)
@@ -305,3 +312,287 @@ def test_job_queue_bounds_and_restart_without_http(tmp_path: Path) -> None:
     assert q.get(job.id).status == "done" and q.counts()["running"] == 0
     assert q.reserve() and q.reserve() and not q.reserve()  # both slots free again
     q.shutdown()
+
+
+# ------------------------------------------------------------------------------- hardening (issue 12, items 10-12)
+
+
+def job_dirs(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
+
+def test_url_outside_allowed_prefixes_gets_one_uniform_answer(server: Server, sample_clip: Path,
+                                                              tmp_path: Path) -> None:
+    """Item 10: no probing of the file system through `url`: every location outside the allowed prefixes (missing,
+    a folder, a secret, `..` escapes, a look-alike prefix, a link out, buckets) gets the same status and body."""
+    allowed = server.clip_dir
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "clip.mp4").write_bytes(sample_clip.read_bytes())  # a real video outside the allowed folder
+    evil = allowed.parent / f"{allowed.name}-evil"
+    evil.mkdir(exist_ok=True)
+    (evil / "clip.mp4").write_bytes(sample_clip.read_bytes())
+    link = allowed / "link-out.mp4"
+    if not link.is_symlink():
+        link.symlink_to(outside / "clip.mp4")
+    rel_up = "../" * len(allowed.parts)
+    urls = ["/etc/shadow", "/root", "/etc", str(tmp_path / "missing.mp4"), str(outside / "clip.mp4"),
+            f"{allowed}/../{evil.name}/clip.mp4", f"{allowed}/{rel_up}etc/passwd", str(evil / "clip.mp4"),
+            str(link), f"file://{outside}/clip.mp4", "file:///etc/shadow", "sample.mp4", f"{allowed}/../",
+            "s3://bucket/clip.mp4", "gs://bucket/clip.mp4", "s3://bucket/../etc/clip.mp4"]
+    before = job_dirs(server.open_root)
+    answers = set()
+    for url in urls:
+        r = requests.post(server.open + "v1/edits", json={"url": url, "instructions": "none"}, timeout=30)
+        answers.add((r.status_code, r.content))
+        assert r.status_code == 403, (url, r.status_code, r.text)
+    assert len(answers) == 1, answers  # one status, one body, whatever the path is
+    (status, body), = answers
+    assert json.loads(body) == {"detail": json.loads(body)["detail"], "field": "url",
+                                "expected": json.loads(body)["expected"], "found": "a url this server does not serve"}
+    assert job_dirs(server.open_root) == before
+    # No prefix allowed (the default): uploads only, even for the sample clip itself.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = requests.post(server.locked + "v1/edits", json={"url": str(sample_clip), "instructions": "none"},
+                      headers=auth, timeout=30)
+    assert (r.status_code, r.content) == (status, body)
+
+
+def test_url_prefix_matching_is_on_normalised_paths() -> None:
+    """Item 10 without HTTP: prefixes and urls are compared segment by segment after normalisation."""
+    from lanepipe.serve.ingress import check_url
+    from lanepipe.serve.settings import HTTPProblemError, ServeSettings
+
+    s = ServeSettings(allow_url_prefixes=["/data/clips/", "s3://bucket/videos", "/data/./more/../x"])
+    assert s.allow_url_prefixes == ["/data/clips", "s3://bucket/videos", "/data/x"]
+    prefixes, schemes = s.url_prefixes(), s.url_schemes
+    assert check_url("/data/clips/a.mp4", prefixes, schemes) == "/data/clips/a.mp4"
+    assert check_url("file:///data/clips/./b/../a.mp4", prefixes, schemes) == "/data/clips/a.mp4"
+    assert check_url("s3://bucket/videos/x/a.mp4", prefixes, schemes) == "s3://bucket/videos/x/a.mp4"
+    for bad in ("/data/clips-evil/a.mp4", "/data/clips/../secret.mp4", "/data/clipsa.mp4", "/data",
+                "s3://bucket/videos-evil/a.mp4", "s3://bucket/videos/../other/a.mp4", "s3://other/videos/a.mp4",
+                "gs://bucket/videos/a.mp4", "clips/a.mp4", "/data/clips\x00/a.mp4",
+                "s3://bucket/videos/a.mp4::file:///etc/shadow", "/data/clips/a.mp4::/etc/shadow"):
+        with pytest.raises(HTTPProblemError) as e:
+            check_url(bad, prefixes, schemes)
+        assert (e.value.status, e.value.found) == (403, "a url this server does not serve"), bad
+    with pytest.raises(HTTPProblemError):
+        check_url("/data/clips/a.mp4", ServeSettings().url_prefixes(), schemes)  # default: uploads only
+    assert ServeSettings(allow_url_prefixes=["rel/dir"]).allow_url_prefixes == [str(Path("rel/dir").resolve())]
+    with pytest.raises(ValueError, match="allow_url_prefixes"):
+        ServeSettings(allow_url_prefixes=["s3://"])
+
+
+def test_serve_cli_has_allow_url_prefix() -> None:
+    from typer.testing import CliRunner
+
+    from lanepipe.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200).output
+    assert "--allow-url-prefix" in out
+
+
+@pytest.fixture
+def s3_app(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, int]]:
+    """A third app at ``/s3`` allowed ``s3://bucket``, whose storage endpoint is a loopback port; yields (base URL,
+    a port that refuses connections, a port that accepts and never answers)."""
+    from ray import serve
+
+    from lanepipe.serve.app import ServeSettings, start
+
+    closed = free_port()  # nothing listens there: connections are refused
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel accepts connections; nobody ever reads or answers
+    endpoint = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1/",
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    for k, v in endpoint.items():
+        monkeypatch.setenv(k, v)
+    # a replica reads its storage endpoint from its environment: one app per endpoint
+    apps = []
+    try:
+        for name, port in (("s3refused", closed), ("s3silent", int(silent.getsockname()[1]))):
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+            start(ServeSettings(output=str(server.open_root.parent / name), replica_cpus=0,
+                                allow_url_prefixes=["s3://bucket"], url_connect_timeout_s=1.0,
+                                url_read_timeout_s=1.5, url_attempts=2, base_config=BASE_CONFIG),
+                  port=server.port, name=name, route_prefix=f"/{name}")
+            apps.append(name)
+        yield server.host, closed, int(silent.getsockname()[1])
+    finally:
+        for name in apps:
+            serve.delete(name)
+        silent.close()
+
+
+def test_unreachable_s3_url_is_json_502_or_504_in_bounded_time(s3_app: tuple[str, int, int]) -> None:
+    """Item 11: an s3:// url whose endpoint refuses (502) or never answers (504): the documented JSON body, fast."""
+    host, _, _ = s3_app
+    for name, status, cause in (("s3refused", 502, "refused"), ("s3silent", 504, "no answer")):
+        t = time.monotonic()
+        r = requests.post(f"{host}/{name}/v1/edits", json={"url": "s3://bucket/clip.mp4", "instructions": "none"},
+                          timeout=60)
+        took = time.monotonic() - t
+        assert r.status_code == status, (name, r.status_code, r.text[:300])
+        assert r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert set(body) == {"detail", "field", "expected", "found"} and body["field"] == "url"
+        assert cause in body["found"], body
+        assert took < 9.0, (name, took)  # connect/read timeouts and two attempts, not the client's 11 s default
+        assert "127.0.0.1" not in r.text  # the storage endpoint's address is the server's business
+
+
+def _storage_fixtures() -> Any:
+    """tests/storage/conftest.py as a module (SeaweedFS, storage_env_for): its fixtures are not visible here."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "storage" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("lanepipe_storage_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    mod = sys.modules.get(spec.name)
+    if mod is None:
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # its dataclasses look their module up
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def test_allowed_s3_url_on_a_real_s3_is_accepted(server: Server, sample_clip: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items 10/11: the bounded check reads a real S3 (SeaweedFS on loopback): an allowed object is queued and
+    edited; a missing one under the prefix is a 422, another bucket the uniform 403."""
+    from ray import serve
+
+    from lanepipe.serve.app import ServeSettings, start
+
+    fx = _storage_fixtures()
+    weed = fx.SeaweedFS(tmp_path / "seaweedfs")
+    try:
+        weed.start()
+        fs = weed.client()
+        fs.mkdir("clips")
+        fs.put_file(str(sample_clip), "clips/ok/sample.mp4")
+        for k, v in fx.storage_env_for(tmp_path, weed.endpoint).items():
+            monkeypatch.setenv(k, v)
+        start(ServeSettings(output=str(server.open_root.parent / "s3ok"), replica_cpus=0,
+                            allow_url_prefixes=["s3://clips/ok"], base_config=BASE_CONFIG),
+              port=server.port, name="s3ok", route_prefix="/s3ok")
+        try:
+            base = f"{server.host}/s3ok/v1/edits"
+            r = requests.post(base, json={"url": "s3://clips/ok/sample.mp4", "instructions": "none",
+                                          "stages": "segment,edit"}, timeout=60)
+            assert r.status_code == 202, r.text
+            job = wait_done(server.host + r.json()["status_url"])
+            assert job["status"] == "done", job["error"]
+            assert job["source"] == "s3://clips/ok/sample.mp4"
+            r = requests.post(base, json={"url": "s3://clips/ok/missing.mp4", "instructions": "none"}, timeout=60)
+            assert r.status_code == 422 and "no object" in r.json()["found"], r.text
+            r = requests.post(base, json={"url": "s3://clips/other.mp4", "instructions": "none"}, timeout=60)
+            assert r.status_code == 403, r.text
+        finally:
+            serve.delete("s3ok")
+    finally:
+        weed.close()
+
+
+def png_bytes() -> bytes:
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(".png", np.full((90, 160, 3), 128, np.uint8))
+    assert ok
+    return bytes(buf.tobytes())
+
+
+def test_unusable_uploads_are_422_before_queueing(server: Server, tmp_path: Path) -> None:
+    """Item 12: a one-frame clip or a PNG is refused at once (422 naming the client's file name), never queued."""
+    import numpy as np
+
+    from lanepipe.io.video import encode
+
+    one = tmp_path / "one.mp4"
+    encode(np.full((1, 90, 160, 3), 120, np.uint8), str(one), 8.0)
+    cases = [("my one frame.mp4", one.read_bytes(), "1 decodable frame"), ("still.mp4", png_bytes(), "PNG image"),
+             ("still.png", png_bytes(), "PNG image")]
+    before = job_dirs(server.open_root)
+    for name, data, found in cases:
+        r = requests.post(server.open + "v1/edits", files={"clip": (name, data, "video/mp4")},
+                          data={"instructions": "none"}, timeout=30)
+        assert r.status_code == 422, (name, r.status_code, r.text)
+        body = r.json()
+        assert body["field"] == "clip" and name in body["found"] and found in body["found"], body
+        assert str(server.open_root) not in r.text and "/tmp" not in r.text, r.text
+    assert job_dirs(server.open_root) == before  # nothing queued, nothing left behind
+
+
+def test_long_instruction_is_refused_and_never_echoed_in_full(server: Server, sample_clip: Path) -> None:
+    """Item 12: a huge instruction gets a short 422 (length cap) that says the echo was cut."""
+    huge = "double yellow solid " + "z" * 500_000
+    r = requests.post(server.open + "v1/edits", json={"url": str(sample_clip), "instructions": [huge]}, timeout=30)
+    assert r.status_code == 422 and r.json()["field"] == "instructions", r.text[:300]
+    assert "at most 200 characters" in r.json()["expected"]
+    assert len(r.content) < 2000 and "cut" in r.json()["found"] and str(len(huge)) in r.json()["found"]
+    r = upload(server.open, sample_clip, ["purple " * 25])  # under the cap, unparsable: echoed in full once
+    assert r.status_code == 422 and len(r.content) < 2000
+    r = requests.get(server.open + "v1/edits/" + "x" * 5000, timeout=10)  # a huge job id is not mirrored either
+    assert r.status_code == 404 and len(r.content) < 2000 and "cut" in r.json()["found"]
+
+
+def test_answers_hide_server_paths_versions_and_commit(server: Server, done_job: dict[str, Any]) -> None:
+    """Item 12: job JSON, served files and the page name no server path, package versions or git commit."""
+    import subprocess
+
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    files = f"{server.host}/v1/edits/{done_job['id']}/files/"
+    texts = {"job": requests.get(f"{server.host}/v1/edits/{done_job['id']}", timeout=10).text,
+             "page": requests.get(server.open, timeout=10).text}
+    for rel in ("manifest.json", "serve_job.json", "report.html"):
+        r = requests.get(files + rel, timeout=10)
+        assert r.status_code == 200, (rel, r.text[:200])
+        texts[rel] = r.text
+    for name, text in texts.items():
+        assert str(server.open_root) not in text and str(server.open_root.resolve()) not in text, name
+        assert not sha or sha not in text, name
+    manifest = json.loads(texts["manifest.json"])
+    assert "versions" not in manifest and "git_sha" not in manifest
+    on_disk = (server.open_root / done_job["id"] / "report.html").read_text()
+    for tag in ("</div>", "</script>", "</html>", 'src="'):  # scrubbing leaves the page intact
+        assert texts["report.html"].count(tag) == on_disk.count(tag), tag
+    assert manifest["run_id"] == done_job["id"]  # the rest of the manifest is still there
+    assert requests.get(files + "results.parquet", timeout=10).status_code == 403  # it holds server paths
+
+
+def test_job_errors_name_no_server_paths(tmp_path: Path) -> None:
+    """Item 12 without HTTP: a failed job's error (the pipeline's message, a failed row) is scrubbed of paths."""
+    from lanepipe.config import load_config
+    from lanepipe.errors import InputError
+    from lanepipe.serve.jobs import Job, JobQueue
+    from lanepipe.serve.settings import ServeSettings
+
+    def fail(cfg) -> SimpleNamespace:
+        raise InputError(cfg.input.paths[0], "a video whose frames decode", "a decoding error at frame 7 in "
+                         "/usr/lib/python3/site-packages/av/container.py")
+
+    def bad_row(cfg) -> SimpleNamespace:
+        return SimpleNamespace(rows=[{"stage": "segment", "clip": "c", "status": "failed",
+                                      "error": f"{cfg.input.paths[0]}: broken (see {tmp_path}/elsewhere/log.txt)"}])
+
+    for runner in (fail, bad_row):
+        q = JobQueue(ServeSettings(output=str(tmp_path)), runner=runner)
+        cfg = load_config(None, [], base={"output": str(tmp_path)})
+        job = Job(id=q.new_id(cfg), status="queued", created="now", source="clip.mp4", instructions=["none"],
+                  stages=["segment"], predictors=["lane_keep"], input_name="clip.mp4")
+        cfg.input.paths = [str(tmp_path / job.id / "input" / "clip.mp4")]
+        assert q.reserve()
+        q.submit(job, cfg)
+        record = tmp_path / job.id / "serve_job.json"
+        deadline = time.monotonic() + 10
+        while json.loads(record.read_text())["status"] != "failed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        error = q.get(job.id).error or ""
+        assert "input/clip.mp4" in error, error
+        assert str(tmp_path) not in error and "/usr/lib" not in error, error
+        assert json.loads(record.read_text())["error"] == error  # the record on disk too
+        q.shutdown()
