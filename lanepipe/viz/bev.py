@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -134,7 +134,8 @@ def _dashed(img: U8, px: F64, color: RGB, thickness: int, dash: float, gap: floa
             start = None
 
 
-Marker = str  # "circle" | "square"
+#: Marker shapes; "" draws none (legend entries of plain lines).
+Marker = Literal["circle", "square", ""]
 
 
 def _marker(img: U8, p: F64, shape: Marker, color: RGB, r: int) -> None:
