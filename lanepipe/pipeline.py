@@ -176,10 +176,6 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     store.write_results(rows)
     if "segment" in cfg.stages:
         write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
-    if "render" in cfg.stages and cfg.render.report:
-        from lanepipe.viz.report import write_report
-
-        manifest["report"] = write_report(store.url)
     summary.seconds = time.perf_counter() - t_start
     for name in cfg.stages:
         mine = [r for r in rows if r["stage"] == name]
@@ -190,6 +186,13 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
             seconds=round(summary.seconds, 3), ray_init_s=round(summary.ray_init_s, 3))
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
                           for r in rows if r["stage"] == "segment"] or manifest.get("inputs", [])
+    report = "render" in cfg.stages and cfg.render.report
+    if report:
+        manifest["report"] = store.report_url
     manifest["updated"] = utc_now()
     store.write_manifest(manifest)
+    if report:  # last, from the final manifest
+        from lanepipe.viz.report import write_report
+
+        write_report(store.url)
     return summary

@@ -80,6 +80,18 @@ class LaneSpec:
             return "road with no lane markings"
         return f"road with {'single' if self.count == 1 else 'double'} {self.color} {self.pattern} lane markings"
 
+    def describe(self) -> str:
+        """What the edit does, for people (the report): the :meth:`caption` plus, for an edit of one boundary,
+        which boundary it sets and that the other keeps its markings.
+
+        ``none@right`` → ``road with no lane markings on the right boundary; left boundary unchanged``. The
+        caption itself stays the canonical dataset/prompt text (the dataset filter parses it).
+        """
+        if self.side == "both":
+            return self.caption() if self.is_removal else f"{self.caption()} on both boundaries"
+        other = "right" if self.side == "left" else "left"
+        return f"{self.caption()} on the {self.side} boundary; {other} boundary unchanged"
+
 
 #: Five named presets (``preset:NAME``).
 PRESETS: dict[str, str] = {

@@ -6,8 +6,9 @@ Reads whatever a run has produced (DESIGN.md §2) and never requires a stage to 
 <run>/manifest.json                                 run id, created, per-stage status (optional)
 <run>/results.parquet                               one row per (clip, stage[, instruction][, predictor])
 <run>/segment/<clip>/masks/00000.png                first road mask (255 = road)
-<run>/videopainter/raw_videos/<clip>/<clip>.0.mp4   decoded source clip (its first frame = "original")
-<run>/edit/<clip>/<slug>/{first_frame.png, qa.json, edited.mp4}
+<run>/segment/<clip>/overlay.mp4                    segmentation overlay (played inline)
+<run>/videopainter/raw_videos/<clip>/<clip>.0.mp4   decoded source clip: the "original" player and frame strip
+<run>/edit/<clip>/<slug>/{first_frame.png, qa.json, edited.mp4}   (edited.mp4: player and frame strip)
 <run>/evaluate/<clip>/<slug>/{<predictor>.json, bev.png, overlay.mp4, comparison.mp4,
                               <predictor>.bev.png, <predictor>.overlay.mp4, <predictor>.comparison.mp4}
 ```
@@ -21,8 +22,11 @@ Missing JSON values fall back to the evaluate rows of ``results.parquet`` (``min
 ``shift_ade``, ``shift_max_lateral``…). Un-prefixed ``bev.png``/``overlay.mp4``/``comparison.mp4`` belong
 to the first predictor; others carry the ``<predictor>.`` prefix.
 
-The report is self-contained next to the run: thumbnails are written under ``<run>/report_assets/`` and
-linked with relative URLs, videos are linked where they lie, so the folder can be copied or served as is.
+The report is self-contained next to the run: thumbnails (the first, middle and last frame of the original and
+of each edited clip) are written under ``<run>/report_assets/`` and linked with relative URLs; the original,
+edited, overlay and comparison videos play inline (``<video controls>``) from where they lie in the run folder,
+so the folder can be copied or served as is. File names come from :class:`~lanepipe.io.layout.RunLayout`.
+An edit of one boundary is described as such (:meth:`~lanepipe.lanes.instructions.LaneSpec.describe`).
 Works on any fsspec URL (local folder, ``gs://``, ``s3://``).
 
 The data is gathered by :mod:`lanepipe.viz.report_data`; the page is the Jinja2 template
@@ -37,17 +41,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from lanepipe.errors import InputError
 from lanepipe.io import storage
 from lanepipe.viz.report_data import (
-    REPORT,
     VARIANTS,
     Assets,
     ClipView,
     EvalView,
     as_number,
     collect,
+    report_url,
     table_rows,
 )
 
@@ -104,6 +109,11 @@ def _alnum(v: Any) -> str:
     return "".join(c for c in str(v) if c.isalnum())
 
 
+def _breakable(v: Any) -> markupsafe.Markup:
+    """``v`` escaped, with a line-break opportunity after each ``_`` (long column names wrap)."""
+    return markupsafe.Markup("_<wbr>").join(markupsafe.escape(p) for p in str(v).split("_"))
+
+
 def _metric_names(e: EvalView) -> list[str]:
     return list(dict.fromkeys(k for v in VARIANTS for k in e.metrics.get(v, {})))
 
@@ -114,6 +124,7 @@ def _environment() -> jinja2.Environment:
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["alnum"] = _alnum
     env.filters["metric_names"] = _metric_names
+    env.filters["breakable"] = _breakable
     return env
 
 
@@ -154,6 +165,6 @@ def write_report(run_url: str) -> str:
     if not clips and not manifest:
         raise InputError(run_url, "a run folder (manifest.json, results.parquet or stage folders)",
                          "none of them", "check the run id and --root")
-    url = storage.join(run_url, REPORT)
+    url = report_url(run_url)
     storage.write_text_atomic(url, render_html(run_url, clips, manifest))
     return url

@@ -1,8 +1,13 @@
 """What a run folder holds, gathered for the report: typed views per clip, instruction and predictor
 (:class:`ClipView`, :class:`ItemView`, :class:`EvalView`), thumbnails written under ``<run>/report_assets/``, and
-the flat summary rows. The layout read is described in :mod:`lanepipe.viz.report`; nothing here writes HTML.
+the flat summary rows. The file names come from :class:`~lanepipe.io.layout.RunLayout` (the layout read is
+described in :mod:`lanepipe.viz.report`); nothing here writes HTML.
+
+Each clip gets a strip of three thumbnails (its first, middle and last frame: frame 0 alone hides mid-clip
+defects), for the original clip and for each edit; videos are linked by paths relative to the run folder.
 """
 
+from __future__ import annotations
 
 import io
 import json
@@ -18,6 +23,9 @@ import pandas as pd
 
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
+from lanepipe.io.layout import RunLayout
+from lanepipe.io.video import decode, probe
+from lanepipe.lanes.instructions import parse_instruction
 
 U8 = npt.NDArray[np.uint8]
 
@@ -32,6 +40,17 @@ _SUFFIXES = {"original": ("_original", "_orig"), "edited": ("_edited", "_edit")}
 
 
 # ----------------------------------------------------------------------------------------------- model
+@dataclass
+class Thumb:
+    """One thumbnail of a frame strip: ``src`` (URL relative to the report), the frame's index in its video
+    and its time (seconds from the first frame), ``position`` (``start``/``middle``/``end``)."""
+
+    src: str
+    frame: int
+    time_s: float | None
+    position: str
+
+
 @dataclass
 class EvalView:
     """One predictor's result for one (clip, instruction)."""
@@ -51,13 +70,14 @@ class ItemView:
 
     slug: str
     instruction: str | None = None
-    caption: str | None = None
+    caption: str | None = None  # the canonical caption (the painter's prompt)
+    description: str | None = None  # what the edit does, in words (LaneSpec.describe)
     edit_status: str | None = None
     error: str | None = None
     qa_verdict: str | None = None
     qa_iterations: int | None = None
     qa_reasons: list[str] = field(default_factory=list)
-    edited_frame: str | None = None
+    edited_frames: list[Thumb] = field(default_factory=list)
     videos: dict[str, str] = field(default_factory=dict)  # name -> relative URL
     evals: list[EvalView] = field(default_factory=list)
 
@@ -74,7 +94,7 @@ class ClipView:
     fps: float | None = None
     size: str | None = None
     road_fraction: float | None = None
-    original_frame: str | None = None
+    frames: list[Thumb] = field(default_factory=list)  # the original clip: start, middle, end
     mask: str | None = None
     videos: dict[str, str] = field(default_factory=dict)
     items: list[ItemView] = field(default_factory=list)
@@ -97,10 +117,8 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _read_rows(run_url: str) -> list[dict[str, Any]]:
-    url = storage.join(run_url, "results.parquet")
-    if not storage.exists(url):
-        return []
+def _read_rows(url: str) -> list[dict[str, Any]]:
+    """The rows of ``results.parquet`` at ``url``."""
     df = pd.read_parquet(io.BytesIO(storage.read_bytes(url)))
     return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
 
@@ -128,10 +146,17 @@ def _relative_files(run_url: str) -> list[str]:
 
 def _slug(instruction: str) -> str | None:
     try:
-        from lanepipe.lanes.instructions import parse_instruction
-
         return str(parse_instruction(instruction).slug)
-    except (LanepipeError, ValueError, ImportError):
+    except (LanepipeError, ValueError):
+        return None
+
+
+def _description(instruction: str | None) -> str | None:
+    """What the instruction does, in words (a one-boundary edit says which boundary, and that the other keeps
+    its markings); None if it does not parse."""
+    try:
+        return parse_instruction(str(instruction)).describe() if instruction else None
+    except (LanepipeError, ValueError):
         return None
 
 
@@ -198,14 +223,35 @@ def _decode_image(url: str) -> U8 | None:
     return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
-def _first_video_frame(url: str) -> U8 | None:
-    from lanepipe.io.video import decode
-
+def strip_frames(url: str) -> list[tuple[int, float | None, U8]]:
+    """The first, middle and last frame of the video at ``url`` as ``(index, seconds, RGB frame)``; fewer for
+    a shorter video, ``[]`` if it does not decode. One streaming pass: only the three frames are kept."""
     try:
-        clip = decode(url, target_fps=None, max_frames=1, min_frames=1)
+        info = probe(url)
+        n = info.num_frames or (round(info.duration * info.fps) if info.duration and info.fps else None)
+        if n is None:  # unknown length: the first frame only
+            clip = decode(url, target_fps=None, max_frames=1, min_frames=1)
+        else:
+            # frames are kept at 0, (n-1)/2 and n-1 source frame periods
+            target = 2.0 * info.fps / (n - 1) if n > 3 else None
+            clip = decode(url, target_fps=target, max_frames=3, min_frames=1)
     except (LanepipeError, OSError, ValueError):
-        return None
-    return np.asarray(clip.frames[0], dtype=np.uint8)
+        return []
+    return [(int(i), float(t), np.asarray(f, dtype=np.uint8))
+            for i, t, f in zip(clip.source_indices, clip.timestamps, clip.frames, strict=True)]
+
+
+_POSITIONS = ("start", "middle", "end")
+
+
+def _strip(assets: Assets, frames: list[tuple[int, float | None, U8]], *parts: str) -> list[Thumb]:
+    out: list[Thumb] = []
+    positions = _POSITIONS if len(frames) == 3 else ("start", "end") if len(frames) == 2 else ("start",)
+    for (index, t, img), pos in zip(frames, positions, strict=False):
+        src = assets.put(img, *parts[:-1], f"{parts[-1]}-{index:05d}")
+        if src:
+            out.append(Thumb(src=src, frame=index, time_s=t, position=pos))
+    return out
 
 
 def _thumb(img: U8, width: int = THUMB_WIDTH) -> U8:
@@ -245,14 +291,44 @@ def _tinted(frame: U8 | None, mask: U8) -> U8:
 
 
 # ----------------------------------------------------------------------------------------------- collect
+class RunFiles:
+    """The run's file names (:class:`RunLayout`) as paths relative to the run folder, and which of them exist."""
+
+    def __init__(self, run_url: str, files: Iterable[str]) -> None:
+        root, _, run_id = run_url.rstrip("/").rpartition("/")
+        self.run_url = run_url
+        self.layout = RunLayout(root or ".", run_id or "run")
+        self.files = set(files)
+
+    def rel(self, url: str) -> str:
+        """``url`` (a :class:`RunLayout` name) relative to the run folder."""
+        prefix = self.layout.url + "/"
+        if not url.startswith(prefix):
+            raise ValueError(f"{url} is not under {prefix}")
+        return url[len(prefix):]
+
+    def has(self, url: str) -> bool:
+        return self.rel(url) in self.files
+
+    def url(self, layout_url: str) -> str:
+        """The real URL of a :class:`RunLayout` name (under ``run_url``)."""
+        return storage.join(self.run_url, self.rel(layout_url))
+
+
+def report_url(run_url: str) -> str:
+    """Where the report of the run at ``run_url`` goes (:attr:`RunLayout.report_url`)."""
+    run = RunFiles(run_url, ())
+    return run.url(run.layout.report_url)
+
+
 def collect(run_url: str, assets: Assets | None) -> tuple[list[ClipView], dict[str, Any]]:
     """Everything the run holds, per clip and instruction. ``assets=None`` reads metadata only."""
-    rows = _read_rows(run_url)
     files = _relative_files(run_url)
-    fileset = set(files)
+    run = RunFiles(run_url, files)
+    rows = _read_rows(run.url(run.layout.results_url)) if run.has(run.layout.results_url) else []
     manifest: dict[str, Any] = {}
-    if "manifest.json" in fileset:
-        manifest = _read_json(storage.join(run_url, "manifest.json"))[0] or {}
+    if run.has(run.layout.manifest_url):
+        manifest = _read_json(run.url(run.layout.manifest_url))[0] or {}
 
     clips: dict[str, ClipView] = {}
     slugs: dict[str, dict[str, ItemView]] = {}
@@ -270,11 +346,13 @@ def collect(run_url: str, assets: Assets | None) -> tuple[list[ClipView], dict[s
         return slugs[clip][slug]
 
     # 1. files on disk
+    stage_dirs = {run.rel(run.layout.stage_dir(s)): s for s in ("segment", "edit", "evaluate")}
     for rel in files:
         parts = rel.split("/")
-        if parts[0] in ("segment", "edit", "evaluate") and len(parts) >= 3:
+        stage = stage_dirs.get(parts[0])
+        if stage and len(parts) >= 3:
             clip_view(parts[1])
-            if parts[0] in ("edit", "evaluate") and len(parts) >= 4:
+            if stage in ("edit", "evaluate") and len(parts) >= 4:
                 item_view(parts[1], parts[2])
     # 2. results rows (status, errors, verdicts)
     eval_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -316,41 +394,41 @@ def collect(run_url: str, assets: Assets | None) -> tuple[list[ClipView], dict[s
 
     # 3. per-clip and per-item files
     for name, cv in clips.items():
-        seg = f"segment/{name}"
-        original: U8 | None = None
-        raw = f"videopainter/raw_videos/{name}/{name}.0.mp4"
+        seg = run.layout.segment_paths(name)
+        original: list[tuple[int, float | None, U8]] = []
+        if run.has(seg.vp_video):
+            cv.videos["original"] = run.rel(seg.vp_video)
+        if run.has(seg.overlay):
+            cv.videos["segmentation overlay"] = run.rel(seg.overlay)
         if assets is not None:
-            if raw in fileset:
-                original = _first_video_frame(storage.join(run_url, raw))
+            if run.has(seg.vp_video):
+                original = strip_frames(run.url(seg.vp_video))
             elif cv.source and not storage.is_remote(str(cv.source)) and storage.exists(str(cv.source)):
-                original = _first_video_frame(str(cv.source))
-            if original is not None:
-                cv.original_frame = assets.put(original, name, "original")
-            mask_rel = f"{seg}/masks/00000.png"
-            if mask_rel in fileset:
-                mask = _decode_image(storage.join(run_url, mask_rel))
+                original = strip_frames(str(cv.source))
+            cv.frames = _strip(assets, original, name, "original")
+            if run.has(seg.mask_png(0)):
+                mask = _decode_image(run.url(seg.mask_png(0)))
                 if mask is not None:
-                    cv.mask = assets.put(_tinted(original, mask), name, "mask")
-        if f"{seg}/overlay.mp4" in fileset:
-            cv.videos["segmentation overlay"] = f"{seg}/overlay.mp4"
-        if cv.segment_status is None and f"{seg}/meta.json" in fileset:
-            meta, _ = _read_json(storage.join(run_url, f"{seg}/meta.json"))
+                    first = original[0][2] if original and original[0][0] == 0 else None
+                    cv.mask = assets.put(_tinted(first, mask), name, "mask")
+        if cv.segment_status is None and run.has(seg.meta):
+            meta, _ = _read_json(run.url(seg.meta))
             if meta:
                 cv.segment_status = meta.get("status")
                 n = as_number(meta.get("num_frames"))
                 cv.num_frames, cv.fps = (int(n) if n else None), as_number(meta.get("fps"))
                 cv.road_fraction = as_number(meta.get("road_fraction"))
         for slug, it in sorted(slugs[name].items()):
-            _fill_item(run_url, name, slug, it, fileset, eval_rows, assets)
+            _fill_item(run, name, slug, it, eval_rows, assets)
             cv.items.append(it)
     return [clips[k] for k in sorted(clips)], manifest
 
 
-def _fill_item(run_url: str, clip: str, slug: str, it: ItemView, fileset: set[str],
+def _fill_item(run: RunFiles, clip: str, slug: str, it: ItemView,
                eval_rows: dict[tuple[str, str, str], dict[str, Any]], assets: Assets | None) -> None:
-    ed, ev = f"edit/{clip}/{slug}", f"evaluate/{clip}/{slug}"
-    if f"{ed}/qa.json" in fileset:
-        qa, err = _read_json(storage.join(run_url, f"{ed}/qa.json"))
+    ed = run.layout.edit_paths(clip, slug)
+    if run.has(ed.qa):
+        qa, err = _read_json(run.url(ed.qa))
         if qa is not None:
             it.instruction = it.instruction or qa.get("instruction")
             it.caption = it.caption or qa.get("caption")
@@ -362,23 +440,34 @@ def _fill_item(run_url: str, clip: str, slug: str, it: ItemView, fileset: set[st
                 it.qa_reasons = [str(x) for x in (last.get("reasons") or [])]
         else:
             it.error = it.error or err
-    if it.edit_status is None and f"{ed}/meta.json" in fileset:
+    it.description = _description(it.instruction)
+    if it.edit_status is None and run.has(ed.meta):
         it.edit_status = "ok"
-    if assets is not None and f"{ed}/first_frame.png" in fileset:
-        img = _decode_image(storage.join(run_url, f"{ed}/first_frame.png"))
-        if img is not None:
-            it.edited_frame = assets.put(img, clip, slug, "edited")
-    for name, rel in (("edited", f"{ed}/edited.mp4"), ("overlay", f"{ev}/overlay.mp4"),
-                      ("comparison", f"{ev}/comparison.mp4")):
-        if rel in fileset:
-            it.videos[name] = rel
-    stems = {rel.rsplit("/", 1)[1][: -len(".json")] for rel in fileset
-             if rel.startswith(ev + "/") and rel.endswith(".json") and rel.count("/") == 3}
+    if assets is not None:
+        frames = strip_frames(run.url(ed.video)) if run.has(ed.video) else []
+        if not frames and run.has(ed.first_frame):
+            img = _decode_image(run.url(ed.first_frame))
+            frames = [] if img is None else [(0, 0.0, img)]
+        it.edited_frames = _strip(assets, frames, clip, slug, "edited")
+    # un-prefixed render files: the run's first predictor's (RunLayout.evaluate_paths(primary=True))
+    primary = run.layout.evaluate_paths(clip, slug, "")
+    for name, url in (("edited", ed.video), ("overlay", primary.overlay), ("comparison", primary.comparison)):
+        if run.has(url):
+            it.videos[name] = run.rel(url)
+    ev_dir = run.rel(primary.dir)
+    stems = {rel.rsplit("/", 1)[1][: -len(".json")] for rel in run.files
+             if rel.startswith(ev_dir + "/") and rel.endswith(".json") and rel.count("/") == ev_dir.count("/") + 1}
     predictors = sorted({st for st in stems if "." not in st} - _NOT_PREDICTORS
                         | {p for (c, s, p) in eval_rows if (c, s) == (clip, slug)})
-    unprefixed_bev = [p for p in predictors
-                      if f"{ev}/{p}.bev.png" not in fileset and f"{ev}/{p}_bev.png" not in fileset]
+
+    def bev_candidates(pred: str) -> list[str]:
+        """The predictor's own BEV plot: ``<predictor>.bev.png`` (and the older ``<predictor>_bev.png``)."""
+        own = run.layout.evaluate_paths(clip, slug, pred, primary=False).bev
+        return [own, storage.join(primary.dir, f"{pred}_bev.png")]
+
+    unprefixed_bev = [p for p in predictors if not any(run.has(u) for u in bev_candidates(p))]
     for pred in predictors:
+        paths = run.layout.evaluate_paths(clip, slug, pred, primary=False)
         e = EvalView(predictor=pred)
         row = eval_rows.get((clip, slug, pred)) or {}
         if row.get("status") not in (None, "ok"):
@@ -386,8 +475,8 @@ def _fill_item(run_url: str, clip: str, slug: str, it: ItemView, fileset: set[st
         if row.get("render_error"):
             e.error = "\n".join(x for x in (e.error, f"render: {row['render_error']}") if x)
         data: dict[str, Any] = {}
-        if f"{ev}/{pred}.json" in fileset:
-            loaded, err = _read_json(storage.join(run_url, f"{ev}/{pred}.json"))
+        if run.has(paths.evaluation):
+            loaded, err = _read_json(run.url(paths.evaluation))
             if loaded is None:
                 e.error = "\n".join(x for x in (e.error, err) if x)
             data = loaded or {}
@@ -398,19 +487,19 @@ def _fill_item(run_url: str, clip: str, slug: str, it: ItemView, fileset: set[st
         if not e.shift:
             e.shift = _float_dict({"ade": row.get("shift_ade"), "max_lateral_offset": row.get("shift_max_lateral")})
         e.reasoning = _reasoning_text(data.get("reasoning"))
-        bevs = [f"{ev}/{pred}.bev.png", f"{ev}/{pred}_bev.png"]
+        bevs = bev_candidates(pred)
         if unprefixed_bev == [pred]:
-            bevs.append(f"{ev}/bev.png")
+            bevs.append(primary.bev)
         if assets is not None:
-            for bev_rel in bevs:
-                if bev_rel in fileset:
-                    img = _decode_image(storage.join(run_url, bev_rel))
+            for bev_url in bevs:
+                if run.has(bev_url):
+                    img = _decode_image(run.url(bev_url))
                     if img is not None:
                         e.bev = assets.put(img, clip, slug, f"{pred}_bev", png=True)
                     break
-        for name in ("overlay", "comparison"):
-            if f"{ev}/{pred}.{name}.mp4" in fileset:
-                e.videos[name] = f"{ev}/{pred}.{name}.mp4"
+        for name, url in (("overlay", paths.overlay), ("comparison", paths.comparison)):
+            if run.has(url):
+                e.videos[name] = run.rel(url)
         it.evals.append(e)
 
 

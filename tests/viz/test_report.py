@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from lanepipe.errors import InputError
 from lanepipe.io.video import encode
-from lanepipe.lanes.instructions import parse_instruction
+from lanepipe.lanes.instructions import parse_caption, parse_instruction
 from lanepipe.viz.bev import bev_inset
 from lanepipe.viz.report import format_table, summary_table, write_report
 
@@ -153,7 +155,7 @@ def test_report_links_resolve_and_content(full_run: Path) -> None:
     report = Path(url)
     assert report == full_run / "report.html"
     page = _parse(report)
-    assert len(page.srcs) >= 8  # original, mask, 2 edited frames, 4 BEV plots
+    assert len(page.srcs) >= 8  # original strip, mask, 2 edited frames, 4 BEV plots
     for src in page.srcs + page.hrefs:
         assert not src.startswith(("/", "data:", "file:")), src  # relative links only
         assert (full_run / src).is_file(), f"{src} does not resolve"
@@ -166,7 +168,11 @@ def test_report_links_resolve_and_content(full_run: Path) -> None:
     thumb = cv2.imread(str(full_run / "report_assets" / "clipA" / "mask.jpg"))
     assert thumb is not None and thumb.shape[:2] == (120, 200)
     assets = full_run / "report_assets" / "clipA" / "double-yellow-solid"
-    assert sorted(p.name for p in assets.iterdir()) == ["edited.jpg", "lane_keeping_bev.png", "other_bev.png"]
+    # edited.mp4 here is not a video: its strip falls back to first_frame.png
+    assert sorted(p.name for p in assets.iterdir()) == ["edited-00000.jpg", "lane_keeping_bev.png", "other_bev.png"]
+    # the 3-frame original clip: start, middle and end
+    assert sorted(p.name for p in (full_run / "report_assets" / "clipA").glob("original-*")) == [
+        "original-00000.jpg", "original-00001.jpg", "original-00002.jpg"]
     assert "lane_keeping.meta" not in text and "lane_keeping.render" not in text
 
 
@@ -239,7 +245,7 @@ def test_report_on_an_fsspec_url(full_run: Path) -> None:
         url = write_report("memory://runs/r1")
         assert url == "memory://runs/r1/report.html"
         text = fs.cat_file("/runs/r1/report.html").decode()
-        assert "1.234" in text and fs.exists("/runs/r1/report_assets/clipA/original.jpg")
+        assert "1.234" in text and fs.exists("/runs/r1/report_assets/clipA/original-00001.jpg")
         assert len(summary_table("memory://runs/r1")) == 6
     finally:
         fs.rm("/runs/r1", recursive=True)
@@ -250,3 +256,50 @@ def test_missing_run_is_an_input_error(tmp_path: Path) -> None:
         write_report(str(tmp_path / "nope"))
     with pytest.raises(InputError, match="run folder"):
         summary_table(str(tmp_path))
+
+
+def test_report_fits_1400px_in_chromium(full_run: Path, serve: Callable[[Path], str],
+                                        measure_report: Callable[[Path, str, Path], dict[str, Any]],
+                                        tmp_path: Path) -> None:
+    """Issue 12 item 20: the summary table (and the rest of the page) fits a 1400 px window, also with a long
+    error message and a long source path."""
+    clip = "drive_2026_11_25_route_0042_camera_front_wide_120fov_chunk_0003"  # no spaces nor hyphens to break at
+    long_path = f"/mnt/datasets/physical_ai_av/camera_front_wide_120fov/recordings_2026_q4/{clip}.mp4"
+    df = pd.read_parquet(full_run / "results.parquet")
+    extra = {"run_id": full_run.name, "clip": clip, "source": long_path, "stage": "segment", "status": "failed",
+             "error": f"InputError: {long_path}: expected a video that decodes to its end, found decoding broke at "
+                      "frame 212 (t = 8.48 s) of the 300 frames the container announced: InvalidDataError: "
+                      "[Errno 1094995529] Invalid data found when processing input; the file is truncated or "
+                      "corrupt: fetch or encode it again",
+             "instruction": None}
+    pd.concat([df, pd.DataFrame([extra])], ignore_index=True).to_parquet(full_run / "results.parquet", index=False)
+    write_report(str(full_run))
+    r = measure_report(full_run, serve(full_run), tmp_path / "profile")
+    assert r["innerWidth"] == 1400 and r["scrollWidth"] <= min(1400, r["clientWidth"]), r
+
+
+@pytest.mark.parametrize(("instruction", "description"), [
+    ("none@right", "road with no lane markings on the right boundary; left boundary unchanged"),
+    ("none", "road with no lane markings on the left boundary; right boundary unchanged"),
+    ("none@both", "road with no lane markings"),
+    ("double yellow solid", "road with double yellow solid lane markings on the left boundary; right boundary "
+                            "unchanged"),
+    ("single white dashed@both", "road with single white dashed lane markings on both boundaries"),
+])
+def test_partial_edits_are_described_truthfully(instruction: str, description: str) -> None:
+    """Issue 12 item 20: `none@right` was captioned "road with no lane markings" while the yellow line stays.
+    The canonical caption (the dataset filter parses it; the painter's prompt) stays as it is."""
+    spec = parse_instruction(instruction)
+    assert spec.describe() == description
+    if not spec.is_removal:
+        assert parse_caption(spec.caption()) == {"count": "single" if spec.count == 1 else "double",
+                                                 "color": spec.color, "pattern": spec.pattern}
+    else:
+        assert spec.caption() == "road with no lane markings"
+
+
+def test_report_describes_a_partial_edit(full_run: Path) -> None:
+    _edit(full_run, "clipA", "none@right", "PASS")
+    text = Path(write_report(str(full_run))).read_text()
+    assert "road with no lane markings on the right boundary; left boundary unchanged" in text
+    assert not re.search(r"road with no lane markings(?! on the right boundary)", text)
