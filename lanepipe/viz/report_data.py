@@ -406,6 +406,8 @@ def collect(run_url: str, assets: Assets | None) -> tuple[list[ClipView], dict[s
             elif cv.source and not storage.is_remote(str(cv.source)) and storage.exists(str(cv.source)):
                 original = strip_frames(str(cv.source))
             cv.frames = _strip(assets, original, name, "original")
+            if original:  # a stable name for the first frame: Serve's page uses it as the video poster
+                assets.put(original[0][2], name, "original")
             if run.has(seg.mask_png(0)):
                 mask = _decode_image(run.url(seg.mask_png(0)))
                 if mask is not None:
