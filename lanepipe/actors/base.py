@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lanepipe.config import Resources, RunConfig
-from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row
+from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stamp_busy
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
@@ -137,7 +137,9 @@ class StageActor:
         self.stage_name = spec.name
         self.run_id = run_id
         self.stage: Stage = spec.build()
+        t = time.perf_counter()
         self.stage.setup()
+        self.setup_s: float | None = time.perf_counter() - t  # reported on this actor's first own row
         self.metrics = StageMetrics(spec.name, spec.backend)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -149,9 +151,16 @@ class StageActor:
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []
-            return [*passed, failure_row(self.stage_name, item, self.run_id, e)]
-        self.metrics.record(rows, time.perf_counter() - t0)
+            rows = [*passed, failure_row(self.stage_name, item, self.run_id, e)]
+        else:
+            self.metrics.record(rows, time.perf_counter() - t0)
+        self._stamp(rows, time.perf_counter() - t0)
         return rows
+
+    def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        stamp_busy(self.stage_name, rows, seconds, self.setup_s)
+        if any(r.get("stage") == self.stage_name for r in rows):
+            self.setup_s = None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         out: list[str] = []
