@@ -12,6 +12,7 @@ sweep) and reported by the runner's ``lost`` callback.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,7 +31,9 @@ def start_ray(ray_cfg: RayConfig) -> float:
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    # LANEPIPE_RAY_LOG_LEVEL: the CLI sets ERROR unless -v (lanepipe.progress.quiet_ray)
+    level = os.environ.get("LANEPIPE_RAY_LOG_LEVEL", "WARNING")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": level, "log_to_driver": False}
     if ray_cfg.address == "local":
         kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
     else:
