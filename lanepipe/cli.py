@@ -77,7 +77,8 @@ def _execute(cfg: RunConfig, executor: str, verbose: bool = False) -> None:
         cfg.input.paths = [default_sample_clip()]
     quiet_ray(verbose)
     with RunReporter(console) as reporter:
-        summary = pipeline.run(cfg, executor=executor, progress=reporter.row, on_start=reporter.plan)
+        summary = pipeline.run(cfg, executor=executor, progress=reporter.row, on_start=reporter.plan,
+                               on_event=reporter.row)
         reporter.finish(summary)
     typer.echo(summary.url)
     if summary.failed:

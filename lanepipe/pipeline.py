@@ -157,12 +157,13 @@ def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
     return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
 
 
-def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
+def make_run_runner(cfg: RunConfig, executor: str, store: RunStore, events: ProgressFn | None = None) -> Runner:
     """The runner of ``executor`` for this run: the Ray one reports clips whose worker kept dying from the
     stages' markers (:func:`~lanepipe.actors.base.lost_item_rows`) and removes orphan temp files afterwards."""
     prefer = {"evaluate": (ALPAMAYO_RESOURCE,)} if ALPAMAYO_RESOURCE in cfg.evaluate.predictors else {}
     return make_runner(executor, cfg.ray, lost=lambda item: lost_item_rows(store, cfg.stages, item),
-                       prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url))
+                       prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url),
+                       events=events)
 
 
 def _totals(cfg: RunConfig, n: int) -> dict[str, int]:
@@ -190,7 +191,7 @@ def _timing(cfg: RunConfig, rows: list[dict[str, Any]], wall_s: float, ray_start
 
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
         on_plan: Callable[[int, int], None] | None = None,
-        on_start: Callable[[RunPlan], None] | None = None) -> RunSummary:
+        on_start: Callable[[RunPlan], None] | None = None, on_event: ProgressFn | None = None) -> RunSummary:
     """Run the configured stages. A re-run with the same run id skips items already finished.
 
     Args:
@@ -198,6 +199,8 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         progress: called with every results row as it arrives (rows of all selected stages).
         on_plan: called once with (clips to stream, clips whose first stage is already finished).
         on_start: called once with the :class:`RunPlan` before any stage runs.
+        on_event: called with a light copy of each row as soon as its stage emits it (live per-stage progress;
+            ``progress`` gets the full rows once an item is through all selected stages).
     """
     if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
@@ -232,7 +235,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     store.write_manifest(manifest)
 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
-    runner = make_run_runner(cfg, executor, store)
+    runner = make_run_runner(cfg, executor, store, on_event)
     rows = runner.run(specs, items, progress)
     if isinstance(runner, RayDataRunner):
         summary.ray_init_s = runner.ray_init_s

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,8 @@ class RunReporter:
         self.totals: dict[str, int] = {}
         self.done: dict[str, int] = {}
         self.failed: dict[str, int] = {}
+        self.seen: set[tuple[Any, ...]] = set()
+        self.lock = threading.Lock()  # stage events come from a driver thread of the Ray runner
 
     def __enter__(self) -> RunReporter:
         return self
@@ -109,9 +112,16 @@ class RunReporter:
             self.bar.start()
 
     def row(self, row: Row) -> None:
+        """A row as its stage emitted it (a stage event) or as it left the last stage; counted once."""
         stage = str(row.get("stage"))
-        if stage not in self.done:
-            return
+        key = (stage, row.get("clip"), row.get("instruction"), row.get("predictor"))
+        with self.lock:
+            if stage not in self.done or key in self.seen:
+                return
+            self.seen.add(key)
+            self._count(stage, row)
+
+    def _count(self, stage: str, row: Row) -> None:
         self.done[stage] += 1
         ok = row.get("status") == "ok"
         self.failed[stage] += not ok

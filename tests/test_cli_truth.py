@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lanepipe import pipeline
-from lanepipe.config import load_config
+from lanepipe.config import Resources, RunConfig, load_config
+from lanepipe.engine import ClipItem, ResultItem, StageItem, StageSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = [sys.executable, "-m", "lanepipe.cli"]
@@ -133,3 +134,70 @@ def test_make_demo_installs_only_the_core_and_paints_a_visible_change() -> None:
     assert "'.[sam2,cloud,dev,generative]'" in test and "torch==" in test and "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec make test" in ci
+
+
+class FirstStage:
+    """Test stage "segment": one row per clip."""
+
+    name = "segment"
+
+    def __init__(self, cfg: RunConfig, flags: str) -> None:
+        self.cfg = cfg
+
+    def resources(self) -> Resources:
+        return self.cfg.segment.resources
+
+    def setup(self) -> None:
+        pass
+
+    def process(self, item: StageItem) -> list[StageItem]:
+        assert isinstance(item, ClipItem)
+        return [ResultItem(clip=item.name, source=item.source, stage="segment")]
+
+
+class WaitsForTheDriver(FirstStage):
+    """Test stage "edit": waits (at most 60 s) until the driver has heard of the clip's segment row; says whether
+    it did. Only live progress can tell the driver while the clip is still in the stream."""
+
+    name = "edit"
+
+    def __init__(self, cfg: RunConfig, flags: str) -> None:
+        super().__init__(cfg, flags)
+        self.flags = Path(flags)
+
+    def resources(self) -> Resources:
+        return self.cfg.edit.resources
+
+    def process(self, item: StageItem) -> list[StageItem]:
+        import time
+
+        assert isinstance(item, ResultItem)
+        flag = self.flags / item.clip
+        t = time.monotonic()
+        while not flag.exists() and time.monotonic() - t < 60:
+            time.sleep(0.05)
+        return [item, ResultItem(clip=item.clip, stage="edit", extra={"driver_knew": flag.exists()})]
+
+
+def test_ray_runner_reports_each_stage_while_the_clip_is_still_in_the_stream(ray_local: object,
+                                                                             tmp_path: Path) -> None:
+    from lanepipe.actors.runner import RayDataRunner
+
+    env = "{env_vars: {PYTHONPATH: '" + os.pathsep.join([str(ROOT), str(ROOT / "tests")]) + "'}}"
+    cfg = load_config(None, [f"segment.resources.runtime_env={env}", f"edit.resources.runtime_env={env}"])
+    specs = [StageSpec(name=n, target=f"test_cli_truth:{cls}", config="lanepipe.config:RunConfig",
+                       cfg_json=cfg.model_dump_json(), args=(str(tmp_path),))
+             for n, cls in (("segment", "FirstStage"), ("edit", "WaitsForTheDriver"))]
+    events: list[dict[str, object]] = []
+
+    def on_event(event: dict[str, object]) -> None:
+        events.append(event)
+        if event["stage"] == "segment":
+            (tmp_path / str(event["clip"])).touch()
+
+    rows = RayDataRunner(cfg.ray, events=on_event).run(specs, [{"source": "x.mp4", "name": f"c{i}"} for i in range(3)])
+    edits = [r for r in rows if r["stage"] == "edit"]
+    assert len(edits) == 3 and all(r["driver_knew"] for r in edits), edits
+    assert sorted((e["stage"], e["clip"]) for e in events) == sorted(
+        (s, f"c{i}") for s in ("segment", "edit") for i in range(3))
+    assert all(float(e["busy_s"]) >= 0 for e in events)  # type: ignore[arg-type]

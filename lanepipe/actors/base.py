@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lanepipe.config import Resources, RunConfig
-from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stamp_busy
+from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stage_event, stamp_busy
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
@@ -133,9 +133,10 @@ class StageActor:
 
     stage_name: str = ""
 
-    def __init__(self, spec: StageSpec, run_id: str = "") -> None:
+    def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
+        self.events = events  # a ray.util.queue.Queue the driver reads for live progress, or None
         self.stage: Stage = spec.build()
         t = time.perf_counter()
         self.stage.setup()
@@ -159,8 +160,14 @@ class StageActor:
 
     def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
         stamp_busy(self.stage_name, rows, seconds, self.setup_s)
-        if any(r.get("stage") == self.stage_name for r in rows):
+        own = [stage_event(r) for r in rows if r.get("stage") == self.stage_name]
+        if own:
             self.setup_s = None
+        if own and self.events is not None:
+            try:
+                self.events.put_nowait_batch(own)
+            except Exception as e:  # progress only: never fail an item for it
+                log.warning("live progress event lost: %s", e)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         out: list[str] = []

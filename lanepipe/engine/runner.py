@@ -14,6 +14,13 @@ ProgressFn = Callable[[Row], None]
 #: Row keys the runners add: seconds the stage spent in ``process`` for this row (a call's time split evenly over
 #: the rows it emitted for its own stage) and, on the first such row of each worker, its ``setup`` seconds.
 BUSY_KEY, SETUP_KEY = "busy_s", "setup_s"
+#: Keys of a stage event: a light copy of a row, sent as soon as its stage emitted it (live progress).
+EVENT_KEYS = ("stage", "clip", "instruction", "predictor", "status", "skipped", "error", BUSY_KEY)
+
+
+def stage_event(row: Row | Item) -> Row:
+    """The light copy of ``row`` that live progress gets when its stage emits it (before later stages run)."""
+    return {k: row.get(k) for k in EVENT_KEYS}
 
 
 def stamp_busy(stage: str, outputs: Sequence[Item | Row], seconds: float, setup_s: float | None = None) -> None:
@@ -37,7 +44,11 @@ class Runner(Protocol):
 class SequentialRunner:
     """The stages in this process, one item at a time through all of them (what the benchmarks compare with).
 
-    Each stage is built and set up once per :meth:`run`."""
+    Each stage is built and set up once per :meth:`run`. ``events``: called with :func:`stage_event` of each row a
+    stage emits for itself, as it emits it (live per-stage progress)."""
+
+    def __init__(self, events: ProgressFn | None = None) -> None:
+        self.events = events
 
     def build(self, specs: Sequence[StageSpec]) -> list[Stage]:
         stages = [s.build() for s in specs]
@@ -62,6 +73,10 @@ class SequentialRunner:
                     stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name))
                     if any(o.get("stage") == stage.name for o in outs):
                         setup[stage.name] = None
+                    if self.events:
+                        for o in outs:
+                            if o.get("stage") == stage.name:
+                                self.events(stage_event(o))
                     nxt.extend(outs)
                 batch = nxt
             for it in batch:
