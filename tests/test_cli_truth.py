@@ -79,6 +79,15 @@ def test_out_of_order_stages_are_refused_with_the_order(tmp_path: Path) -> None:
     assert "pipeline order (segment,edit,evaluate,render)" in res.stderr and "got edit,segment" in res.stderr
 
 
+def test_an_output_that_cannot_be_written_exits_3_with_one_line(tmp_path: Path, sample_file: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    res = lanepipe("segment", "-i", str(sample_file), "-o", str(tmp_path / "a_file" / "runs"), "--executor",
+                   "sequential")
+    assert res.returncode == 3, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Not a directory" in errors[0] and "Traceback" not in res.stderr
+
+
 def test_help_documents_exit_codes() -> None:
     res = lanepipe("--help")
     assert res.returncode == 0 and "1 some items failed" in res.stdout and "2 usage" in res.stdout
