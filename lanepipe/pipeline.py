@@ -166,6 +166,13 @@ def make_run_runner(cfg: RunConfig, executor: str, store: RunStore, events: Prog
                        events=events)
 
 
+def _plan_backends(cfg: RunConfig) -> dict[str, str]:
+    out: dict[str, str] = {n: configured_backend(cfg, n) for n in cfg.stages if n != "render"}
+    if "edit" in cfg.stages and cfg.edit.qa.enabled:
+        out["qa"] = cfg.verify.backend
+    return out
+
+
 def _totals(cfg: RunConfig, n: int) -> dict[str, int]:
     out: dict[str, int] = {}
     for name in cfg.stages:
@@ -223,7 +230,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     n_skip = sum(1 for i in items if str(i.get("name", i.get("clip"))) in first_done)
     if on_start:
         on_start(RunPlan(run_id=run_id, url=store.url, stages=list(cfg.stages),
-                         backends={n: configured_backend(cfg, n) for n in cfg.stages if n != "render"},
+                         backends=_plan_backends(cfg),
                          instructions=list(cfg.edit.instructions),
                          instructions_default="instructions" not in cfg.edit.model_fields_set,
                          inputs=len(items), skipped=n_skip, from_run=upstream.url if cfg.from_run else None,

@@ -50,7 +50,8 @@ def test_run_defaults_to_all_stages_prints_plan_progress_failures_once_and_exits
     # the plan, before anything runs: all four stages, inputs, backends, the default instruction, output folder
     plan = err[:err.index("[segment 1/2]")]
     assert "segment → edit → evaluate → render" in plan
-    assert "inputs: 2 clip(s)" in plan and "backends: segment=grid, edit=procedural, evaluate=lane_keep" in plan
+    assert "inputs: 2 clip(s)" in plan
+    assert "backends: segment=grid, edit=procedural, evaluate=lane_keep, qa=lane_detector" in plan
     assert "instructions: double yellow solid (default: no --edit given)" in plan
     assert f"output: {run}" in plan
     # plain progress lines (stderr is not a terminal), one per item and stage
