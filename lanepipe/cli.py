@@ -92,7 +92,7 @@ def _stages_configured(config: Path | None, sets: list[str] | None) -> bool:
     return config is not None and "stages" in read_yaml_mapping(config)
 
 
-@app.command()
+@app.command(epilog=EXIT_HELP)
 def run(
     input: InputOpt = None,
     output: OutputOpt = None,
@@ -118,7 +118,7 @@ def run(
     _execute(cfg, executor, verbose)
 
 
-@app.command()
+@app.command(epilog=EXIT_HELP)
 def segment(
     input: InputOpt = None,
     output: OutputOpt = None,
@@ -135,7 +135,7 @@ def segment(
     _execute(cfg, executor, verbose)
 
 
-@app.command("edit")
+@app.command("edit", epilog=EXIT_HELP)
 def edit_cmd(
     edit: Annotated[list[str], typer.Option("--edit", "-e", help="lane instruction or preset:NAME (repeatable)")],
     input: InputOpt = None,
@@ -155,7 +155,7 @@ def edit_cmd(
     _execute(cfg, executor, verbose)
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog=EXIT_HELP)
 def evaluate_cmd(
     from_run: Annotated[str, typer.Option(help="run whose edited clips are evaluated: " + FromRunHelp)],
     output: OutputOpt = None,

@@ -90,8 +90,9 @@ def test_an_output_that_cannot_be_written_exits_3_with_one_line(tmp_path: Path, 
 
 
 def test_help_documents_exit_codes() -> None:
-    res = lanepipe("--help")
-    assert res.returncode == 0 and "1 some items failed" in res.stdout and "2 usage" in res.stdout
+    for verb in ([], ["run"], ["segment"], ["edit"], ["evaluate"]):
+        res = lanepipe(*verb, "--help")
+        assert res.returncode == 0 and "1 some items failed" in res.stdout and "2 usage" in res.stdout, verb
 
 
 @pytest.fixture(scope="module")
