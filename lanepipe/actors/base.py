@@ -132,15 +132,17 @@ class StageActor:
     """
 
     stage_name: str = ""
+    setup_s: float | None = None  # this actor's setup() seconds, until reported on its first own row
+    events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
-        self.events = events  # a ray.util.queue.Queue the driver reads for live progress, or None
+        self.events = events
         self.stage: Stage = spec.build()
         t = time.perf_counter()
         self.stage.setup()
-        self.setup_s: float | None = time.perf_counter() - t  # reported on this actor's first own row
+        self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
