@@ -11,12 +11,18 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lanepipe.config import RunConfig, load_config
+from lanepipe.config import STAGES, RunConfig, load_config, read_yaml_mapping
 from lanepipe.errors import LanepipeError
+from lanepipe.progress import RunReporter, quiet_ray
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+#: Exit status of every verb: all items ok; some items failed (their rows are in results.parquet);
+#: usage, config or input error (nothing ran); the run could not start or finish (e.g. storage unreachable).
+EXIT_OK, EXIT_ITEMS_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+EXIT_HELP = ("Exit status: 0 every item ok · 1 some items failed (see results.parquet) · 2 usage, config or "
+             "input error, nothing ran · 3 the run could not start or finish (e.g. storage unreachable).")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, epilog=EXIT_HELP,
                   help="Segment the road in driving videos, paint requested lane markings, evaluate the edit.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 app.add_typer(config_app, name="config")
@@ -29,6 +35,8 @@ OutputOpt = Annotated[str | None, typer.Option("--output", "-o", help="run root:
 RunIdOpt = Annotated[str | None, typer.Option(help="resume or name a run")]
 AddressOpt = Annotated[str | None, typer.Option(help="Ray address: local (default), auto, ray://…")]
 ExecutorOpt = Annotated[str, typer.Option(help="ray | sequential (no Ray, same stages)")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="show Ray's own log lines")]
+FromRunHelp = "a run id under --output, or the run's folder or URL as printed (e.g. runs/<run_id>)"
 
 
 def sample_cache_dir() -> Path:
@@ -61,68 +69,56 @@ def _build_config(config: Path | None, sets: list[str] | None, **fields: Any) ->
     return load_config(config, sets or [], base=base)
 
 
-def _execute(cfg: RunConfig, executor: str) -> None:
+def _execute(cfg: RunConfig, executor: str, verbose: bool = False) -> None:
+    """Run ``cfg``, printing its plan, progress and outcome; exits 1 when any item failed."""
     from lanepipe import pipeline
 
     if not cfg.input.paths and cfg.stages[0] == "segment":
         cfg.input.paths = [default_sample_clip()]
-    last = cfg.stages[-1]
-    per_clip = 1
-    if "edit" in cfg.stages and last != "segment":
-        per_clip = len(cfg.edit.instructions) * (len(cfg.evaluate.predictors) if last in ("evaluate", "render") else 1)
-    unit = {"segment": "clips", "edit": "edits"}.get(last, "evaluations")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn(unit + " · {task.fields[frames]} frames · {task.fields[failed]} failed"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(" → ".join(cfg.stages), total=None, frames=0, failed=0)
-
-        def on_plan(todo: int, skipped: int) -> None:
-            bar.update(task, total=todo * per_clip)
-            if skipped:
-                console.print(f"resuming: {skipped} clip(s) already finished in {cfg.stages[0]} are skipped")
-
-        def on_row(row: dict[str, Any]) -> None:
-            t = bar.tasks[task]
-            if row.get("stage") == cfg.stages[0]:  # frames decoded, counted once per clip
-                bar.update(task, frames=t.fields["frames"] + int(row.get("num_frames") or 0))
-            if row.get("stage") == last:
-                bar.update(task, advance=1, failed=t.fields["failed"] + (row["status"] != "ok"))
-
-        summary = pipeline.run(cfg, executor=executor, progress=on_row, on_plan=on_plan)
-    for r in summary.failed:
-        what = escape(f"{r['clip']} [{r['instruction']}]") if r.get("instruction") else r["clip"]
-        console.print(f"[red]failed[/red] {r['stage']} {what}: {str(r['error']).splitlines()[0]}")
-    for r in summary.rows:
-        if r.get("stage") == "edit" and r["status"] == "ok":
-            console.print(escape(f"edit {r['clip']} [{r['instruction']}]") + f": QA {r.get('qa_verdict')} "
-                          f"after {r.get('qa_iterations')} attempt(s)")
-    ok = len(summary.rows) - len(summary.failed)
-    console.print(f"run {summary.run_id}: {ok} ok, {len(summary.failed)} failed, {summary.skipped} skipped "
-                  f"in {summary.seconds:.1f} s → {summary.url}")
+    quiet_ray(verbose)
+    with RunReporter(console) as reporter:
+        summary = pipeline.run(cfg, executor=executor, progress=reporter.row, on_start=reporter.plan,
+                               on_event=reporter.row)
+        reporter.finish(summary)
     typer.echo(summary.url)
+    if summary.failed:
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
-@app.command()
+def _stages_configured(config: Path | None, sets: list[str] | None) -> bool:
+    """Whether the YAML config or a ``--set`` names the stages (else ``lanepipe run`` runs all of them)."""
+    if any(s.strip().startswith("stages=") for s in sets or []):
+        return True
+    return config is not None and "stages" in read_yaml_mapping(config)
+
+
+@app.command(epilog=EXIT_HELP)
 def run(
     input: InputOpt = None,
     output: OutputOpt = None,
-    stages: Annotated[str | None, typer.Option(help="comma list or 'all', e.g. segment,edit")] = None,
+    stages: Annotated[str | None, typer.Option(help="'all' (default) or a comma list of consecutive stages in "
+                                               f"pipeline order: {','.join(STAGES)}, e.g. segment,edit")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     run_id: RunIdOpt = None,
-    from_run: Annotated[str | None, typer.Option(help="run whose outputs a later-starting selection reads")] = None,
+    from_run: Annotated[str | None, typer.Option(help="run whose outputs a later-starting selection reads: "
+                                                 + FromRunHelp)] = None,
     address: AddressOpt = None,
     executor: ExecutorOpt = "ray",
     edit: Annotated[list[str] | None, typer.Option("--edit", "-e", help="lane instruction or preset:NAME "
-                                                   "(repeatable), e.g. 'double yellow solid'")] = None,
+                                                   "(repeatable); default 'double yellow solid'")] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Run the selected stages over the input clips (the synthetic sample clip when no --input)."""
+    """Run the selected stages (default: all of them) over the input clips (the synthetic sample clip when no
+    --input). What will run (stages, backends, instructions, inputs, output folder) is printed first."""
+    if stages is None and not _stages_configured(config, set_):
+        stages = "all"
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
                         from_run=from_run, address=address, edit=edit)
-    _execute(cfg, executor)
+    _execute(cfg, executor, verbose)
 
 
-@app.command()
+@app.command(epilog=EXIT_HELP)
 def segment(
     input: InputOpt = None,
     output: OutputOpt = None,
@@ -131,35 +127,37 @@ def segment(
     run_id: RunIdOpt = None,
     address: AddressOpt = None,
     executor: ExecutorOpt = "ray",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Shortcut for ``run --stages segment``."""
     cfg = _build_config(config, set_, input=input, output=output, stages="segment", run_id=run_id,
                         address=address)
-    _execute(cfg, executor)
+    _execute(cfg, executor, verbose)
 
 
-@app.command("edit")
+@app.command("edit", epilog=EXIT_HELP)
 def edit_cmd(
     edit: Annotated[list[str], typer.Option("--edit", "-e", help="lane instruction or preset:NAME (repeatable)")],
     input: InputOpt = None,
     output: OutputOpt = None,
-    from_run: Annotated[str | None, typer.Option(help="edit the segmented clips of this run")] = None,
+    from_run: Annotated[str | None, typer.Option(help="edit the segmented clips of this run: " + FromRunHelp)] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     run_id: RunIdOpt = None,
     address: AddressOpt = None,
     executor: ExecutorOpt = "ray",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Paint lane markings: ``--stages edit --from-run RUN`` or, with ``--input``, ``--stages segment,edit``."""
     stages = "edit" if from_run else "segment,edit"
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
                         from_run=from_run, address=address, edit=edit)
-    _execute(cfg, executor)
+    _execute(cfg, executor, verbose)
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog=EXIT_HELP)
 def evaluate_cmd(
-    from_run: Annotated[str, typer.Option(help="run whose edited clips are evaluated")],
+    from_run: Annotated[str, typer.Option(help="run whose edited clips are evaluated: " + FromRunHelp)],
     output: OutputOpt = None,
     predictor: Annotated[list[str] | None, typer.Option("--predictor", "-p", help="lane_keep, alpamayo or "
                                                         "module:Class (repeatable)")] = None,
@@ -169,6 +167,7 @@ def evaluate_cmd(
     run_id: RunIdOpt = None,
     address: AddressOpt = None,
     executor: ExecutorOpt = "ray",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Predict trajectories on original and edited clips of an earlier run (``--stages evaluate[,render]``)."""
     sets = list(set_ or [])
@@ -176,7 +175,7 @@ def evaluate_cmd(
         sets.append("evaluate.predictors=[" + ", ".join(predictor) + "]")
     cfg = _build_config(config, sets, output=output, stages="evaluate,render" if render else "evaluate",
                         run_id=run_id, from_run=from_run, address=address)
-    _execute(cfg, executor)
+    _execute(cfg, executor, verbose)
 
 
 @app.command()
@@ -440,9 +439,9 @@ def serve_cmd(
 
 
 def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) -> int:
-    """Run the CLI on ``argv`` (default: the process's arguments) and return its exit status: 2 for a
-    :class:`~lanepipe.errors.LanepipeError` (printed). ``jobs/`` call this with their verb and
-    ``messages_to_stdout=True`` (a submitted job's log is its stdout)."""
+    """Run the CLI on ``argv`` (default: the process's arguments) and return its exit status (:data:`EXIT_HELP`):
+    2 for a :class:`~lanepipe.errors.LanepipeError` (printed), 1 when some items failed. ``jobs/`` call this with
+    their verb and ``messages_to_stdout=True`` (a submitted job's log is its stdout)."""
     was = console.stderr
     console.stderr = not messages_to_stdout
     try:
@@ -450,7 +449,11 @@ def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) 
     except LanepipeError as e:
         console.stderr = True  # errors always on stderr, unwrapped
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
-        return 2
+        return EXIT_USAGE
+    except OSError as e:  # storage unreachable, disk full …: the run could not start or finish
+        console.stderr = True
+        console.print(f"[red]error:[/red] {escape(f'{type(e).__name__}: {e}')}", soft_wrap=True)
+        return EXIT_RUN_FAILED
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:

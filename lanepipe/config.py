@@ -266,12 +266,11 @@ class RunConfig(_Strict):
     def _contiguous(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError(f"stages must name at least one of {', '.join(STAGES)}")
-        idx = sorted(STAGES.index(s) for s in v)
-        if idx != list(range(idx[0], idx[-1] + 1)) or len(set(idx)) != len(idx):
-            raise ValueError(
-                f"stages must be a contiguous selection of {' → '.join(STAGES)}, got {', '.join(v)}"
-            )
-        return [STAGES[i] for i in idx]
+        idx = [STAGES.index(s) for s in v]
+        if idx != list(range(idx[0], idx[0] + len(idx))):
+            raise ValueError(f"stages must be consecutive stages in pipeline order ({','.join(STAGES)}), e.g. "
+                             f"segment,edit or edit,evaluate,render; got {','.join(v)}")
+        return list(v)
 
 
 def _parse_scalar(text: str) -> Any:

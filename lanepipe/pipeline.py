@@ -19,7 +19,7 @@ from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_ite
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
 from lanepipe.config import STAGES, RunConfig, new_run_id
 from lanepipe.datasets.sources import resolve_inputs
-from lanepipe.engine import Runner, StageSpec
+from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, StageSpec
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
@@ -49,6 +49,7 @@ class RunSummary:
     skipped: int = 0
     seconds: float = 0.0
     ray_init_s: float = 0.0
+    report: str | None = None
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -74,6 +75,41 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
                      backend=configured_backend(cfg, name))
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run is about to do (the CLI prints it before anything runs)."""
+
+    run_id: str
+    url: str
+    stages: list[str]
+    backends: dict[str, str]
+    instructions: list[str]
+    instructions_default: bool
+    inputs: int
+    skipped: int
+    from_run: str | None
+    #: items each selected stage is expected to emit (clips x instructions x predictors)
+    totals: dict[str, int]
+
+
+def from_run_location(ref: str, output: str) -> tuple[str, str]:
+    """``(run root, run id)`` of ``--from-run``: a run id (a folder under ``output``) or the run's own folder,
+    as the CLI prints it: a relative or absolute path, ``file://`` or a bucket URL (``s3://b/runs/<id>``)."""
+    ref = ref.strip()
+    if "/" not in ref.rstrip("/") and "\\" not in ref:
+        return storage.absolute(output), ref.rstrip("/")
+    parent, _, run_id = ref.rstrip("/").rpartition("/")
+    if not run_id or not parent or parent.endswith(":/"):
+        raise ConfigError(f"from_run={ref!r}: expected a run id or a run folder (<output>/<run_id>)")
+    return storage.absolute(parent), run_id
+
+
+def _upstream_store(cfg: RunConfig) -> RunStore | None:
+    if not cfg.from_run:
+        return None
+    return RunStore(*from_run_location(cfg.from_run, cfg.output))
+
+
 def check_lineage(cfg: RunConfig) -> list[str]:
     """Validate ``--from-run`` for a selection that starts after ``segment``; return upstream run ids.
 
@@ -89,8 +125,9 @@ def check_lineage(cfg: RunConfig) -> list[str]:
         return []
     if not cfg.from_run:
         raise ConfigError(f"stages start at {first!r}, which reads the outputs of an earlier run: "
-                          "pass --from-run RUN_ID (a folder under --output)")
-    upstream = RunStore(storage.absolute(cfg.output), cfg.from_run)
+                          "pass --from-run RUN (a run id under --output, or the run's folder)")
+    upstream = _upstream_store(cfg)
+    assert upstream is not None
     manifest = upstream.read_manifest()
     need_stage, what = UPSTREAM_OUTPUT[first]
     done = upstream.finished(need_stage)
@@ -98,7 +135,7 @@ def check_lineage(cfg: RunConfig) -> list[str]:
         raise InputError(upstream.url, f"{what} from a finished {need_stage!r} stage",
                          f"no finished clips for {need_stage!r}",
                          f"run --stages {need_stage} first, or pick another run id")
-    return [cfg.from_run, *manifest.get("upstream_run_ids", [])]
+    return [upstream.run_id, *manifest.get("upstream_run_ids", [])]
 
 
 def _check_implemented(cfg: RunConfig) -> None:
@@ -120,22 +157,57 @@ def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
     return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
 
 
-def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
+def make_run_runner(cfg: RunConfig, executor: str, store: RunStore, events: ProgressFn | None = None) -> Runner:
     """The runner of ``executor`` for this run: the Ray one reports clips whose worker kept dying from the
     stages' markers (:func:`~lanepipe.actors.base.lost_item_rows`) and removes orphan temp files afterwards."""
     prefer = {"evaluate": (ALPAMAYO_RESOURCE,)} if ALPAMAYO_RESOURCE in cfg.evaluate.predictors else {}
     return make_runner(executor, cfg.ray, lost=lambda item: lost_item_rows(store, cfg.stages, item),
-                       prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url))
+                       prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url),
+                       events=events)
+
+
+def _plan_backends(cfg: RunConfig) -> dict[str, str]:
+    out: dict[str, str] = {n: configured_backend(cfg, n) for n in cfg.stages if n != "render"}
+    if "edit" in cfg.stages and cfg.edit.qa.enabled:
+        out["qa"] = cfg.verify.backend
+    return out
+
+
+def _totals(cfg: RunConfig, n: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in cfg.stages:
+        n *= {"edit": len(cfg.edit.instructions), "evaluate": len(cfg.evaluate.predictors)}.get(name, 1)
+        out[name] = n
+    return out
+
+
+def _timing(cfg: RunConfig, rows: list[dict[str, Any]], wall_s: float, ray_start_s: float) -> dict[str, Any]:
+    """Where the run's wall time went: Ray start-up, each stage's worker set-up and busy time (its ``process``
+    calls, summed over workers: parallel workers can add up to more than the wall time), decoding (part of the
+    segment stage's busy time) and the rest (planning, queueing between stages, results and report writing)."""
+    busy = {n: sum(float(r.get(BUSY_KEY) or 0) for r in rows if r["stage"] == n) for n in cfg.stages}
+    setup = {n: sum(float(r.get(SETUP_KEY) or 0) for r in rows if r["stage"] == n) for n in cfg.stages}
+    accounted = ray_start_s + sum(busy.values()) + sum(setup.values())
+    return {"wall_s": round(wall_s, 3), "ray_start_s": round(ray_start_s, 3),
+            "setup_s": {n: round(v, 3) for n, v in setup.items()},
+            "busy_s": {n: round(v, 3) for n, v in busy.items()},
+            "decode_s": round(sum(float(r.get("decode_s") or 0) for r in rows if r["stage"] == "segment"), 3),
+            "other_s": round(max(0.0, wall_s - accounted), 3),
+            "parallel_overlap_s": round(max(0.0, accounted - wall_s), 3)}
 
 
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
-        on_plan: Callable[[int, int], None] | None = None) -> RunSummary:
+        on_plan: Callable[[int, int], None] | None = None,
+        on_start: Callable[[RunPlan], None] | None = None, on_event: ProgressFn | None = None) -> RunSummary:
     """Run the configured stages. A re-run with the same run id skips items already finished.
 
     Args:
         executor: ``"ray"`` (Ray Data actor pools) or ``"sequential"`` (same stages, this process).
         progress: called with every results row as it arrives (rows of all selected stages).
         on_plan: called once with (clips to stream, clips whose first stage is already finished).
+        on_start: called once with the :class:`RunPlan` before any stage runs.
+        on_event: called with a light copy of each row as soon as its stage emits it (live per-stage progress;
+            ``progress`` gets the full rows once an item is through all selected stages).
     """
     if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
@@ -145,7 +217,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     root = storage.absolute(cfg.output)
     run_id = cfg.run_id or new_run_id(cfg)
     store = RunStore(root, run_id)
-    upstream = RunStore(root, cfg.from_run) if cfg.from_run else store
+    upstream = _upstream_store(cfg) or store
     items = _initial_items(cfg, upstream)
     if not items:
         raise InputError(upstream.url, "clips to process", "none")
@@ -155,14 +227,22 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
                     git_sha=git_sha(), upstream_run_ids=upstream_ids, updated=utc_now())
     summary = RunSummary(run_id=run_id, url=store.url)
     first_done = store.finished(cfg.stages[0])
+    n_skip = sum(1 for i in items if str(i.get("name", i.get("clip"))) in first_done)
+    if on_start:
+        on_start(RunPlan(run_id=run_id, url=store.url, stages=list(cfg.stages),
+                         backends=_plan_backends(cfg),
+                         instructions=list(cfg.edit.instructions),
+                         instructions_default="instructions" not in cfg.edit.model_fields_set,
+                         inputs=len(items), skipped=n_skip, from_run=upstream.url if cfg.from_run else None,
+                         totals=_totals(cfg, len(items))))
     if on_plan:
-        on_plan(len(items), sum(1 for i in items if str(i.get("name", i.get("clip"))) in first_done))
+        on_plan(len(items), n_skip)
     for name in cfg.stages:
         manifest["stages"][name] = {"status": "running", "started": utc_now()}
     store.write_manifest(manifest)
 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
-    runner = make_run_runner(cfg, executor, store)
+    runner = make_run_runner(cfg, executor, store, on_event)
     rows = runner.run(specs, items, progress)
     if isinstance(runner, RayDataRunner):
         summary.ray_init_s = runner.ray_init_s
@@ -177,13 +257,15 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     if "segment" in cfg.stages:
         write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
     summary.seconds = time.perf_counter() - t_start
+    timing = _timing(cfg, rows, summary.seconds, summary.ray_init_s)
     for name in cfg.stages:
         mine = [r for r in rows if r["stage"] == name]
         n_ok = sum(r["status"] == "ok" for r in mine)
         manifest["stages"][name].update(
             status="done" if mine and n_ok == len(mine) else "partial", finished=utc_now(),
             items=len(mine), ok=n_ok, failed=len(mine) - n_ok, skipped=sum(bool(r.get("skipped")) for r in mine),
-            seconds=round(summary.seconds, 3), ray_init_s=round(summary.ray_init_s, 3))
+            seconds=timing["busy_s"][name], setup_s=timing["setup_s"][name])
+    manifest["timing"] = timing
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
                           for r in rows if r["stage"] == "segment"] or manifest.get("inputs", [])
     report = "render" in cfg.stages and cfg.render.report
@@ -194,5 +276,5 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     if report:  # last, from the final manifest
         from lanepipe.viz.report import write_report
 
-        write_report(store.url)
+        summary.report = write_report(store.url)
     return summary

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lanepipe.train",),
     ("lanepipe.pipeline",),
     ("lanepipe.serve",),
-    ("lanepipe.cli",),
+    ("lanepipe.cli", "lanepipe.progress"),
     ("lanepipe.testing",),  # tiny fixtures for tests and presets: may use anything
 ]
 

@@ -27,7 +27,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
     ("segment.backend=foo", "segment.backend"),
     ("input.target_fps=-1", "input.target_fps"),
     ("segment.nope=1", "segment.nope"),
-    ("stages=segment,evaluate", "contiguous"),
+    ("stages=segment,evaluate", "consecutive"),
     ("stages=", "at least one"),
 ])
 def test_invalid_values_are_explained(override: str, needle: str) -> None:
@@ -43,7 +43,11 @@ def test_override_needs_equals() -> None:
 
 def test_stage_selections() -> None:
     assert load_config(None, ["stages=all"]).stages == ["segment", "edit", "evaluate", "render"]
-    assert load_config(None, ["stages=edit,segment"]).stages == ["segment", "edit"]
+    assert load_config(None, ["stages=segment,edit"]).stages == ["segment", "edit"]
+    with pytest.raises(ConfigError, match=r"pipeline order \(segment,edit,evaluate,render\)"):
+        load_config(None, ["stages=edit,segment"])
+    with pytest.raises(ConfigError, match="consecutive"):
+        load_config(None, ["stages=segment,evaluate"])
     assert load_config(None, ["stages=evaluate"]).stages == ["evaluate"]
 
 

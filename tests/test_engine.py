@@ -16,7 +16,7 @@ from lanepipe.engine import ClipItem, ResultItem, SequentialRunner, Stage, Stage
 from lanepipe.errors import ConfigError
 from lanepipe.pipeline import stage_spec
 
-_VOLATILE = ("decode_s", "segment_s", "write_s", "edit_s", "predict_s", "render_s", "geometry")
+_VOLATILE = ("decode_s", "segment_s", "write_s", "edit_s", "predict_s", "render_s", "geometry", "busy_s", "setup_s")
 
 
 class Doubler:
@@ -109,6 +109,8 @@ def test_generic_actor_hosts_any_stage(ray_local: Any) -> None:
     seq = SequentialRunner().run([_doubler_spec(cfg)], items)
     ray_rows = RayDataRunner(cfg.ray).run([_doubler_spec(cfg)], items)
     key = lambda r: (r["clip"], r["part"])  # noqa: E731
+    timed = [r for r in (*ray_rows, *seq) if r.pop("busy_s") >= 0 and r.pop("setup_s", 0) >= 0]
+    assert len(timed) == 16  # every row says how long its stage worked on it
     assert sorted(ray_rows, key=key) == sorted(seq, key=key)
     assert {r["setups"] for r in ray_rows} == {1}
 

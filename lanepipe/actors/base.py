@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lanepipe.config import Resources, RunConfig
-from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row
+from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stage_event, stamp_busy
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
@@ -132,12 +132,17 @@ class StageActor:
     """
 
     stage_name: str = ""
+    setup_s: float | None = None  # this actor's setup() seconds, until reported on its first own row
+    events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
 
-    def __init__(self, spec: StageSpec, run_id: str = "") -> None:
+    def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
+        self.events = events
         self.stage: Stage = spec.build()
+        t = time.perf_counter()
         self.stage.setup()
+        self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -149,9 +154,22 @@ class StageActor:
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []
-            return [*passed, failure_row(self.stage_name, item, self.run_id, e)]
-        self.metrics.record(rows, time.perf_counter() - t0)
+            rows = [*passed, failure_row(self.stage_name, item, self.run_id, e)]
+        else:
+            self.metrics.record(rows, time.perf_counter() - t0)
+        self._stamp(rows, time.perf_counter() - t0)
         return rows
+
+    def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        stamp_busy(self.stage_name, rows, seconds, self.setup_s)
+        own = [stage_event(r) for r in rows if r.get("stage") == self.stage_name]
+        if own:
+            self.setup_s = None
+        if own and self.events is not None:
+            try:
+                self.events.put_nowait_batch(own)
+            except Exception as e:  # progress only: never fail an item for it
+                log.warning("live progress event lost: %s", e)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         out: list[str] = []

@@ -12,6 +12,9 @@ sweep) and reported by the runner's ``lost`` callback.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +24,7 @@ from lanepipe.config import RayConfig, Resources
 from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
 
 LostFn = Callable[[Row], list[Row]]
+log = logging.getLogger(__name__)
 
 
 def start_ray(ray_cfg: RayConfig) -> float:
@@ -30,7 +34,9 @@ def start_ray(ray_cfg: RayConfig) -> float:
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    # LANEPIPE_RAY_LOG_LEVEL: the CLI sets ERROR unless -v (lanepipe.progress.quiet_ray)
+    level = os.environ.get("LANEPIPE_RAY_LOG_LEVEL", "WARNING")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": level, "log_to_driver": False}
     if ray_cfg.address == "local":
         kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
     else:
@@ -75,14 +81,15 @@ def actor_class(stage: str) -> type[StageActor]:
 
 
 def through_actor_pool(ds: Any, spec: StageSpec, res: Resources, custom: dict[str, float] | None = None,
-                       run_id: str = "") -> Any:
+                       run_id: str = "", events: Any = None) -> Any:
     """``ds.map_batches`` through a pool of :class:`StageActor` hosting ``spec``'s stage, sized by ``res``."""
     # Named map_batches parameters for everything Ray 2.60 names (num_cpus, num_gpus, resources, runtime_env);
     # max_task_retries has no named parameter, no ActorPoolStrategy/DataContext field (ray_remote_args_fn is
     # deprecated too), and Ray Data's default is -1 (retry forever), which would hang a sweep on a clip that kills
     # its actor every time. So it stays a **ray_remote_args entry; Ray's deprecation warning for it is left
     # visible on purpose (nothing is filtered).
-    return ds.map_batches(actor_class(spec.name), fn_constructor_kwargs={"spec": spec, "run_id": run_id},
+    kwargs: dict[str, Any] = {"spec": spec, "run_id": run_id} | ({"events": events} if events is not None else {})
+    return ds.map_batches(actor_class(spec.name), fn_constructor_kwargs=kwargs,
                           batch_size=res.batch_size, compute=pool_strategy(res), num_cpus=res.num_cpus,
                           num_gpus=res.num_gpus or None, resources=custom or None,
                           runtime_env=res.runtime_env or None, max_task_retries=MAX_TASK_RETRIES)
@@ -107,6 +114,42 @@ def worker_died_row(item: Row, stage: str) -> Row:
                      "out-of-memory kill); see the Ray worker logs"}
 
 
+class EventRelay:
+    """A Ray queue the stage actors put :func:`~lanepipe.engine.stage_event` rows into, and a driver thread that
+    hands them to ``callback`` as they come; :meth:`close` delivers the rest and removes the queue."""
+
+    def __init__(self, callback: ProgressFn) -> None:
+        from ray.util.queue import Queue
+
+        self.callback = callback
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._pump, name="lanepipe-progress", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self.stop.is_set():
+            try:
+                event = self.queue.get(timeout=0.5)
+            except Empty:
+                continue
+            except Exception:  # the queue is gone (Ray shut down): progress only
+                return
+            self.callback(event)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        try:
+            while not self.queue.empty():
+                self.callback(self.queue.get_nowait())
+            self.queue.shutdown()
+        except Exception as e:  # progress only
+            log.warning("live progress queue: %s", e)
+
+
 class RayDataRunner:
     """Streams items through one autoscaling actor pool per stage (Ray Data ``map_batches``), in order.
 
@@ -117,26 +160,34 @@ class RayDataRunner:
         prefer: per stage name, custom resources to ask for when the cluster has them.
         run_id: written into rows of items whose stage raised.
         after: called once the stream is drained (e.g. remove temp files of killed writers).
+        events: called (from a driver thread) with each row's :func:`~lanepipe.engine.stage_event` as soon as its
+            stage emitted it, through a Ray queue the actors write to (live per-stage progress).
     """
 
     def __init__(self, ray: RayConfig, *, lost: LostFn | None = None,
                  prefer: dict[str, tuple[str, ...]] | None = None, run_id: str = "",
-                 after: Callable[[], object] | None = None) -> None:
+                 after: Callable[[], object] | None = None, events: ProgressFn | None = None) -> None:
         self.ray = ray
         self.lost = lost
         self.prefer = prefer or {}
         self.run_id = run_id
         self.after = after
+        self.events = events
         self.ray_init_s = 0.0
 
     def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
         self.ray_init_s = start_ray(self.ray)
         ds = item_stream(items)
+        relay = EventRelay(self.events) if self.events else None
         for spec in specs:
             res = spec.build().resources()  # cheap: stages load their models in setup(), on the workers
             custom = resolve_custom_resources(spec.name, res, self.prefer.get(spec.name, ()))
-            ds = through_actor_pool(ds, spec, res, custom, self.run_id)
-        rows = drain(ds, progress)
+            ds = through_actor_pool(ds, spec, res, custom, self.run_id, relay.queue if relay else None)
+        try:
+            rows = drain(ds, progress)
+        finally:
+            if relay:
+                relay.close()
         seen = {str(r.get("clip")) for r in rows}
         for item in items:
             if item_key(item) not in seen:
@@ -156,5 +207,5 @@ def make_runner(executor: str, ray: RayConfig, **ray_options: Any) -> Runner:
     if executor == "ray":
         return RayDataRunner(ray, **ray_options)
     if executor == "sequential":
-        return SequentialRunner()
+        return SequentialRunner(events=ray_options.get("events"))
     raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")

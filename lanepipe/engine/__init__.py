@@ -14,9 +14,17 @@ from lanepipe.engine.items import (
     item_from_row,
     item_to_row,
 )
-from lanepipe.engine.runner import ProgressFn, Runner, SequentialRunner
+from lanepipe.engine.runner import (
+    BUSY_KEY,
+    SETUP_KEY,
+    ProgressFn,
+    Runner,
+    SequentialRunner,
+    stage_event,
+    stamp_busy,
+)
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec, item_key
 
-__all__ = ["ClipItem", "DatasetResult", "EditResult", "Item", "PredictionResult", "ProgressFn", "RenderResult",
-           "ResultItem", "Row", "Runner", "SegmentResult", "SequentialRunner", "Stage", "StageItem", "StageSpec",
-           "item_from_row", "item_key", "item_to_row"]
+__all__ = ["BUSY_KEY", "SETUP_KEY", "ClipItem", "DatasetResult", "EditResult", "Item", "PredictionResult",
+           "ProgressFn", "RenderResult", "ResultItem", "Row", "Runner", "SegmentResult", "SequentialRunner", "Stage",
+           "StageItem", "StageSpec", "item_from_row", "item_key", "item_to_row", "stage_event", "stamp_busy"]

@@ -3,13 +3,35 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from lanepipe.engine.items import item_from_row, item_to_row
+from lanepipe.engine.items import StageItem, item_from_row, item_to_row
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec
 
 ProgressFn = Callable[[Row], None]
+#: Row keys the runners add: seconds the stage spent in ``process`` for this row (a call's time split evenly over
+#: the rows it emitted for its own stage) and, on the first such row of each worker, its ``setup`` seconds.
+BUSY_KEY, SETUP_KEY = "busy_s", "setup_s"
+#: Keys of a stage event: a light copy of a row, sent as soon as its stage emitted it (live progress).
+EVENT_KEYS = ("stage", "clip", "instruction", "predictor", "status", "skipped", "error", BUSY_KEY)
+
+
+def stage_event(row: Row | Item) -> Row:
+    """The light copy of ``row`` that live progress gets when its stage emits it (before later stages run)."""
+    return {k: row.get(k) for k in EVENT_KEYS}
+
+
+def stamp_busy(stage: str, outputs: Sequence[Item | Row], seconds: float, setup_s: float | None = None) -> None:
+    """Record ``seconds`` of ``stage.process`` (and ``setup_s`` once) on the outputs that are ``stage``'s own rows
+    (not rows of earlier stages it passed through)."""
+    own = [o for o in outputs if o.get("stage") == stage]
+    for k, out in enumerate(own):
+        extra = out.extra if isinstance(out, StageItem) else out
+        extra[BUSY_KEY] = round(seconds / len(own), 6)
+        if setup_s is not None and k == 0:
+            extra[SETUP_KEY] = round(setup_s, 6)
 
 
 class Runner(Protocol):
@@ -22,21 +44,41 @@ class Runner(Protocol):
 class SequentialRunner:
     """The stages in this process, one item at a time through all of them (what the benchmarks compare with).
 
-    Each stage is built and set up once per :meth:`run`."""
+    Each stage is built and set up once per :meth:`run`. ``events``: called with :func:`stage_event` of each row a
+    stage emits for itself, as it emits it (live per-stage progress)."""
+
+    def __init__(self, events: ProgressFn | None = None) -> None:
+        self.events = events
 
     def build(self, specs: Sequence[StageSpec]) -> list[Stage]:
         stages = [s.build() for s in specs]
+        self.setup_s: dict[str, float] = {}
         for stage in stages:
+            t = time.perf_counter()
             stage.setup()
+            self.setup_s[stage.name] = time.perf_counter() - t
         return stages
 
     def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
         stages = self.build(specs)
+        setup: dict[str, float | None] = dict(self.setup_s)
         rows: list[Row] = []
         for row in items:
             batch: list[Item] = [item_from_row(row)]
             for stage in stages:
-                batch = [out for it in batch for out in stage.process(it)]
+                nxt: list[Item] = []
+                for it in batch:
+                    t = time.perf_counter()
+                    outs = stage.process(it)
+                    stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name))
+                    if any(o.get("stage") == stage.name for o in outs):
+                        setup[stage.name] = None
+                    if self.events:
+                        for o in outs:
+                            if o.get("stage") == stage.name:
+                                self.events(stage_event(o))
+                    nxt.extend(outs)
+                batch = nxt
             for it in batch:
                 rows.append(item_to_row(it))
                 if progress:

@@ -41,7 +41,9 @@ class RenderStage:
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         self.cfg = cfg
         self.store = RunLayout(root, run_id)
-        self.upstream = RunLayout(upstream_root, upstream_run_id)
+        # The evaluate outputs it renders: this run's when this run evaluates (``--stages evaluate,render
+        # --from-run RUN`` reads RUN's edits but writes its evaluations here), else the upstream run's.
+        self.evaluated = self.store if "evaluate" in cfg.stages else RunLayout(upstream_root, upstream_run_id)
         self.primary = cfg.evaluate.predictors[0]
 
     def resources(self) -> Resources:
@@ -52,7 +54,7 @@ class RenderStage:
 
     def _render(self, pred: PredictionResult, row: dict[str, Any]) -> None:
         name, slug = str(pred.predictor), str(row["slug"])
-        src = self.upstream.evaluate_paths(pred.clip, slug, name)
+        src = self.evaluated.evaluate_paths(pred.clip, slug, name)
         out = self.store.evaluate_paths(pred.clip, slug, name, primary=name == self.primary)
         doc = json.loads(storage.read_text(src.evaluation))
         with np.load(io.BytesIO(storage.read_bytes(src.arrays))) as z:
