@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -18,6 +19,21 @@ from lanepipe.verify.config import LaneDetectorConfig, QwenJudgeConfig
 
 STAGES: tuple[str, ...] = ("segment", "edit", "evaluate", "render")
 StageName = Literal["segment", "edit", "evaluate", "render"]
+#: A run id is one folder name under ``output``: no slashes, no ``..``, starts with a letter or digit.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(value: str, what: str = "run_id") -> str:
+    """``value`` if it is a valid run id (:data:`RUN_ID_PATTERN`, no ``..``), else :class:`ConfigError`."""
+    if not RUN_ID_PATTERN.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what}: expected a run id of letters, digits, '.', '_' or '-' (starting with a letter "
+                          f"or digit, at most 128 characters, no '..' and no '/'), got {value!r}")
+    return value
+
+
+def looks_like_path(value: str) -> bool:
+    """True for a ``--from-run`` that names a folder or URL (not a bare run id)."""
+    return "/" in value or "\\" in value or "://" in value
 
 
 class _Strict(BaseModel):
@@ -224,6 +240,16 @@ class RunConfig(_Strict):
             return data
         return {**data, "verify": {**verify, "qwen_vl": {**qwen, "preset": "tiny-random"}}}
 
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, v: str | None) -> str | None:
+        return None if v is None else _valid_id(v, "run_id")
+
+    @field_validator("from_run")
+    @classmethod
+    def _from_run(cls, v: str | None) -> str | None:
+        return None if v is None or looks_like_path(v) else _valid_id(v, "from_run")
+
     @field_validator("stages", mode="before")
     @classmethod
     def _split_stages(cls, v: Any) -> Any:
@@ -246,6 +272,13 @@ class RunConfig(_Strict):
                 f"stages must be a contiguous selection of {' → '.join(STAGES)}, got {', '.join(v)}"
             )
         return [STAGES[i] for i in idx]
+
+
+def _valid_id(v: str, what: str) -> str:
+    try:
+        return check_run_id(v, what)
+    except ConfigError as e:  # pydantic reports ValueError with the field's dotted path
+        raise ValueError(str(e).split(": ", 1)[1]) from None
 
 
 def _parse_scalar(text: str) -> Any:

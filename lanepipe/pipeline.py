@@ -17,7 +17,7 @@ from typing import Any
 
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
-from lanepipe.config import STAGES, RunConfig, new_run_id
+from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id
 from lanepipe.datasets.sources import resolve_inputs
 from lanepipe.engine import Runner, StageSpec
 from lanepipe.errors import ConfigError, InputError
@@ -143,7 +143,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     upstream_ids = check_lineage(cfg)
     _check_implemented(cfg)
     root = storage.absolute(cfg.output)
-    run_id = cfg.run_id or new_run_id(cfg)
+    run_id = check_run_id(cfg.run_id) if cfg.run_id else new_run_id(cfg)
     store = RunStore(root, run_id)
     upstream = RunStore(root, cfg.from_run) if cfg.from_run else store
     items = _initial_items(cfg, upstream)
