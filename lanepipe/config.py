@@ -205,6 +205,9 @@ class RayConfig(_Strict):
     address: str = Field("local", description='"local" starts a private instance; "auto" or ray://… joins')
     num_cpus: int | None = Field(None, ge=1)
     num_gpus: int | None = Field(None, ge=0)
+    bind_host: str = Field("127.0.0.1", min_length=1, description="address a local instance started by "
+                           "lanepipe listens on (every Ray server, agent and metrics endpoint); 127.0.0.1 keeps it "
+                           "on this machine, an interface address or 0.0.0.0 opens it (ignored when joining)")
 
 
 class RunConfig(_Strict):

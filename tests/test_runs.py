@@ -4,6 +4,7 @@ servers on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,3 +52,42 @@ def test_from_run_id_is_validated_too(tmp_path: Path) -> None:
             load_config(None, [f"from_run='{bad}'", "stages=edit"], base={"output": str(tmp_path)})
     ok = load_config(None, ["from_run=20261125T203000Z-1a2b3c4d", "stages=edit", "run_id=my_run.2"])
     assert ok.from_run == "20261125T203000Z-1a2b3c4d" and ok.run_id == "my_run.2"
+
+
+# --- item 9: what a local Ray instance started by lanepipe listens on ---------------------------------------------
+
+_LISTENERS = r"""
+import json, sys, time, psutil, ray
+from lanepipe.actors.runner import start_ray
+from lanepipe.config import RayConfig
+start_ray(RayConfig(num_cpus=1, **json.loads(sys.argv[1])))
+ray.get(ray.remote(lambda: 1).remote())
+time.sleep(3)  # agents and the metrics exporter come up a moment after the node
+me = psutil.Process()
+out = []
+for p in [me, *me.children(recursive=True)]:
+    try:
+        out += [[p.name(), c.laddr.ip, c.laddr.port] for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        pass
+ray.shutdown()
+print("LISTEN " + json.dumps(out))
+"""
+
+
+def _ray_listeners(tmp_path: Path, ray_cfg: dict[str, str]) -> list[list[object]]:
+    res = subprocess.run([sys.executable, "-c", _LISTENERS, json.dumps(ray_cfg)], capture_output=True, text=True,
+                         timeout=240, check=False, env=_env(), cwd=tmp_path)
+    line = [x for x in res.stdout.splitlines() if x.startswith("LISTEN ")]
+    assert res.returncode == 0 and line, res.stderr[-3000:]
+    listeners: list[list[object]] = json.loads(line[0].removeprefix("LISTEN "))
+    return listeners
+
+
+def test_local_ray_started_by_lanepipe_listens_on_loopback_only(tmp_path: Path) -> None:
+    listeners = _ray_listeners(tmp_path, {})
+    names = {str(n) for n, _, _ in listeners}
+    assert any("raylet" in n for n in names) and any("gcs" in n for n in names), listeners
+    exposed = [x for x in listeners if x[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
+    assert exposed == [], f"listening beyond loopback: {exposed}"

@@ -12,6 +12,7 @@ sweep) and reported by the runner's ``lost`` callback.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,19 +24,52 @@ from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec
 LostFn = Callable[[Row], list[Row]]
 
 
+#: Ray reads this when ``ray._private.ray_constants`` is imported: "0" makes a node's IP the loopback address, so
+#: every gRPC server, agent and the metrics exporter of a local instance bind 127.0.0.1 instead of all interfaces
+#: (checked in ray/_private/services.py ``get_node_ip_address``, ray/dashboard/agent.py and
+#: ray/dashboard/modules/reporter/reporter_agent.py of Ray 2.60).
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _local_ray_kwargs(ray_cfg: RayConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"address": "local", "num_cpus": ray_cfg.num_cpus, "num_gpus": ray_cfg.num_gpus,
+                              "dashboard_host": "127.0.0.1" if ray_cfg.bind_host in LOOPBACK else ray_cfg.bind_host}
+    if ray_cfg.bind_host not in LOOPBACK:
+        kwargs["_node_ip_address"] = ray_cfg.bind_host
+    return kwargs
+
+
 def start_ray(ray_cfg: RayConfig) -> float:
-    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running."""
+    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running.
+
+    A local instance listens on ``ray_cfg.bind_host`` only (127.0.0.1 by default: no Ray port, agent or metrics
+    endpoint answers from another machine)."""
     import ray
 
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
-    if ray_cfg.address == "local":
-        kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
-    else:
-        kwargs.update(address=ray_cfg.address)
-    ray.init(**kwargs)
+    if ray_cfg.address != "local":
+        ray.init(address=ray_cfg.address, **kwargs)
+        return time.perf_counter() - t
+    from ray._private import ray_constants
+
+    loopback = ray_cfg.bind_host in LOOPBACK
+    saved_env, saved_const = os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    if loopback:  # the processes Ray spawns read the variable, this one the constant (read at each call)
+        os.environ[_RAY_CLUSTER_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(**kwargs, **_local_ray_kwargs(ray_cfg))
+    finally:
+        if loopback:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_const
+            if saved_env is None:
+                os.environ.pop(_RAY_CLUSTER_ENV, None)
+            else:
+                os.environ[_RAY_CLUSTER_ENV] = saved_env
     return time.perf_counter() - t
 
 
