@@ -18,7 +18,7 @@ from typing import Any
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
 from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id
-from lanepipe.datasets.sources import resolve_inputs
+from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import Runner, StageSpec
 from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
@@ -113,11 +113,29 @@ def init_ray(cfg: RunConfig) -> float:
     return start_ray(cfg.ray)
 
 
-def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
+def _initial_items(cfg: RunConfig, upstream: RunStore) -> tuple[list[dict[str, Any]], list[InputFailure]]:
+    """The items the first stage streams, and the inputs that resolved to no clip (each a failed row later).
+
+    Raises:
+        InputError: not one input resolved to a clip (every input's reason in the message).
+    """
     if cfg.stages[0] == "segment":
-        return [{"source": r.source, "name": r.name} for r in resolve_inputs(cfg.input.paths)]
+        refs, failures = resolve_each(cfg.input.paths)
+        if not refs and len(failures) == 1:
+            raise failures[0].error
+        if not refs:
+            raise InputError(", ".join(f.source for f in failures), "at least one input that holds a clip",
+                             "none: " + "; ".join(str(f.error) for f in failures))
+        return [{"source": r.source, "name": r.name} for r in refs], failures
     need_stage, _ = UPSTREAM_OUTPUT[cfg.stages[0]]
-    return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
+    return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"], []
+
+
+def input_failure_row(failure: InputFailure, run_id: str) -> dict[str, Any]:
+    """The failed ``segment`` row of an input that resolved to no clip."""
+    return {"run_id": run_id, "clip": failure.name, "source": failure.source, "stage": "segment",
+            "status": "failed", "error": str(failure.error), "error_type": type(failure.error).__name__,
+            "skipped": False}
 
 
 def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
@@ -146,7 +164,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     run_id = check_run_id(cfg.run_id) if cfg.run_id else new_run_id(cfg)
     store = RunStore(root, run_id)
     upstream = RunStore(root, cfg.from_run) if cfg.from_run else store
-    items = _initial_items(cfg, upstream)
+    items, failures = _initial_items(cfg, upstream)
     if not items:
         raise InputError(upstream.url, "clips to process", "none")
     manifest: dict[str, Any] = store.read_manifest() if store.exists() else {
@@ -164,6 +182,10 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
     runner = make_run_runner(cfg, executor, store)
     rows = runner.run(specs, items, progress)
+    for failure in failures:  # inputs that resolved to no clip: one failed row each, the others ran
+        rows.append(input_failure_row(failure, run_id))
+        if progress:
+            progress(rows[-1])
     if isinstance(runner, RayDataRunner):
         summary.ray_init_s = runner.ray_init_s
     rows = [r for r in rows if r.get("stage") in cfg.stages]

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from lanepipe import pipeline
 from lanepipe.config import load_config
-from lanepipe.errors import ConfigError
+from lanepipe.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "lanepipe.cli"]
@@ -21,6 +24,21 @@ CLI = [sys.executable, "-m", "lanepipe.cli"]
 
 def _cfg(inputs: list[str], out: Path, *sets: str):
     return load_config(None, ["input.max_frames=4", *sets], base={"input": {"paths": inputs}, "output": str(out)})
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def s3_env(port: int) -> dict[str, str]:
+    """S3 configured as a user would (tests/storage/conftest.py), at an endpoint that refuses connections."""
+    return {"AWS_ACCESS_KEY_ID": "lanepipe-test", "AWS_SECRET_ACCESS_KEY": "lanepipe-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_MAX_ATTEMPTS": "1",
+            "LANEPIPE_STORAGE_RETRIES": "2", "LANEPIPE_STORAGE_RETRY_DELAY": "0.05"}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -91,3 +109,40 @@ def test_local_ray_started_by_lanepipe_listens_on_loopback_only(tmp_path: Path) 
     assert any("raylet" in n for n in names) and any("gcs" in n for n in names), listeners
     exposed = [x for x in listeners if x[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
     assert exposed == [], f"listening beyond loopback: {exposed}"
+
+
+# --- item 4: each input fails alone -----------------------------------------------------------------------------
+
+
+def test_each_bad_input_is_a_failed_row_and_the_good_clip_runs(tmp_path: Path, synthetic_clip_file: Path) -> None:
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no videos here")
+    s3 = "s3://lanepipe-test/clips/*.mp4"
+    inputs = [str(synthetic_clip_file), "ftpx://host/clip.mp4", str(empty), s3]
+    out = tmp_path / "runs"
+    res = subprocess.run([*CLI, "segment", *[a for i in inputs for a in ("-i", i)], "-o", str(out), "--run-id",
+                          "mixed", "--set", "input.max_frames=4", "--executor", "sequential"],
+                         capture_output=True, text=True, timeout=300, check=False, env=_env(**s3_env(closed_port())))
+    assert res.returncode != 2, res.stderr[-3000:]
+    df = pd.read_parquet(out / "mixed" / "results.parquet").set_index("source")
+    assert set(df.index) == set(inputs), df
+    assert df.loc[str(synthetic_clip_file), "status"] == "ok"
+    assert (out / "mixed" / "segment" / "synthetic" / "meta.json").is_file()
+    for bad, found in (("ftpx://host/clip.mp4", "unknown scheme 'ftpx'"), (str(empty), "no video files"),
+                       (s3, "found")):
+        row = df.loc[bad]
+        assert row.status == "failed" and row.error_type == "InputError", row
+        assert row.error.startswith(f"{bad}: expected ") and found in row.error, row.error
+    assert "Connect" in df.loc[s3, "error"] or "connect" in df.loc[s3, "error"], df.loc[s3, "error"]
+    assert "3 failed" in res.stderr, res.stderr[-3000:]
+
+
+def test_no_input_resolving_fails_the_run_clearly(tmp_path: Path) -> None:
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    cfg = _cfg(["ftpx://host/clip.mp4", str(empty)], tmp_path / "runs", "run_id=none")
+    with pytest.raises(InputError) as e:
+        pipeline.run(cfg, executor="sequential")
+    assert "unknown scheme 'ftpx'" in str(e.value) and "no video files" in str(e.value)
+    assert not (tmp_path / "runs").exists()
