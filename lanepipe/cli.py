@@ -49,6 +49,8 @@ def default_sample_clip() -> str:
 
 def _build_config(config: Path | None, sets: list[str] | None, **fields: Any) -> RunConfig:
     base: dict[str, Any] = {}
+    if fields.get("resume_changed_config"):
+        base["resume_changed_config"] = True
     if fields.get("input"):
         base.setdefault("input", {})["paths"] = fields["input"]
     for key in ("output", "stages", "run_id", "from_run"):
@@ -115,10 +117,12 @@ def run(
     executor: ExecutorOpt = "ray",
     edit: Annotated[list[str] | None, typer.Option("--edit", "-e", help="lane instruction or preset:NAME "
                                                    "(repeatable), e.g. 'double yellow solid'")] = None,
+    resume_changed_config: Annotated[bool, typer.Option(
+        "--resume-changed-config", help="resume --run-id even though its recorded settings differ")] = False,
 ) -> None:
     """Run the selected stages over the input clips (the synthetic sample clip when no --input)."""
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
-                        from_run=from_run, address=address, edit=edit)
+                        from_run=from_run, address=address, edit=edit, resume_changed_config=resume_changed_config)
     _execute(cfg, executor)
 
 

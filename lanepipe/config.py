@@ -224,6 +224,8 @@ class RunConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    resume_changed_config: bool = Field(False, description="resume a run (same run_id) whose recorded config "
+                                        "differs from this one; without it such a resume is refused")
 
     @model_validator(mode="before")
     @classmethod
@@ -374,7 +376,7 @@ def config_hash(cfg: RunConfig) -> str:
     """Short stable hash of the settings that change outputs (run id and output root excluded)."""
     import hashlib
 
-    payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray"})
+    payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray", "resume_changed_config"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -29,6 +29,7 @@ from lanepipe.io.layout import (
     utc_now,
     write_videopainter_meta,
 )
+from lanepipe.io.resume import check_resume_config, merge_rows
 
 IMPLEMENTED: tuple[str, ...] = STAGES
 #: What each stage reads from the run before it (checked before anything runs).
@@ -138,6 +139,13 @@ def input_failure_row(failure: InputFailure, run_id: str) -> dict[str, Any]:
             "skipped": False}
 
 
+def previous_rows(store: RunStore) -> list[dict[str, Any]]:
+    """The rows ``results.parquet`` holds now (none for a new run)."""
+    if not storage.exists(store.results_url):
+        return []
+    return list(store.read_results().to_dict("records"))
+
+
 def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
     """The runner of ``executor`` for this run: the Ray one reports clips whose worker kept dying from the
     stages' markers (:func:`~lanepipe.actors.base.lost_item_rows`) and removes orphan temp files afterwards."""
@@ -169,6 +177,11 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         raise InputError(upstream.url, "clips to process", "none")
     manifest: dict[str, Any] = store.read_manifest() if store.exists() else {
         "run_id": run_id, "created": utc_now(), "stages": {}}
+    if "config" in manifest:  # a resume: same settings, or explicitly allowed (changes recorded)
+        changed = check_resume_config(store.url, manifest["config"], cfg.model_dump(mode="json") | {"run_id": run_id},
+                                      allowed=cfg.resume_changed_config)
+        if changed:
+            manifest.setdefault("config_changes", []).append({"at": utc_now(), "keys": changed})
     manifest.update(config=cfg.model_dump(mode="json") | {"run_id": run_id}, versions=package_versions(),
                     git_sha=git_sha(), upstream_run_ids=upstream_ids, updated=utc_now())
     summary = RunSummary(run_id=run_id, url=store.url)
@@ -195,23 +208,24 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     summary.rows = rows
     summary.skipped = sum(bool(r.get("skipped")) for r in rows)
 
-    store.write_results(rows)
+    all_rows = merge_rows(previous_rows(store), rows)  # rows of items this invocation did not touch stay
+    store.write_results(all_rows)
     if "segment" in cfg.stages:
-        write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
+        write_videopainter_meta(store, all_rows, caption=DEFAULT_CAPTION)
     if "render" in cfg.stages and cfg.render.report:
         from lanepipe.viz.report import write_report
 
         manifest["report"] = write_report(store.url)
     summary.seconds = time.perf_counter() - t_start
     for name in cfg.stages:
-        mine = [r for r in rows if r["stage"] == name]
+        mine = [r for r in all_rows if r["stage"] == name]
         n_ok = sum(r["status"] == "ok" for r in mine)
         manifest["stages"][name].update(
             status="done" if mine and n_ok == len(mine) else "partial", finished=utc_now(),
             items=len(mine), ok=n_ok, failed=len(mine) - n_ok, skipped=sum(bool(r.get("skipped")) for r in mine),
             seconds=round(summary.seconds, 3), ray_init_s=round(summary.ray_init_s, 3))
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
-                          for r in rows if r["stage"] == "segment"] or manifest.get("inputs", [])
+                          for r in all_rows if r["stage"] == "segment"] or manifest.get("inputs", [])
     manifest["updated"] = utc_now()
     store.write_manifest(manifest)
     return summary

@@ -146,3 +146,46 @@ def test_no_input_resolving_fails_the_run_clearly(tmp_path: Path) -> None:
         pipeline.run(cfg, executor="sequential")
     assert "unknown scheme 'ftpx'" in str(e.value) and "no video files" in str(e.value)
     assert not (tmp_path / "runs").exists()
+
+
+# --- item 6: resuming with other settings or fewer inputs --------------------------------------------------------
+
+
+def test_resume_with_other_settings_is_refused_and_fewer_inputs_keep_their_rows(tmp_path: Path,
+                                                                               synthetic_clip_file: Path) -> None:
+    second = tmp_path / "second.mp4"
+    second.write_bytes(synthetic_clip_file.read_bytes())
+    both = [str(synthetic_clip_file), str(second)]
+    out = tmp_path / "runs"
+    first = pipeline.run(_cfg(both, out, "run_id=r"), executor="sequential")
+    assert [r["status"] for r in first.rows] == ["ok", "ok"]
+    run = out / "r"
+    manifest_before = (run / "manifest.json").read_text()
+    results_before = (run / "results.parquet").read_bytes()
+
+    with pytest.raises(ConfigError) as e:
+        pipeline.run(_cfg(both, out, "run_id=r", "input.max_frames=6", "segment.overlay=false"),
+                     executor="sequential")
+    msg = str(e.value)
+    assert "input.max_frames: 4 → 6" in msg and "segment.overlay: True → False" in msg, msg
+    assert "--resume-changed-config" in msg
+    assert (run / "manifest.json").read_text() == manifest_before  # nothing touched
+    assert (run / "results.parquet").read_bytes() == results_before
+
+    # fewer inputs, same settings: the other clip's row stays (its outputs are still there)
+    again = pipeline.run(_cfg([str(second)], out, "run_id=r"), executor="sequential")
+    assert [(r["clip"], r["skipped"]) for r in again.rows] == [("second", True)]
+    df = pd.read_parquet(run / "results.parquet")
+    assert sorted(df["clip"]) == ["second", "synthetic"] and set(df.status) == {"ok"}
+    assert json.loads((run / "manifest.json").read_text())["stages"]["segment"]["items"] == 2
+    assert len(pd.read_csv(run / "videopainter" / "meta.csv")) == 2
+
+    # asked explicitly: resumes with the new settings and records what changed
+    res = subprocess.run([*CLI, "run", "--stages", "segment", "-i", str(second), "-o", str(out), "--run-id", "r",
+                          "--set", "input.max_frames=6", "--executor", "sequential", "--resume-changed-config"],
+                         capture_output=True, text=True, timeout=300, check=False, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["input"]["max_frames"] == 6
+    assert manifest["config_changes"][-1]["keys"] == ["input.max_frames"]
+    assert sorted(pd.read_parquet(run / "results.parquet")["clip"]) == ["second", "synthetic"]
