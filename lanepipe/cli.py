@@ -431,8 +431,8 @@ def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) 
         app(args=argv)
     except LanepipeError as e:
         console.stderr = True  # errors always on stderr, unwrapped
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
-        return 2
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return e.exit_code
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:

@@ -10,17 +10,20 @@ stage passes the rows it does not handle through.
 
 from __future__ import annotations
 
+import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
-from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
+from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray, stop_local_ray
 from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id
 from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import Runner, StageSpec
-from lanepipe.errors import ConfigError, InputError
+from lanepipe.engine.lifecycle import interrupt_signals
+from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
     RunStore,
@@ -31,6 +34,7 @@ from lanepipe.io.layout import (
 )
 from lanepipe.io.resume import check_resume_config, merge_rows
 
+log = logging.getLogger(__name__)
 IMPLEMENTED: tuple[str, ...] = STAGES
 #: What each stage reads from the run before it (checked before anything runs).
 UPSTREAM_OUTPUT: dict[str, tuple[str, str]] = {
@@ -72,7 +76,7 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
         raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
     return StageSpec(name=name, target=STAGE_TARGETS[name], config="lanepipe.config:RunConfig",
                      cfg_json=cfg.model_dump_json(), args=(root, run_id, upstream_root, upstream_run_id),
-                     backend=configured_backend(cfg, name))
+                     backend=configured_backend(cfg, name), scratch=RunStore(root, run_id).scratch)
 
 
 def check_lineage(cfg: RunConfig) -> list[str]:
@@ -139,6 +143,27 @@ def input_failure_row(failure: InputFailure, run_id: str) -> dict[str, Any]:
             "skipped": False}
 
 
+def note_interrupted(store: RunStore, manifest: dict[str, Any]) -> list[str]:
+    """On a resume, stages the manifest still calls ``running`` (their driver was killed, e.g. SIGKILL, and could
+    not record it) or ``interrupted``: say so, record them in ``interruptions``; returns their names."""
+    stale = {n: st for n, st in manifest.get("stages", {}).items() if st.get("status") in ("running", "interrupted")}
+    if not stale:
+        return []
+    killed = [n for n, st in stale.items() if st["status"] == "running"]
+    if killed:
+        since = min(str(stale[n].get("started", "?")) for n in killed)
+        log.warning("run %s: stage(s) %s still said 'running' (started %s) with no driver to finish them: it was "
+                    "killed, so they count as interrupted; resuming (finished items are kept)",
+                    store.run_id, ", ".join(killed), since)
+    else:
+        log.warning("run %s: resuming after an interruption of stage(s) %s (finished items are kept)",
+                    store.run_id, ", ".join(stale))
+    manifest.setdefault("interruptions", []).append(
+        {"stages": sorted(stale), "started": min(str(st.get("started", "?")) for st in stale.values()),
+         "recorded": "driver killed (stale 'running')" if killed else "interrupted", "resumed": utc_now()})
+    return sorted(stale)
+
+
 def previous_rows(store: RunStore) -> list[dict[str, Any]]:
     """The rows ``results.parquet`` holds now (none for a new run)."""
     if not storage.exists(store.results_url):
@@ -154,6 +179,29 @@ def make_run_runner(cfg: RunConfig, executor: str, store: RunStore) -> Runner:
                        prefer=prefer, run_id=store.run_id, after=lambda: remove_orphan_temps(store.url))
 
 
+@dataclass
+class _RunState:
+    """What :func:`run` needs to close a run that stops early: its folder and manifest once written."""
+
+    store: RunStore | None = None
+    manifest: dict[str, Any] | None = None
+    in_runner: bool = False
+
+    def close(self, status: str, error: BaseException) -> None:
+        """Record ``status`` (``interrupted``/``failed``) for the stages still ``running``; best effort (the
+        storage may be what failed)."""
+        if self.store is None or self.manifest is None:
+            return
+        for st in self.manifest.get("stages", {}).values():
+            if st.get("status") == "running":
+                st.update(status=status, finished=utc_now(), error=" ".join(str(error).split())[:500] or status)
+        self.manifest["updated"] = utc_now()
+        try:
+            self.store.write_manifest(self.manifest)
+        except Exception as e:
+            log.warning("could not record %r in %s: %s", status, self.store.manifest_url, e)
+
+
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
         on_plan: Callable[[int, int], None] | None = None) -> RunSummary:
     """Run the configured stages. A re-run with the same run id skips items already finished.
@@ -162,7 +210,37 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         executor: ``"ray"`` (Ray Data actor pools) or ``"sequential"`` (same stages, this process).
         progress: called with every results row as it arrives (rows of all selected stages).
         on_plan: called once with (clips to stream, clips whose first stage is already finished).
+
+    Raises:
+        StorageError: the run's storage could not be read or written (unreachable, full); the run resumes.
+        InterruptError: SIGINT/SIGTERM; ``interrupted`` is recorded and a local Ray started here is shut down.
     """
+    state = _RunState()
+    with interrupt_signals():
+        try:
+            return _run(cfg, state, executor=executor, progress=progress, on_plan=on_plan)
+        except (InterruptError, KeyboardInterrupt) as e:
+            err = e if isinstance(e, InterruptError) else InterruptError(signal.SIGINT, "SIGINT (Ctrl-C)")
+            state.close("interrupted", err)
+            stop_local_ray()
+            if err is e:
+                raise
+            raise err from None
+        except LanepipeError as e:
+            state.close("failed", e)
+            raise
+        except Exception as e:
+            state.close("failed", e)
+            if state.in_runner or not storage.is_storage_failure(e):
+                raise
+            url = state.store.url if state.store else storage.absolute(cfg.output)
+            resume = f"rerun with --run-id {state.store.run_id} to resume" if state.store else "rerun"
+            raise StorageError(f"{url}: could not read or write the run: {storage.describe_failure(e)}. Nothing "
+                               f"finished is lost: once the storage is back, {resume}") from e
+
+
+def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressFn | None,
+         on_plan: Callable[[int, int], None] | None) -> RunSummary:
     if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
     t_start = time.perf_counter()
@@ -175,6 +253,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     items, failures = _initial_items(cfg, upstream)
     if not items:
         raise InputError(upstream.url, "clips to process", "none")
+    state.store = store
     manifest: dict[str, Any] = store.read_manifest() if store.exists() else {
         "run_id": run_id, "created": utc_now(), "stages": {}}
     if "config" in manifest:  # a resume: same settings, or explicitly allowed (changes recorded)
@@ -188,13 +267,20 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     first_done = store.finished(cfg.stages[0])
     if on_plan:
         on_plan(len(items), sum(1 for i in items if str(i.get("name", i.get("clip"))) in first_done))
+    note_interrupted(store, manifest)
+    if store.clean_scratch():  # temp files of writers killed in an earlier attempt
+        log.info("removed the scratch files an interrupted attempt left in %s", store.scratch)
     for name in cfg.stages:
         manifest["stages"][name] = {"status": "running", "started": utc_now()}
     store.write_manifest(manifest)
+    state.manifest = manifest
 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
     runner = make_run_runner(cfg, executor, store)
+    state.in_runner = True
     rows = runner.run(specs, items, progress)
+    state.in_runner = False
+    store.clean_scratch()
     for failure in failures:  # inputs that resolved to no clip: one failed row each, the others ran
         rows.append(input_failure_row(failure, run_id))
         if progress:

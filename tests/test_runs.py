@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -189,3 +191,138 @@ def test_resume_with_other_settings_is_refused_and_fewer_inputs_keep_their_rows(
     assert manifest["config"]["input"]["max_frames"] == 6
     assert manifest["config_changes"][-1]["keys"] == ["input.max_frames"]
     assert sorted(pd.read_parquet(run / "results.parquet")["clip"]) == ["second", "synthetic"]
+
+
+# --- item 5: storage that fails ----------------------------------------------------------------------------------
+
+
+def _one_line_error(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and len(stderr.splitlines()) <= 8, stderr[-3000:]
+    return errors[0]
+
+
+def test_unreachable_output_store_ends_in_one_line_error(tmp_path: Path, synthetic_clip_file: Path) -> None:
+    port = closed_port()
+    res = subprocess.run([*CLI, "segment", "-i", str(synthetic_clip_file), "-o", "s3://lanepipe-test/runs",
+                          "--run-id", "r", "--set", "input.max_frames=4", "--executor", "sequential"],
+                         capture_output=True, text=True, timeout=300, check=False, env=_env(**s3_env(port)),
+                         cwd=tmp_path)
+    assert res.returncode == 3, res.stderr[-3000:]
+    line = _one_line_error(res.stderr)
+    assert "s3://lanepipe-test/runs/r" in line and f"127.0.0.1:{port}" in line and "--run-id r" in line, line
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # a write past it fails with EFBIG
+    return apply
+
+
+def test_full_disk_while_writing_results_ends_in_one_line_error_and_resumes(tmp_path: Path,
+                                                                            synthetic_clip_file: Path) -> None:
+    out = tmp_path / "runs"
+    cmd = [*CLI, "segment", "-i", str(synthetic_clip_file), "-o", str(out), "--run-id", "r", "--executor",
+           "sequential", "--set", "input.max_frames=4", "--set", "segment.overlay=false",
+           "--set", "segment.videopainter=false"]
+    # the clip's outputs (< 1 KB each) and manifest.json (~7 KB) fit; results.parquet (~11 KB) does not
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=_env(), cwd=tmp_path,
+                         preexec_fn=_limit_file_size(9000))
+    assert res.returncode == 3, res.stderr[-3000:]
+    line = _one_line_error(res.stderr)
+    assert "File too large" in line and "--run-id r" in line and str(out / "r") in line, line
+    run = out / "r"
+    assert (run / "segment" / "synthetic" / "meta.json").is_file() and not (run / "results.parquet").exists()
+    assert json.loads((run / "manifest.json").read_text())["stages"]["segment"]["status"] == "failed"
+    assert not [p for p in run.rglob("*.tmp")], "no half-written temp files"
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=_env(), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    df = pd.read_parquet(run / "results.parquet")
+    assert df["status"].tolist() == ["ok"] and df["skipped"].tolist() == [True]
+
+
+# --- item 8: interrupted runs ------------------------------------------------------------------------------------
+
+
+def _stage_status(run: Path) -> str | None:
+    try:
+        return str(json.loads((run / "manifest.json").read_text())["stages"]["segment"]["status"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_records_interrupted_and_stops_the_local_ray(tmp_path: Path, real_clips: list[Path],
+                                                            sig: signal.Signals) -> None:
+    import psutil
+
+    out = tmp_path / "runs"
+    cmd = [*CLI, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
+           "--set", "ray.num_cpus=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    try:
+        ray_procs: list[psutil.Process] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            if _stage_status(out / "r") == "running" and any("raylet" in k.name() for k in kids):
+                ray_procs = kids
+                break
+            time.sleep(0.2)
+        assert ray_procs, "the run never got to Ray"
+        time.sleep(1.0)
+        ray_procs = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, stderr[-3000:]
+    assert "Traceback" not in stderr and "error: interrupted by" in stderr, stderr[-3000:]
+    assert _stage_status(out / "r") == "interrupted"
+    _, alive = psutil.wait_procs(ray_procs, timeout=30)
+    assert [p.name() for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_killed_driver_leaves_temp_files_only_in_the_run_and_resume_cleans_them(tmp_path: Path,
+                                                                                 real_clips: list[Path]) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "runs"
+    run = out / "r"
+    cmd = [*CLI, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
+           "--set", "input.max_frames=12", "--executor", "sequential"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(TMPDIR=str(tmp)),
+                            cwd=tmp_path)
+    caught: list[Path] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not caught and time.monotonic() < deadline and proc.poll() is None:
+            for root in (tmp, run / ".scratch"):  # an encoder's temp file, mid-write
+                if root.is_dir():
+                    caught += [p for p in root.glob("lanepipe-*/out.mp4")]
+            if not caught:
+                time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)  # no handler, no finally: what a killed worker or driver leaves
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert caught, "never saw an encoder's temp file"
+    assert list(tmp.iterdir()) == [], "temp files outside the run are never cleaned"
+    assert [p for p in run.glob(".scratch/lanepipe-*/out.mp4")], "the killed writer's temp file is in the run"
+    assert _stage_status(run) == "running"
+
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=_env(TMPDIR=str(tmp)),
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "still said 'running'" in res.stderr and "interrupted" in res.stderr, res.stderr[-3000:]
+    assert not [p for p in run.rglob("*") if ".scratch" in p.parts and p.is_file()]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["segment"]["status"] == "done"
+    assert manifest["interruptions"][-1]["recorded"].startswith("driver killed")
+    assert pd.read_parquet(run / "results.parquet")["status"].tolist() == ["ok"] * len(real_clips)

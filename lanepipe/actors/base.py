@@ -136,6 +136,7 @@ class StageActor:
     def __init__(self, spec: StageSpec, run_id: str = "") -> None:
         self.stage_name = spec.name
         self.run_id = run_id
+        self.scratch = spec.scratch
         self.stage: Stage = spec.build()
         self.stage.setup()
         self.metrics = StageMetrics(spec.name, spec.backend)
@@ -145,7 +146,8 @@ class StageActor:
         (the sweep goes on)."""
         t0 = time.perf_counter()
         try:
-            rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
+            with storage.scratch_dir(self.scratch):
+                rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []

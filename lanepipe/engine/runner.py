@@ -8,6 +8,7 @@ from typing import Protocol
 
 from lanepipe.engine.items import item_from_row, item_to_row
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec
+from lanepipe.io import storage
 
 ProgressFn = Callable[[Row], None]
 
@@ -35,8 +36,9 @@ class SequentialRunner:
         rows: list[Row] = []
         for row in items:
             batch: list[Item] = [item_from_row(row)]
-            for stage in stages:
-                batch = [out for it in batch for out in stage.process(it)]
+            for spec, stage in zip(specs, stages, strict=True):
+                with storage.scratch_dir(spec.scratch):
+                    batch = [out for it in batch for out in stage.process(it)]
             for it in batch:
                 rows.append(item_to_row(it))
                 if progress:
