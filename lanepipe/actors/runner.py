@@ -94,7 +94,7 @@ def stop_local_ray(grace_s: float = 2.0) -> bool:
     return True
 
 
-def start_ray(ray_cfg: RayConfig) -> float:
+def start_ray(ray_cfg: RayConfig, *, log_to_driver: bool = False) -> float:
     """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running.
 
     A local instance listens on ``ray_cfg.bind_host`` only (127.0.0.1 by default: no Ray port, agent or metrics
@@ -104,7 +104,7 @@ def start_ray(ray_cfg: RayConfig) -> float:
     if ray.is_initialized():
         return 0.0
     t = time.perf_counter()
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": log_to_driver}
     if ray_cfg.address != "local":
         ray.init(address=ray_cfg.address, **kwargs)
         return time.perf_counter() - t
