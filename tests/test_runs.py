@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from lanepipe import pipeline
-from lanepipe.config import load_config
+from lanepipe.config import Resources, RunConfig, load_config
+from lanepipe.engine import ResultItem, StageItem, StageSpec
 from lanepipe.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,3 +327,39 @@ def test_killed_driver_leaves_temp_files_only_in_the_run_and_resume_cleans_them(
     assert manifest["stages"]["segment"]["status"] == "done"
     assert manifest["interruptions"][-1]["recorded"].startswith("driver killed")
     assert pd.read_parquet(run / "results.parquet")["status"].tolist() == ["ok"] * len(real_clips)
+
+
+class TempWriter:
+    """A test stage: writes one file through ``storage.atomic_local_file`` and reports where it was staged."""
+
+    name = "segment"
+
+    def __init__(self, cfg: RunConfig, out: str) -> None:
+        self.cfg, self.out = cfg, out
+
+    def resources(self) -> Resources:
+        return self.cfg.segment.resources
+
+    def setup(self) -> None:
+        pass
+
+    def process(self, item: StageItem) -> list[StageItem]:
+        from lanepipe.io import storage
+
+        with storage.atomic_local_file(f"{self.out}/{item.get('name')}.bin") as tmp:
+            tmp.write_bytes(b"x")
+            staged = str(tmp.parent.parent)
+        return [ResultItem(clip=str(item.get("name")), stage="segment", extra={"staged": staged})]
+
+
+def test_ray_workers_stage_temp_files_in_the_runs_scratch(ray_local, tmp_path: Path) -> None:
+    from lanepipe.actors.runner import RayDataRunner
+
+    cfg = load_config(None, ["segment.resources.runtime_env={env_vars: {PYTHONPATH: '" + str(REPO) + "'}}"])
+    scratch = tmp_path / "run" / ".scratch"
+    spec = StageSpec(name="segment", target="tests.test_runs:TempWriter", config="lanepipe.config:RunConfig",
+                     cfg_json=cfg.model_dump_json(), args=(str(tmp_path / "out"),), scratch=str(scratch))
+    rows = RayDataRunner(cfg.ray).run([spec], [{"source": f"s{i}.mp4", "name": f"c{i}"} for i in range(2)])
+    assert sorted(r["staged"] for r in rows) == [str(scratch)] * 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.bin", "c1.bin"]
+    assert list(scratch.iterdir()) == []  # each writer's temp folder is gone once its file landed
