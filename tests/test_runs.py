@@ -363,3 +363,18 @@ def test_ray_workers_stage_temp_files_in_the_runs_scratch(ray_local, tmp_path: P
     assert sorted(r["staged"] for r in rows) == [str(scratch)] * 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.bin", "c1.bin"]
     assert list(scratch.iterdir()) == []  # each writer's temp folder is gone once its file landed
+
+
+def test_merged_rows_match_rows_read_back_from_parquet(tmp_path: Path) -> None:
+    """Rows read back from results.parquet carry NaN where a value is missing: they still match this invocation's."""
+    from lanepipe.io.resume import merge_rows
+
+    first = [{"stage": "segment", "clip": "a", "instruction": None, "status": "failed"},
+             {"stage": "edit", "clip": "b", "instruction": "double yellow solid", "status": "ok"},
+             {"stage": "segment", "clip": "c", "instruction": None, "status": "ok", "num_frames": 4}]
+    pd.DataFrame(first).to_parquet(tmp_path / "r.parquet")
+    previous = pd.read_parquet(tmp_path / "r.parquet").to_dict("records")
+    now = [{"stage": "segment", "clip": "a", "status": "failed", "error": "again"}]
+    merged = merge_rows(previous, now)
+    assert [(r["stage"], r["clip"]) for r in merged] == [("segment", "a"), ("edit", "b"), ("segment", "c")]
+    assert merged[0] == now[0] and merged[1]["num_frames"] is None and merged[2]["num_frames"] == 4

@@ -63,7 +63,7 @@ def merge_rows(previous: list[dict[str, Any]], current: list[dict[str, Any]]) ->
     """The run's rows after a resume: each earlier row replaced by this invocation's row about the same item (in
     place), earlier rows of items not in this invocation kept, then this invocation's new items."""
     fresh: dict[tuple[str, str, str, str], dict[str, Any] | None] = {row_key(r): r for r in current}
-    out = [fresh.pop(row_key(r), None) or clean_row(r) for r in previous]
+    out = [fresh.pop(row_key(r), None) or r for r in map(clean_row, previous)]
     out.extend(r for r in current if row_key(r) in fresh)
     return out
 
