@@ -132,6 +132,7 @@ class StageActor:
     """
 
     stage_name: str = ""
+    scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
 
     def __init__(self, spec: StageSpec, run_id: str = "") -> None:
         self.stage_name = spec.name
