@@ -57,6 +57,8 @@ def default_sample_clip() -> str:
 
 def _build_config(config: Path | None, sets: list[str] | None, **fields: Any) -> RunConfig:
     base: dict[str, Any] = {}
+    if fields.get("resume_changed_config"):
+        base["resume_changed_config"] = True
     if fields.get("input"):
         base.setdefault("input", {})["paths"] = fields["input"]
     for key in ("output", "stages", "run_id", "from_run"):
@@ -108,13 +110,15 @@ def run(
     edit: Annotated[list[str] | None, typer.Option("--edit", "-e", help="lane instruction or preset:NAME "
                                                    "(repeatable); default 'double yellow solid'")] = None,
     verbose: VerboseOpt = False,
+    resume_changed_config: Annotated[bool, typer.Option(
+        "--resume-changed-config", help="resume --run-id even though its recorded settings differ")] = False,
 ) -> None:
     """Run the selected stages (default: all of them) over the input clips (the synthetic sample clip when no
     --input). What will run (stages, backends, instructions, inputs, output folder) is printed first."""
     if stages is None and not _stages_configured(config, set_):
         stages = "all"
     cfg = _build_config(config, set_, input=input, output=output, stages=stages, run_id=run_id,
-                        from_run=from_run, address=address, edit=edit)
+                        from_run=from_run, address=address, edit=edit, resume_changed_config=resume_changed_config)
     _execute(cfg, executor, verbose)
 
 
@@ -448,8 +452,8 @@ def run_cli(argv: list[str] | None = None, *, messages_to_stdout: bool = False) 
         app(args=argv)
     except LanepipeError as e:
         console.stderr = True  # errors always on stderr, unwrapped
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
-        return EXIT_USAGE
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return e.exit_code
     except OSError as e:  # storage unreachable, disk full …: the run could not start or finish
         console.stderr = True
         console.print(f"[red]error:[/red] {escape(f'{type(e).__name__}: {e}')}", soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +20,21 @@ from lanepipe.verify.config import LaneDetectorConfig, QwenJudgeConfig
 
 STAGES: tuple[str, ...] = ("segment", "edit", "evaluate", "render")
 StageName = Literal["segment", "edit", "evaluate", "render"]
+#: A run id is one folder name under ``output``: no slashes, no ``..``, starts with a letter or digit.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(value: str, what: str = "run_id") -> str:
+    """``value`` if it is a valid run id (:data:`RUN_ID_PATTERN`, no ``..``), else :class:`ConfigError`."""
+    if not RUN_ID_PATTERN.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what}: expected a run id of letters, digits, '.', '_' or '-' (starting with a letter "
+                          f"or digit, at most 128 characters, no '..' and no '/'), got {value!r}")
+    return value
+
+
+def looks_like_path(value: str) -> bool:
+    """True for a ``--from-run`` that names a folder or URL (not a bare run id)."""
+    return "/" in value or "\\" in value or "://" in value
 
 
 class _Strict(BaseModel):
@@ -214,6 +230,9 @@ class RayConfig(_Strict):
     address: str = Field("local", description='"local" starts a private instance; "auto" or ray://… joins')
     num_cpus: int | None = Field(None, ge=1)
     num_gpus: int | None = Field(None, ge=0)
+    bind_host: str = Field("127.0.0.1", min_length=1, description="address a local instance started by "
+                           "lanepipe listens on (every Ray server, agent and metrics endpoint); 127.0.0.1 keeps it "
+                           "on this machine, an interface address or 0.0.0.0 opens it (ignored when joining)")
 
 
 class RunConfig(_Strict):
@@ -230,6 +249,8 @@ class RunConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    resume_changed_config: bool = Field(False, description="resume a run (same run_id) whose recorded config "
+                                        "differs from this one; without it such a resume is refused")
 
     @model_validator(mode="before")
     @classmethod
@@ -249,6 +270,16 @@ class RunConfig(_Strict):
         if not isinstance(verify, dict):
             return data  # pydantic reports the bad section
         return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl")}}
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, v: str | None) -> str | None:
+        return None if v is None else _valid_id(v, "run_id")
+
+    @field_validator("from_run")
+    @classmethod
+    def _from_run(cls, v: str | None) -> str | None:
+        return None if v is None or looks_like_path(v) else _valid_id(v, "from_run")
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -271,6 +302,13 @@ class RunConfig(_Strict):
             raise ValueError(f"stages must be consecutive stages in pipeline order ({','.join(STAGES)}), e.g. "
                              f"segment,edit or edit,evaluate,render; got {','.join(v)}")
         return list(v)
+
+
+def _valid_id(v: str, what: str) -> str:
+    try:
+        return check_run_id(v, what)
+    except ConfigError as e:  # pydantic reports ValueError with the field's dotted path
+        raise ValueError(str(e).split(": ", 1)[1]) from None
 
 
 def _parse_scalar(text: str) -> Any:
@@ -363,7 +401,7 @@ def config_hash(cfg: RunConfig) -> str:
     """Short stable hash of the settings that change outputs (run id and output root excluded)."""
     import hashlib
 
-    payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray"})
+    payload = cfg.model_dump(mode="json", exclude={"run_id", "output", "ray", "resume_changed_config"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
 
 

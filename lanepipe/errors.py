@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class LanepipeError(Exception):
-    """Base class of every error lanepipe raises on purpose."""
+    """Base class of every error lanepipe raises on purpose. ``exit_code``: the CLI's exit status for it."""
+
+    exit_code: int = 2
 
 
 class InputError(LanepipeError):
@@ -38,3 +40,24 @@ class ConfigError(LanepipeError):
 
 class BackendUnavailableError(LanepipeError):
     """A backend's optional dependency or checkpoint is missing."""
+
+
+class StorageError(LanepipeError):
+    """The run's storage could not be read or written (unreachable object store, full disk, no permission).
+
+    Nothing finished is lost: every output is written atomically and marked last, so the same ``--run-id``
+    resumes once the storage is back."""
+
+    exit_code = 3
+
+
+class InterruptError(LanepipeError):
+    """The run was stopped by a signal (Ctrl-C: SIGINT, or SIGTERM); ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {name}")
+
+    def __reduce__(self) -> tuple[type[InterruptError], tuple[int, str]]:
+        return (InterruptError, (self.signum, str(self).removeprefix("interrupted by ")))

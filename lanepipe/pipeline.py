@@ -10,17 +10,20 @@ stage passes the rows it does not handle through.
 
 from __future__ import annotations
 
+import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
-from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray
-from lanepipe.config import STAGES, RunConfig, new_run_id
-from lanepipe.datasets.sources import resolve_inputs
+from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray, stop_local_ray
+from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id
+from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, StageSpec
-from lanepipe.errors import ConfigError, InputError
+from lanepipe.engine.lifecycle import interrupt_signals
+from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
     RunStore,
@@ -29,7 +32,9 @@ from lanepipe.io.layout import (
     utc_now,
     write_videopainter_meta,
 )
+from lanepipe.io.resume import check_resume_config, merge_rows
 
+log = logging.getLogger(__name__)
 IMPLEMENTED: tuple[str, ...] = STAGES
 #: What each stage reads from the run before it (checked before anything runs).
 UPSTREAM_OUTPUT: dict[str, tuple[str, str]] = {
@@ -72,7 +77,7 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
         raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
     return StageSpec(name=name, target=STAGE_TARGETS[name], config="lanepipe.config:RunConfig",
                      cfg_json=cfg.model_dump_json(), args=(root, run_id, upstream_root, upstream_run_id),
-                     backend=configured_backend(cfg, name))
+                     backend=configured_backend(cfg, name), scratch=RunStore(root, run_id).scratch)
 
 
 @dataclass(frozen=True)
@@ -150,11 +155,57 @@ def init_ray(cfg: RunConfig) -> float:
     return start_ray(cfg.ray)
 
 
-def _initial_items(cfg: RunConfig, upstream: RunStore) -> list[dict[str, Any]]:
+def _initial_items(cfg: RunConfig, upstream: RunStore) -> tuple[list[dict[str, Any]], list[InputFailure]]:
+    """The items the first stage streams, and the inputs that resolved to no clip (each a failed row later).
+
+    Raises:
+        InputError: not one input resolved to a clip (every input's reason in the message).
+    """
     if cfg.stages[0] == "segment":
-        return [{"source": r.source, "name": r.name} for r in resolve_inputs(cfg.input.paths)]
+        refs, failures = resolve_each(cfg.input.paths)
+        if not refs and len(failures) == 1:
+            raise failures[0].error
+        if not refs:
+            raise InputError(", ".join(f.source for f in failures), "at least one input that holds a clip",
+                             "none: " + "; ".join(str(f.error) for f in failures))
+        return [{"source": r.source, "name": r.name} for r in refs], failures
     need_stage, _ = UPSTREAM_OUTPUT[cfg.stages[0]]
-    return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"]
+    return [row for row in upstream.finished(need_stage).values() if row.get("status") == "ok"], []
+
+
+def input_failure_row(failure: InputFailure, run_id: str) -> dict[str, Any]:
+    """The failed ``segment`` row of an input that resolved to no clip."""
+    return {"run_id": run_id, "clip": failure.name, "source": failure.source, "stage": "segment",
+            "status": "failed", "error": str(failure.error), "error_type": type(failure.error).__name__,
+            "skipped": False}
+
+
+def note_interrupted(store: RunStore, manifest: dict[str, Any]) -> list[str]:
+    """On a resume, stages the manifest still calls ``running`` (their driver was killed, e.g. SIGKILL, and could
+    not record it) or ``interrupted``: say so, record them in ``interruptions``; returns their names."""
+    stale = {n: st for n, st in manifest.get("stages", {}).items() if st.get("status") in ("running", "interrupted")}
+    if not stale:
+        return []
+    killed = [n for n, st in stale.items() if st["status"] == "running"]
+    if killed:
+        since = min(str(stale[n].get("started", "?")) for n in killed)
+        log.warning("run %s: stage(s) %s still said 'running' (started %s) with no driver to finish them: it was "
+                    "killed, so they count as interrupted; resuming (finished items are kept)",
+                    store.run_id, ", ".join(killed), since)
+    else:
+        log.warning("run %s: resuming after an interruption of stage(s) %s (finished items are kept)",
+                    store.run_id, ", ".join(stale))
+    manifest.setdefault("interruptions", []).append(
+        {"stages": sorted(stale), "started": min(str(st.get("started", "?")) for st in stale.values()),
+         "recorded": "driver killed (stale 'running')" if killed else "interrupted", "resumed": utc_now()})
+    return sorted(stale)
+
+
+def previous_rows(store: RunStore) -> list[dict[str, Any]]:
+    """The rows ``results.parquet`` holds now (none for a new run)."""
+    if not storage.exists(store.results_url):
+        return []
+    return list(store.read_results().to_dict("records"))
 
 
 def make_run_runner(cfg: RunConfig, executor: str, store: RunStore, events: ProgressFn | None = None) -> Runner:
@@ -196,6 +247,29 @@ def _timing(cfg: RunConfig, rows: list[dict[str, Any]], wall_s: float, ray_start
             "parallel_overlap_s": round(max(0.0, accounted - wall_s), 3)}
 
 
+@dataclass
+class _RunState:
+    """What :func:`run` needs to close a run that stops early: its folder and manifest once written."""
+
+    store: RunStore | None = None
+    manifest: dict[str, Any] | None = None
+    in_runner: bool = False
+
+    def close(self, status: str, error: BaseException) -> None:
+        """Record ``status`` (``interrupted``/``failed``) for the stages still ``running``; best effort (the
+        storage may be what failed)."""
+        if self.store is None or self.manifest is None:
+            return
+        for st in self.manifest.get("stages", {}).values():
+            if st.get("status") == "running":
+                st.update(status=status, finished=utc_now(), error=" ".join(str(error).split())[:500] or status)
+        self.manifest["updated"] = utc_now()
+        try:
+            self.store.write_manifest(self.manifest)
+        except Exception as e:
+            log.warning("could not record %r in %s: %s", status, self.store.manifest_url, e)
+
+
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
         on_plan: Callable[[int, int], None] | None = None,
         on_start: Callable[[RunPlan], None] | None = None, on_event: ProgressFn | None = None) -> RunSummary:
@@ -208,21 +282,59 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         on_start: called once with the :class:`RunPlan` before any stage runs.
         on_event: called with a light copy of each row as soon as its stage emits it (live per-stage progress;
             ``progress`` gets the full rows once an item is through all selected stages).
+
+    Raises:
+        StorageError: the run's storage could not be read or written (unreachable, full); the run resumes.
+        InterruptError: SIGINT/SIGTERM; ``interrupted`` is recorded and a local Ray started here is shut down.
     """
+    state = _RunState()
+    with interrupt_signals():
+        try:
+            return _run(cfg, state, executor=executor, progress=progress, on_plan=on_plan, on_start=on_start,
+                        on_event=on_event)
+        except (InterruptError, KeyboardInterrupt) as e:
+            err = e if isinstance(e, InterruptError) else InterruptError(signal.SIGINT, "SIGINT (Ctrl-C)")
+            state.close("interrupted", err)
+            stop_local_ray()
+            if err is e:
+                raise
+            raise err from None
+        except LanepipeError as e:
+            state.close("failed", e)
+            raise
+        except Exception as e:
+            state.close("failed", e)
+            if state.in_runner or not storage.is_storage_failure(e):
+                raise
+            url = state.store.url if state.store else storage.absolute(cfg.output)
+            resume = f"rerun with --run-id {state.store.run_id} to resume" if state.store else "rerun"
+            raise StorageError(f"{url}: could not read or write the run: {storage.describe_failure(e)}. Nothing "
+                               f"finished is lost: once the storage is back, {resume}") from e
+
+
+def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressFn | None,
+         on_plan: Callable[[int, int], None] | None, on_start: Callable[[RunPlan], None] | None = None,
+         on_event: ProgressFn | None = None) -> RunSummary:
     if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
     t_start = time.perf_counter()
     upstream_ids = check_lineage(cfg)
     _check_implemented(cfg)
     root = storage.absolute(cfg.output)
-    run_id = cfg.run_id or new_run_id(cfg)
+    run_id = check_run_id(cfg.run_id) if cfg.run_id else new_run_id(cfg)
     store = RunStore(root, run_id)
     upstream = _upstream_store(cfg) or store
-    items = _initial_items(cfg, upstream)
+    items, failures = _initial_items(cfg, upstream)
     if not items:
         raise InputError(upstream.url, "clips to process", "none")
+    state.store = store
     manifest: dict[str, Any] = store.read_manifest() if store.exists() else {
         "run_id": run_id, "created": utc_now(), "stages": {}}
+    if "config" in manifest:  # a resume: same settings, or explicitly allowed (changes recorded)
+        changed = check_resume_config(store.url, manifest["config"], cfg.model_dump(mode="json") | {"run_id": run_id},
+                                      allowed=cfg.resume_changed_config)
+        if changed:
+            manifest.setdefault("config_changes", []).append({"at": utc_now(), "keys": changed})
     manifest.update(config=cfg.model_dump(mode="json") | {"run_id": run_id}, versions=package_versions(),
                     git_sha=git_sha(), upstream_run_ids=upstream_ids, updated=utc_now())
     summary = RunSummary(run_id=run_id, url=store.url)
@@ -237,13 +349,24 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
                          totals=_totals(cfg, len(items))))
     if on_plan:
         on_plan(len(items), n_skip)
+    note_interrupted(store, manifest)
+    if store.clean_scratch():  # temp files of writers killed in an earlier attempt
+        log.info("removed the scratch files an interrupted attempt left in %s", store.scratch)
     for name in cfg.stages:
         manifest["stages"][name] = {"status": "running", "started": utc_now()}
     store.write_manifest(manifest)
+    state.manifest = manifest
 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
     runner = make_run_runner(cfg, executor, store, on_event)
+    state.in_runner = True
     rows = runner.run(specs, items, progress)
+    state.in_runner = False
+    store.clean_scratch()
+    for failure in failures:  # inputs that resolved to no clip: one failed row each, the others ran
+        rows.append(input_failure_row(failure, run_id))
+        if progress:
+            progress(rows[-1])
     if isinstance(runner, RayDataRunner):
         summary.ray_init_s = runner.ray_init_s
     rows = [r for r in rows if r.get("stage") in cfg.stages]
@@ -253,13 +376,14 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     summary.rows = rows
     summary.skipped = sum(bool(r.get("skipped")) for r in rows)
 
-    store.write_results(rows)
+    all_rows = merge_rows(previous_rows(store), rows)  # rows of items this invocation did not touch stay
+    store.write_results(all_rows)
     if "segment" in cfg.stages:
-        write_videopainter_meta(store, rows, caption=DEFAULT_CAPTION)
+        write_videopainter_meta(store, all_rows, caption=DEFAULT_CAPTION)
     summary.seconds = time.perf_counter() - t_start
     timing = _timing(cfg, rows, summary.seconds, summary.ray_init_s)
     for name in cfg.stages:
-        mine = [r for r in rows if r["stage"] == name]
+        mine = [r for r in all_rows if r["stage"] == name]
         n_ok = sum(r["status"] == "ok" for r in mine)
         manifest["stages"][name].update(
             status="done" if mine and n_ok == len(mine) else "partial", finished=utc_now(),
@@ -267,7 +391,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
             seconds=timing["busy_s"][name], setup_s=timing["setup_s"][name])
     manifest["timing"] = timing
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
-                          for r in rows if r["stage"] == "segment"] or manifest.get("inputs", [])
+                          for r in all_rows if r["stage"] == "segment"] or manifest.get("inputs", [])
     report = "render" in cfg.stages and cfg.render.report
     if report:
         manifest["report"] = store.report_url

@@ -134,11 +134,13 @@ class StageActor:
     stage_name: str = ""
     setup_s: float | None = None  # this actor's setup() seconds, until reported on its first own row
     events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
+    scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
         self.events = events
+        self.scratch = spec.scratch
         self.stage: Stage = spec.build()
         t = time.perf_counter()
         self.stage.setup()
@@ -150,7 +152,8 @@ class StageActor:
         (the sweep goes on)."""
         t0 = time.perf_counter()
         try:
-            rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
+            with storage.scratch_dir(self.scratch):
+                rows = [item_to_row(out) for out in self.stage.process(item_from_row(item))]
         except Exception as e:
             self.metrics.record_exception(e, time.perf_counter() - t0)
             passed = [item] if item.get("stage") not in (None, self.stage_name) else []

@@ -11,9 +11,11 @@ sweep) and reported by the runner's ``lost`` callback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,13 +24,83 @@ from typing import Any
 from lanepipe.actors.base import MAX_TASK_RETRIES, StageActor, resolve_custom_resources
 from lanepipe.config import RayConfig, Resources
 from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
+from lanepipe.errors import InterruptError
 
 LostFn = Callable[[Row], list[Row]]
 log = logging.getLogger(__name__)
 
 
-def start_ray(ray_cfg: RayConfig) -> float:
-    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running."""
+#: Ray reads this when ``ray._private.ray_constants`` is imported: "0" makes a node's IP the loopback address, so
+#: every gRPC server, agent and the metrics exporter of a local instance bind 127.0.0.1 instead of all interfaces
+#: (checked in ray/_private/services.py ``get_node_ip_address``, ray/dashboard/agent.py and
+#: ray/dashboard/modules/reporter/reporter_agent.py of Ray 2.60).
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _local_ray_kwargs(ray_cfg: RayConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"address": "local", "num_cpus": ray_cfg.num_cpus, "num_gpus": ray_cfg.num_gpus,
+                              "dashboard_host": "127.0.0.1" if ray_cfg.bind_host in LOOPBACK else ray_cfg.bind_host}
+    if ray_cfg.bind_host not in LOOPBACK:
+        kwargs["_node_ip_address"] = ray_cfg.bind_host
+    return kwargs
+
+
+_STARTED_HERE: list[bool] = []  # non-empty while a local instance start_ray started is up
+
+
+def _ray_descendants() -> list[Any]:
+    """This process's Ray descendants (GCS, raylet, its agents and workers), if psutil (Ray's ``default`` extra)
+    is there."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    out = []
+    try:
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if any("ray" in part for part in [p.name(), *p.cmdline()]):
+                    out.append(p)
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        return []
+    return out
+
+
+def stop_local_ray(grace_s: float = 2.0) -> bool:
+    """Shut down the local Ray instance :func:`start_ray` started in this process (its raylet, GCS, agents and
+    workers); a joined cluster is left alone. True if one was stopped.
+
+    ``ray.shutdown()`` stops the GCS and raylet; the agents the raylet started notice its death late (minutes,
+    listening all the while), so those of this process's Ray descendants still there after ``grace_s`` are
+    terminated (then killed)."""
+    if not _STARTED_HERE:
+        return False
+    import ray
+
+    _STARTED_HERE.clear()
+    procs = _ray_descendants()
+    if ray.is_initialized():
+        ray.shutdown()
+    if procs:
+        import psutil
+
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        for sig_name in ("terminate", "kill"):  # the agents wait out SIGTERM: a short wait, then SIGKILL
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    getattr(p, sig_name)()
+            _, alive = psutil.wait_procs(alive, timeout=1.0)
+    return True
+
+
+def start_ray(ray_cfg: RayConfig, *, log_to_driver: bool = False) -> float:
+    """Start or join Ray (``ray_cfg.address``: ``local`` or a cluster); seconds taken, 0 when already running.
+
+    A local instance listens on ``ray_cfg.bind_host`` only (127.0.0.1 by default: no Ray port, agent or metrics
+    endpoint answers from another machine)."""
     import ray
 
     if ray.is_initialized():
@@ -36,12 +108,35 @@ def start_ray(ray_cfg: RayConfig) -> float:
     t = time.perf_counter()
     # LANEPIPE_RAY_LOG_LEVEL: the CLI sets ERROR unless -v (lanepipe.progress.quiet_ray)
     level = os.environ.get("LANEPIPE_RAY_LOG_LEVEL", "WARNING")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": level, "log_to_driver": False}
-    if ray_cfg.address == "local":
-        kwargs.update(address="local", num_cpus=ray_cfg.num_cpus, num_gpus=ray_cfg.num_gpus)
-    else:
-        kwargs.update(address=ray_cfg.address)
-    ray.init(**kwargs)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": level, "log_to_driver": log_to_driver}
+    if ray_cfg.address != "local":
+        ray.init(address=ray_cfg.address, **kwargs)
+        return time.perf_counter() - t
+    from ray._private import ray_constants
+
+    loopback = ray_cfg.bind_host in LOOPBACK
+    saved_env, saved_const = os.environ.get(_RAY_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    if loopback:  # the processes Ray spawns read the variable, this one the constant (read at each call)
+        os.environ[_RAY_CLUSTER_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    _STARTED_HERE.append(True)  # before init: an interrupt during start-up leaves processes to stop too
+    try:
+        ray.init(**kwargs, **_local_ray_kwargs(ray_cfg))
+        if callable(term):  # ray.init replaces a SIGTERM handler of ours (a run's clean stop) with sys.exit
+            signal.signal(signal.SIGTERM, term)
+    except SystemExit as e:  # that sys.exit, on a SIGTERM during start-up: stop as our handler would
+        if callable(term) and e.code == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, term)
+            raise InterruptError(signal.SIGTERM, "SIGTERM") from None
+        raise
+    finally:
+        if loopback:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_const
+            if saved_env is None:
+                os.environ.pop(_RAY_CLUSTER_ENV, None)
+            else:
+                os.environ[_RAY_CLUSTER_ENV] = saved_env
     return time.perf_counter() - t
 
 

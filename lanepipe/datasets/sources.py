@@ -9,7 +9,9 @@ Accepted inputs:
   ``chunks+file:///abs/path`` (any fsspec protocol after ``+``).
 
 A named file that does not exist is kept as a reference: decoding it records an InputError for that clip
-while the others run. A folder or glob that yields no video is an InputError at once.
+while the others run. An input that yields no clip (a folder or glob with no video, an unknown scheme, an object
+store that cannot be listed) is an InputError: at once from :func:`resolve_inputs`, for that input only from
+:func:`resolve_each` (a run records it as a failed row and processes the rest).
 
 Local folders and recursive globs (``**``) never descend into a symlink to a folder, so a link back up the tree
 (``dir/sub/link -> dir``) cannot loop; a symlink to a file, or a folder link named by a non-recursive part of a
@@ -29,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import fsspec
 
-from lanepipe.errors import InputError
+from lanepipe.errors import ConfigError, InputError
 from lanepipe.io import storage
 from lanepipe.io.video import VIDEO_EXTENSIONS, clip_name_from_source
 
@@ -226,29 +228,70 @@ def _expand_one(item: str) -> list[str]:
     return [local]
 
 
+@dataclass(frozen=True)
+class InputFailure:
+    """An input (as given) that resolved to no clip: its folder-safe ``name`` for a results row, and why."""
+
+    source: str
+    name: str
+    error: InputError
+
+
+def _expand_checked(item: str) -> list[str]:
+    """:func:`_expand_one`, with a pattern that matches nothing and a store that cannot be listed as InputError."""
+    try:
+        found = _expand_one(item)
+    except (InputError, ConfigError):
+        raise
+    except Exception as e:  # unreachable object store, refused credentials …: this input only
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else "no details"
+        raise InputError(item, "a reachable file, folder or glob", f"{type(e).__name__}: {reason}") from e
+    if not found:
+        raise InputError(item, "a pattern matching at least one video file", "no matches")
+    return found
+
+
+def _unique_name(src: str, used: set[str]) -> str:
+    name = clip_name_from_source(src)
+    if name in used:
+        name = f"{name}-{hashlib.sha1(src.encode()).hexdigest()[:6]}"
+    used.add(name)
+    return name
+
+
+def resolve_each(items: list[str]) -> tuple[list[ClipRef], list[InputFailure]]:
+    """Like :func:`resolve_inputs`, but an input that resolves to nothing (unknown scheme, empty folder, a glob
+    with no match, an object store that cannot be reached) is returned as an :class:`InputFailure` instead of
+    stopping the others. Names are unique across both lists.
+
+    Raises:
+        InputError: no inputs at all.
+        ConfigError: a usage error.
+    """
+    if not items:
+        raise InputError("--input", "at least one clip, folder, glob or URL", "nothing")
+    sources: list[str] = []
+    failed: list[tuple[str, InputError]] = []
+    for item in items:
+        try:
+            sources.extend(_expand_checked(item))
+        except InputError as e:
+            failed.append((item, e))
+    firsts: dict[str, str] = {}
+    for src in sources:  # de-duplicate by real path, keep the first name and the order
+        firsts.setdefault(_dedupe_key(src), src)
+    used: set[str] = set()
+    refs = [ClipRef(source=src, name=_unique_name(src, used)) for src in firsts.values()]
+    return refs, [InputFailure(source=item, name=_unique_name(item, used), error=e) for item, e in failed]
+
+
 def resolve_inputs(items: list[str]) -> list[ClipRef]:
     """Expand inputs into clip references with unique folder-safe names, in a stable order.
 
     Raises:
         InputError: no inputs, an unknown URL scheme, or a folder/glob/chunk selector with no videos.
     """
-    if not items:
-        raise InputError("--input", "at least one clip, folder, glob or URL", "nothing")
-    sources: list[str] = []
-    for item in items:
-        found = _expand_one(item)
-        if not found:
-            raise InputError(item, "a pattern matching at least one video file", "no matches")
-        sources.extend(found)
-    refs: list[ClipRef] = []
-    used: set[str] = set()
-    firsts: dict[str, str] = {}
-    for src in sources:  # de-duplicate by real path, keep the first name and the order
-        firsts.setdefault(_dedupe_key(src), src)
-    for src in firsts.values():
-        name = clip_name_from_source(src)
-        if name in used:
-            name = f"{name}-{hashlib.sha1(src.encode()).hexdigest()[:6]}"
-        used.add(name)
-        refs.append(ClipRef(source=src, name=name))
+    refs, failed = resolve_each(items)
+    if failed:  # the first input that resolves to nothing stops it all
+        raise failed[0].error
     return refs

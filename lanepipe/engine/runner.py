@@ -9,6 +9,7 @@ from typing import Protocol
 
 from lanepipe.engine.items import StageItem, item_from_row, item_to_row
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec
+from lanepipe.io import storage
 
 ProgressFn = Callable[[Row], None]
 #: Row keys the runners add: seconds the stage spent in ``process`` for this row (a call's time split evenly over
@@ -65,19 +66,20 @@ class SequentialRunner:
         rows: list[Row] = []
         for row in items:
             batch: list[Item] = [item_from_row(row)]
-            for stage in stages:
+            for spec, stage in zip(specs, stages, strict=True):
                 nxt: list[Item] = []
-                for it in batch:
-                    t = time.perf_counter()
-                    outs = stage.process(it)
-                    stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name))
-                    if any(o.get("stage") == stage.name for o in outs):
-                        setup[stage.name] = None
-                    if self.events:
-                        for o in outs:
-                            if o.get("stage") == stage.name:
-                                self.events(stage_event(o))
-                    nxt.extend(outs)
+                with storage.scratch_dir(spec.scratch):
+                    for it in batch:
+                        t = time.perf_counter()
+                        outs = stage.process(it)
+                        stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name))
+                        if any(o.get("stage") == stage.name for o in outs):
+                            setup[stage.name] = None
+                        if self.events:
+                            for o in outs:
+                                if o.get("stage") == stage.name:
+                                    self.events(stage_event(o))
+                        nxt.extend(outs)
                 batch = nxt
             for it in batch:
                 rows.append(item_to_row(it))

@@ -72,6 +72,7 @@ class StageSpec:
         cfg_json: the config, as JSON.
         args: further positional string arguments (run root, run id, upstream run …).
         backend: backend name(s) for metric tags.
+        scratch: local folder for the stage's temp files (the run's scratch area); empty: the system temp folder.
     """
 
     name: str
@@ -80,6 +81,7 @@ class StageSpec:
     cfg_json: str
     args: tuple[str, ...] = ()
     backend: str = "default"
+    scratch: str = ""
 
     def build(self) -> Stage:
         """The stage object (cheap: no ``setup``)."""

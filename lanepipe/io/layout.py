@@ -3,6 +3,7 @@
 ```
 <root>/<run_id>/
   manifest.json  results.parquet  report.html
+  .scratch/                                   (temp files of writers at work; emptied on resume and at the end)
   segment/<clip>/{masks/00000.png…, all_masks.npz, overlay.mp4, meta.json}
   edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json, meta.json}
   evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz, <predictor>.meta.json,      (evaluate)
@@ -18,10 +19,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import platform
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +38,7 @@ from lanepipe.io import storage
 from lanepipe.lanes.instructions import parse_instruction
 
 MANIFEST = "manifest.json"
+SCRATCH = ".scratch"
 RESULTS = "results.parquet"
 _VERSIONED = ("lanepipe", "ray", "numpy", "av", "opencv-python-headless", "pyarrow", "fsspec", "pydantic",
               "torch", "sam2", "diffusers", "transformers")
@@ -86,6 +91,25 @@ class RunLayout:
         self.root = root.rstrip("/") or "."
         self.run_id = run_id
         self.url = storage.join(self.root, run_id)
+
+    @property
+    def scratch(self) -> str:
+        """The run's local scratch folder for temp files of writers (:func:`~lanepipe.io.storage.scratch_dir`):
+        ``<run>/.scratch`` for a local run, else a per-run folder under the system temp folder. Emptied when the
+        run resumes or finishes."""
+        if not storage.is_remote(self.url):
+            return storage.join(self.url, SCRATCH)
+        key = hashlib.sha1(self.url.encode()).hexdigest()[:8]
+        return str(Path(tempfile.gettempdir()) / "lanepipe-scratch" / f"{self.run_id}-{key}")
+
+    def clean_scratch(self) -> bool:
+        """Remove the scratch folder (temp files of writers that were killed); True if there was one. Call only
+        when no writer of this run is active."""
+        path = Path(self.scratch.removeprefix("file://"))
+        if not path.exists():
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
 
     def stage_dir(self, stage: str) -> str:
         return storage.join(self.url, stage)

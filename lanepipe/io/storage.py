@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import logging
 import os
@@ -301,13 +302,32 @@ def write_text_atomic(url: str, text: str) -> None:
     write_bytes_atomic(url, text.encode("utf-8"))
 
 
+_SCRATCH: contextvars.ContextVar[str | None] = contextvars.ContextVar("lanepipe_scratch", default=None)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | None) -> Iterator[None]:
+    """Within this block (this thread), :func:`atomic_local_file` stages its temp files under the local folder
+    ``path`` (a run's scratch area, cleaned when the run resumes) instead of the system temp folder, so a writer
+    killed mid-write leaves nothing behind that nobody cleans. ``None``/empty: the system temp folder."""
+    token = _SCRATCH.set(path or None)
+    try:
+        yield
+    finally:
+        _SCRATCH.reset(token)
+
+
 @contextlib.contextmanager
 def atomic_local_file(url: str, suffix: str = "") -> Iterator[Path]:
     """Yield a local temp path; on success its content lands at ``url`` atomically.
 
-    For writers that need a real file (video encoders, ``np.savez_compressed``).
+    For writers that need a real file (video encoders, ``np.savez_compressed``). The temp file lives under the
+    current :func:`scratch_dir` (the system temp folder outside one).
     """
-    with tempfile.TemporaryDirectory(prefix="lanepipe-") as d:
+    scratch = _SCRATCH.get()
+    if scratch:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lanepipe-", dir=scratch) as d:
         tmp = Path(d) / f"out{suffix}"
         yield tmp
         if not tmp.exists():
@@ -337,3 +357,35 @@ def list_files(url: str) -> list[str]:
     proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     found = sorted(retry(lambda: fs.find(path), what=f"list {url}"))
     return [f if not is_remote(url) else f"{proto}://{f}" for f in found]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# failures of the storage itself
+
+#: Top-level packages whose exceptions mean "the store failed" (clients of object stores and their transports).
+STORAGE_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "fsspec", "urllib3",
+                             "requests", "adlfs", "azure"})
+_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is an OS-level I/O error or an object-store client's error."""
+    cur: BaseException | None = exc
+    for _ in range(10):
+        if cur is None:
+            break
+        if isinstance(cur, OSError) or type(cur).__module__.split(".")[0] in STORAGE_MODULES:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming a storage failure's cause (``File too large``, ``Could not connect to …``)."""
+    text = " ".join(str(exc).split()) or "no details"
+    if len(text) > 300:
+        text = text[:297] + "…"
+    line = f"{type(exc).__name__}: {text}"
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        line += " (the disk is full or a file-size limit was reached)"
+    return line

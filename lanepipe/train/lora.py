@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -270,7 +271,12 @@ def train_lora(dataset: str, cfg: TrainConfig, *, address: str | None = None) ->
     if found is not None:
         check_resume(cfg, found[1], found[0])
         log.info("resuming from %s (step %s of %d)", found[0], found[1].get("step"), plan.total_steps)
-    if not ray.is_initialized():
+    if not ray.is_initialized() and address is None and not os.environ.get("RAY_ADDRESS"):
+        from lanepipe.actors.runner import start_ray
+        from lanepipe.config import RayConfig
+
+        start_ray(RayConfig(), log_to_driver=True)  # a private local instance, listening on 127.0.0.1 only
+    elif not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     trainer = TorchTrainer(
         train_loop_per_worker,
