@@ -279,7 +279,7 @@ class RunConfig(_Strict):
     @field_validator("from_run")
     @classmethod
     def _from_run(cls, v: str | None) -> str | None:
-        return None if v is None or looks_like_path(v) else _valid_id(v, "from_run")
+        return v if v is None or looks_like_path(v) else _valid_id(v, "from_run")
 
     @field_validator("stages", mode="before")
     @classmethod
