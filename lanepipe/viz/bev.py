@@ -125,13 +125,12 @@ def _dashed(img: U8, px: F64, color: RGB, thickness: int, dash: float, gap: floa
     s = np.unique(np.concatenate([np.arange(0.0, arc[-1], 1.0), [arc[-1]]]))
     dense = np.stack([np.interp(s, arc, px[:, 0]), np.interp(s, arc, px[:, 1])], axis=1)
     on = np.mod(s, dash + gap) < dash
-    start: int | None = None
-    for i, flag in enumerate([*on, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            _polyline(img, dense[start: max(i, start + 2)], color, thickness)
-            start = None
+    # runs of "on" samples: [start, end) index pairs, each drawn as one piece (one OpenCV call for all of them)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+    pieces = [dense[a: max(b, a + 2)] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    pts = [np.clip(np.round(q * 16), -(2**24), 2**24).astype(np.int32).reshape(-1, 1, 2) for q in pieces if len(q) >= 2]
+    if pts:
+        cv2.polylines(img, pts, isClosed=False, color=color, thickness=thickness, lineType=cv2.LINE_AA, shift=4)
 
 
 #: Marker shapes; "" draws none (legend entries of plain lines).
