@@ -136,8 +136,8 @@ def test_ray_start_up_is_quiet_unless_verbose(tmp_path: Path, sample_file: Path)
 
 
 def test_make_demo_installs_only_the_core_and_paints_a_visible_change() -> None:
-    demo = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    test = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    demo = subprocess.run(["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    test = subprocess.run(["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     installs = [line for line in demo.splitlines() if "pip install" in line and "--upgrade pip" not in line]
     assert installs == [".venv/bin/python -m pip install -q -e ."], demo
     assert "torch" not in demo and "double-yellow-solid" not in demo  # the sample already has a double yellow line
