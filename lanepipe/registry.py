@@ -86,7 +86,7 @@ class DefaultResources:
         parts = [f"{self.num_cpus:g} CPU"]
         if self.num_gpus:
             parts.append(f"{self.num_gpus:g} GPU" + (" if any" if self.gpu_if_available else ""))
-        parts += [f"{k}={v:g}" for k, v in sorted(self.custom_resources.items())]
+        parts += [f"{k}={v:g} if the cluster has it" for k, v in sorted(self.custom_resources.items())]
         return " + ".join(parts)
 
 
