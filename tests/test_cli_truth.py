@@ -136,8 +136,14 @@ def test_ray_start_up_is_quiet_unless_verbose(tmp_path: Path, sample_file: Path)
 
 
 def test_make_demo_installs_only_the_core_and_paints_a_visible_change() -> None:
-    demo = subprocess.run(["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    test = subprocess.run(["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # -B: the recipes whatever stamps .venv has; no MAKE* variables: CI runs this test from inside `make test`
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+
+    def recipes(target: str) -> str:
+        return subprocess.run(["make", "-n", "-B", "--no-print-directory", target], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    demo, test = recipes("demo"), recipes("test")
     installs = [line for line in demo.splitlines() if "pip install" in line and "--upgrade pip" not in line]
     assert installs == [".venv/bin/python -m pip install -q -e ."], demo
     assert "torch" not in demo and "double-yellow-solid" not in demo  # the sample already has a double yellow line

@@ -355,9 +355,11 @@ class TempWriter:
 def test_ray_workers_stage_temp_files_in_the_runs_scratch(ray_local, tmp_path: Path) -> None:
     from lanepipe.actors.runner import RayDataRunner
 
-    cfg = load_config(None, ["segment.resources.runtime_env={env_vars: {PYTHONPATH: '" + str(REPO) + "'}}"])
+    # this module is importable as ``test_runs`` here (pytest puts tests/ on sys.path) and in the actors
+    path = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    cfg = load_config(None, ["segment.resources.runtime_env={env_vars: {PYTHONPATH: '" + path + "'}}"])
     scratch = tmp_path / "run" / ".scratch"
-    spec = StageSpec(name="segment", target="tests.test_runs:TempWriter", config="lanepipe.config:RunConfig",
+    spec = StageSpec(name="segment", target="test_runs:TempWriter", config="lanepipe.config:RunConfig",
                      cfg_json=cfg.model_dump_json(), args=(str(tmp_path / "out"),), scratch=str(scratch))
     rows = RayDataRunner(cfg.ray).run([spec], [{"source": f"s{i}.mp4", "name": f"c{i}"} for i in range(2)])
     assert sorted(r["staged"] for r in rows) == [str(scratch)] * 2
