@@ -111,6 +111,19 @@ class GenerativeConfig(BaseModel):
                                      description="speed-ups of the CogVideoX transformer")
     latent_blend: bool = Field(True, description="outside the mask, latents follow the source video while "
                                "denoising (mask-aware latent blending in CogVideoX)")
+    branch: str | None = Field(
+        None, description="VideoPainter context-encoder branch (dual-branch propagation): a local folder in the "
+        "published layout (config.json + diffusion_pytorch_model.safetensors, e.g. VideoPainter's "
+        "checkpoints/branch), 'tiny-random' (sized from the video backbone, seeded random weights) or "
+        "'random-init' (the published full-size layout, seeded random weights); None: latent blending only")
+    branch_scale: float = Field(1.0, ge=0.0, le=4.0, description="scale of the branch's features added to the "
+                                "backbone's blocks (VideoPainter's conditioning_scale)")
+    id_lora: str | None = Field(
+        None, description="VideoPainterID resampling LoRA, pytorch_lora_weights.safetensors (or its folder), applied "
+        "to the windows after the first; needs a branch")
+    id_resample_weight: float = Field(
+        0.5, ge=0.0, le=4.0, description="weight of the previous window's masked-region tokens the ID LoRA windows "
+        "attend to (VideoPainter's prev_clip_weight, 0.5 in its ID-resampling inference script)")
     unload_between_phases: bool = Field(
         False, description="park the pipeline of the other phase in CPU memory (FLUX before CogVideoX runs, "
         "CogVideoX before FLUX runs again) and empty the CUDA cache")
@@ -131,6 +144,23 @@ class GenerativeConfig(BaseModel):
         if v is not None and not v.endswith(".safetensors"):
             raise ValueError(f"lora_path must be a .safetensors file (pickled .bin/.pt files are refused), got {v!r}")
         return v
+
+    @field_validator("id_lora")
+    @classmethod
+    def _lora_safetensors(cls, v: str | None) -> str | None:
+        if v is not None and v.rsplit(".", 1)[-1] in ("bin", "pt", "pth", "ckpt"):
+            raise ValueError(f"id_lora must be a .safetensors file or a folder holding pytorch_lora_weights."
+                             f"safetensors (pickled files are refused), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _id_lora_needs_branch(self) -> GenerativeConfig:
+        if self.id_lora is not None and self.branch is None:
+            raise ValueError("id_lora (VideoPainterID) resamples on top of the context branch: set "
+                             "edit.generative.branch too (a folder, 'tiny-random' or 'random-init')")
+        if self.id_lora is not None and self.video_accel.fuse_qkv:
+            raise ValueError("id_lora needs separate key/value projections: turn video_accel.fuse_qkv off")
+        return self
 
     @field_validator("width", "height")
     @classmethod

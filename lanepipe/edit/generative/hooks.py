@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from lanepipe.edit.generative.masks import U8, Bool
 
@@ -51,6 +52,7 @@ class WindowContext:
 class PropagationHook:
     """Extension point of the CogVideoX propagation; the defaults do nothing.
 
+    * :meth:`attach`: once, when the video pipeline is built (a context branch loads its weights here).
     * ``needs_latents``: when True the painter VAE-encodes each window's source frames into ``ctx.source_latents``
       (with ``ctx.latent_mask`` and ``ctx.noise``) before denoising.
     * :meth:`window_kwargs`: extra keyword arguments of the video pipeline's call for one window (initial
@@ -62,6 +64,15 @@ class PropagationHook:
     """
 
     needs_latents: bool = False
+
+    def attach(self, pipe: Any) -> None:
+        """Called once when the video pipeline is built, before it is placed and accelerated (load extra models,
+        adapters, register module hooks)."""
+        del pipe
+
+    def describe(self) -> dict[str, Any] | None:
+        """What the hook did, for the result's diagnostics (``meta.json``); None: nothing to report."""
+        return None
 
     def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
         """Extra keyword arguments for the video pipeline call of this window."""
@@ -133,12 +144,18 @@ def encode_video(pipe: Any, frames: U8) -> Any:
         ``(1, F_lat, C, h/8, w/8)`` float32 torch tensor on the pipeline's execution device (distribution mode,
         times the VAE scaling factor, or divided by it for VAEs with ``invert_scale_latents``).
     """
+    return encode_pixels(pipe, frames.astype(np.float32) / 127.5 - 1.0)
+
+
+def encode_pixels(pipe: Any, pixels: npt.NDArray[np.float32]) -> Any:
+    """:func:`encode_video` of ``(N, h, w, 3)`` float frames already in ``[-1, 1]`` (e.g. a masked video whose
+    hidden pixels are 0, as VideoPainter's pipeline feeds its context branch)."""
     import torch
 
     vae = pipe.vae
     vae_device = next(vae.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device=vae_device, dtype=torch.float32)
-    x = (x.permute(3, 0, 1, 2)[None] / 127.5 - 1.0).to(vae.dtype)  # (1, 3, N, h, w) in [-1, 1]
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device=vae_device)
+    x = x.permute(3, 0, 1, 2)[None].to(vae.dtype)  # (1, 3, N, h, w) in [-1, 1]
     with torch.inference_mode():
         lat = vae.encode(x).latent_dist.mode()  # (1, C, F_lat, h/8, w/8)
     lat = lat.permute(0, 2, 1, 3, 4).float()

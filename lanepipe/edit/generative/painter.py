@@ -66,7 +66,12 @@ class GenerativePainter:
     def __init__(self, cfg: GenerativeConfig | None = None, hooks: Sequence[PropagationHook] = (),
                  video_pipeline: Callable[[GenerativeConfig], Any] | None = None) -> None:
         self.cfg = cfg or GenerativeConfig()
-        self.hooks: list[PropagationHook] = [*([LatentBlendHook()] if self.cfg.latent_blend else []), *hooks]
+        builtin: list[PropagationHook] = [LatentBlendHook()] if self.cfg.latent_blend else []
+        if self.cfg.branch is not None:  # VideoPainter dual-branch denoising (torch imported only when asked)
+            from lanepipe.edit.generative.branch import VideoPainterHook
+
+            builtin.append(VideoPainterHook(self.cfg))
+        self.hooks: list[PropagationHook] = [*builtin, *hooks]
         self._video_factory = video_pipeline
         self._fill: Any = None
         self._video: Any = None
@@ -143,6 +148,9 @@ class GenerativePainter:
                                         "CogVideoX I2V", _dtype(cfg, dev))
         if tiny and _dtype(cfg, dev) != torch.float32:
             pipe.to(dtype=_dtype(cfg, dev))
+        if phase == "video":
+            for hook in self.hooks:  # e.g. the context branch and its LoRA load here, before placement and accel
+                hook.attach(pipe)
         if cfg.vae_slicing:
             pipe.vae.enable_slicing()
         if cfg.vae_tiling:
@@ -359,12 +367,21 @@ class GenerativePainter:
             "prompt": prompt, "model_size": [w, h], "windows": len(starts), "window_frames": n, "model_fps": cfg.fps,
             "clip_fps": clip.fps, "seed": base, "lora": cfg.lora_path, "lora_scale": cfg.lora_scale,
             "latent_blend": cfg.latent_blend, "hooks": [type(hk).__name__ for hk in self.hooks],
+            "branch": self.branch_info(),
             "devices": {"flux": self._fill_device, "video": self._video_device},
             "placement": list(self.placement), "resident": dict(self.resident), "accel": dict(self.accel_applied),
             "allocator": self.allocator,
             "timing_s": {"setup": round(t1 - t0, 3), "propagate": round(t2 - t1, 3), "composite": round(t3 - t2, 3)},
         }
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
+
+    def branch_info(self) -> dict[str, Any] | None:
+        """What the VideoPainter branch hook reports (source, layers, parameters, ID-LoRA windows), or None."""
+        for hook in self.hooks:
+            info = hook.describe()
+            if info is not None:
+                return info
+        return None
 
     # ------------------------------------------------------------------------------------------ one call
     def prepare(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, qa: QAConfig | None = None) -> GenerativeJob:
@@ -426,7 +443,7 @@ class GenerativeJob:
     first frame (FLUX, seed + attempt with ``vary_seed``); a FAIL turns the judge's revised caption into the next
     prompt (:func:`next_prompt`); ``finish`` propagates the last first frame (the passing one, if any) once, with
     the prompt and seed that made it. Records: ``prompt``, ``seed``, ``revised_caption``, ``raw``,
-    ``first_frame_s``, ``judge_s``; ``qa.json`` gets the final ``prompt``.
+    ``first_frame_s``, ``judge_s``; ``qa.json`` gets the final ``prompt`` and the context ``branch`` (or None).
     """
 
     def __init__(self, painter: GenerativePainter, clip: Clip, masks: RoadMasks, spec: LaneSpec,
@@ -473,4 +490,5 @@ class GenerativeJob:
         return result
 
     def qa_fields(self) -> dict[str, Any]:
-        return {"prompt": None if self.result is None else self.result.diagnostics.get("prompt")}
+        diag = {} if self.result is None else self.result.diagnostics
+        return {"prompt": diag.get("prompt"), "branch": diag.get("branch")}
