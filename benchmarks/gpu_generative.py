@@ -14,6 +14,9 @@ Parts (``--parts``, comma list):
   float32 vs bfloat16 autocast.
 * ``cogvideox`` — CogVideoX-5B-I2V 49 frames 720x480, 50 steps, CFG 6: stock pipeline end to end, then per-step
   effect of each accel option (cuDNN attention, fused QKV, compiled blocks, fp8 GEMMs), then ours end to end.
+* ``branch``   — VideoPainter's context branch (issue 16): one CogVideoX-5B-I2V window, plain vs dual-branch
+  (random-init branch) in the same process, then a window with the VideoPainterID LoRA resampling: per-step cost,
+  window end to end, peak memory.
 * ``train``    — FLUX Fill transformer + LoRA rank 16 training steps at 512x512 and 720x480, ± gradient checkpointing.
 
 For each transformer the FLOPs of one denoising step are counted with ``torch.utils.flop_counter`` on the step's
@@ -23,10 +26,11 @@ Device machine (one call per group of parts; see BENCHMARKS.md)::
 
     python benchmarks/gpu_generative.py --parts matmul,flux,judge,sam2 --out $OUT
     python benchmarks/gpu_generative.py --parts matmul,cogvideox --out $OUT
+    python benchmarks/gpu_generative.py --parts branch --out $OUT
 
 Local wiring check on CPU (tiny models, same code path)::
 
-    python benchmarks/gpu_generative.py --size tiny --parts flux,judge,sam2,cogvideox,train
+    python benchmarks/gpu_generative.py --size tiny --parts flux,judge,sam2,cogvideox,train,branch
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.generative import loading as gen_loading
 from lanepipe.edit.generative import masks as gen_masks
 from lanepipe.edit.generative import tiny as gen_tiny
+from lanepipe.edit.generative.hooks import PropagationHook, WindowContext
 from lanepipe.torchkit import sdpa_kernels
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -613,6 +618,105 @@ def part_edit(tiny: bool) -> None:
     free(painter, fill, video, judge)
 
 
+class ClockHook(PropagationHook):
+    """A propagation hook recording each denoising step's wall time (synchronised), run after the others."""
+
+    def __init__(self) -> None:
+        self.clock = StepClock()
+
+    def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
+        self.clock.start()
+        return {}
+
+    def on_step_end(self, pipe: Any, ctx: WindowContext, step: int, timestep: Any, latents: Any) -> Any:
+        self.clock(pipe, step, timestep, {})
+        return latents
+
+
+def write_id_lora(path: Path, layers: int, dim: int, rank: int) -> Path:
+    """A random VideoPainterID LoRA in the published layout (keys of ``CogVideoXPipeline.save_lora_weights``)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for i in range(layers):
+        for proj in ("to_q", "to_k", "to_v", "to_out.0"):
+            k = f"transformer.transformer_blocks.{i}.attn1.{proj}"
+            state[f"{k}.lora_A.weight"] = (torch.randn(rank, dim, generator=g) * 0.01).to(DTYPE)
+            state[f"{k}.lora_B.weight"] = (torch.randn(dim, rank, generator=g) * 0.01).to(DTYPE)
+    save_file(state, str(path))
+    return path
+
+
+def part_branch(tiny: bool) -> None:
+    """VideoPainter's context branch (issue 16): one CogVideoX-I2V window (49 frames 720x480, CFG 6, latent
+    blending) through :meth:`GenerativePainter.propagate_window`, plain vs with the random-init branch in the same
+    process on the same pipeline, then a second window with the VideoPainterID LoRA (rank 256) resampling the
+    first window's generated tokens. Per-step time (median), window end to end, peak memory."""
+    import tempfile
+
+    w, h, n = _sizes(tiny)
+    steps = int(os.environ.get("BENCH_BRANCH_STEPS", "3" if tiny else "50"))
+    frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
+    masks = road_masks(frames)
+    fw = np.stack([gen_masks.resize_frame(f, w, h) for f in frames])
+    mw = np.stack([gen_masks.dilate_mask(gen_masks.resize_mask(m, w, h), 24 if not tiny else 2) for m in masks])
+    def fresh() -> Any:
+        p = build_cogvideox(tiny)
+        p.set_progress_bar_config(disable=True)
+        p.vae.enable_slicing()  # as part_cogvideox: an untiled decode of 49 frames needs > 100 GiB
+        p.vae.enable_tiling()
+        return p
+
+    pipe, build_s, _ = timed(fresh)
+    record("branch", "build_s", round(build_s, 1))
+    extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
+    base = GenerativeConfig(**extra, video_device=DEV, flux_device=DEV, video_steps=steps, latent_blend=True,
+                            dtype="bfloat16" if DEV == "cuda" else "float32")
+
+    def run(cfg: GenerativeConfig, name: str, painter: GenerativePainter | None = None, index: int = 0) -> Any:
+        clock = ClockHook()
+        if painter is None:
+            painter = GenerativePainter(cfg, hooks=[clock])
+            painter._video, painter._video_device = pipe, DEV  # the prebuilt random-weight pipeline
+        else:
+            painter.hooks = [*[hk for hk in painter.hooks if not isinstance(hk, ClockHook)], clock]
+        call = lambda: painter.propagate_window(fw, mw, fw[0], "road with single white solid lane markings",  # noqa: E731
+                                                 1, index=index)
+        if index == 0:
+            timed(call)  # warm-up (kernels, the branch's and the LoRA's first use)
+        _, total, peak = timed(call)
+        res = {"step_s": round(float(np.median(clock.clock.steps())), 4), "window_s": round(total, 2),
+               "denoise_s": round(clock.clock.denoise_s(), 2), "peak_gib": peak, "steps": steps}
+        record("branch", name, res)
+        return painter, res
+
+    _, plain = run(base, "plain_i2v")
+    painter, dual = run(base.model_copy(update={"branch": "tiny-random" if tiny else "random-init"}), "dual_branch")
+    info = painter.branch_info() or {}
+    record("branch", "branch_params", info.get("params"))
+    record("branch", "backbone_params", info.get("backbone_params"))
+    record("branch", "param_ratio", info.get("param_ratio"))
+    record("branch", "extra_per_step", {
+        "s": round(dual["step_s"] - plain["step_s"], 4), "ratio": round(dual["step_s"] / plain["step_s"], 3),
+        "window_ratio": round(dual["window_s"] / plain["window_s"], 3)})
+    free(painter)
+    # ID resampling: a fresh pipeline (the LoRA loads before the hooks), window 0 captures, window 1 resamples
+    free(pipe)
+    pipe = fresh()
+    tr = pipe.transformer
+    with tempfile.TemporaryDirectory() as tmp:
+        lora = write_id_lora(Path(tmp) / "pytorch_lora_weights.safetensors", len(tr.transformer_blocks),
+                             int(tr.config.num_attention_heads) * int(tr.config.attention_head_dim),
+                             4 if tiny else 256)
+        cfg = base.model_copy(update={"branch": "tiny-random" if tiny else "random-init", "id_lora": str(lora)})
+        painter, first = run(cfg, "id_window0")
+        _, second = run(cfg, "id_window1_resample", painter=painter, index=1)
+    record("branch", "id_extra_per_step", {"s": round(second["step_s"] - first["step_s"], 4),
+                                           "ratio": round(second["step_s"] / first["step_s"], 3)})
+    free(painter, pipe)
+
+
 def part_train(tiny: bool) -> None:
     """LoRA (rank 16) training steps of the FLUX Fill transformer through lanepipe.train.fill.train_steps."""
     from lanepipe.train.config import TrainConfig
@@ -684,8 +788,11 @@ def main() -> None:
                 part_edit(tiny)
             elif p == "train":
                 part_train(tiny)
+            elif p == "branch":
+                part_branch(tiny)
             else:
-                sys.exit(f"--parts: unknown part {p!r}; choose from matmul, flux, judge, sam2, cogvideox, edit, train")
+                sys.exit(f"--parts: unknown part {p!r}; choose from matmul, flux, judge, sam2, cogvideox, edit, "
+                         "train, branch")
         except Exception as e:
             record(p, "error", f"{type(e).__name__}: {e}")
             traceback.print_exc()

@@ -377,6 +377,7 @@ class VideoPainterHook(PropagationHook):
         if self.pipe is pipe:
             return
         tr = pipe.transformer
+        n_backbone = sum(p.numel() for p in tr.parameters())
         branch = self._build(pipe)
         c, bc = tr.config, branch.config
         inner = int(c.num_attention_heads) * int(c.attention_head_dim)
@@ -404,13 +405,15 @@ class VideoPainterHook(PropagationHook):
                 block.attn1.set_processor(proc)
                 self._processors.append(proc)
                 self._base_processors.append(base)
+        # a submodule of the transformer (added after the LoRA, which must not reach it): it follows the
+        # transformer's placement, dtype, parking and diffusers' model CPU offload
+        tr.add_module("videopainter_branch", self.branch)
         tr.register_forward_pre_hook(self._before_transformer, with_kwargs=True)
         for i, block in enumerate(blocks):
             block.register_forward_pre_hook(self._before_block(i), with_kwargs=True)
             block.register_forward_hook(self._after_block(i))
         self.pipe = pipe
         n_branch = sum(p.numel() for p in branch.parameters())
-        n_backbone = sum(p.numel() for p in tr.parameters())
         self.info = {
             "source": self.cfg.branch, "layers": branch.num_layers, "scale": self.cfg.branch_scale,
             "params": n_branch, "backbone_params": n_backbone, "param_ratio": round(n_branch / n_backbone, 4),
@@ -457,8 +460,6 @@ class VideoPainterHook(PropagationHook):
             return
         hs = kwargs["hidden_states"]
         b, c_lat = hs.shape[0], int(module.config.out_channels)
-        if next(self.branch.parameters()).device != hs.device:
-            self.branch.to(device=hs.device)
         self._feats = self.branch(hs[:, :, :c_lat], self._batch(self._masked.to(hs.dtype), b),
                                   self._batch(self._mask, b), kwargs["encoder_hidden_states"],
                                   kwargs["timestep"], kwargs.get("image_rotary_emb"), scale=self.cfg.branch_scale)
