@@ -126,10 +126,16 @@ def sample() -> tuple[Clip, RoadMasks]:
     return s.to_clip(), RoadMasks(s.road_masks, "gt")
 
 
+def propagate(cfg: GenerativeConfig, clip: Clip, masks: RoadMasks, painter: GenerativePainter | None = None) -> Any:
+    """CogVideoX propagation of the clip's own first frame (the FLUX step is not what these tests are about)."""
+    painter = painter or GenerativePainter(cfg)
+    return painter.propagate(clip, masks, clip.frames[0], SPEC.caption(), spec=SPEC)
+
+
 @pytest.fixture(scope="module")
 def plain(sample):
     clip, masks = sample
-    return GenerativePainter(GenerativeConfig(preset="tiny-random", seed=3)).paint(clip, masks, SPEC)
+    return propagate(GenerativeConfig(preset="tiny-random", seed=3), clip, masks)
 
 
 def test_published_config_is_the_5b_i2v_backbone_with_two_layers() -> None:
@@ -176,11 +182,9 @@ def test_background_tokens_follow_cogvideox_token_order() -> None:
 
 def test_branch_changes_output_inside_the_mask_only(sample, plain, tmp_path: Path) -> None:
     clip, masks = sample
-    res = GenerativePainter(GenerativeConfig(preset="tiny-random", seed=3, branch="tiny-random")).paint(
-        clip, masks, SPEC)
+    res = propagate(GenerativeConfig(preset="tiny-random", seed=3, branch="tiny-random"), clip, masks)
     road = masks.masks
     np.testing.assert_array_equal(res.frames[~road], clip.frames[~road])
-    np.testing.assert_array_equal(res.frames[0], plain.frames[0])  # FLUX frame: the branch acts in propagation
     assert (res.frames[1:][road[1:]] != plain.frames[1:][road[1:]]).mean() > 0.1
     info = res.diagnostics["branch"]
     assert info["source"] == "tiny-random" and info["layers"] == 2 and info["id_lora"] is None
@@ -189,8 +193,7 @@ def test_branch_changes_output_inside_the_mask_only(sample, plain, tmp_path: Pat
     # a folder in the published layout sized for the tiny backbone runs too; its weights matter
     c = tiny_published_config(sample_width=64 // 8, sample_height=48 // 8)
     write_published_branch(tmp_path / "b", c, seed=5)
-    folder = GenerativePainter(GenerativeConfig(preset="tiny-random", seed=3, branch=str(tmp_path / "b"))).paint(
-        clip, masks, SPEC)
+    folder = propagate(GenerativeConfig(preset="tiny-random", seed=3, branch=str(tmp_path / "b")), clip, masks)
     np.testing.assert_array_equal(folder.frames[~road], clip.frames[~road])
     assert (folder.frames[1:][road[1:]] != res.frames[1:][road[1:]]).any()
     assert (folder.frames[1:][road[1:]] != plain.frames[1:][road[1:]]).any()
@@ -199,9 +202,8 @@ def test_branch_changes_output_inside_the_mask_only(sample, plain, tmp_path: Pat
 def test_branch_that_does_not_fit_the_backbone(sample, tmp_path: Path) -> None:
     clip, masks = sample
     write_published_branch(tmp_path / "b", tiny_published_config(num_attention_heads=3))
-    painter = GenerativePainter(GenerativeConfig(preset="tiny-random", branch=str(tmp_path / "b")))
     with pytest.raises(BackendUnavailableError, match="does not fit the video backbone"):
-        painter.paint(clip, masks, SPEC)
+        propagate(GenerativeConfig(preset="tiny-random", branch=str(tmp_path / "b")), clip, masks)
 
 
 def test_id_lora_acts_on_windows_after_the_first(tmp_path: Path) -> None:
@@ -210,9 +212,9 @@ def test_id_lora_acts_on_windows_after_the_first(tmp_path: Path) -> None:
     lora = write_published_id_lora(tmp_path / "VideoPainterID" / "checkpoints" / "pytorch_lora_weights.safetensors",
                                    layers=1, dim=32)
     base = GenerativeConfig(preset="tiny-random", seed=3, branch="tiny-random")
-    without = GenerativePainter(base).paint(clip, masks, SPEC)
+    without = propagate(base, clip, masks)
     painter = GenerativePainter(base.model_copy(update={"id_lora": str(lora.parent)}))
-    res = painter.paint(clip, masks, SPEC)
+    res = propagate(painter.cfg, clip, masks, painter)
     assert res.diagnostics["windows"] == 2
     info = res.diagnostics["branch"]
     assert info["id_windows"] == [1] and info["id_lora"] == str(lora.parent) and info["id_resample_weight"] == 0.5
@@ -221,6 +223,9 @@ def test_id_lora_acts_on_windows_after_the_first(tmp_path: Path) -> None:
     assert (res.frames[9:][road[9:]] != without.frames[9:][road[9:]]).any()
     np.testing.assert_array_equal(res.frames[~road], clip.frames[~road])
     assert painter._video.transformer.peft_config  # the adapter is loaded through diffusers/peft
+    again = propagate(painter.cfg, clip, masks, painter)  # the next clip starts afresh (no state from the last one)
+    np.testing.assert_array_equal(again.frames, res.frames)
+    assert again.diagnostics["branch"]["id_windows"] == [1]
 
 
 def test_id_lora_config_checks(tmp_path: Path, sample) -> None:
@@ -229,10 +234,9 @@ def test_id_lora_config_checks(tmp_path: Path, sample) -> None:
     with pytest.raises(ValidationError, match="pickled"):
         GenerativeConfig(branch="random-init", id_lora="lora.bin")
     clip, masks = sample
-    painter = GenerativePainter(GenerativeConfig(preset="tiny-random", branch="tiny-random",
-                                                 id_lora=str(tmp_path / "none")))
+    cfg = GenerativeConfig(preset="tiny-random", branch="tiny-random", id_lora=str(tmp_path / "none"))
     with pytest.raises(BackendUnavailableError, match=r"pytorch_lora_weights.safetensors"):
-        painter.paint(clip, masks, SPEC)
+        propagate(cfg, clip, masks)
 
 
 def test_cli_run_with_the_branch_on_a_real_clip_through_ray(ray_local, tmp_path: Path, real_clip: Path) -> None:

@@ -422,7 +422,14 @@ class VideoPainterHook(PropagationHook):
         }
 
     def describe(self) -> dict[str, Any] | None:
-        return dict(self.info) if self.info else {"source": self.cfg.branch, "id_lora": self.cfg.id_lora}
+        if not self.info:
+            return {"source": self.cfg.branch, "id_lora": self.cfg.id_lora}
+        return {**self.info, "id_windows": list(self.info["id_windows"])}
+
+    def end_clip(self) -> None:
+        """Drop the last window's block outputs (at full size 42 x (2, 17776, 3072) values: ~9 GB in bfloat16)."""
+        self._prev_states, self._states, self._prev_keep, self._keep = {}, {}, None, None
+        self._ctx, self._feats = None, []
 
     # ------------------------------------------------------------------------------------------ per window
     def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
@@ -437,6 +444,8 @@ class VideoPainterHook(PropagationHook):
         lm = latent_masks(masks, int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial))
         self._mask = torch.from_numpy(lm.astype(np.float32))[None, :, None].to(device)
         self._bg = background_tokens(self._mask, int(pipe.transformer.config.patch_size))
+        if ctx.index == 0:  # a new clip: only its own windows are reported
+            self.info["id_windows"] = []
         self._ctx = ctx
         self._calls = 0
         self._states = {}
@@ -460,6 +469,8 @@ class VideoPainterHook(PropagationHook):
             return
         hs = kwargs["hidden_states"]
         b, c_lat = hs.shape[0], int(module.config.out_channels)
+        if next(self.branch.parameters()).device != hs.device:  # model CPU offload moves it after this hook
+            self.branch.to(device=hs.device)
         self._feats = self.branch(hs[:, :, :c_lat], self._batch(self._masked.to(hs.dtype), b),
                                   self._batch(self._mask, b), kwargs["encoder_hidden_states"],
                                   kwargs["timestep"], kwargs.get("image_rotary_emb"), scale=self.cfg.branch_scale)

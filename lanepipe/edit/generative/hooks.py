@@ -57,6 +57,7 @@ class PropagationHook:
       (with ``ctx.latent_mask`` and ``ctx.noise``) before denoising.
     * :meth:`window_kwargs`: extra keyword arguments of the video pipeline's call for one window (initial
       ``latents``; for a VideoPainter-style dual-branch pipeline, its masked video and masks).
+    * :meth:`end_clip`: after a clip's last window (a hook carrying state across windows drops it here).
     * :meth:`on_step_end`: called after every scheduler step (diffusers ``callback_on_step_end``) with the noisy
       ``(B, F_lat, C, h/8, w/8)`` latents (batch of the prompts, not the doubled CFG batch); returns the latents
       denoising goes on with. The image-conditioning latents are concatenated by the pipeline itself and are not
@@ -73,6 +74,9 @@ class PropagationHook:
     def describe(self) -> dict[str, Any] | None:
         """What the hook did, for the result's diagnostics (``meta.json``); None: nothing to report."""
         return None
+
+    def end_clip(self) -> None:
+        """Called after a clip's last window: drop state kept from window to window."""
 
     def window_kwargs(self, pipe: Any, ctx: WindowContext) -> dict[str, Any]:
         """Extra keyword arguments for the video pipeline call of this window."""

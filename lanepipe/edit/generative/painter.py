@@ -354,6 +354,8 @@ class GenerativePainter:
                 g = to_u8(video[j])
                 out_w.append(blend(g, frames_w[t], feather_mask(gen_masks[t], cfg.mask_feather_px))
                              if cfg.keep_unmasked else g)
+        for hook in self.hooks:
+            hook.end_clip()
         t2 = time.perf_counter()
 
         out = np.empty_like(clip.frames)
