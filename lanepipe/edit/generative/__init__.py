@@ -28,9 +28,12 @@ switches; ``expandable_segments`` sets ``PYTORCH_CUDA_ALLOC_CONF=expandable_segm
 
 Extension point: :class:`PropagationHook` objects given to :class:`GenerativePainter` see each window
 (:class:`WindowContext`: source frames, masks, source latents) and may add keyword arguments to the video
-pipeline call and change the latents after every step; latent blending is one. A VideoPainter-style context
-branch plugs in there: a pipeline class whose call takes the masked video (``window_kwargs``) replaces the stock
-one (:meth:`GenerativePainter.__init__`'s ``video_pipeline``).
+pipeline call and change the latents after every step; latent blending is one. VideoPainter's context branch
+(``branch``, :mod:`~lanepipe.edit.generative.branch`) is another: dual-branch denoising on the stock pipeline
+through module hooks on its transformer (the branch reads the masked source video and the mask; its features are
+added to the backbone's blocks on background tokens), and with ``id_lora`` the VideoPainterID LoRA resampling the
+previous window's generated tokens in windows after the first. A whole pipeline can also be replaced
+(:meth:`GenerativePainter.__init__`'s ``video_pipeline``).
 
 The ``tiny-random`` preset builds the same pipeline classes at tiny size with seeded random weights and
 tokenizers built in memory (no hub, no files): for tests and wiring checks on CPU, its pictures are noise.
@@ -42,6 +45,7 @@ Modules (components, then the workflow that wires them, as in diffusers):
 - :mod:`~lanepipe.edit.generative.loading`: diffusers import, safetensors loading, the CUDA allocator switch;
 - :mod:`~lanepipe.edit.generative.tiny`: the ``tiny-random`` preset's pipelines;
 - :mod:`~lanepipe.edit.generative.hooks`: window context, propagation hooks, latent blending;
+- :mod:`~lanepipe.edit.generative.branch`: VideoPainter's context branch (published checkpoint layout) and ID LoRA;
 - :mod:`~lanepipe.edit.generative.painter`: :class:`GenerativePainter`, the workflow.
 """
 

@@ -352,8 +352,11 @@ class VideoPainterHook(PropagationHook):
         self._feats: list[Any] = []
         self._bg: Any = None
         self._calls = 0
+        self._feat_bg: Any = None
+        self._resample = False
+        self._capture = False
+        self.interval = 1
         self._processors: list[IDResampleProcessor] = []
-        self._base_processors: list[Any] = []
         self._states: dict[int, Any] = {}
         self._prev_states: dict[int, Any] = {}
         self._prev_keep: Any = None
@@ -377,6 +380,10 @@ class VideoPainterHook(PropagationHook):
         if self.pipe is pipe:
             return
         tr = pipe.transformer
+        if getattr(tr.config, "patch_size_t", None) is not None:
+            raise BackendUnavailableError(
+                "edit.generative.branch: VideoPainter's branch fits CogVideoX(-5B-I2V) with 2-D patches; the video "
+                f"backbone has temporal patches (patch_size_t={tr.config.patch_size_t}, CogVideoX 1.5)")
         n_backbone = sum(p.numel() for p in tr.parameters())
         branch = self._build(pipe)
         c, bc = tr.config, branch.config
@@ -404,7 +411,6 @@ class VideoPainterHook(PropagationHook):
                 proc = IDResampleProcessor(base, self.cfg.id_resample_weight)
                 block.attn1.set_processor(proc)
                 self._processors.append(proc)
-                self._base_processors.append(base)
         # a submodule of the transformer (added after the LoRA, which must not reach it): it follows the
         # transformer's placement, dtype, parking and diffusers' model CPU offload
         tr.add_module("videopainter_branch", self.branch)
