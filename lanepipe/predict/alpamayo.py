@@ -508,5 +508,7 @@ class AlpamayoPredictor:
         meta = {"backend": self.name, "model": self.cfg.model, "dry_run": self.cfg.dry_run, "worker_pid": pid,
                 "camera_indices": arrays["camera_indices"].tolist(),
                 "absolute_timestamps_us": arrays["absolute_timestamps"].tolist(),
-                "resized_cameras": arrays["resized"].tolist(), "seconds": round(seconds, 3)}
+                "resized_cameras": arrays["resized"].tolist(), "seconds": round(seconds, 3),
+                "edited_cameras": list(inp.meta.get("edited_cameras") or []),
+                "worker_received": msg.get("received") or {}}
         return Prediction(trajectories=xyz, reasoning=reasoning or None, meta=meta)

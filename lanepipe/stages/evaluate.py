@@ -13,6 +13,7 @@ import io
 import json
 import time
 import traceback
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -71,8 +72,12 @@ class EvaluateStage:
                             estimated_camera=camera.to_dict() if camera else None,
                             speed_hint=float(edit.speed_mps or ev.assumed_speed_mps))
 
-    def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float) -> PredictorInput:
-        """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited)."""
+    def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float,
+                    edited_cameras: dict[str, np.ndarray] | None = None) -> PredictorInput:
+        """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited).
+
+        ``edited_cameras``: other cameras' edited frames (name → ``(T, H, W, 3)``, the clip's instants), which replace
+        those cameras' views (same camera model, the clip's timestamps); ``meta["edited_cameras"]`` lists them."""
         if ctx.ego is not None:
             ego = ego_state_at(ctx.ego, ctx.time_offset + t0)
         else:
@@ -83,14 +88,34 @@ class EvaluateStage:
         cams = {"front": front}
         for name, view_at in ctx.extra_cameras.items():
             cams[name] = view_at(ctx.time_offset + t0)
-        return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0,
-                              meta={"context": ctx.kind, "notes": ctx.notes})
+        edited = dict(edited_cameras or {})
+        missing = sorted(set(edited) - set(cams))
+        if missing:
+            raise InputError(clip.source, f"edited cameras among the clip's cameras {sorted(cams)}",
+                             f"edits of {missing}")
+        for name, cam_frames in edited.items():
+            n = min(len(cam_frames), int(keep.sum()))
+            cams[name] = replace(cams[name], frames=cam_frames[:n], timestamps=clip.timestamps[:n] - t0)
+        meta: dict[str, Any] = {"context": ctx.kind, "notes": ctx.notes}
+        if edited_cameras is not None:
+            meta["edited_cameras"] = ["front", *edited]
+        return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0, meta=meta)
+
+    def edited_cameras(self, edit: EditResult, clip: Clip) -> dict[str, np.ndarray]:
+        """The other cameras the edit stage painted (``camera_videos`` of the edit row): name → decoded frames."""
+        raw = edit.get("camera_videos")
+        videos = json.loads(raw) if isinstance(raw, str) and raw else dict(raw or {})
+        out: dict[str, np.ndarray] = {}
+        for name, url in videos.items():
+            v = decode_cached(str(url), name=f"{clip.name}.{name}", target_fps=None, max_frames=clip.num_frames + 1)
+            out[str(name)] = v.frames
+        return out
 
     def _evaluate(self, edit: EditResult, clip: Clip, edited: Clip, ctx: ClipContext,
                   name: str, predictor: Predictor, row: dict[str, Any]) -> None:
         t0 = float(clip.timestamps[-1]) if self.cfg.evaluate.t0_s is None else float(self.cfg.evaluate.t0_s)
         inp_orig = self.build_input(clip, clip.frames, ctx, t0)
-        inp_edit = self.build_input(clip, edited.frames, ctx, t0)
+        inp_edit = self.build_input(clip, edited.frames, ctx, t0, self.edited_cameras(edit, clip))
         t = time.perf_counter()
         pred_orig: Prediction = predictor.predict(inp_orig)
         pred_edit: Prediction = predictor.predict(inp_edit)
@@ -116,13 +141,16 @@ class EvaluateStage:
                "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
                "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
+               "edited_cameras": inp_edit.meta.get("edited_cameras"),
+               "predictor_meta": {"original": pred_orig.meta, "edited": pred_edit.meta},
                "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
         storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
         row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
                    min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
-                   predict_s=predict_s, evaluation=paths.evaluation)
+                   predict_s=predict_s, evaluation=paths.evaluation,
+                   edited_cameras=json.dumps(inp_edit.meta.get("edited_cameras")))
         storage.write_text_atomic(paths.meta, json.dumps(row, default=str))
 
     def _image_metrics(self, clip: Clip, edited: Clip, edit: EditResult) -> dict[str, Any]:
