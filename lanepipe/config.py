@@ -162,7 +162,7 @@ class EditConfig(_Strict):
 
     @model_validator(mode="after")
     def _rig_needs_geometry(self) -> EditConfig:
-        if self.cameras != "front" and self.cameras != ["front"] and self.backend != "procedural":
+        if self.cameras not in ("front", ["front"]) and self.backend != "procedural":
             raise ValueError(f"edit.cameras={self.cameras!r} paints the edit into other cameras through the road "
                              f"plane, which only the procedural painter provides; edit.backend is {self.backend!r}")
         return self

@@ -349,7 +349,8 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
 
     Paint pixels: inside the road mask, on visible ground, within the erase corridor of the boundary, brighter or
     yellower (the instruction's colour) than the asphalt interpolated from outside the corridor. Their ground
-    points' lateral positions are averaged per x bin (for a double line: the centre of the pair)."""
+    points' lateral positions are averaged per x bin, each weighted by its contrast over the asphalt (a sub-pixel
+    centroid across the line; for a double line: the centre of the pair). A bin needs 3 paint pixels."""
     t_n, h, w = frames.shape[:3]
     if (cam.width, cam.height) != (w, h):
         cam = cam.rescaled(w, h)
@@ -371,6 +372,11 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
             continue
         low = push_pull_fill(img, masks[t] & ~corridor)
         paint = _paint_like(img, low, color) & corridor
+        # contrast over the asphalt weighs each paint pixel (a sub-pixel centroid across the line)
+        if color == "yellow":
+            weight = 0.5 * (img[..., 0] + img[..., 1] - low[..., 0] - low[..., 1]) - (img[..., 2] - low[..., 2])
+        else:
+            weight = img.mean(axis=-1) - low.mean(axis=-1)
         for side in edit.sides:
             d = _lateral(edit, t, side, g, rows, cols)
             sel = np.abs(d) < edit.erase_half_width_m
@@ -379,13 +385,15 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
             frac[side][t] = float(hit.mean()) if len(hit) else 0.0
             x = g.x[r[hit], c[hit]].astype(np.float64)
             y = g.y[r[hit], c[hit]].astype(np.float64)
+            wt = np.maximum(weight[r[hit], c[hit]].astype(np.float64), 1e-3)
             k = np.floor((x - xb[0]) / bin_m + 0.5).astype(int)
             ok = (k >= 0) & (k < len(xb))
             if not ok.any():
                 continue
-            sums = np.bincount(k[ok], weights=y[ok], minlength=len(xb))
+            sums = np.bincount(k[ok], weights=(y * wt)[ok], minlength=len(xb))
+            wsum = np.bincount(k[ok], weights=wt[ok], minlength=len(xb))
             cnt = np.bincount(k[ok], minlength=len(xb))
-            ys[side][t] = np.where(cnt >= 3, sums / np.maximum(cnt, 1), np.nan)
+            ys[side][t] = np.where(cnt >= 3, sums / np.maximum(wsum, 1e-9), np.nan)
     return RecoveredLines(x_bins=xb, y=ys, paint_fraction=frac)
 
 

@@ -35,8 +35,16 @@ from lanepipe.geometry.quaternion import matrix_to_quat_xyzw
 from lanepipe.geometry.rig import RigCamera
 from lanepipe.io import video
 from lanepipe.sample.clip import render_sample, sample_metadata
-from lanepipe.sample.render import GRAIN_PAD, Scene, car_poses, ego_poses, geometry, lane_lines, render_frame, \
-    tree_profile
+from lanepipe.sample.render import (
+    GRAIN_PAD,
+    Scene,
+    car_poses,
+    ego_poses,
+    geometry,
+    lane_lines,
+    render_frame,
+    tree_profile,
+)
 from lanepipe.sample.road import (
     CAMERA_FOV_DEG,
     CAMERA_HEIGHT_M,

@@ -46,8 +46,8 @@ from lanepipe.io.layout import RunLayout
 from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import edit_metrics, original_flows
-from lanepipe.types import Clip, RoadMasks
 from lanepipe.segment.base import Segmenter
+from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verifier
 from lanepipe.verify.config import QwenJudgeConfig
 
