@@ -4,6 +4,10 @@ Reads the clip's source and road masks from a finished segment stage (this run o
 Outputs per (clip, instruction): ``edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json,
 meta.json}``; ``meta.json`` is written last and marks the item finished.
 
+With ``edit.cameras`` naming more cameras of the clip's rig (sample ``rig.json``, PhysicalAI-AV), the front edit is
+moved into the road plane once and painted into each of them (:meth:`EditStage.edit_rig`, :mod:`lanepipe.edit.rig`):
+``edit/<clip>/<slug>/road_edit.json`` and ``cameras/<camera>/{edited.mp4, lanes.json, checks.json}``.
+
 Painter by ``edit.backend``, verifier by ``verify.backend``, both built through :mod:`lanepipe.registry`; one QA
 loop drives any pair (:func:`lanepipe.edit.base.run_qa`):
 

@@ -1,7 +1,8 @@
 """The evaluate stage for one edited item: predict on the original and the edited clip, compare.
 
 Input rows are edit rows (this run or ``--from-run``). For each configured predictor the stage builds the same
-predictor input twice — same ego history, same other cameras, only the front camera's frames differ — runs the
+predictor input twice — same ego history, same other cameras, only the edited cameras' frames differ (the front,
+and every other camera the edit stage painted with ``edit.cameras``: ``camera_videos`` of the edit row) — runs the
 predictor, and writes ``evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz}``. Ground-truth metrics
 (minADE/minFDE) are computed where the clip has ego-motion and are absent (None) otherwise; the shift between
 the two predictions is always computed.
