@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class ClipRig:
         front_offset: the front painter's pinhole ego-frame origin (the ground under the front camera) in the rig
             frame, ``(x, y)`` metres.
         body: the ego body, or None.
-        masks: name -> ground-truth road-mask file (``.npz`` key ``road_masks``), where the source has them.
         kind: ``sample`` or ``physical_ai_av``.
     """
 
@@ -45,7 +44,6 @@ class ClipRig:
     videos: dict[str, str]
     front_offset: tuple[float, float] = (0.0, 0.0)
     body: EgoBody | None = None
-    masks: dict[str, str] = field(default_factory=dict)
     kind: str = "sample"
 
     def select(self, wanted: str | Sequence[str]) -> list[str]:
@@ -90,10 +88,9 @@ def _sample_rig(path: Path) -> ClipRig:
         raise InputError(str(path), "a rig.json with 'front' and 'cameras' (lanepipe.rig/1)", f"{e}") from None
     cams = {str(e["name"]): RigCamera.from_dict(e) for e in entries}
     videos = {str(e["name"]): str(path.parent / e["video"]) for e in entries}
-    masks = {str(e["name"]): str(path.parent / e["masks"]) for e in entries if e.get("masks")}
     if front not in cams:
         raise InputError(str(path), f"the front camera {front!r} among the cameras", f"{list(cams)}")
-    return ClipRig(front=front, cameras=cams, videos=videos, front_offset=cams[front].offset, masks=masks)
+    return ClipRig(front=front, cameras=cams, videos=videos, front_offset=cams[front].offset)
 
 
 def _paiav_rig(source: str) -> ClipRig | None:

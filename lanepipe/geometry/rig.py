@@ -46,8 +46,6 @@ class RigCamera:
         model: its calibration.
         offset: ``(ox, oy)`` metres: the model's own ego-frame origin in the rig frame (a pinhole's ground point
             under the camera; ``(0, 0)`` for f-theta, whose extrinsics are in the rig frame already).
-        front_facing: True when the camera looks along the road (its optical axis within 45 deg of ahead), so a
-            lane verifier that reads front-camera images applies.
     """
 
     name: str
@@ -78,6 +76,8 @@ class RigCamera:
 
     @property
     def front_facing(self) -> bool:
+        """True when the optical axis points within 45 deg of straight ahead (seen from above): a lane verifier
+        that reads front-camera images applies."""
         a = self.axis_rig
         return bool(a[0] > np.cos(np.radians(45.0)) * np.hypot(a[0], a[1]))
 
