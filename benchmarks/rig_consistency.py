@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from lanepipe.edit.procedural import ProceduralPainter
-from lanepipe.edit.rig import RoadEdit, paint_camera, recover_lines
+from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines
 from lanepipe.geometry.rig import pixel_ground
 from lanepipe.lanes.instructions import MarkingSizes, parse_instruction
 from lanepipe.sample import LANE_WIDTH_M
@@ -55,7 +55,8 @@ def main() -> None:
     clip = type(clip)(**{**clip.__dict__, "meta": {**clip.meta, "speed_mps": float(front.ego[0, 3])}})
     res = ProceduralPainter().paint(clip, RoadMasks(masks=front.road_masks, backend="truth"), spec)
     assert res.road is not None
-    edit = RoadEdit.from_front(res.road, spec, MarkingSizes(), rig.views[FRONT].camera.offset)
+    edit = RoadEdit.from_front(res.road, spec, MarkingSizes(), rig.views[FRONT].camera.offset,
+                               paint_ratio=measure_paint(front.frames, res.frames, front.road_masks, res.lanes, spec))
     t2 = time.perf_counter()
     xb = np.arange(5.0, 30.0 + 1e-9, 1.0)
     offsets = {"left": 0.0, "right": -LANE_WIDTH_M}  # the ego lane's boundaries in the sample's road layout

@@ -38,6 +38,10 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 SIDES = ("left", "right")
+#: Paint over the asphalt under it when the front edit shows none to measure: sunlit white paint about 2.3 times the
+#: asphalt's level, yellow (1.0, 0.80, 0.32) of white (the procedural painter's standard ratios).
+WHITE_OVER_ASPHALT = np.array([2.3, 2.3, 2.3])
+YELLOW_OVER_ASPHALT = WHITE_OVER_ASPHALT * np.array([1.0, 0.80, 0.32]) * 0.9
 #: Paint is this many grey levels brighter than the asphalt beside it (0-255), or this much yellower.
 BRIGHT_THR = 18.0
 YELLOW_THR = 10.0
@@ -73,6 +77,51 @@ def stripes_for(spec: LaneSpec, sizes: MarkingSizes, width_scale: float = 1.0,
     return out
 
 
+def default_ratio(spec: LaneSpec) -> F64:
+    """The standard paint-over-asphalt ratio of the instruction's colour."""
+    return (YELLOW_OVER_ASPHALT if spec.color == "yellow" else WHITE_OVER_ASPHALT).copy()
+
+
+def measure_paint(original: U8, edited: U8, masks: Bool, lanes: list[list[PaintedLine]], spec: LaneSpec,
+                  max_frames: int = 8) -> F64:
+    """Paint over pavement, per RGB channel, as the front painter drew it: the edited colour at the painted lines'
+    centre points in the lower half of the image (where a line is several pixels wide) that look painted, over the
+    asphalt there (interpolated from the road pixels the edit did not change, away from the line). Standard ratios
+    when no painted point is found (removals, double lines whose centre is the gap between the stripes).
+
+    Args:
+        original, edited: ``(T, H, W, 3) uint8`` the front clip before and after the edit.
+        masks: ``(T, H, W) bool`` its road masks.
+        lanes: the painted lines per frame (image polylines).
+        spec: the instruction.
+    """
+    if spec.is_removal or spec.count != 1:
+        return default_ratio(spec)
+    t_n, h, w = original.shape[:3]
+    ratios = []
+    kernel = np.ones((7, 7), np.uint8)
+    for t in np.linspace(0, t_n - 1, min(max_frames, t_n)).round().astype(int):
+        pts = [ln.points for ln in lanes[t] if len(ln.points)]
+        if not pts:
+            continue
+        p = np.concatenate(pts)
+        p = p[p[:, 1] > 0.55 * h]
+        u = np.clip(np.round(p[:, 0]).astype(int), 0, w - 1)
+        v = np.clip(np.round(p[:, 1]).astype(int), 0, h - 1)
+        changed = (edited[t] != original[t]).any(axis=-1)
+        away = masks[t] & ~(cv2.dilate(changed.astype(np.uint8), kernel) > 0)
+        if len(u) < 5 or away.sum() < 100:
+            continue
+        low = push_pull_fill(edited[t].astype(np.float32), away)[v, u].astype(np.float64)
+        got = edited[t][v, u].astype(np.float64)
+        painted = got.mean(axis=1) - low.mean(axis=1) > BRIGHT_THR
+        if painted.sum() >= 3:
+            ratios.append(np.median(got[painted] / np.maximum(low[painted], 1.0), axis=0))
+    if not ratios:
+        return default_ratio(spec)
+    return np.clip(np.median(np.asarray(ratios), axis=0), 0.5, 4.0)
+
+
 @dataclass(frozen=True)
 class RoadEdit:
     """A lane edit in the rig frame over time (see the module docstring).
@@ -86,8 +135,10 @@ class RoadEdit:
         dash_origin: ``(T,)`` road position of ``x = 0``: a point at ``x`` lies at ``x + dash_origin[t]`` along the
             road (dashes start at multiples of dash + gap).
         sizes: marking sizes (dash, gap).
-        white_rgb, yellow_rgb: ``(3,)`` sunlit paint colours (0-255); road_lum: the road's typical luminance.
-        contrast, saturation, opacity: paint knobs (the front attempt's).
+        paint_ratio: ``(3,)`` paint colour over the pavement under it, per RGB channel (:func:`measure_paint`:
+            the front camera's painted pixels over its asphalt), so the paint follows each camera's exposure and
+            the road's shade as the pavement does.
+        opacity: paint opacity (the front attempt's).
         erase_half_width_m: erase corridor half-width around a boundary.
     """
 
@@ -98,11 +149,7 @@ class RoadEdit:
     stripes: dict[str, list[Stripe]]
     dash_origin: F64
     sizes: MarkingSizes = field(default_factory=MarkingSizes)
-    white_rgb: F64 = field(default_factory=lambda: np.array([220.0, 220.0, 214.0]))
-    yellow_rgb: F64 = field(default_factory=lambda: np.array([219.0, 168.0, 41.0]))
-    road_lum: float = 90.0
-    contrast: float = 1.0
-    saturation: float = 1.0
+    paint_ratio: F64 = field(default_factory=WHITE_OVER_ASPHALT.copy)
     opacity: float = 0.95
     erase_half_width_m: float = 0.45
 
@@ -117,12 +164,13 @@ class RoadEdit:
     @classmethod
     def from_front(cls, road: RoadGeometry, spec: LaneSpec, sizes: MarkingSizes, front_offset: tuple[float, float],
                    x_range: tuple[float, float] = (-25.0, 90.0), step_m: float = 0.25,
-                   erase_half_width_m: float = 0.45) -> RoadEdit:
+                   erase_half_width_m: float = 0.45, paint_ratio: F64 | None = None) -> RoadEdit:
         """The edit the procedural painter made in the front camera, moved into the rig frame.
 
         ``front_offset``: the front camera's ground point in the rig frame (its ego frame is the rig frame shifted by
         it). Behind the front camera's nearest visible ground the boundaries continue along their tangent at the
-        camera (a cubic would swing away where it was never fitted).
+        camera (a cubic would swing away where it was never fitted). ``paint_ratio``: the front edit's paint over
+        its pavement (:func:`measure_paint`); standard ratios for the colour when None.
         """
         ox, oy = front_offset
         xs = np.arange(x_range[0], x_range[1] + step_m / 2, step_m)
@@ -141,9 +189,8 @@ class RoadEdit:
         return cls(spec=spec, sides=sides, xs=xs, boundaries=bounds,
                    stripes=stripes_for(spec, sizes, p.width_scale, p.spacing_scale),
                    dash_origin=np.asarray(road.travelled, dtype=np.float64) - ox, sizes=sizes,
-                   white_rgb=np.asarray(road.white_rgb, np.float64), yellow_rgb=np.asarray(road.yellow_rgb, np.float64),
-                   road_lum=float(road.road_lum), contrast=p.contrast, saturation=p.saturation, opacity=p.opacity,
-                   erase_half_width_m=erase_half_width_m * p.erase_strength)
+                   paint_ratio=default_ratio(spec) if paint_ratio is None else np.asarray(paint_ratio, np.float64),
+                   opacity=p.opacity, erase_half_width_m=erase_half_width_m * p.erase_strength)
 
     def to_dict(self, step: int = 8) -> dict[str, Any]:
         """JSON-ready: the instruction, stripes and, per frame, each edited boundary as a rig-frame polyline
@@ -288,13 +335,7 @@ def paint_camera(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body: 
             keep = alpha > 1e-3
             r, c, alpha = r[keep], c[keep], alpha[keep]
             base_low = low[r, c].astype(np.float64)
-            lum = base_low.mean(axis=1, keepdims=True)
-            shade = np.clip(lum / max(edit.road_lum, 1.0), 0.3, 1.0)
-            base = (edit.yellow_rgb if edit.spec.color == "yellow" else edit.white_rgb)[None, :] * shade
-            if edit.spec.color == "yellow":
-                grey = base.mean(axis=1, keepdims=True)
-                base = grey + edit.saturation * (base - grey)
-            col = base_low + edit.contrast * (base - base_low)
+            col = base_low * edit.paint_ratio[None, :]
             under = out[t][r, c].astype(np.float64)
             col = np.clip(col + (under - base_low) * texture_gain, 0.0, 255.0)
             out[t][r, c] = np.clip(under + alpha[:, None] * (col - under) + 0.5, 0, 255).astype(np.uint8)

@@ -38,7 +38,7 @@ from lanepipe.datasets.rig import ClipRig, load_rig
 from lanepipe.edit.base import Painter, QAOutcome, run_qa
 from lanepipe.edit.config import QAConfig
 from lanepipe.edit.generative.painter import next_prompt
-from lanepipe.edit.rig import RoadEdit, paint_camera, recover_lines, road_plane_check
+from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines, road_plane_check
 from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.engine.stage import cluster_has_gpus
 from lanepipe.errors import ConfigError, InputError, LanepipeError
@@ -184,11 +184,11 @@ class EditStage:
                    num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
                    geometry=json.dumps(result.diagnostics, default=str))
         if self.cfg.edit.cameras not in ("front", ["front"]):
-            row.update(self.edit_rig(clip, result, spec))
+            row.update(self.edit_rig(clip, masks.masks, result, spec))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
 
     # ------------------------------------------------------------------------------------------ rig
-    def edit_rig(self, clip: Clip, result: Any, spec: LaneSpec) -> dict[str, Any]:
+    def edit_rig(self, clip: Clip, front_masks: npt.NDArray[np.bool_], result: Any, spec: LaneSpec) -> dict[str, Any]:
         """Paint the front edit into the other cameras ``edit.cameras`` names (:mod:`lanepipe.edit.rig`).
 
         The edit, as the procedural painter made it in the front camera, is moved into the rig frame once
@@ -218,7 +218,9 @@ class EditStage:
                              f"none from {self.cfg.edit.backend}")
         pcfg = self.cfg.edit.procedural
         edit = RoadEdit.from_front(result.road, spec, pcfg.sizes, rig.front_offset,
-                                   erase_half_width_m=pcfg.erase_half_width_m)
+                                   erase_half_width_m=pcfg.erase_half_width_m,
+                                   paint_ratio=measure_paint(clip.frames, result.frames, front_masks, result.lanes,
+                                                             spec))
         first = self.store.edit_camera_paths(clip.name, spec.slug, rig.front)
         storage.write_text_atomic(first.meta, json.dumps(edit.to_dict()))
         videos: dict[str, str] = {}

@@ -85,8 +85,7 @@ class ProceduralPainter:
         for c in coefs.values():
             c[:, 0] += params.lateral_offset_m
         road = RoadGeometry(camera=an.cam, coefs=coefs, fit_range_m=an.fit_range_m, travelled=an.travelled.copy(),
-                            white_rgb=np.asarray(an.white_rgb, np.float64), yellow_rgb=np.asarray(an.yellow_rgb,
-                            np.float64), road_lum=float(an.road_lum), params=params)
+                            params=params)
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag, road=road)
 
     # ------------------------------------------------------------------------------------------ analysis

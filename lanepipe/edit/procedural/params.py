@@ -139,7 +139,6 @@ class RoadGeometry:
             included).
         fit_range_m: the cubics were fitted up to this distance; straight beyond.
         travelled: ``(T,)`` metres driven since frame 0 (the dash phase).
-        white_rgb, yellow_rgb: ``(3,)`` sunlit paint colours (0-255); road_lum: the road's typical luminance.
         params: the knobs of the painted attempt.
     """
 
@@ -147,9 +146,6 @@ class RoadGeometry:
     coefs: dict[str, F64]
     fit_range_m: float
     travelled: F64
-    white_rgb: F64
-    yellow_rgb: F64
-    road_lum: float
     params: PaintParams
 
 
