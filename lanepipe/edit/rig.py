@@ -119,7 +119,8 @@ def measure_paint(original: U8, edited: U8, masks: Bool, lanes: list[list[Painte
             ratios.append(np.median(got[painted] / np.maximum(low[painted], 1.0), axis=0))
     if not ratios:
         return default_ratio(spec)
-    return np.clip(np.median(np.asarray(ratios), axis=0), 0.5, 4.0)
+    out: F64 = np.clip(np.median(np.asarray(ratios), axis=0), 0.5, 4.0).astype(np.float64)
+    return out
 
 
 @dataclass(frozen=True)
