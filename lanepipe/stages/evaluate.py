@@ -34,6 +34,12 @@ from lanepipe.stages.edit import load_masks
 from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
 
 
+def _plain(o: Any) -> Any:
+    """JSON stand-in for what a predictor's ``meta`` may hold: arrays and numpy scalars as lists / numbers, the rest
+    as text."""
+    return o.tolist() if hasattr(o, "tolist") else str(o)
+
+
 def straight_history(speed: float) -> EgoState:
     """History of an ego that drove straight at ``speed`` m/s (used when a clip has no ego-motion)."""
     t = 0.1 * (np.arange(HISTORY_STEPS) - (HISTORY_STEPS - 1))
@@ -143,7 +149,8 @@ class EvaluateStage:
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
                "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
                "edited_cameras": inp_edit.meta.get("edited_cameras"),
-               "predictor_meta": {"original": pred_orig.meta, "edited": pred_edit.meta},
+               "predictor_meta": json.loads(json.dumps({"original": pred_orig.meta, "edited": pred_edit.meta},
+                                                       default=_plain)),
                "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
         storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
