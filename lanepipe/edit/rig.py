@@ -376,7 +376,8 @@ class RecoveredLines:
     Attributes:
         x_bins: ``(B,)`` centres of the x bins (rig metres).
         y: side -> ``(T, B)`` mean lateral position (rig metres) of the paint pixels in each bin; NaN where none.
-        paint_fraction: side -> ``(T,)`` fraction of that boundary's erase-corridor ground pixels that look painted.
+        paint_fraction: side -> ``(T,)`` fraction of that boundary's erase-corridor ground pixels that look painted;
+            NaN in frames where the camera sees none of the corridor.
     """
 
     x_bins: F64
@@ -399,7 +400,7 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
     g = ground if ground is not None else pixel_ground(cam, max_range_m, body)
     xb = np.arange(5.0, 30.0 + 1e-9, bin_m) if x_bins is None else np.asarray(x_bins, dtype=np.float64)
     ys = {s: np.full((t_n, len(xb)), np.nan) for s in edit.sides}
-    frac = {s: np.zeros(t_n) for s in edit.sides}
+    frac = {s: np.full(t_n, np.nan) for s in edit.sides}
     color = edit.spec.color
     for t in range(t_n):
         road = masks[t] & np.isfinite(g.x)
@@ -424,7 +425,7 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
             sel = np.abs(d) < edit.erase_half_width_m
             r, c = rows[sel], cols[sel]
             hit = paint[r, c]
-            frac[side][t] = float(hit.mean()) if len(hit) else 0.0
+            frac[side][t] = float(hit.mean()) if len(hit) >= 20 else np.nan
             x = g.x[r[hit], c[hit]].astype(np.float64)
             y = g.y[r[hit], c[hit]].astype(np.float64)
             wt = np.maximum(weight[r[hit], c[hit]].astype(np.float64), 1e-3)
@@ -452,7 +453,10 @@ def road_plane_check(recovered: RecoveredLines, edit: RoadEdit, tolerance_m: flo
     for side in edit.sides:
         frac = recovered.paint_fraction[side]
         if edit.spec.is_removal:
-            f = float(np.median(frac)) if len(frac) else 0.0
+            frac = frac[np.isfinite(frac)]
+            if not len(frac):
+                continue
+            f = float(np.median(frac))
             per_side[side] = {"paint_fraction_median": round(f, 4)}
             seen_any = True
             if f > removal_max_fraction:
