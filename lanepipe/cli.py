@@ -201,11 +201,15 @@ def sample(
     width: int = 960,
     height: int = 540,
     seed: int = 0,
+    rig: Annotated[bool, typer.Option("--rig", help="also render the wide, tele and two cross cameras of the "
+                                      "sample's rig (rig/, rig.json)")] = False,
 ) -> None:
-    """Render the synthetic front-camera sample clip with its ground truth."""
+    """Render the synthetic front-camera sample clip with its ground truth (``--rig``: the whole camera rig)."""
     from lanepipe.sample import write_sample
+    from lanepipe.sample.rig import write_rig
 
-    path = write_sample(output, num_frames=frames, fps=fps, width=width, height=height, seed=seed)
+    writer = write_rig if rig else write_sample
+    path = writer(output, num_frames=frames, fps=fps, width=width, height=height, seed=seed)
     typer.echo(str(path))
 
 

@@ -139,11 +139,33 @@ class EditConfig(_Strict):
     options: dict[str, Any] = _options()
     qa: QAConfig = Field(default_factory=QAConfig)
     resources: Resources = Field(default_factory=Resources)
+    cameras: Literal["front", "all"] | list[str] = Field(
+        "front", description="cameras of the clip's rig to edit: front (the clip's own), all, or a list of names; "
+        "the one road-plane edit is painted into each (procedural painter)")
 
     @field_validator("backend")
     @classmethod
     def _registered(cls, v: str) -> str:
         return registry.validate_name("painter", v)
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _camera_names(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in ("front", "all"):
+            v = [c.strip() for c in v.split(",")]
+        if isinstance(v, list | tuple):
+            names = [str(c).strip() for c in v]
+            if not names or any(not c for c in names):
+                raise ValueError(f"expected 'front', 'all' or camera names, found {v!r}")
+            return names
+        return v
+
+    @model_validator(mode="after")
+    def _rig_needs_geometry(self) -> EditConfig:
+        if self.cameras not in ("front", ["front"]) and self.backend != "procedural":
+            raise ValueError(f"edit.cameras={self.cameras!r} paints the edit into other cameras through the road "
+                             f"plane, which only the procedural painter provides; edit.backend is {self.backend!r}")
+        return self
 
     @model_validator(mode="before")
     @classmethod

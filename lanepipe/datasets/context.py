@@ -66,10 +66,38 @@ def load_context(source: str, width: int, height: int, *, fov_deg: float = 60.0,
         from lanepipe.datasets.sample_context import load_sample_context
 
         cam, ego = load_sample_context(p)
-        return ClipContext(camera=cam, ego=ego, kind="sample", notes=["sample ground truth"])
+        extra = _sample_rig_views(p)
+        notes = ["sample ground truth"] + ([f"rig cameras {sorted(extra)}"] if extra else [])
+        return ClipContext(camera=cam, ego=ego, kind="sample", notes=notes, extra_cameras=extra)
     cam, note = fallback_camera(width, height, fov_deg, mount_height_m, pitch_deg, estimated_camera)
     return ClipContext(camera=cam, ego=None, speed_hint=speed_hint, kind="fallback",
                        notes=[note, "no ego-motion: minADE/minFDE absent"])
+
+
+def _sample_rig_views(mp4: Path) -> dict[str, Any]:
+    """The other cameras of a sample rig (``rig.json`` beside the sample): name → callable(t0_s) -> CameraView with
+    that camera's last 4 frames at or before t0 (empty without a rig)."""
+    import numpy as np
+
+    from lanepipe.datasets.rig import load_rig
+    from lanepipe.io.clip_cache import decode_cached
+    from lanepipe.types import CameraView
+
+    rig = load_rig(str(mp4))
+    if rig is None:
+        return {}
+
+    def view_at(cam: str) -> Any:
+        model = rig.cameras[cam].model
+
+        def at(t0_s: float) -> CameraView:
+            clip = decode_cached(rig.videos[cam], name=f"{mp4.parent.name}.{cam}", target_fps=None, max_frames=10_000)
+            keep = np.flatnonzero(clip.timestamps <= t0_s + 1e-6)[-4:]
+            return CameraView(name=cam, frames=clip.frames[keep], timestamps=clip.timestamps[keep] - t0_s, camera=model)
+
+        return at
+
+    return {cam: view_at(cam) for cam in rig.cameras if cam != rig.front}
 
 
 def _paiav_context(source: str) -> ClipContext | None:

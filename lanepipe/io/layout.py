@@ -130,6 +130,16 @@ class RunLayout:
                          qa=storage.join(d, "qa.json"), lanes=storage.join(d, "lanes.json"),
                          meta=storage.join(d, "meta.json"))
 
+    def edit_camera_paths(self, clip: str, slug: str, camera: str) -> EditPaths:
+        """Files of another camera of ``clip``'s rig for the ``slug`` edit, under
+        ``edit/<clip>/<slug>/cameras/<camera>/`` (``qa`` holds that camera's checks, ``checks.json``; ``meta`` the
+        road-plane edit all cameras share, ``edit/<clip>/<slug>/road_edit.json``)."""
+        base = storage.join(self.url, "edit", clip, slug)
+        d = storage.join(base, "cameras", camera)
+        return EditPaths(dir=d, video=storage.join(d, "edited.mp4"), first_frame=storage.join(d, "first_frame.png"),
+                         qa=storage.join(d, "checks.json"), lanes=storage.join(d, "lanes.json"),
+                         meta=storage.join(base, "road_edit.json"))
+
     @staticmethod
     def slug(instruction: str) -> str:
         """The folder name of an instruction (``"double yellow solid"`` → ``double-yellow-solid``)."""

@@ -12,7 +12,9 @@ sorted by Alpamayo's camera index, 4 frames each at ``t0 - 0.3 … t0`` (the las
 frames as ``(N_cam, F, 3, H, W) uint8``, the 16-step ego history in the t0 ego frame as
 ``(1, 1, 16, 3)`` / ``(1, 1, 16, 3, 3) float32``, and per-frame timestamps (absolute µs; relative seconds from the
 earliest frame). A camera whose frames are not at the native size of its camera model (an edited, replaced
-camera) is resized to it. The worker then builds the chat message and calls
+camera) is resized to it. Every camera the edit stage painted (``edit.cameras``) arrives edited in the input;
+the prediction's meta records them (``edited_cameras``) and what the worker received per camera
+(``worker_received``: SHA-1 of each camera's frames). The worker then builds the chat message and calls
 ``sample_trajectories_from_data_with_vlm_rollout`` as upstream ``test_inference.py`` does.
 """
 
@@ -508,5 +510,7 @@ class AlpamayoPredictor:
         meta = {"backend": self.name, "model": self.cfg.model, "dry_run": self.cfg.dry_run, "worker_pid": pid,
                 "camera_indices": arrays["camera_indices"].tolist(),
                 "absolute_timestamps_us": arrays["absolute_timestamps"].tolist(),
-                "resized_cameras": arrays["resized"].tolist(), "seconds": round(seconds, 3)}
+                "resized_cameras": arrays["resized"].tolist(), "seconds": round(seconds, 3),
+                "edited_cameras": list(inp.meta.get("edited_cameras") or []),
+                "worker_received": msg.get("received") or {}}
         return Prediction(trajectories=xyz, reasoning=reasoning or None, meta=meta)

@@ -11,7 +11,8 @@ goes to stderr):
   "params": {"top_p": …, "temperature": …, "num_samples": …, "max_generation_length": …, "seed": …}}``.
   ``inputs`` holds ``image_frames (N_cam, F, 3, H, W) uint8``, ``camera_indices (N_cam,) int64``,
   ``ego_history_xyz (1, 1, 16, 3) float32``, ``ego_history_rot (1, 1, 16, 3, 3) float32`` (+ timestamps).
-* reply on stdout: ``{"id": 1, "ok": true, "output": "…", "reasoning": ["…", …]}`` with ``output`` holding
+* reply on stdout: ``{"id": 1, "ok": true, "output": "…", "reasoning": ["…", …], "received": {"camera_indices":
+  […], "frames_sha1": […]}}`` (what it read, per camera) with ``output`` holding
   ``pred_xyz (K, 64, 3) float32`` and ``pred_rot (K, 64, 3, 3) float32`` in the t0 ego frame;
   or ``{"id": 1, "ok": false, "error": "…", "type": "ValueError", "traceback": "…"}``.
 * ``{"op": "ping"}`` → ``{"id": …, "ok": true}``; ``{"op": "shutdown"}`` or end of stdin → exit 0.
@@ -29,6 +30,7 @@ Model call (NVlabs/alpamayo ``src/alpamayo_r1/test_inference.py``): ``helper.cre
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -132,6 +134,17 @@ def _straight(data: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarr
     return xyz, rot, [text] * k
 
 
+def _received(data: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the worker read, per camera (in ``camera_indices`` order): the SHA-1 of its ``(F, 3, H, W)`` frames, so
+    the caller can tell which camera's pixels (original or edited) reached the model."""
+    frames = data.get("image_frames")
+    idx = data.get("camera_indices")
+    if frames is None or idx is None:
+        return {}
+    return {"camera_indices": [int(i) for i in idx],
+            "frames_sha1": [hashlib.sha1(np.ascontiguousarray(f).tobytes()).hexdigest() for f in frames]}
+
+
 def _send(out: IO[str], msg: dict[str, Any]) -> None:
     out.write(json.dumps(msg) + "\n")
     out.flush()
@@ -161,7 +174,8 @@ def _serve(backend: _Backend, proto: IO[str]) -> int:
             tmp = out.with_name(out.name + ".part.npz")
             np.savez(tmp, pred_xyz=xyz, pred_rot=rot)
             tmp.replace(out)
-            _send(proto, {"id": rid, "ok": True, "output": req["output"], "reasoning": reasoning})
+            _send(proto, {"id": rid, "ok": True, "output": req["output"], "reasoning": reasoning,
+                          "received": _received(data)})
         except Exception as e:  # every failure goes back to the caller
             _send(proto, {"id": rid, "ok": False, "error": str(e), "type": type(e).__name__,
                           "traceback": traceback.format_exc(limit=8)})

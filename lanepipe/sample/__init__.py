@@ -33,8 +33,9 @@ Frames are ``(T, H, W, 3) uint8`` RGB. Rendering is deterministic for a given se
 
 Modules: :mod:`~lanepipe.sample.road` (sizes, layout, road coordinates), :mod:`~lanepipe.sample.texture`
 (ground textures), :mod:`~lanepipe.sample.render` (one frame, ray-cast), :mod:`~lanepipe.sample.truth`
-(:class:`LaneLine`, :class:`SampleClip`) and :mod:`~lanepipe.sample.clip` (:func:`render_sample`,
-:func:`write_sample`). The names below are the sample's public API.
+(:class:`LaneLine`, :class:`SampleClip`), :mod:`~lanepipe.sample.clip` (:func:`render_sample`,
+:func:`write_sample`) and :mod:`~lanepipe.sample.rig` (the same road through a wide, a tele and two cross
+cameras). The names below are the sample's public API.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from lanepipe.errors import ConfigError
 from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.sample.road import (
     CAR_GAP_M,
     CAR_MIN_GAP_M,
@@ -80,12 +81,20 @@ class _Geometry:
 
 
 MAX_GROUND_M = 700.0
+
+#: A camera the sample can render: a pinhole (ego frame under the camera) or an f-theta posed in the ego frame.
+SceneCamera = PinholeCamera | FThetaCamera
+
+
+def _height(cam: SceneCamera) -> float:
+    """Height of the camera centre above the ground (a pinhole's ``mount_height_m``)."""
+    return float(cam.centre_ego[2])
 GRAIN_PAD = 64
 TREE_DIST_M = (300.0, 650.0)
 TREE_HEIGHT_MAX_M = 22.0
 
 
-def geometry(cam: PinholeCamera, coarse: Texture, fine: Texture) -> _Geometry:
+def geometry(cam: SceneCamera, coarse: Texture, fine: Texture) -> _Geometry:
     h, w = cam.height, cam.width
     vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
     rays = cam.pixel_rays_ego(uu, vv)
@@ -93,7 +102,7 @@ def geometry(cam: PinholeCamera, coarse: Texture, fine: Texture) -> _Geometry:
     tan_el = rays[:, 2] / horiz
     az = np.arctan2(rays[:, 1], rays[:, 0])
     with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(tan_el < 0, cam.mount_height_m / -tan_el, np.inf)
+        dist = np.where(tan_el < 0, _height(cam) / -tan_el, np.inf)
     ground_idx = np.flatnonzero(dist < MAX_GROUND_M)
     gu_f, gv_f = uu.ravel()[ground_idx], vv.ravel()[ground_idx]
     p, _ = cam.pixel_to_ground(gu_f, gv_f)
@@ -113,8 +122,8 @@ def geometry(cam: PinholeCamera, coarse: Texture, fine: Texture) -> _Geometry:
     ground_idx, p, gu, gv, fp = ground_idx[order], p[order], gu[order], gv[order], fp[order]
     haze = np.exp(-dist[ground_idx] / HAZE_M).astype(np.float32)
 
-    max_tan = (TREE_HEIGHT_MAX_M - cam.mount_height_m) / TREE_DIST_M[0]
-    min_tan = -cam.mount_height_m / TREE_DIST_M[0]
+    max_tan = (TREE_HEIGHT_MAX_M - _height(cam)) / TREE_DIST_M[0]
+    min_tan = -_height(cam) / TREE_DIST_M[0]
     band_idx = np.flatnonzero((tan_el >= min_tan) & (tan_el <= max_tan))
 
     el = np.arctan(tan_el)
@@ -151,7 +160,7 @@ def _car_corners() -> FloatArray:
     return np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)])
 
 
-def _render_car(cam: PinholeCamera, car_pose_ego: tuple[float, float, float], paint: F32, sun_car: FloatArray,
+def _render_car(cam: SceneCamera, car_pose_ego: tuple[float, float, float], paint: F32, sun_car: FloatArray,
                 ) -> tuple[IntArray, F32]:
     """Ray-cast the car (2x2 supersampled) in its own frame.
 
@@ -329,7 +338,7 @@ _LANE_STEPS_M = np.concatenate([np.arange(0.0, 10.0, 0.1), np.arange(10.0, 40.0,
                                 np.arange(80.0, 150.0, 2.0)])
 
 
-def lane_lines(cam: PinholeCamera, ego_pose: FloatArray) -> list[LaneLine]:
+def lane_lines(cam: SceneCamera, ego_pose: FloatArray) -> list[LaneLine]:
     """Lane lines of ``LAYOUT`` projected from the ego pose ``(4,)``, from the ego to 150 m ahead."""
     s_ego, _, _ = world_to_road(ego_pose[:1], ego_pose[1:2])
     s = s_ego[0] + _LANE_STEPS_M
@@ -348,7 +357,7 @@ def lane_lines(cam: PinholeCamera, ego_pose: FloatArray) -> list[LaneLine]:
 class Scene:
     """Everything a frame needs, built once per clip."""
 
-    cam: PinholeCamera
+    cam: SceneCamera
     geo: _Geometry
     coarse: Texture
     fine: Texture
@@ -431,7 +440,7 @@ def render_frame(sc: Scene, pose: FloatArray, car: FloatArray, grain_seed: int,
     azw = np.mod(geo.ray_az[b] + pose[2] + math.pi, 2 * math.pi)
     ia = (azw / (2 * math.pi) * sc.tree_dist.size).astype(np.intp) % sc.tree_dist.size
     td, th = sc.tree_dist[ia], sc.tree_height[ia]
-    z_hit = cam.mount_height_m + td * geo.ray_tan_el[b]
+    z_hit = _height(cam) + td * geo.ray_tan_el[b]
     tree = (z_hit >= 0.0) & (z_hit <= th)
     trans = np.exp(-td[tree] / HAZE_M).astype(np.float32)[:, None]
     shade = (0.8 + 0.35 * (z_hit[tree] / np.maximum(th[tree], 1e-3))).astype(np.float32)[:, None]

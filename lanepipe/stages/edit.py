@@ -4,6 +4,10 @@ Reads the clip's source and road masks from a finished segment stage (this run o
 Outputs per (clip, instruction): ``edit/<clip>/<slug>/{edited.mp4, first_frame.png, qa.json, lanes.json,
 meta.json}``; ``meta.json`` is written last and marks the item finished.
 
+With ``edit.cameras`` naming more cameras of the clip's rig (sample ``rig.json``, PhysicalAI-AV), the front edit is
+moved into the road plane once and painted into each of them (:meth:`EditStage.edit_rig`, :mod:`lanepipe.edit.rig`):
+``edit/<clip>/<slug>/road_edit.json`` and ``cameras/<camera>/{edited.mp4, lanes.json, checks.json}``.
+
 Painter by ``edit.backend``, verifier by ``verify.backend``, both built through :mod:`lanepipe.registry`; one QA
 loop drives any pair (:func:`lanepipe.edit.base.run_qa`):
 
@@ -30,19 +34,23 @@ import numpy.typing as npt
 from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
+from lanepipe.datasets.rig import ClipRig, load_rig
 from lanepipe.edit.base import Painter, QAOutcome, run_qa
 from lanepipe.edit.config import QAConfig
 from lanepipe.edit.generative.painter import next_prompt
+from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines, road_plane_check
 from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.engine.stage import cluster_has_gpus
-from lanepipe.errors import InputError, LanepipeError
+from lanepipe.errors import ConfigError, InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.geometry.rig import pixel_ground
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
 from lanepipe.io.layout import RunLayout
 from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import edit_metrics, original_flows
+from lanepipe.segment.base import Segmenter
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verifier
 from lanepipe.verify.config import QwenJudgeConfig
@@ -107,6 +115,8 @@ class EditStage:
         self.upstream = RunLayout(upstream_root, upstream_run_id)
         self.specs = [parse_instruction(t) for t in cfg.edit.instructions]
         self._ready = False
+        self._segmenter: Segmenter | None = None
+        self._rig_cache: dict[tuple[str, str], tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]] = {}
 
     def resources(self) -> Resources:
         """The painter's default resources (:mod:`lanepipe.registry`) under ``edit.resources``; a GPU judge
@@ -173,7 +183,97 @@ class EditStage:
                    masks_npz=self.upstream.segment_paths(clip.name).npz,
                    num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
                    geometry=json.dumps(result.diagnostics, default=str))
+        if self.cfg.edit.cameras not in ("front", ["front"]):
+            row.update(self.edit_rig(clip, masks.masks, result, spec))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
+
+    # ------------------------------------------------------------------------------------------ rig
+    def edit_rig(self, clip: Clip, front_masks: npt.NDArray[np.bool_], result: Any, spec: LaneSpec) -> dict[str, Any]:
+        """Paint the front edit into the other cameras ``edit.cameras`` names (:mod:`lanepipe.edit.rig`).
+
+        The edit, as the procedural painter made it in the front camera, is moved into the rig frame once
+        (``road_edit.json``) and painted into each camera through its calibration, inside that camera's road mask
+        (the configured segmenter's) and outside the ego body. Each camera gets ``edited.mp4``, ``lanes.json`` and
+        ``checks.json``: the verifier's verdict where it reads the camera (front-facing ones) and always the
+        road-plane check (paint read back onto the ground vs the edited boundary). Returns the row fields
+        ``edited_cameras`` (JSON list, front first), ``camera_videos`` and ``camera_checks`` (JSON objects).
+
+        Raises:
+            InputError: the clip has no rig but other cameras are named, or the painter gave no road geometry.
+        """
+        wanted = self.cfg.edit.cameras
+        rig = load_rig(str(clip.source))
+        if rig is None:
+            if wanted == "all":
+                return {"edited_cameras": json.dumps(["front"]), "camera_videos": json.dumps({}),
+                        "camera_checks": json.dumps({}), "rig_note": "no camera rig known for this clip: front only"}
+            raise InputError(clip.source, f"a clip with a camera rig (sample rig.json, PhysicalAI-AV) for "
+                             f"edit.cameras={wanted}", "a single-camera clip", "use edit.cameras=front")
+        try:
+            names = rig.select(wanted)
+        except ConfigError as e:
+            raise InputError(clip.source, "camera names of its rig in edit.cameras", str(e)) from None
+        if result.road is None:
+            raise InputError(clip.source, "a painter that reports its edit in the road plane (procedural)",
+                             f"none from {self.cfg.edit.backend}")
+        pcfg = self.cfg.edit.procedural
+        edit = RoadEdit.from_front(result.road, spec, pcfg.sizes, rig.front_offset,
+                                   erase_half_width_m=pcfg.erase_half_width_m,
+                                   paint_ratio=measure_paint(clip.frames, result.frames, front_masks, result.lanes,
+                                                             spec))
+        first = self.store.edit_camera_paths(clip.name, spec.slug, rig.front)
+        storage.write_text_atomic(first.meta, json.dumps(edit.to_dict()))
+        videos: dict[str, str] = {}
+        checks: dict[str, Any] = {}
+        for name in names[1:]:
+            frames, masks = self._rig_view(clip, rig, name)
+            cam = rig.cameras[name]
+            h = frames.shape[1]
+            ground = pixel_ground(cam.rescaled(frames.shape[2], h), pcfg.max_range_m, rig.body)
+            out = paint_camera(frames, masks, cam, edit, rig.body, max_range_m=pcfg.max_range_m,
+                               blur_px=pcfg.blur_px * h / 720.0, texture_gain=pcfg.texture_gain, seed=pcfg.seed,
+                               ground=ground)
+            read = recover_lines(out.frames, masks, cam, edit, rig.body, x_bins=np.arange(-10.0, 60.0, 1.0),
+                                 ground=ground)
+            check = road_plane_check(read, edit)
+            doc: dict[str, Any] = {"camera": name, "instruction": spec.to_text(), "road_plane": check,
+                                   "painter": out.diagnostics, "verifier": None}
+            verdict = check["verdict"]
+            if cam.front_facing:
+                v = self.verifier.check(frames, out.frames, masks, spec)
+                doc["verifier"] = {"name": v.verifier, "verdict": "PASS" if v.passed else "FAIL",
+                                   "reasons": list(v.reasons)}
+                verdict = doc["verifier"]["verdict"]
+            p = self.store.edit_camera_paths(clip.name, spec.slug, name)
+            encode(out.frames, p.video, clip.fps)
+            storage.write_text_atomic(p.lanes, json.dumps(lanes_to_json(out.lanes, spec, clip.fps) | {"camera": name}))
+            storage.write_text_atomic(p.qa, json.dumps(doc, indent=2, default=str))
+            videos[name] = p.video
+            checks[name] = verdict
+        return {"edited_cameras": json.dumps(names), "camera_videos": json.dumps(videos),
+                "camera_checks": json.dumps(checks), "road_edit": first.meta}
+
+    def _rig_view(self, clip: Clip, rig: ClipRig, name: str) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+        """Frames of camera ``name`` at the clip's instants (decoded like the clip) and its road masks (the
+        configured segmenter's), cached for the clip's other instructions."""
+        key = (clip.name, name)
+        if key in self._rig_cache:
+            return self._rig_cache[key]
+        c = self.cfg.input
+        view = decode_cached(rig.videos[name], name=f"{clip.name}.{name}", target_fps=c.target_fps,
+                             max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+        if view.num_frames < clip.num_frames:
+            raise InputError(rig.videos[name], f"at least {clip.num_frames} frames (as the front camera's clip)",
+                             f"{view.num_frames} frames")
+        view = replace(view, frames=view.frames[: clip.num_frames], timestamps=view.timestamps[: clip.num_frames],
+                       source_indices=view.source_indices[: clip.num_frames])
+        if self._segmenter is None:
+            self._segmenter = registry.create_from("segmenter", self.cfg.segment)
+        masks = self._segmenter.segment(view).masks
+        if any(k[0] != clip.name for k in self._rig_cache):
+            self._rig_cache.clear()  # one clip at a time
+        self._rig_cache[key] = (view.frames, masks)
+        return view.frames, masks
 
     def __call__(self, seg: SegmentResult) -> list[EditResult]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""

@@ -1,7 +1,8 @@
 """The evaluate stage for one edited item: predict on the original and the edited clip, compare.
 
 Input rows are edit rows (this run or ``--from-run``). For each configured predictor the stage builds the same
-predictor input twice — same ego history, same other cameras, only the front camera's frames differ — runs the
+predictor input twice — same ego history, same other cameras, only the edited cameras' frames differ (the front,
+and every other camera the edit stage painted with ``edit.cameras``: ``camera_videos`` of the edit row) — runs the
 predictor, and writes ``evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz}``. Ground-truth metrics
 (minADE/minFDE) are computed where the clip has ego-motion and are absent (None) otherwise; the shift between
 the two predictions is always computed.
@@ -13,6 +14,7 @@ import io
 import json
 import time
 import traceback
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,12 @@ from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
 from lanepipe.stages.edit import load_masks
 from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
+
+
+def _plain(o: Any) -> Any:
+    """JSON stand-in for what a predictor's ``meta`` may hold: arrays and numpy scalars as lists / numbers, the rest
+    as text."""
+    return o.tolist() if hasattr(o, "tolist") else str(o)
 
 
 def straight_history(speed: float) -> EgoState:
@@ -71,8 +79,12 @@ class EvaluateStage:
                             estimated_camera=camera.to_dict() if camera else None,
                             speed_hint=float(edit.speed_mps or ev.assumed_speed_mps))
 
-    def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float) -> PredictorInput:
-        """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited)."""
+    def build_input(self, clip: Clip, frames: np.ndarray, ctx: ClipContext, t0: float,
+                    edited_cameras: dict[str, np.ndarray] | None = None) -> PredictorInput:
+        """The predictor input at clip time ``t0`` with ``frames`` as the front camera (original or edited).
+
+        ``edited_cameras``: other cameras' edited frames (name → ``(T, H, W, 3)``, the clip's instants), which replace
+        those cameras' views (same camera model, the clip's timestamps); ``meta["edited_cameras"]`` lists them."""
         if ctx.ego is not None:
             ego = ego_state_at(ctx.ego, ctx.time_offset + t0)
         else:
@@ -83,14 +95,34 @@ class EvaluateStage:
         cams = {"front": front}
         for name, view_at in ctx.extra_cameras.items():
             cams[name] = view_at(ctx.time_offset + t0)
-        return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0,
-                              meta={"context": ctx.kind, "notes": ctx.notes})
+        edited = dict(edited_cameras or {})
+        missing = sorted(set(edited) - set(cams))
+        if missing:
+            raise InputError(clip.source, f"edited cameras among the clip's cameras {sorted(cams)}",
+                             f"edits of {missing}")
+        for name, cam_frames in edited.items():
+            n = min(len(cam_frames), int(keep.sum()))
+            cams[name] = replace(cams[name], frames=cam_frames[:n], timestamps=clip.timestamps[:n] - t0)
+        meta: dict[str, Any] = {"context": ctx.kind, "notes": ctx.notes}
+        if edited_cameras is not None:
+            meta["edited_cameras"] = ["front", *edited]
+        return PredictorInput(clip=clip.name, cameras=cams, ego=ego, front="front", t0=t0, meta=meta)
+
+    def edited_cameras(self, edit: EditResult, clip: Clip) -> dict[str, np.ndarray]:
+        """The other cameras the edit stage painted (``camera_videos`` of the edit row): name → decoded frames."""
+        raw = edit.get("camera_videos")
+        videos = json.loads(raw) if isinstance(raw, str) and raw else dict(raw or {})
+        out: dict[str, np.ndarray] = {}
+        for name, url in videos.items():
+            v = decode_cached(str(url), name=f"{clip.name}.{name}", target_fps=None, max_frames=clip.num_frames + 1)
+            out[str(name)] = v.frames
+        return out
 
     def _evaluate(self, edit: EditResult, clip: Clip, edited: Clip, ctx: ClipContext,
                   name: str, predictor: Predictor, row: dict[str, Any]) -> None:
         t0 = float(clip.timestamps[-1]) if self.cfg.evaluate.t0_s is None else float(self.cfg.evaluate.t0_s)
         inp_orig = self.build_input(clip, clip.frames, ctx, t0)
-        inp_edit = self.build_input(clip, edited.frames, ctx, t0)
+        inp_edit = self.build_input(clip, edited.frames, ctx, t0, self.edited_cameras(edit, clip))
         t = time.perf_counter()
         pred_orig: Prediction = predictor.predict(inp_orig)
         pred_edit: Prediction = predictor.predict(inp_edit)
@@ -116,13 +148,17 @@ class EvaluateStage:
                "shift": shift, "reasoning": {"original": pred_orig.reasoning, "edited": pred_edit.reasoning},
                "predict_s": predict_s, "frames_used": int(inp_orig.cameras["front"].frames.shape[0]),
                "camera": ctx.camera.to_dict(), "edited": row.get("edited"),
+               "edited_cameras": inp_edit.meta.get("edited_cameras"),
+               "predictor_meta": json.loads(json.dumps({"original": pred_orig.meta, "edited": pred_edit.meta},
+                                                       default=_plain)),
                "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
         storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
         row.update(t0_s=t0, shift_ade=shift["ade"], shift_max_lateral=shift["max_lateral_offset"],
                    min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
-                   predict_s=predict_s, evaluation=paths.evaluation)
+                   predict_s=predict_s, evaluation=paths.evaluation,
+                   edited_cameras=json.dumps(inp_edit.meta.get("edited_cameras")))
         storage.write_text_atomic(paths.meta, json.dumps(row, default=str))
 
     def _image_metrics(self, clip: Clip, edited: Clip, edit: EditResult) -> dict[str, Any]:

@@ -267,6 +267,23 @@ class PaiavClip:
         extr = self._calibration_row("sensor_extrinsics", camera)
         return FThetaCamera.from_intrinsics_row(intr, extr, name=camera)
 
+    def vehicle_dimensions(self) -> dict[str, float] | None:
+        """The clip's ``vehicle_dimensions`` row (``length, width, height, rear_axle_to_bbox_center, wheelbase,
+        track_width`` metres), or None when the dataset copy has no such file or row."""
+        spec = self._features.get("vehicle_dimensions")
+        path = spec.path(self.root, self.chunk) if spec is not None else None
+        if path is None or not path.is_file():
+            return None
+        df = pd.read_parquet(path)
+        if "clip_id" in df.columns:
+            df = df.set_index("clip_id")
+        if self.clip_id not in df.index:
+            return None
+        row = df.loc[self.clip_id]
+        if isinstance(row, pd.DataFrame):
+            row = row.iloc[0]
+        return {str(k): float(v) for k, v in row.items()}
+
     # -------------------------------------------------------------------- predictor input
     def predictor_input(self, t0_us: int, cameras: Sequence[str] = DEFAULT_CAMERAS, *, num_frames: int = 4,
                         frame_step_us: int = 100_000, replace: Mapping[str, EditedVideo] | None = None,

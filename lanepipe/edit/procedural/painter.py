@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from lanepipe.edit.config import ProceduralConfig, QAConfig
 from lanepipe.edit.procedural.analysis import ClipAnalyser, ClipAnalysis, map_frames
-from lanepipe.edit.procedural.params import PaintedLine, PaintParams, PaintResult
+from lanepipe.edit.procedural.params import PaintedLine, PaintParams, PaintResult, RoadGeometry
 from lanepipe.edit.procedural.render import FrameRenderer
 from lanepipe.errors import InputError
 from lanepipe.lanes.instructions import LaneSpec
@@ -81,7 +81,12 @@ class ProceduralPainter:
         diag.update(instruction=spec.to_text(), params=params.model_dump(),
                     timing_s={"analyse": round(t1 - t0, 3), "render": round(t2 - t1, 3)},
                     frames_without_road=int((~masks.masks.any(axis=(1, 2))).sum()))
-        return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
+        coefs = {s: an.coefs[s].copy() for s in ("left", "right")}
+        for c in coefs.values():
+            c[:, 0] += params.lateral_offset_m
+        road = RoadGeometry(camera=an.cam, coefs=coefs, fit_range_m=an.fit_range_m, travelled=an.travelled.copy(),
+                            params=params)
+        return PaintResult(frames=out, lanes=lanes, diagnostics=diag, road=road)
 
     # ------------------------------------------------------------------------------------------ analysis
     def _analyse(self, clip: Clip, masks: RoadMasks) -> ClipAnalysis:

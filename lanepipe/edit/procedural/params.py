@@ -129,6 +129,27 @@ class PaintedLine:
 
 
 @dataclass(frozen=True)
+class RoadGeometry:
+    """The edit as painted, in the road plane: what :mod:`lanepipe.edit.rig` needs to paint the same lines into the
+    other cameras of a rig.
+
+    Attributes:
+        camera: the front camera the boundaries are measured in (its ego frame: origin on the ground under it).
+        coefs: side -> ``(T, 4)`` boundary cubics ``y(x)`` in that frame, per frame (the QA loop's lateral offset
+            included).
+        fit_range_m: the cubics were fitted up to this distance; straight beyond.
+        travelled: ``(T,)`` metres driven since frame 0 (the dash phase).
+        params: the knobs of the painted attempt.
+    """
+
+    camera: Any
+    coefs: dict[str, F64]
+    fit_range_m: float
+    travelled: F64
+    params: PaintParams
+
+
+@dataclass(frozen=True)
 class PaintResult:
     """What :meth:`ProceduralPainter.paint` returns.
 
@@ -137,10 +158,12 @@ class PaintResult:
         lanes: per frame, the painted lines (empty for ``none``).
         diagnostics: JSON-ready facts: camera and its source, vanishing point, lane width, line detection
             rates, speed and its source, timings.
+        road: the painted edit in the road plane (procedural painter), for the other cameras of a rig.
     """
 
     frames: npt.NDArray[np.uint8]
     lanes: list[list[PaintedLine]]
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    road: RoadGeometry | None = None
 
 
