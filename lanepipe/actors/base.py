@@ -24,7 +24,7 @@ from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stage_
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
-from lanepipe.monitoring import StageMetrics
+from lanepipe.monitoring import StageMetrics, take_model_loads
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,34 @@ def remove_orphan_temps(run_url: str) -> int:
     return n
 
 
+def gpu_visibility(assigned: Sequence[Any], env: dict[str, str]) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` a Ray worker should have: ``""`` (no GPU) when Ray assigned it none, so that a
+    backend's ``device: auto`` cannot take a GPU it did not reserve; None (leave it) when Ray assigned GPUs (Ray set
+    the variable to exactly those) or the variable already hides every GPU."""
+    if assigned or env.get("CUDA_VISIBLE_DEVICES") == "":
+        return None
+    return ""
+
+
+def hide_unreserved_gpus() -> None:
+    """In a Ray worker that reserved no GPU, hide every GPU from it (:func:`gpu_visibility`); a no-op outside
+    Ray. Called before the stage is built, so before torch initialises CUDA."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    try:
+        if ray.get_runtime_context().get_actor_id() is None:  # the driver (a stage actor built in-process)
+            return
+        assigned = ray.get_gpu_ids()
+    except Exception:  # metadata unavailable: leave the environment alone
+        return
+    value = gpu_visibility(assigned, dict(os.environ))
+    if value is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
+
+
 class StageActor:
     """The one Ray Data stateful callable; it hosts any :class:`~lanepipe.engine.Stage`.
 
@@ -135,17 +163,22 @@ class StageActor:
     setup_s: float | None = None  # this actor's setup() seconds, until reported on its first own row
     events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
     scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
+    loads: tuple[dict[str, Any], ...] = ()  # model loads not yet reported on a row of this stage
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
         self.events = events
         self.scratch = spec.scratch
+        hide_unreserved_gpus()
         self.stage: Stage = spec.build()
+        take_model_loads()
         t = time.perf_counter()
         self.stage.setup()
         self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
+        self.loads = tuple(take_model_loads())  # setup's loads, reported on the first own row
+        self.metrics.record_loads(self.loads)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         """One row through the stage (as its typed item), timed and recorded; an exception becomes a failed row
@@ -164,10 +197,14 @@ class StageActor:
         return rows
 
     def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
-        stamp_busy(self.stage_name, rows, seconds, self.setup_s)
+        new = take_model_loads()  # loads an item caused (a backend that loads lazily, a restarted worker)
+        self.metrics.record_loads(new)
+        self.loads = (*self.loads, *new)
+        stamp_busy(self.stage_name, rows, seconds, self.setup_s, list(self.loads))
         own = [stage_event(r) for r in rows if r.get("stage") == self.stage_name]
         if own:
             self.setup_s = None
+            self.loads = ()
         if own and self.events is not None:
             try:
                 self.events.put_nowait_batch(own)
