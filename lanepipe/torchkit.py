@@ -22,8 +22,8 @@ from typing import Any
 
 from lanepipe.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "build_on", "count_parameters", "resolve_device", "resolve_dtype",
-           "sdpa_kernels", "wants_cuda"]
+__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "build_on", "count_parameters", "cuda_peak_mib", "resolve_device",
+           "resolve_dtype", "sdpa_kernels", "wants_cuda"]
 
 #: dtype spellings :func:`resolve_dtype` takes besides ``"auto"``, with the ``torch`` attribute each names
 DTYPE_NAMES: dict[str, str] = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
@@ -162,3 +162,14 @@ def build_on(device: str, dtype: Any = None) -> Any:
 def count_parameters(module: Any) -> int:
     """Number of parameters of a ``torch.nn.Module`` (works on the meta device: nothing is read)."""
     return int(sum(p.numel() for p in module.parameters()))
+
+
+def cuda_peak_mib() -> float | None:
+    """Peak CUDA memory torch allocated in this process so far (MiB, all its devices), or None when torch is not
+    imported here or never started CUDA (never imports torch)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return round(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**20, 1)

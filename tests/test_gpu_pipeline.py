@@ -191,3 +191,62 @@ def test_alpamayo_pool_in_a_full_run_and_the_random_weights_banner(ray_local, tm
     assert manifest["stages"]["evaluate"]["model_loads"]["models"] == {"alpamayo_r1:dry-run": 1}
     html = (run / "report.html").read_text()
     assert "RANDOM WEIGHTS" in html and "segment.sam2 (tiny-random)" in html
+
+
+# ------------------------------------------------------------------------------------------ monitoring, benchmark
+def test_grafana_dashboard_references_metrics_lanepipe_and_ray_export() -> None:
+    """Every metric a panel queries is one lanepipe records (``ray_`` prefix, counter ``_total`` / histogram
+    ``_bucket`` suffixes) or one Ray's node agent exports (its reporter_agent.py defines it); every lanepipe metric
+    and Ray's GPU utilisation and memory have a panel."""
+    import re
+
+    import ray
+
+    from lanepipe import monitoring
+
+    dash = json.loads((REPO / "cluster" / "monitoring" / "grafana-lanepipe.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs.append(dash["templating"]["list"][1]["query"]["query"])
+    used = {m for e in exprs for m in re.findall(r"\b(ray_[a-z_]+)", e)}
+    ours = {f"ray_{m}{s}" for m in monitoring.METRIC_NAMES for s in ("", "_total", "_bucket", "_sum", "_count")}
+    agent = (Path(ray.__file__).parent / "dashboard" / "modules" / "reporter" / "reporter_agent.py").read_text()
+    for m in used - ours:
+        assert m in monitoring.RAY_GPU_METRICS, m
+        assert f'"{m.removeprefix("ray_")}"' in agent, f"{m} is not a metric of Ray {ray.__version__}'s agent"
+    assert {"ray_node_gpus_utilization", "ray_node_gram_used"} <= used
+    for m in monitoring.METRIC_NAMES:  # each lanepipe metric is on the dashboard
+        assert any(u.startswith(f"ray_{m}") for u in used), m
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_pipeline_bench", REPO / "benchmarks" / "gpu_pipeline.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_pipeline_figures_from_samples_and_events() -> None:
+    b = _bench()
+    assert b.union([(0, 2), (1, 3), (5, 6), (4, 4)]) == [(0, 3), (5, 6)]
+    samples = [{"t": t, "gpu": 0, "util_pct": u} for t, u in ((0.5, 100), (1.5, 80), (3.5, 0), (5.5, 90))]
+    assert b.busy_fraction(samples, [(0, 2)]) == pytest.approx(0.9)
+    assert b.busy_fraction(samples, [(10, 11)]) is None
+    assert b.stage_of_title("ray::MapWorker(MapBatches(EditActor)).submit") == "edit"
+    assert b.stage_of_title("ray::DashboardAgent") is None
+    rows = [{"clip": "a", "stage": "edit", "busy_s": 2.0, "status": "ok"},
+            {"clip": "a", "stage": "edit", "busy_s": 1.0, "status": "ok"},
+            {"clip": "a", "stage": "render", "busy_s": 0.5, "status": "ok", "gpu_peak_mib": None}]
+    manifest = {"stages": {"edit": {"model_loads": {"loads": 1}}, "render": {}},
+                "timing": {"busy_s": {"edit": 3.0, "render": 0.5}, "setup_s": {"edit": 1.0, "render": 0.0},
+                           "ray_start_s": 0.5}}
+    events = [(2.0, {"stage": "edit", "busy_s": 2.0}), (4.0, {"stage": "edit", "busy_s": 1.0})]
+    out = b.summarise(rows, events, manifest, samples, {7: 1000.0}, {7: "edit"}, 1, 10.0)
+    assert out["per_clip_stage_busy_s"] == {"a": {"edit": 3.0, "render": 0.5}}
+    assert out["edit_span_s"] == 4.0 and out["edit_idle_gaps_s"] == 1.0  # the GPU waited 1 s between edits
+    assert out["gpu_busy_fraction_edit_items"] == pytest.approx(0.6)  # samples at 0.5, 1.5, 3.5
+    assert out["sum_stage_compute_s"] == 5.0 and out["overhead_s"] == 5.0 and out["overhead_fraction"] == 0.5
+    assert out["clips_per_hour_per_gpu"] == 360.0 and out["peak_gpu_mib_per_actor_nvml"][0]["stage"] == "edit"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lanepipe import torchkit
 from lanepipe.config import Resources, RunConfig
 from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stage_event, stamp_busy
 from lanepipe.errors import ConfigError
@@ -201,6 +202,11 @@ class StageActor:
         self.metrics.record_loads(new)
         self.loads = (*self.loads, *new)
         stamp_busy(self.stage_name, rows, seconds, self.setup_s, list(self.loads))
+        peak = torchkit.cuda_peak_mib()  # this actor's GPU memory high-water mark, where it uses CUDA
+        if peak is not None:
+            for r in rows:
+                if r.get("stage") == self.stage_name:
+                    r["gpu_peak_mib"] = peak
         own = [stage_event(r) for r in rows if r.get("stage") == self.stage_name]
         if own:
             self.setup_s = None
