@@ -65,6 +65,35 @@ def test_random_init_qwen_and_sam2_have_the_published_sizes() -> None:
     assert sam2.parameter_count() == pytest.approx(sam2.PUBLISHED_PARAMS_HIERA_L, rel=0.01)
 
 
+def test_random_init_backends_build_the_published_models_through_their_own_code() -> None:
+    """The painter, the judge and SAM2 with ``preset=random-init``, through the classes a run uses: the generative
+    stack on the meta device (no allocation; one T5-XXL shared by FLUX and CogVideoX), SAM2.1 Hiera-L at 1024 px on
+    CPU; each load counted once."""
+    from lanepipe import torchkit
+    from lanepipe.edit.config import GenerativeConfig
+    from lanepipe.edit.generative import GenerativePainter
+    from lanepipe.errors import ConfigError
+    from lanepipe.segment.config import Sam2Config
+    from lanepipe.segment.sam2 import Sam2Segmenter
+    from lanepipe.verify.config import QwenJudgeConfig
+    from lanepipe.verify.qwen_vl import QwenJudge
+
+    take_model_loads()
+    painter = GenerativePainter(GenerativeConfig(preset="random-init", flux_device="meta", video_device="meta"))
+    fill, video = painter._load("flux"), painter._load("video")
+    assert torchkit.count_parameters(fill.transformer) == pytest.approx(11.9e9, rel=0.01)
+    assert torchkit.count_parameters(video.transformer) == pytest.approx(5.6e9, rel=0.01)
+    assert video.text_encoder is fill.text_encoder_2 and fill.tokenizer_2.model_max_length == 512
+    judge = QwenJudge(QwenJudgeConfig(preset="random-init", device="meta"))
+    assert torchkit.count_parameters(judge.model) == pytest.approx(8.29e9, rel=0.01)
+    seg = Sam2Segmenter(Sam2Config(preset="random-init", device="cpu"))
+    assert seg.image_size == 1024 and seg.model_cfg.endswith("sam2.1_hiera_l.yaml") and seg.checkpoint is None
+    assert [x["model"] for x in take_model_loads()] == ["flux_fill", "cogvideox_i2v", "qwen_vl:random-init",
+                                                        "sam2:sam2.1_hiera_l"]
+    with pytest.raises(ConfigError, match="cannot be used with preset=random-init"):
+        Sam2Segmenter(Sam2Config(preset="random-init", checkpoint="/x/sam2.1_hiera_large.pt"))
+
+
 def test_random_init_tokenizers_give_the_published_sequence_lengths() -> None:
     from lanepipe.edit.config import GenerativeConfig
     from lanepipe.edit.generative.tiny import tiny_clip_tokenizer, tiny_t5_tokenizer
