@@ -23,6 +23,7 @@ from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id, random_
 from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, StageSpec
 from lanepipe.engine.lifecycle import interrupt_signals
+from lanepipe.engine.stage import config_json
 from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
@@ -81,7 +82,7 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
     if name not in STAGE_TARGETS:
         raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
     return StageSpec(name=name, target=STAGE_TARGETS[name], config="lanepipe.config:RunConfig",
-                     cfg_json=cfg.model_dump_json(), args=(root, run_id, upstream_root, upstream_run_id),
+                     cfg_json=config_json(cfg), args=(root, run_id, upstream_root, upstream_run_id),
                      backend=configured_backend(cfg, name), scratch=RunStore(root, run_id).scratch)
 
 

@@ -139,6 +139,21 @@ def test_gpu_backends_reserve_gpus_where_the_cluster_has_them(ray_local) -> None
     assert EditStage(fixed, "r", "x", "r", "x").resources().num_gpus == 2.0
 
 
+def test_the_config_a_worker_rebuilds_keeps_the_backend_defaults(ray_local) -> None:
+    """The stage spec carries only the fields a user set, so the worker-side stage still applies backend defaults
+    (a full dump marked every field set, and no GPU backend ever reserved its GPU through Ray)."""
+    from lanepipe.pipeline import stage_spec
+
+    cfg = load_config(None, ["stages=all", "edit.backend=flux_cogvideox", "edit.preset=tiny-random",
+                             "segment.backend=sam2", "segment.sam2.preset=tiny-random", "verify.backend=qwen_vl",
+                             "evaluate.resources.concurrency=2", "render.resources.num_gpus=0"])
+    specs = {n: stage_spec(n, cfg, "/r", "x", "/r", "x") for n in cfg.stages}
+    assert type(cfg).model_validate_json(specs["edit"].cfg_json) == cfg  # same values
+    res = {n: s.build().resources() for n, s in specs.items()}
+    assert (res["segment"].num_gpus, res["edit"].num_gpus, res["evaluate"].num_gpus) == (0.5, 1.0, 0.0)
+    assert res["evaluate"].concurrency == 2 and res["render"].num_gpus == 0.0
+
+
 def test_a_worker_without_a_reserved_gpu_sees_none() -> None:
     assert gpu_visibility([], {}) == ""  # device=auto must not take GPU 0 unreserved
     assert gpu_visibility([], {"CUDA_VISIBLE_DEVICES": "0,1"}) == ""
@@ -190,6 +205,8 @@ def test_sam2_loads_once_per_actor_not_per_clip(ray_local, tmp_path: Path, four_
     assert loads["loads"] == 2, loads  # two actors, four clips: one load each
     assert loads["models"] == {"sam2:sam2.1_hiera_t": 2} and loads["load_s"] > 0
     assert manifest["model_loads"] == {"segment": 2}
+    # each actor reported the GPU Ray assigned it (0.5 of the session's logical GPU 0) on its first row
+    assert sorted(r["cuda_visible_devices"] for r in summary.rows if r.get("cuda_visible_devices")) == ["0", "0"]
     assert manifest["random_weights"]["models"] == ["segment.sam2 (tiny-random)"]
 
 
@@ -206,7 +223,7 @@ def test_alpamayo_pool_in_a_full_run_and_the_random_weights_banner(ray_local, tm
     cfg = load_config(None, ["stages=all", "run_id=alp", "edit.instructions=[none@both]", "edit.qa.max_iterations=1",
                              "evaluate.predictors=[lane_keep,alpamayo]",
                              "evaluate.predictor_options.alpamayo.dry_run=true",
-                             "segment.backend=sam2", "segment.sam2.preset=tiny-random",
+                             "segment.backend=sam2", "segment.sam2.preset=tiny-random", "segment.resources.num_gpus=0",
                              *[f"{s}.resources.num_cpus=0.5" for s in ("segment", "edit", "evaluate", "render")]],
                       base={"input": {"paths": [f"paiav://{root}?camera={front}"]}, "output": str(tmp_path)})
     summary = pipeline.run(cfg)
@@ -216,6 +233,9 @@ def test_alpamayo_pool_in_a_full_run_and_the_random_weights_banner(ray_local, tm
     run = Path(summary.url)
     doc = json.loads((run / "evaluate" / f"{FIXTURE_CLIP_ID}_{front}" / "none-at-both" / "alpamayo.json").read_text())
     assert doc["predictor"] == "alpamayo" and doc["context"] == "physical_ai_av"
+    # the evaluate actor (Alpamayo's pool) holds the GPU; an actor that reserved none sees none
+    seen = {r["stage"]: r.get("cuda_visible_devices") for r in summary.rows if r.get("setup_s") is not None}
+    assert seen["evaluate"] == "0" and seen["segment"] == "" and seen["render"] == "", seen
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["evaluate"]["model_loads"]["models"] == {"alpamayo_r1:dry-run": 1}
     html = (run / "report.html").read_text()

@@ -132,23 +132,29 @@ def gpu_visibility(assigned: Sequence[Any], env: dict[str, str]) -> str | None:
     return ""
 
 
-def hide_unreserved_gpus() -> None:
-    """In a Ray worker that reserved no GPU, hide every GPU from it (:func:`gpu_visibility`); a no-op outside
-    Ray. Called before the stage is built, so before torch initialises CUDA."""
+def hide_unreserved_gpus() -> str | None:
+    """In a Ray worker that reserved no GPU, hide every GPU from it (:func:`gpu_visibility`). Called before the
+    stage is built, so before torch initialises CUDA.
+
+    Returns:
+        The worker's ``CUDA_VISIBLE_DEVICES`` afterwards (``""``: none; Ray sets the ids of the GPUs it assigned), or
+        None outside a Ray actor (nothing changed).
+    """
     import sys
 
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
-        return
+        return None
     try:
         if ray.get_runtime_context().get_actor_id() is None:  # the driver (a stage actor built in-process)
-            return
+            return None
         assigned = ray.get_gpu_ids()
     except Exception:  # metadata unavailable: leave the environment alone
-        return
+        return None
     value = gpu_visibility(assigned, dict(os.environ))
     if value is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = value
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
 class StageActor:
@@ -165,13 +171,15 @@ class StageActor:
     events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
     scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
     loads: tuple[dict[str, Any], ...] = ()  # model loads not yet reported on a row of this stage
+    visible_gpus: str | None = None  # CUDA_VISIBLE_DEVICES of this Ray actor (None outside Ray)
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
         self.events = events
         self.scratch = spec.scratch
-        hide_unreserved_gpus()
+        #: the GPUs this actor may use (reported on its first row as ``cuda_visible_devices``)
+        self.visible_gpus = hide_unreserved_gpus()
         self.stage: Stage = spec.build()
         take_model_loads()
         t = time.perf_counter()
@@ -202,6 +210,11 @@ class StageActor:
         self.metrics.record_loads(new)
         self.loads = (*self.loads, *new)
         stamp_busy(self.stage_name, rows, seconds, self.setup_s, list(self.loads))
+        if self.setup_s is not None and self.visible_gpus is not None:  # this actor's first own row
+            for r in rows:
+                if r.get("stage") == self.stage_name:
+                    r["cuda_visible_devices"] = self.visible_gpus
+                    break
         peak = torchkit.cuda_peak_mib()  # this actor's GPU memory high-water mark, where it uses CUDA
         if peak is not None:
             for r in rows:

@@ -95,6 +95,15 @@ class StageSpec:
         return stage
 
 
+def config_json(cfg: BaseModel) -> str:
+    """A stage's config as :class:`StageSpec` carries it: only the fields that were set (``exclude_unset``), so the
+    config rebuilt in a worker knows which fields its user gave. Backend defaults depend on that
+    (:meth:`lanepipe.registry.DefaultResources.under` fills only the ``resources`` fields not set, e.g. one GPU for
+    the generative painter); a full dump would mark every field set and those defaults would never apply. The
+    rebuilt config has the same values (``RunConfig.model_validate_json(config_json(cfg)) == cfg``)."""
+    return cfg.model_dump_json(exclude_unset=True)
+
+
 def cluster_has_gpus() -> bool:
     """Whether the Ray cluster this process is connected to has GPUs (False when Ray is not running here).
 
