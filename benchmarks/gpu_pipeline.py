@@ -172,6 +172,8 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
                           "model_loads": manifest["stages"][s].get("model_loads"),
                           "torch_peak_gpu_mib": peak_rows.get(s)} for s in stages},
         "peak_gpu_mib_per_actor_nvml": per_actor,
+        "actor_gpus": [{"stage": r["stage"], "cuda_visible_devices": r.get("cuda_visible_devices")}
+                       for r in rows if r.get("setup_s") is not None],
         "gpu_busy_fraction_edit_items": busy_fraction(samples, edit_union),
         "gpu_busy_fraction_edit_span": busy_fraction(samples, span),
         "edit_span_s": round(covered(span), 2), "edit_idle_gaps_s": round(covered(span) - covered(edit_union), 2),
