@@ -235,7 +235,7 @@ def test_alpamayo_pool_in_a_full_run_and_the_random_weights_banner(ray_local, tm
     assert doc["predictor"] == "alpamayo" and doc["context"] == "physical_ai_av"
     # the evaluate actor (Alpamayo's pool) holds the GPU; an actor that reserved none sees none
     seen = {r["stage"]: r.get("cuda_visible_devices") for r in summary.rows if r.get("setup_s") is not None}
-    assert seen["evaluate"] == "0" and seen["segment"] == "" and seen["render"] == "", seen
+    assert seen["evaluate"] == "0" and seen["segment"] is None and seen["render"] is None, seen
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["evaluate"]["model_loads"]["models"] == {"alpamayo_r1:dry-run": 1}
     html = (run / "report.html").read_text()

@@ -178,7 +178,7 @@ class StageActor:
         self.run_id = run_id
         self.events = events
         self.scratch = spec.scratch
-        #: the GPUs this actor may use (reported on its first row as ``cuda_visible_devices``)
+        #: the GPUs this actor may use (reported on its first row as ``cuda_visible_devices`` when it holds any)
         self.visible_gpus = hide_unreserved_gpus()
         self.stage: Stage = spec.build()
         take_model_loads()
@@ -210,7 +210,7 @@ class StageActor:
         self.metrics.record_loads(new)
         self.loads = (*self.loads, *new)
         stamp_busy(self.stage_name, rows, seconds, self.setup_s, list(self.loads))
-        if self.setup_s is not None and self.visible_gpus is not None:  # this actor's first own row
+        if self.setup_s is not None and self.visible_gpus:  # the first own row of an actor that holds GPUs
             for r in rows:
                 if r.get("stage") == self.stage_name:
                     r["cuda_visible_devices"] = self.visible_gpus
