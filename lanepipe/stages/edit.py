@@ -129,7 +129,7 @@ class EditStage:
         painter = registry.default_resources("painter", self.cfg.edit.backend)
         judge = registry.default_resources("verifier", self.cfg.verify.backend)
         merged = painter if painter.num_gpus >= judge.num_gpus else judge
-        require_gpus(full_size_gpu_models(self.cfg))
+        require_gpus(full_size_gpu_models(self.cfg), self.cfg.edit.resources)
         res: Resources = merged.under(self.cfg.edit.resources, cluster_has_gpus())
         return res
 

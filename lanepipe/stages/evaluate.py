@@ -30,7 +30,6 @@ from lanepipe.io.layout import RunLayout
 from lanepipe.metrics import IMAGE_METRIC_KEYS, edit_metrics, prediction_shift, trajectory_metrics
 from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
-from lanepipe.registry import DefaultResources
 from lanepipe.stages.edit import load_masks
 from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
 
@@ -63,13 +62,13 @@ class EvaluateStage:
         ev = self.cfg.evaluate
         defaults = [registry.default_resources("predictor", name) for name in ev.predictors]
         top = max(defaults, key=lambda d: d.num_gpus)
-        heavy = []
+        heavy: list[str] = []
         if "alpamayo" in ev.predictors:
             opts = ev.predictor_options.get("alpamayo") or {}
             if not opts.get("dry_run") and opts.get("device", "cuda") != "cpu":
                 heavy.append("evaluate.predictors=alpamayo (Alpamayo-R1-10B)")
-        require_gpus(heavy)
-        res: Resources = DefaultResources(num_cpus=top.num_cpus, num_gpus=top.num_gpus,
+        require_gpus(heavy, ev.resources)
+        res: Resources = registry.DefaultResources(num_cpus=top.num_cpus, num_gpus=top.num_gpus,
                                           gpu_if_available=top.gpu_if_available).under(ev.resources,
                                                                                        cluster_has_gpus())
         return res

@@ -100,7 +100,7 @@ class SegmentStage:
         """The segmenter's default resources (:mod:`lanepipe.registry`) under ``segment.resources``."""
         sam2 = self.cfg.segment.sam2
         if self.cfg.segment.backend == "sam2" and sam2.preset == "random-init" and sam2.device != "cpu":
-            require_gpus(["segment.backend=sam2 (segment.sam2.preset=random-init)"])
+            require_gpus(["segment.backend=sam2 (segment.sam2.preset=random-init)"], self.cfg.segment.resources)
         res: Resources = registry.default_resources("segmenter", self.cfg.segment.backend).under(
             self.cfg.segment.resources, cluster_has_gpus())
         return res
