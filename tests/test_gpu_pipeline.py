@@ -195,6 +195,7 @@ def test_model_load_counter_and_summary() -> None:
 @pytest.mark.ray
 def test_sam2_loads_once_per_actor_not_per_clip(ray_local, tmp_path: Path, four_clips: list[Path]) -> None:
     cfg = load_config(None, ["segment.backend=sam2", "segment.sam2.preset=tiny-random", "run_id=loads",
+                             "input.max_frames=3",
                              "segment.resources.concurrency=2", "segment.resources.num_cpus=0.5",
                              "segment.overlay=false", "segment.videopainter=false"],
                       base={"input": {"paths": [str(p) for p in four_clips]}, "output": str(tmp_path)})
