@@ -59,6 +59,7 @@ from lanepipe.edit.config import GenerativeConfig
 from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.generative import loading as gen_loading
 from lanepipe.edit.generative import masks as gen_masks
+from lanepipe.edit.generative import published as gen_published
 from lanepipe.edit.generative import tiny as gen_tiny
 from lanepipe.edit.generative.hooks import PropagationHook, WindowContext
 from lanepipe.torchkit import sdpa_kernels
@@ -69,39 +70,11 @@ RESULTS: dict[str, Any] = {}
 OUT: Path | None = None
 
 # ---------------------------------------------------------------------------------------------- architectures
-# FLUX.1-Fill-dev transformer/config.json and vae/config.json (black-forest-labs/FLUX.1-Fill-dev on the hub):
-FLUX_TRANSFORMER = {"patch_size": 1, "in_channels": 384, "out_channels": 64, "num_layers": 19,
-                    "num_single_layers": 38, "attention_head_dim": 128, "num_attention_heads": 24,
-                    "joint_attention_dim": 4096, "pooled_projection_dim": 768, "guidance_embeds": True,
-                    "axes_dims_rope": (16, 56, 56)}
-FLUX_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ("DownEncoderBlock2D",) * 4,
-            "up_block_types": ("UpDecoderBlock2D",) * 4, "block_out_channels": (128, 256, 512, 512),
-            "layers_per_block": 2, "latent_channels": 16, "norm_num_groups": 32, "sample_size": 1024,
-            "scaling_factor": 0.3611, "shift_factor": 0.1159, "use_quant_conv": False, "use_post_quant_conv": False}
-# google/t5-v1_1-xxl (text_encoder_2 of FLUX, text_encoder of CogVideoX) and openai/clip-vit-large-patch14 text tower:
-T5_XXL = {"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64,
-          "relative_attention_num_buckets": 32, "feed_forward_proj": "gated-gelu", "dropout_rate": 0.0}
-CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
-          "max_position_embeddings": 77, "projection_dim": 768, "hidden_act": "quick_gelu"}
-# THUDM/CogVideoX-5b-I2V transformer/config.json, vae/config.json, scheduler/scheduler_config.json:
-COGVIDEOX_TRANSFORMER = {"num_attention_heads": 48, "attention_head_dim": 64, "in_channels": 32, "out_channels": 16,
-                         "time_embed_dim": 512, "text_embed_dim": 4096, "num_layers": 42, "sample_width": 90,
-                         "sample_height": 60, "sample_frames": 49, "patch_size": 2, "temporal_compression_ratio": 4,
-                         "max_text_seq_length": 226, "use_rotary_positional_embeddings": True,
-                         "use_learned_positional_embeddings": True, "activation_fn": "gelu-approximate"}
-COGVIDEOX_VAE = {"block_out_channels": (128, 256, 256, 512), "latent_channels": 16, "layers_per_block": 3,
-                 "norm_num_groups": 32, "temporal_compression_ratio": 4, "scaling_factor": 0.7,
-                 "sample_height": 480, "sample_width": 720}
-COGVIDEOX_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-                       "prediction_type": "v_prediction", "rescale_betas_zero_snr": True, "set_alpha_to_one": True,
-                       "snr_shift_scale": 1.0, "timestep_spacing": "trailing", "clip_sample": False}
-# Qwen/Qwen2.5-VL-7B-Instruct config.json:
-QWEN_TEXT = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-             "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 128000,
-             "rms_norm_eps": 1e-6}
-QWEN_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
-               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-               "fullatt_block_indexes": [7, 15, 23, 31], "hidden_act": "silu"}
+# The published configs (with their sources) live in the library, where the random-init presets build them:
+# lanepipe/edit/generative/published.py (FLUX.1 Fill, T5-XXL, CLIP-L, CogVideoX-5B-I2V) and lanepipe/verify/qwen_vl.py
+# (Qwen2.5-VL-7B).
+FLUX_TRANSFORMER = gen_published.FLUX_TRANSFORMER
+COGVIDEOX_TRANSFORMER = gen_published.COGVIDEOX_TRANSFORMER
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -259,36 +232,17 @@ def make_clip(frames: np.ndarray, name: str, fps: float = 8.0) -> Any:
 
 # ---------------------------------------------------------------------------------------------- builders
 def build_flux(tiny: bool) -> Any:
-    d, tf = gen_loading.import_diffusers(), gen_loading.transformers_module()
     if tiny:
         pipe = gen_tiny.tiny_fill_pipeline(GenerativeConfig(preset="tiny-random"))
         return pipe.to(DEV)
-    tok = gen_tiny.tiny_clip_tokenizer()
-    tok2 = gen_tiny.tiny_t5_tokenizer(512)
-    with build_on_device():
-        transformer = d.FluxTransformer2DModel(**FLUX_TRANSFORMER)
-        vae = d.AutoencoderKL(**FLUX_VAE)
-        te = tf.CLIPTextModel(tf.CLIPTextConfig(vocab_size=49408, **CLIP_L, bos_token_id=0, eos_token_id=1,
-                                                pad_token_id=1))
-        te2 = tf.T5EncoderModel(tf.T5Config(vocab_size=32128, **T5_XXL))
-    return d.FluxFillPipeline(scheduler=d.FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
-                              vae=vae.eval(), text_encoder=te.eval(), tokenizer=tok, text_encoder_2=te2.eval(),
-                              tokenizer_2=tok2, transformer=transformer.eval())
+    return gen_published.random_fill_pipeline(GenerativeConfig(preset="random-init"), DEV, DTYPE)
 
 
 def build_cogvideox(tiny: bool, text_encoder: Any = None) -> Any:
-    d, tf = gen_loading.import_diffusers(), gen_loading.transformers_module()
     if tiny:
         cfg = GenerativeConfig(preset="tiny-random")
         return gen_tiny.tiny_video_pipeline(cfg).to(DEV)
-    tok = gen_tiny.tiny_t5_tokenizer(226)
-    with build_on_device():
-        transformer = d.CogVideoXTransformer3DModel(**COGVIDEOX_TRANSFORMER)
-        vae = d.AutoencoderKLCogVideoX(**COGVIDEOX_VAE)
-        te = text_encoder if text_encoder is not None else tf.T5EncoderModel(tf.T5Config(vocab_size=32128, **T5_XXL))
-    return d.CogVideoXImageToVideoPipeline(tokenizer=tok, text_encoder=te.eval(), vae=vae.eval(),
-                                           transformer=transformer.eval(),
-                                           scheduler=d.CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER))
+    return gen_published.random_video_pipeline(GenerativeConfig(preset="random-init"), DEV, DTYPE, text_encoder)
 
 
 def build_cogvideox_transformer(tiny: bool) -> Any:
@@ -424,34 +378,19 @@ def part_judge(tiny: bool) -> None:
 def build_judge(tiny: bool, new_tokens: int) -> Any:
     """A :class:`QwenJudge`; at full size its tiny model is swapped for the Qwen2.5-VL-7B architecture (random
     weights); the byte-level tokenizer keeps its special-token ids, which the config points at."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from lanepipe.verify import qwen_vl as q
 
     judge = q.QwenJudge(q.QwenJudgeConfig(preset="tiny-random", device=DEV, max_new_tokens=new_tokens,
                                           dtype="bfloat16" if DEV == "cuda" else "float32"))
     if tiny:
         return judge
-    ids = {t: int(judge.tokenizer.convert_tokens_to_ids(t)) for t in q.SPECIAL_TOKENS}
-    text = dict(QWEN_TEXT, bos_token_id=ids[q.END_OF_TEXT], eos_token_id=ids[q.IM_END],
-                pad_token_id=ids[q.END_OF_TEXT],
-                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(QWEN_VISION),
-                              image_token_id=ids[q.IMAGE_PAD], video_token_id=ids[q.VIDEO_PAD],
-                              vision_start_token_id=ids[q.VISION_START], vision_end_token_id=ids[q.VISION_END])
-    model, build_s, _ = timed(lambda: _build_qwen(Qwen2_5_VLForConditionalGeneration, config))
+    model, build_s, _ = timed(lambda: q.random_init_model(judge.tokenizer, DEV, DTYPE))
     record("judge", "build_s", round(build_s, 1))
     judge.model = model
     judge.image_processor = q._image_processor_cls()(
         size={"shortest_edge": judge.cfg.min_pixels, "longest_edge": judge.cfg.max_pixels}, patch_size=14,
         merge_size=2, temporal_patch_size=2)
     return judge
-
-
-def _build_qwen(cls: Any, config: Any) -> Any:
-    with build_on_device():
-        model = cls(config)
-    return model.eval()
 
 
 def part_sam2(tiny: bool) -> None:

@@ -64,9 +64,14 @@ class Resources(_Strict):
         return self
 
 
-def tiny_preset_section(section: Any, where: str) -> Any:
-    """The one ``edit.preset=tiny-random`` rule: the section ``where`` (``edit.generative`` or ``verify.qwen_vl``)
-    gets ``preset: tiny-random``; a different preset given there as well is an error (which one should run?).
+#: Presets ``edit.preset`` passes on to ``edit.generative`` and ``verify.qwen_vl`` (models with random weights).
+RANDOM_PRESETS: tuple[str, ...] = ("tiny-random", "random-init")
+
+
+def tiny_preset_section(section: Any, where: str, preset: str = "tiny-random") -> Any:
+    """The one ``edit.preset`` rule: the section ``where`` (``edit.generative`` or ``verify.qwen_vl``) gets
+    ``preset`` (``tiny-random`` or ``random-init``); a different preset given there as well is an error (which one
+    should run?).
 
     ``section`` is the section's raw data (a dict, a model or None); anything else is returned for pydantic to
     report.
@@ -76,10 +81,25 @@ def tiny_preset_section(section: Any, where: str) -> Any:
     if section is not None and not isinstance(section, dict):
         return section
     section = dict(section or {})
-    if section.get("preset", "tiny-random") != "tiny-random":
-        raise ValueError(f"edit.preset=tiny-random switches {where} to its tiny-random preset, but "
+    if section.get("preset", preset) != preset:
+        raise ValueError(f"edit.preset={preset} switches {where} to its {preset} preset, but "
                          f"{where}.preset={section['preset']!r} was also given; drop one of the two")
-    return {**section, "preset": "tiny-random"}
+    return {**section, "preset": preset}
+
+
+def random_weight_models(cfg: RunConfig) -> list[str]:
+    """The models of this run's selected stages that have random weights (a ``tiny-random`` or ``random-init``
+    preset), as ``section (preset)``: their outputs mean nothing, and the manifest and report say so."""
+    out: list[str] = []
+    stages = set(cfg.stages)
+    if "segment" in stages and cfg.segment.backend == "sam2" and cfg.segment.sam2.preset != "none":
+        out.append(f"segment.sam2 ({cfg.segment.sam2.preset})")
+    if "edit" in stages:
+        if cfg.edit.backend == "flux_cogvideox" and cfg.edit.generative.preset != "none":
+            out.append(f"edit.generative ({cfg.edit.generative.preset})")
+        if cfg.edit.qa.enabled and cfg.verify.backend == "qwen_vl" and cfg.verify.qwen_vl.preset != "none":
+            out.append(f"verify.qwen_vl ({cfg.verify.qwen_vl.preset})")
+    return out
 
 
 class InputConfig(_Strict):
@@ -130,8 +150,9 @@ class EditConfig(_Strict):
     """
 
     backend: str = "procedural"
-    preset: Literal["none", "tiny-random"] = Field(
-        "none", description="tiny-random: edit.generative and verify.qwen_vl use their tiny-random presets")
+    preset: Literal["none", "tiny-random", "random-init"] = Field(
+        "none", description="tiny-random | random-init: edit.generative and verify.qwen_vl use that preset "
+        "(random weights: tiny for CPU tests, full size for GPU timing)")
     instructions: list[str] = Field(default_factory=lambda: ["double yellow solid"],
                                     description="lane instructions or preset:NAME, one edit each")
     procedural: ProceduralConfig = Field(default_factory=ProceduralConfig)
@@ -170,9 +191,10 @@ class EditConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _preset_into_generative(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("preset") != "tiny-random":
+        if not isinstance(data, dict) or data.get("preset") not in RANDOM_PRESETS:
             return data
-        return {**data, "generative": tiny_preset_section(data.get("generative"), "edit.generative")}
+        return {**data, "generative": tiny_preset_section(data.get("generative"), "edit.generative",
+                                                          data["preset"])}
 
     @field_validator("instructions", mode="before")
     @classmethod
@@ -277,21 +299,22 @@ class RunConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _edit_preset_reaches_the_judge(cls, data: Any) -> Any:
-        """``edit.preset=tiny-random`` also makes the Qwen judge tiny (:func:`tiny_preset_section`), so that
-        manifest.json records the judge that runs."""
+        """``edit.preset=tiny-random`` (or ``random-init``) also switches the Qwen judge to that preset
+        (:func:`tiny_preset_section`), so that manifest.json records the judge that runs."""
         if not isinstance(data, dict):
             return data
         edit = data.get("edit")
         if isinstance(edit, EditConfig):
             edit = {"preset": edit.preset}
-        if not (isinstance(edit, dict) and edit.get("preset") == "tiny-random"):
+        if not (isinstance(edit, dict) and edit.get("preset") in RANDOM_PRESETS):
             return data
         verify = data.get("verify") if data.get("verify") is not None else {}
         if isinstance(verify, VerifyConfig):
             verify = verify.model_dump(exclude_unset=True)
         if not isinstance(verify, dict):
             return data  # pydantic reports the bad section
-        return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl")}}
+        return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl",
+                                                                            edit["preset"])}}
 
     @field_validator("run_id")
     @classmethod

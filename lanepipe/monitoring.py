@@ -18,7 +18,19 @@ metric (as exported)              type       tags                            wha
 ``ray_lanepipe_qa_verdicts``      counter    stage, backend, verdict         edit QA verdicts (PASS / FAIL / …)
 ``ray_lanepipe_qa_pass_rate``     gauge      stage, backend                  PASS share of this actor's PASS/FAIL
                                                                              verdicts (one series per actor)
+``ray_lanepipe_model_loads``      counter    stage, backend, model           model loads (weights read or random
+                                                                             weights built): one per model per
+                                                                             actor when models stay resident
+``ray_lanepipe_model_load_s``     counter    stage, backend, model           seconds spent loading them
 ================================  =========  ==============================  ====================================
+
+Model loads are counted where they happen: a backend wraps each load in :func:`model_load`; the stage actor takes
+the process's new loads after each item (:func:`take_model_loads`), records them here and on the item's own row
+(``model_loads``), and the run manifest sums them per stage (``model_loads``: loads, load seconds, models).
+
+GPU utilisation and memory per node come from Ray itself (``ray_node_gpus_utilization``,
+``ray_node_gram_used``, ``ray_node_gram_available``, exported by each node's metrics agent when ``nvidia-ml-py`` is
+installed there: the ``gpu`` extra); ``cluster/monitoring/grafana-lanepipe.json`` puts them beside these.
 
 QA pass rate over the whole cluster, in PromQL::
 
@@ -30,8 +42,11 @@ every call here is a no-op; a metrics error is logged once and never fails a sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -41,7 +56,59 @@ log = logging.getLogger(__name__)
 LATENCY_BOUNDARIES_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
                                            300.0, 600.0, 1800.0)
 METRIC_NAMES: tuple[str, ...] = ("lanepipe_clips_processed", "lanepipe_frames_processed", "lanepipe_stage_latency_s",
-                                 "lanepipe_failures", "lanepipe_qa_verdicts", "lanepipe_qa_pass_rate")
+                                 "lanepipe_failures", "lanepipe_qa_verdicts", "lanepipe_qa_pass_rate",
+                                 "lanepipe_model_loads", "lanepipe_model_load_s")
+#: Ray's own per-node GPU metrics (ray/dashboard/modules/reporter/reporter_agent.py of Ray 2.60; needs nvidia-ml-py
+#: on the node), as exported.
+RAY_GPU_METRICS: tuple[str, ...] = ("ray_node_gpus_utilization", "ray_node_gram_used", "ray_node_gram_available",
+                                    "ray_node_gpus_available")
+
+_LOADS: list[dict[str, Any]] = []
+_LOADS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_load(model: str) -> Iterator[None]:
+    """Count one model load of this process (its seconds too) when the block finishes without an exception.
+
+    Backends wrap each load of weights (or build of random weights) in it; :func:`take_model_loads` hands the
+    loads to whoever reports them (the stage actor)."""
+    t = time.perf_counter()
+    yield
+    with _LOADS_LOCK:
+        _LOADS.append({"model": model, "seconds": round(time.perf_counter() - t, 6)})
+
+
+def take_model_loads() -> list[dict[str, Any]]:
+    """The model loads of this process since the last call (``[{"model", "seconds"}, ...]``), oldest first."""
+    with _LOADS_LOCK:
+        out = list(_LOADS)
+        _LOADS.clear()
+    return out
+
+
+def loads_columns(loads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results-row columns of some model loads: ``model_loads`` (count), ``model_load_s`` (seconds) and
+    ``models_loaded`` (the models' names, comma-separated, in load order)."""
+    return {"model_loads": len(loads), "model_load_s": round(sum(float(x["seconds"]) for x in loads), 6),
+            "models_loaded": ",".join(str(x["model"]) for x in loads)}
+
+
+def summarise_loads(rows: Iterable[Mapping[str, Any]], stages: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per stage: ``loads`` (count), ``load_s`` (seconds) and ``models`` (loads by model name) from the
+    :func:`loads_columns` the runners put on the rows."""
+    out: dict[str, dict[str, Any]] = {s: {"loads": 0, "load_s": 0.0, "models": {}} for s in stages}
+    for r in rows:
+        st = out.get(str(r.get("stage")))
+        n = r.get("model_loads")
+        if st is None or r.get("skipped") or not isinstance(n, (int, float)) or not n > 0:  # None, NaN (parquet)
+            continue
+        st["loads"] += int(n)
+        st["load_s"] = round(st["load_s"] + float(r.get("model_load_s") or 0.0), 6)
+        for name in str(r.get("models_loaded") or "").split(","):
+            if name:
+                st["models"][name] = st["models"].get(name, 0) + 1
+    return out
 
 
 def ray_ready() -> bool:
@@ -71,6 +138,10 @@ class _RayMetrics:
         self.qa = Counter("lanepipe_qa_verdicts", "edit QA verdicts", tag_keys=("stage", "backend", "verdict"))
         self.qa_rate = Gauge("lanepipe_qa_pass_rate", "PASS share of the QA verdicts this actor produced",
                              tag_keys=("stage", "backend"))
+        self.loads = Counter("lanepipe_model_loads", "model loads (weights read or random weights built)",
+                             tag_keys=("stage", "backend", "model"))
+        self.load_s = Counter("lanepipe_model_load_s", "seconds spent loading models",
+                              tag_keys=("stage", "backend", "model"))
 
 
 _METRICS: _RayMetrics | None = None
@@ -111,6 +182,20 @@ class StageMetrics:
         try:
             self._record(list(rows), seconds)
         except Exception as e:  # metrics must never fail a sweep
+            self._warn(e)
+
+    def record_loads(self, loads: Iterable[Mapping[str, Any]]) -> None:
+        """Model loads of this actor (:func:`take_model_loads`)."""
+        try:
+            m = _metrics()
+            if m is None:
+                return
+            for load in loads:
+                tags = {"stage": self.stage, "backend": self.backend, "model": str(load.get("model"))}
+                m.loads.inc(1, tags)
+                if float(load.get("seconds") or 0.0) > 0:  # a Ray counter takes only positive increments
+                    m.load_s.inc(float(load["seconds"]), tags)
+        except Exception as e:
             self._warn(e)
 
     def record_exception(self, exc: BaseException, seconds: float) -> None:

@@ -19,10 +19,11 @@ from typing import Any
 
 from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_item_rows, remove_orphan_temps
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray, stop_local_ray
-from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id
+from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id, random_weight_models
 from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, StageSpec
 from lanepipe.engine.lifecycle import interrupt_signals
+from lanepipe.engine.stage import config_json
 from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
 from lanepipe.io import storage
 from lanepipe.io.layout import (
@@ -33,6 +34,7 @@ from lanepipe.io.layout import (
     write_videopainter_meta,
 )
 from lanepipe.io.resume import check_resume_config, merge_rows
+from lanepipe.monitoring import summarise_loads
 
 log = logging.getLogger(__name__)
 IMPLEMENTED: tuple[str, ...] = STAGES
@@ -44,6 +46,10 @@ UPSTREAM_OUTPUT: dict[str, tuple[str, str]] = {
 }
 ProgressFn = Callable[[dict[str, Any]], None]
 DEFAULT_CAPTION = "road with lane markings"
+#: What manifest.json and report.html say about a run with random-weight models.
+RANDOM_WEIGHTS_NOTE = ("models with random weights (tiny-random / random-init presets): masks, edits, verdicts "
+                       "and the metrics computed from them are MEANINGLESS; the run measures wiring, time and "
+                       "memory only")
 
 
 @dataclass
@@ -76,7 +82,7 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
     if name not in STAGE_TARGETS:
         raise ConfigError(f"stage {name!r} is not available; available: {', '.join(IMPLEMENTED)}")
     return StageSpec(name=name, target=STAGE_TARGETS[name], config="lanepipe.config:RunConfig",
-                     cfg_json=cfg.model_dump_json(), args=(root, run_id, upstream_root, upstream_run_id),
+                     cfg_json=config_json(cfg), args=(root, run_id, upstream_root, upstream_run_id),
                      backend=configured_backend(cfg, name), scratch=RunStore(root, run_id).scratch)
 
 
@@ -390,6 +396,15 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
             items=len(mine), ok=n_ok, failed=len(mine) - n_ok, skipped=sum(bool(r.get("skipped")) for r in mine),
             seconds=timing["busy_s"][name], setup_s=timing["setup_s"][name])
     manifest["timing"] = timing
+    loads = summarise_loads(rows, cfg.stages)
+    for name in cfg.stages:
+        manifest["stages"][name]["model_loads"] = loads[name]
+    manifest["model_loads"] = {n: v["loads"] for n, v in loads.items()}
+    random_models = random_weight_models(cfg)
+    if random_models:  # tiny-random / random-init presets: outputs for wiring and timing only
+        manifest["random_weights"] = {"models": random_models, "note": RANDOM_WEIGHTS_NOTE}
+    else:
+        manifest.pop("random_weights", None)
     manifest["inputs"] = [{"clip": r["clip"], "source": r["source"], "sha256": r.get("input_sha256")}
                           for r in all_rows if r["stage"] == "segment"] or manifest.get("inputs", [])
     report = "render" in cfg.stages and cfg.render.report

@@ -199,7 +199,8 @@ BUILTINS: dict[Capability, dict[str, BackendSpec]] = {
                     "NVIDIA Alpamayo-R1 in a long-lived worker process",
                     Needs("gpu", "Alpamayo-R1", None, (),
                           "its own Python 3.12 env (evaluate.predictor_options.alpamayo.python)"),
-                    DefaultResources(num_cpus=1.0, custom_resources={"alpamayo": 1.0})),
+                    DefaultResources(num_cpus=1.0, num_gpus=1.0, gpu_if_available=True,
+                                     custom_resources={"alpamayo": 1.0})),
     )},
 }
 

@@ -8,6 +8,9 @@ only :mod:`lanepipe.errors`.
   (a torch device string; a CUDA device that exists) and kept.
 - :func:`resolve_dtype`: ``"auto"`` → bfloat16 on CUDA, float32 elsewhere; ``float32 | float16 | bfloat16`` (and
   the short ``fp32 | fp16 | bf16``) → that ``torch.dtype``.
+- :func:`build_on`: a context in which new modules get their parameters directly on a device in a dtype (random
+  weights of a full-size model on the GPU with no fp32 CPU copy; ``"meta"`` allocates nothing, for shape checks);
+  :func:`count_parameters` counts them.
 - :func:`sdpa_kernels`: a context choosing ``scaled_dot_product_attention`` kernels by name, alone or with
   fallbacks.
 """
@@ -19,7 +22,8 @@ from typing import Any
 
 from lanepipe.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "resolve_device", "resolve_dtype", "sdpa_kernels", "wants_cuda"]
+__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "build_on", "count_parameters", "cuda_peak_mib", "resolve_device",
+           "resolve_dtype", "sdpa_kernels", "wants_cuda"]
 
 #: dtype spellings :func:`resolve_dtype` takes besides ``"auto"``, with the ``torch`` attribute each names
 DTYPE_NAMES: dict[str, str] = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
@@ -134,3 +138,39 @@ def sdpa_kernels(name: str, *, fallback: bool = False, key: str | None = None
                        SDPBackend.MATH]}[name]
     prioritised: contextlib.AbstractContextManager[Any] = sdpa_kernel(order, set_priority=True)
     return prioritised
+
+
+@contextlib.contextmanager
+def build_on(device: str, dtype: Any = None) -> Any:
+    """Modules created inside get their parameters directly on ``device`` (``"cuda"``, ``"cpu"``, ``"meta"``) and,
+    when ``dtype`` is given, in that floating dtype; the previous default dtype is restored after the block.
+
+    With ``"meta"`` nothing is allocated: a 12B-parameter transformer is built in seconds for its shapes only.
+    """
+    import torch
+
+    old = torch.get_default_dtype()
+    if dtype is not None:
+        torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def count_parameters(module: Any) -> int:
+    """Number of parameters of a ``torch.nn.Module`` (works on the meta device: nothing is read)."""
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def cuda_peak_mib() -> float | None:
+    """Peak CUDA memory torch allocated in this process so far (MiB, all its devices), or None when torch is not
+    imported here or never started CUDA (never imports torch)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    peak = sum(int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count()))
+    return round(peak / 2**20, 1)

@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lanepipe import torchkit
 from lanepipe.config import Resources, RunConfig
 from lanepipe.engine import Stage, StageSpec, item_from_row, item_to_row, stage_event, stamp_busy
 from lanepipe.errors import ConfigError
 from lanepipe.io import storage
 from lanepipe.io.layout import RunStore
-from lanepipe.monitoring import StageMetrics
+from lanepipe.monitoring import StageMetrics, take_model_loads
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,40 @@ def remove_orphan_temps(run_url: str) -> int:
     return n
 
 
+def gpu_visibility(assigned: Sequence[Any], env: dict[str, str]) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` a Ray worker should have: ``""`` (no GPU) when Ray assigned it none, so that a
+    backend's ``device: auto`` cannot take a GPU it did not reserve; None (leave it) when Ray assigned GPUs (Ray set
+    the variable to exactly those) or the variable already hides every GPU."""
+    if assigned or env.get("CUDA_VISIBLE_DEVICES") == "":
+        return None
+    return ""
+
+
+def hide_unreserved_gpus() -> str | None:
+    """In a Ray worker that reserved no GPU, hide every GPU from it (:func:`gpu_visibility`). Called before the
+    stage is built, so before torch initialises CUDA.
+
+    Returns:
+        The worker's ``CUDA_VISIBLE_DEVICES`` afterwards (``""``: none; Ray sets the ids of the GPUs it assigned), or
+        None outside a Ray actor (nothing changed).
+    """
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        if ray.get_runtime_context().get_actor_id() is None:  # the driver (a stage actor built in-process)
+            return None
+        assigned = ray.get_gpu_ids()
+    except Exception:  # metadata unavailable: leave the environment alone
+        return None
+    value = gpu_visibility(assigned, dict(os.environ))
+    if value is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = value
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 class StageActor:
     """The one Ray Data stateful callable; it hosts any :class:`~lanepipe.engine.Stage`.
 
@@ -135,17 +170,24 @@ class StageActor:
     setup_s: float | None = None  # this actor's setup() seconds, until reported on its first own row
     events: Any = None  # a ray.util.queue.Queue the driver reads for live progress, or None
     scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
+    loads: tuple[dict[str, Any], ...] = ()  # model loads not yet reported on a row of this stage
+    visible_gpus: str | None = None  # CUDA_VISIBLE_DEVICES of this Ray actor (None outside Ray)
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
         self.run_id = run_id
         self.events = events
         self.scratch = spec.scratch
+        #: the GPUs this actor may use (reported on its first row as ``cuda_visible_devices`` when it holds any)
+        self.visible_gpus = hide_unreserved_gpus()
         self.stage: Stage = spec.build()
+        take_model_loads()
         t = time.perf_counter()
         self.stage.setup()
         self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
+        self.loads = tuple(take_model_loads())  # setup's loads, reported on the first own row
+        self.metrics.record_loads(self.loads)
 
     def process(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         """One row through the stage (as its typed item), timed and recorded; an exception becomes a failed row
@@ -164,10 +206,24 @@ class StageActor:
         return rows
 
     def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
-        stamp_busy(self.stage_name, rows, seconds, self.setup_s)
+        new = take_model_loads()  # loads an item caused (a backend that loads lazily, a restarted worker)
+        self.metrics.record_loads(new)
+        self.loads = (*self.loads, *new)
+        stamp_busy(self.stage_name, rows, seconds, self.setup_s, list(self.loads))
+        if self.setup_s is not None and self.visible_gpus:  # the first own row of an actor that holds GPUs
+            for r in rows:
+                if r.get("stage") == self.stage_name:
+                    r["cuda_visible_devices"] = self.visible_gpus
+                    break
+        peak = torchkit.cuda_peak_mib()  # this actor's GPU memory high-water mark, where it uses CUDA
+        if peak is not None:
+            for r in rows:
+                if r.get("stage") == self.stage_name:
+                    r["gpu_peak_mib"] = peak
         own = [stage_event(r) for r in rows if r.get("stage") == self.stage_name]
         if own:
             self.setup_s = None
+            self.loads = ()
         if own and self.events is not None:
             try:
                 self.events.put_nowait_batch(own)

@@ -14,6 +14,7 @@ from lanepipe.config import DatasetConfig, load_model
 from lanepipe.datasets.frames import resolve_dataset_inputs
 from lanepipe.datasets.schema import SUMMARY_JSON, attribute_counts, write_train_csv
 from lanepipe.engine import Row, StageSpec
+from lanepipe.engine.stage import config_json
 from lanepipe.io import storage
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -69,7 +70,7 @@ def generate_dataset(cfg: DatasetConfig, *, executor: str = "ray",
     refs = resolve_dataset_inputs(cfg.paths)
     items: list[Row] = [{"source": r.source, "name": r.name} for r in refs]
     spec = StageSpec(name="dataset", target="lanepipe.stages.dataset:DatasetStage",
-                     config="lanepipe.config:DatasetConfig", cfg_json=cfg.model_dump_json(), args=(root,),
+                     config="lanepipe.config:DatasetConfig", cfg_json=config_json(cfg), args=(root,),
                      backend=cfg.segment.backend)
     rows = runner.run([spec], items, progress)
     order = {i["name"]: k for k, i in enumerate(items)}

@@ -79,8 +79,10 @@ class GenerativeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preset: Literal["none", "tiny-random"] = Field(
-        "none", description="'tiny-random': tiny seeded random models built in memory (tests); 'none': load models")
+    preset: Literal["none", "tiny-random", "random-init"] = Field(
+        "none", description="'tiny-random': tiny seeded random models built in memory (tests); 'random-init': the "
+        "published full-size architectures with random weights built on the device (GPU timing, meaningless "
+        "pictures); 'none': load models")
     flux_model: str = Field("black-forest-labs/FLUX.1-Fill-dev", description="FLUX.1 Fill: local folder or hub id")
     cogvideox_model: str = Field("THUDM/CogVideoX-5b-I2V", description="CogVideoX I2V: local folder or hub id")
     lora_path: str | None = Field(None, description="optional FLUX LoRA, a .safetensors file")

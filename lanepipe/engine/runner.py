@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from lanepipe.engine.items import StageItem, item_from_row, item_to_row
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec
 from lanepipe.io import storage
+from lanepipe.monitoring import loads_columns, take_model_loads
 
 ProgressFn = Callable[[Row], None]
 #: Row keys the runners add: seconds the stage spent in ``process`` for this row (a call's time split evenly over
@@ -24,15 +25,18 @@ def stage_event(row: Row | Item) -> Row:
     return {k: row.get(k) for k in EVENT_KEYS}
 
 
-def stamp_busy(stage: str, outputs: Sequence[Item | Row], seconds: float, setup_s: float | None = None) -> None:
-    """Record ``seconds`` of ``stage.process`` (and ``setup_s`` once) on the outputs that are ``stage``'s own rows
-    (not rows of earlier stages it passed through)."""
+def stamp_busy(stage: str, outputs: Sequence[Item | Row], seconds: float, setup_s: float | None = None,
+               loads: list[dict[str, Any]] | None = None) -> None:
+    """Record ``seconds`` of ``stage.process`` (and ``setup_s`` and the model ``loads`` not yet reported, once) on
+    the outputs that are ``stage``'s own rows (not rows of earlier stages it passed through)."""
     own = [o for o in outputs if o.get("stage") == stage]
     for k, out in enumerate(own):
         extra = out.extra if isinstance(out, StageItem) else out
         extra[BUSY_KEY] = round(seconds / len(own), 6)
         if setup_s is not None and k == 0:
             extra[SETUP_KEY] = round(setup_s, 6)
+        if loads and k == 0:
+            extra.update(loads_columns(loads))
 
 
 class Runner(Protocol):
@@ -54,10 +58,13 @@ class SequentialRunner:
     def build(self, specs: Sequence[StageSpec]) -> list[Stage]:
         stages = [s.build() for s in specs]
         self.setup_s: dict[str, float] = {}
+        self.loads: dict[str, list[dict[str, Any]]] = {}
+        take_model_loads()  # loads of earlier work in this process are not this run's
         for stage in stages:
             t = time.perf_counter()
             stage.setup()
             self.setup_s[stage.name] = time.perf_counter() - t
+            self.loads[stage.name] = take_model_loads()
         return stages
 
     def run(self, specs: Sequence[StageSpec], items: list[Row], progress: ProgressFn | None = None) -> list[Row]:
@@ -72,9 +79,13 @@ class SequentialRunner:
                     for it in batch:
                         t = time.perf_counter()
                         outs = stage.process(it)
-                        stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name))
+                        loads = self.loads[stage.name] + take_model_loads()
+                        stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name), loads)
                         if any(o.get("stage") == stage.name for o in outs):
                             setup[stage.name] = None
+                            self.loads[stage.name] = []
+                        else:
+                            self.loads[stage.name] = loads
                         if self.events:
                             for o in outs:
                                 if o.get("stage") == stage.name:

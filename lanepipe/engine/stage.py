@@ -95,6 +95,15 @@ class StageSpec:
         return stage
 
 
+def config_json(cfg: BaseModel) -> str:
+    """A stage's config as :class:`StageSpec` carries it: only the fields that were set (``exclude_unset``), so the
+    config rebuilt in a worker knows which fields its user gave. Backend defaults depend on that
+    (:meth:`lanepipe.registry.DefaultResources.under` fills only the ``resources`` fields not set, e.g. one GPU for
+    the generative painter); a full dump would mark every field set and those defaults would never apply. The
+    rebuilt config has the same values (``RunConfig.model_validate_json(config_json(cfg)) == cfg``)."""
+    return cfg.model_dump_json(exclude_unset=True)
+
+
 def cluster_has_gpus() -> bool:
     """Whether the Ray cluster this process is connected to has GPUs (False when Ray is not running here).
 
@@ -104,3 +113,28 @@ def cluster_has_gpus() -> bool:
     if ray is None or not ray.is_initialized():
         return False
     return float(ray.cluster_resources().get("GPU", 0.0)) > 0.0
+
+
+def require_gpus(full_size: list[str], resources: Resources | None = None) -> None:
+    """Refuse to run full-size GPU models (``full_size``: what each is, as config keys) on a Ray cluster without
+    GPUs: they would run on CPU for hours instead of failing. A no-op when ``full_size`` is empty, when Ray is not
+    running here, when the cluster has GPUs, or when the stage's ``resources`` ask for GPUs explicitly (the actors
+    then wait for GPU nodes, e.g. a worker group an autoscaler starts from zero).
+
+    Raises:
+        ConfigError: naming the models, the cluster's resources and the ways out (tiny-random, a GPU cluster,
+            or an explicit ``device=cpu``).
+    """
+    ray = sys.modules.get("ray")
+    if not full_size or ray is None or not ray.is_initialized() or cluster_has_gpus():
+        return
+    if resources is not None and "num_gpus" in resources.model_fields_set and resources.num_gpus > 0:
+        return
+    have = {k: v for k, v in ray.cluster_resources().items() if not k.startswith(("node:", "memory",
+                                                                                  "object_store"))}
+    raise ConfigError(
+        f"{'; '.join(full_size)}: full-size GPU model(s) asked for, but the Ray cluster has no GPU (resources: "
+        f"{have}); run on a GPU cluster (--address, or ray.num_gpus for a local instance), use the tiny-random "
+        "preset for a CPU check (edit.preset=tiny-random, segment.sam2.preset=tiny-random), or set the model's "
+        "device to cpu explicitly to run it on CPU anyway (hours per clip); a cluster that adds GPU nodes on demand: "
+        "set the stage's resources.num_gpus")

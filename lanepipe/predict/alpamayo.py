@@ -41,6 +41,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lanepipe.errors import BackendUnavailableError, InputError, LanepipeError
+from lanepipe.monitoring import model_load
 from lanepipe.types import FUTURE_STEPS, HISTORY_STEPS, CameraView, Prediction, PredictorInput
 
 #: Alpamayo's camera index by PAI-AV camera name (``load_physical_aiavdataset.py``); inputs are sorted by it.
@@ -312,6 +313,11 @@ class AlpamayoPredictor:
         with self._lock:
             if self.pid is not None:
                 return
+            with model_load("alpamayo_r1:dry-run" if self.cfg.dry_run else f"alpamayo_r1:{self.cfg.model}"):
+                self._start()
+
+    def _start(self) -> None:
+        with self._lock:
             self._reap()
             self.starts += 1
             self._log_path = self._tmp / f"worker-{self.starts}.log"

@@ -52,7 +52,10 @@ class GridConfig(_Strict):
 class Sam2Config(_Strict):
     """SAM2 / SAM2.1 video predictor."""
 
-    preset: Literal["none", "tiny-random"] = "none"
+    preset: Literal["none", "tiny-random", "random-init"] = Field(
+        "none", description="'none': load checkpoint; 'tiny-random': Hiera-T at 256 px, random weights (CPU tests); "
+        "'random-init': model_cfg (Hiera-L) at full size with random weights built on the device (GPU timing; "
+        "meaningless masks)")
     model_cfg: str = Field("configs/sam2.1/sam2.1_hiera_l.yaml", description="sam2 config name")
     checkpoint: str | None = Field(None, description="local .pt checkpoint path")
     device: str = "auto"

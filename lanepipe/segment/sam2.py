@@ -54,6 +54,7 @@ import numpy.typing as npt
 
 from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, ConfigError, InputError
+from lanepipe.monitoring import model_load
 from lanepipe.segment.base import grid_points_px
 from lanepipe.segment.config import Sam2Config
 from lanepipe.types import Clip, FramesU8, MaskBool, RoadMasks
@@ -339,13 +340,16 @@ class Sam2Segmenter:
         api = _import_sam2()
         self._api = api
 
+        if cfg.preset != "none" and cfg.checkpoint is not None:
+            raise ConfigError(
+                f"segment.sam2.checkpoint={cfg.checkpoint!r} cannot be used with preset={cfg.preset} "
+                "(random weights); set preset=none to load it, or unset checkpoint"
+            )
         if cfg.preset == "tiny-random":
-            if cfg.checkpoint is not None:
-                raise ConfigError(
-                    f"segment.sam2.checkpoint={cfg.checkpoint!r} cannot be used with preset=tiny-random "
-                    "(random weights); set preset=none to load it, or unset checkpoint"
-                )
             model_cfg, overrides, checkpoint = TINY_MODEL_CFG, tiny_random_overrides(), None
+        elif cfg.preset == "random-init":  # the published architecture (sam2's own config file), random weights
+            model_cfg, overrides, checkpoint = cfg.model_cfg, [], None
+            _check_model_cfg(model_cfg)
         else:
             model_cfg, overrides = cfg.model_cfg, []
             _check_model_cfg(model_cfg)
@@ -356,11 +360,16 @@ class Sam2Segmenter:
 
         import torch
 
-        with torch.random.fork_rng(devices=[]):
+        # random-init: parameters created on the compute device directly (no CPU copy)
+        build_dev = self.device if cfg.preset == "random-init" else "cpu"
+        with model_load(f"sam2:{Path(model_cfg).stem}"), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            predictor = self._build(model_cfg, overrides)
-        if checkpoint is not None:
-            _load_checkpoint(predictor, checkpoint, model_cfg)
+            if build_dev.startswith("cuda"):
+                torch.cuda.manual_seed_all(cfg.seed)
+            with torchkit.build_on(build_dev):
+                predictor = self._build(model_cfg, overrides, build_dev)
+            if checkpoint is not None:
+                _load_checkpoint(predictor, checkpoint, model_cfg)
         if not api.has_cuda_ext:
             predictor.fill_hole_area = 0
         self._predictor = predictor.to(self.device).eval()
@@ -371,20 +380,8 @@ class Sam2Segmenter:
             f"weights from {checkpoint}" if checkpoint else f"random weights (seed {cfg.seed})",
         )
 
-    def _build(self, model_cfg: str, overrides: list[str]) -> Any:
-        from hydra.errors import MissingConfigException
-
-        with _sam2_hydra():
-            try:
-                return self._api.build_video_predictor(
-                    model_cfg,
-                    None,  # the checkpoint is loaded by _load_checkpoint, with clearer errors
-                    device="cpu",
-                    hydra_overrides_extra=overrides,
-                    vos_optimized=self.cfg.vos_optimized,
-                )
-            except MissingConfigException as e:
-                raise ConfigError(_unknown_cfg_message(model_cfg)) from e
+    def _build(self, model_cfg: str, overrides: list[str], device: str = "cpu") -> Any:
+        return build_predictor(self._api, model_cfg, overrides, device, self.cfg.vos_optimized)
 
     @property
     def predictor(self) -> Any:
@@ -477,6 +474,34 @@ class Sam2Segmenter:
 # --------------------------------------------------------------------------------------------------
 # Config and checkpoint checks
 # --------------------------------------------------------------------------------------------------
+
+
+def build_predictor(api: _Sam2Api, model_cfg: str, overrides: list[str], device: str = "cpu",
+                    vos_optimized: bool = False) -> Any:
+    """sam2's video predictor of config ``model_cfg``, random weights, on ``device`` (``"meta"``: shapes only)."""
+    from hydra.errors import MissingConfigException
+
+    with _sam2_hydra():
+        try:
+            return api.build_video_predictor(
+                model_cfg,
+                None,  # the checkpoint is loaded by _load_checkpoint, with clearer errors
+                device=device,
+                hydra_overrides_extra=overrides,
+                vos_optimized=vos_optimized,
+            )
+        except MissingConfigException as e:
+            raise ConfigError(_unknown_cfg_message(model_cfg)) from e
+
+
+#: SAM 2.1 Hiera-L parameters as published (facebookresearch/sam2 README, "SAM 2.1 checkpoints" table: 224.4 M).
+PUBLISHED_PARAMS_HIERA_L = 224.4e6
+
+
+def parameter_count(model_cfg: str = "configs/sam2.1/sam2.1_hiera_l.yaml") -> int:
+    """Parameters of sam2 config ``model_cfg``, built with random weights on the CPU (Hiera-L: 0.9 GB in float32;
+    sam2's constructors call ``Tensor.item()``, which the ``meta`` device cannot answer)."""
+    return torchkit.count_parameters(build_predictor(_import_sam2(), model_cfg, [], "cpu"))
 
 
 def _unknown_cfg_message(model_cfg: str) -> str:

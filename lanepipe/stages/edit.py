@@ -40,7 +40,7 @@ from lanepipe.edit.config import QAConfig
 from lanepipe.edit.generative.painter import next_prompt
 from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines, road_plane_check
 from lanepipe.engine.items import EditResult, SegmentResult, StageItem
-from lanepipe.engine.stage import cluster_has_gpus
+from lanepipe.engine.stage import cluster_has_gpus, require_gpus
 from lanepipe.errors import ConfigError, InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.geometry.rig import pixel_ground
@@ -104,6 +104,21 @@ def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
     return cfg.verify.qwen_vl
 
 
+def full_size_gpu_models(cfg: RunConfig) -> list[str]:
+    """The edit stage's GPU models at full size (any preset but tiny-random) that would run on a GPU (a device
+    not set to ``cpu``), as config keys: :func:`~lanepipe.engine.stage.require_gpus` refuses them without GPUs."""
+    out: list[str] = []
+    gen = cfg.edit.generative
+    if (cfg.edit.backend == "flux_cogvideox" and gen.preset != "tiny-random"
+            and "cpu" not in (gen.flux_device, gen.video_device)):
+        out.append(f"edit.backend=flux_cogvideox (edit.generative.preset={gen.preset})")
+    judge = cfg.verify.qwen_vl
+    if cfg.edit.qa.enabled and cfg.verify.backend == "qwen_vl" and judge.preset != "tiny-random" \
+            and judge.device != "cpu":
+        out.append(f"verify.backend=qwen_vl (verify.qwen_vl.preset={judge.preset})")
+    return out
+
+
 class EditStage:
     """Loads the painter and verifier once (:meth:`setup`); ``__call__`` edits one clip for every instruction."""
 
@@ -124,6 +139,7 @@ class EditStage:
         painter = registry.default_resources("painter", self.cfg.edit.backend)
         judge = registry.default_resources("verifier", self.cfg.verify.backend)
         merged = painter if painter.num_gpus >= judge.num_gpus else judge
+        require_gpus(full_size_gpu_models(self.cfg), self.cfg.edit.resources)
         res: Resources = merged.under(self.cfg.edit.resources, cluster_has_gpus())
         return res
 

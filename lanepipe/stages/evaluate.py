@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.engine.items import EditResult, PredictionResult, StageItem
+from lanepipe.engine.stage import cluster_has_gpus, require_gpus
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -60,7 +62,24 @@ class EvaluateStage:
         self._ready = False
 
     def resources(self) -> Resources:
-        return self.cfg.evaluate.resources
+        """The predictors' default GPUs (:mod:`lanepipe.registry`; Alpamayo: one GPU when the cluster has GPUs)
+        under ``evaluate.resources``: with ``alpamayo`` among the predictors this stage's actor pool is the Alpamayo
+        pool, each actor owning one GPU and one worker process in Alpamayo's own Python environment. The
+        ``alpamayo`` custom resource is asked for only where the cluster has it (the runner's ``prefer``). A full-size
+        Alpamayo (not ``dry_run``, device not ``cpu``) on a cluster without GPUs is refused."""
+        ev = self.cfg.evaluate
+        defaults = [registry.default_resources("predictor", name) for name in ev.predictors]
+        top = max(defaults, key=lambda d: d.num_gpus)
+        heavy: list[str] = []
+        if "alpamayo" in ev.predictors:
+            opts = ev.predictor_options.get("alpamayo") or {}
+            if not opts.get("dry_run") and opts.get("device", "cuda") != "cpu":
+                heavy.append("evaluate.predictors=alpamayo (Alpamayo-R1-10B)")
+        require_gpus(heavy, ev.resources)
+        res: Resources = registry.DefaultResources(num_cpus=top.num_cpus, num_gpus=top.num_gpus,
+                                          gpu_if_available=top.gpu_if_available).under(ev.resources,
+                                                                                       cluster_has_gpus())
+        return res
 
     def setup(self) -> None:
         """Build every configured predictor (models load here, once per worker)."""

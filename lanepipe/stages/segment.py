@@ -22,7 +22,7 @@ from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.sources import ClipRef
 from lanepipe.engine.items import ClipItem, SegmentResult, StageItem
-from lanepipe.engine.stage import cluster_has_gpus
+from lanepipe.engine.stage import cluster_has_gpus, require_gpus
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -98,6 +98,9 @@ class SegmentStage:
 
     def resources(self) -> Resources:
         """The segmenter's default resources (:mod:`lanepipe.registry`) under ``segment.resources``."""
+        sam2 = self.cfg.segment.sam2
+        if self.cfg.segment.backend == "sam2" and sam2.preset == "random-init" and sam2.device != "cpu":
+            require_gpus(["segment.backend=sam2 (segment.sam2.preset=random-init)"], self.cfg.segment.resources)
         res: Resources = registry.default_resources("segmenter", self.cfg.segment.backend).under(
             self.cfg.segment.resources, cluster_has_gpus())
         return res

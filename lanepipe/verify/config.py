@@ -62,7 +62,8 @@ class QwenJudgeConfig(BaseModel):
 
     Attributes:
         preset: ``"tiny-random"`` builds a tiny random model in memory (``model`` is ignored; unset fields take
-            :data:`TINY_JUDGE_DEFAULTS`); ``"none"`` loads ``model``.
+            :data:`TINY_JUDGE_DEFAULTS`); ``"random-init"`` builds Qwen2.5-VL-7B's published architecture with
+            random weights on the device (GPU timing, meaningless verdicts); ``"none"`` loads ``model``.
         model: local folder or hub id (must already be in the local cache) of a Qwen2.5-VL checkpoint.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: weights dtype; ``"auto"`` = bfloat16 on CUDA, float32 on CPU.
@@ -79,7 +80,7 @@ class QwenJudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preset: Literal["none", "tiny-random"] = "none"
+    preset: Literal["none", "tiny-random", "random-init"] = "none"
     model: str = DEFAULT_MODEL
     device: str = Field("auto", description="'auto' (cuda when present, else cpu), 'cpu', 'cuda:1', ... "
                         "(e.g. the judge on a second GPU beside the edit models)")

@@ -6,6 +6,9 @@ Two ways to build the model:
 * ``preset="tiny-random"``: a tiny :class:`Qwen2_5_VLConfig` (1 text layer, 1 vision block, hidden size 32)
   with seeded random weights and a byte-level tokenizer built in memory. Runs on CPU in well under a second;
   its output is noise and parses as a malformed FAIL. For tests and wiring only.
+* ``preset="random-init"``: Qwen2.5-VL-7B's published architecture (:data:`QWEN25_VL_7B_TEXT`,
+  :data:`QWEN25_VL_7B_VISION`) with random weights built on the device, the in-memory tokenizer (GPU timing; its
+  verdicts are noise);
 * ``preset="none"``: ``Qwen2_5_VLForConditionalGeneration.from_pretrained(cfg.model)`` (local folder or a hub
   id already in the local cache; nothing is downloaded here).
 
@@ -29,6 +32,7 @@ import numpy.typing as npt
 from lanepipe import torchkit
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec, parse_caption
+from lanepipe.monitoring import model_load
 from lanepipe.verify.base import MALFORMED, Judgement, JudgingVerifier
 from lanepipe.verify.config import DEFAULT_MODEL, QwenJudgeConfig
 
@@ -311,6 +315,41 @@ def tiny_model(tokenizer: Any, seed: int = 0) -> Any:
     return model.eval()
 
 
+# Qwen/Qwen2.5-VL-7B-Instruct config.json (text_config, vision_config; rope_theta 1e6, mrope_section [16, 24, 24]):
+QWEN25_VL_7B_TEXT: dict[str, Any] = {
+    "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+    "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}}
+QWEN25_VL_7B_VISION: dict[str, Any] = {
+    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
+    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31], "hidden_act": "silu"}
+#: Qwen2.5-VL-7B-Instruct's parameter count as published on its model page (8.29B, safetensors).
+PUBLISHED_PARAMS_7B = 8.29e9
+
+
+def random_init_model(tokenizer: Any, device: str, dtype: Any = None, seed: int = 0) -> Any:
+    """Qwen2.5-VL-7B's architecture with random weights built directly on ``device`` (``"meta"``: shapes only).
+
+    The in-memory byte-level tokenizer (:func:`tiny_tokenizer`) is used with it: its special-token ids are the ones
+    the config points at and all lie inside the published vocabulary; prompts tokenise longer than with Qwen's BPE
+    (one token per byte), so a judge call's prefill is, if anything, longer than a real one's."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}
+    text = dict(QWEN25_VL_7B_TEXT, bos_token_id=ids[END_OF_TEXT], eos_token_id=ids[IM_END],
+                pad_token_id=ids[END_OF_TEXT])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(QWEN25_VL_7B_VISION),
+                              image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
+                              vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END])
+    if device != "meta":
+        torch.manual_seed(seed)
+    with torchkit.build_on(device, dtype):
+        model: Any = Qwen2_5_VLForConditionalGeneration(config)
+    return model.eval()
+
+
 def _image_processor_cls() -> Any:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -337,15 +376,17 @@ class QwenJudge(JudgingVerifier):
         self.device = torchkit.resolve_device(self.cfg.device, key="verify.qwen_vl.device")
         dtype = torchkit.resolve_dtype(self.cfg.dtype, self.device, key="verify.qwen_vl.dtype")
         size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
-        if self.cfg.preset == "tiny-random":
-            self.tokenizer = tiny_tokenizer()
-            self.model = tiny_model(self.tokenizer, seed=self.cfg.seed or 0)
-            vc = self.model.config.vision_config
-            self.image_processor = _image_processor_cls()(
-                size=size, patch_size=vc.patch_size, merge_size=vc.spatial_merge_size,
-                temporal_patch_size=vc.temporal_patch_size)
-        else:
-            self._load(dtype, size)
+        with model_load(f"qwen_vl:{self.cfg.preset if self.cfg.preset != 'none' else self.cfg.model}"):
+            if self.cfg.preset in ("tiny-random", "random-init"):
+                self.tokenizer = tiny_tokenizer()
+                self.model = (tiny_model(self.tokenizer, seed=self.cfg.seed or 0) if self.cfg.preset == "tiny-random"
+                              else random_init_model(self.tokenizer, self.device, dtype, seed=self.cfg.seed or 0))
+                vc = self.model.config.vision_config
+                self.image_processor = _image_processor_cls()(
+                    size=size, patch_size=vc.patch_size, merge_size=vc.spatial_merge_size,
+                    temporal_patch_size=vc.temporal_patch_size)
+            else:
+                self._load(dtype, size)
         self.model.to(device=self.device, dtype=dtype)
         self.model.eval()
 

@@ -128,6 +128,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _random_weights(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest's ``random_weights`` (models with random weights: a banner says the outputs mean nothing)."""
+    rw = manifest.get("random_weights")
+    if not isinstance(rw, dict) or not rw.get("models"):
+        return None
+    return {"models": [str(m) for m in rw["models"]], "note": str(rw.get("note") or "")}
+
+
 def render_html(run_url: str, clips: list[ClipView], manifest: dict[str, Any]) -> str:
     """The report page for collected ``clips`` (image URLs relative to the run folder)."""
     run_id = manifest.get("run_id") or run_url.rstrip("/").rsplit("/", 1)[-1]
@@ -144,7 +152,8 @@ def render_html(run_url: str, clips: list[ClipView], manifest: dict[str, Any]) -
                            "failed": st.get("failed"), "skipped": st.get("skipped"),
                            "seconds": as_number(st.get("seconds"))})
     return _environment().get_template(TEMPLATE).render(
-        run_id=run_id, meta=meta, stages=stages, rows=table_rows(clips), clips=clips, variants=VARIANTS)
+        run_id=run_id, meta=meta, stages=stages, rows=table_rows(clips), clips=clips, variants=VARIANTS,
+        random_weights=_random_weights(manifest))
 
 
 def write_report(run_url: str) -> str:

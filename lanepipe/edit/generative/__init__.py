@@ -44,6 +44,8 @@ Modules (components, then the workflow that wires them, as in diffusers):
 - :mod:`~lanepipe.edit.generative.masks`: pure mask / frame helpers (dilate, feather, blend, resize, latent grid);
 - :mod:`~lanepipe.edit.generative.loading`: diffusers import, safetensors loading, the CUDA allocator switch;
 - :mod:`~lanepipe.edit.generative.tiny`: the ``tiny-random`` preset's pipelines;
+- :mod:`~lanepipe.edit.generative.published`: the ``random-init`` preset: the published architectures (configs with
+  their sources) with random weights built on the device (GPU timing without checkpoints; meaningless pictures);
 - :mod:`~lanepipe.edit.generative.hooks`: window context, propagation hooks, latent blending;
 - :mod:`~lanepipe.edit.generative.branch`: VideoPainter's context branch (published checkpoint layout) and ID LoRA;
 - :mod:`~lanepipe.edit.generative.painter`: :class:`GenerativePainter`, the workflow.

@@ -16,6 +16,7 @@ import numpy as np
 from lanepipe import torchkit
 from lanepipe.edit import accel
 from lanepipe.edit.config import GenerativeConfig, QAConfig
+from lanepipe.edit.generative import published
 from lanepipe.edit.generative.hooks import LatentBlendHook, PropagationHook, WindowContext, encode_video
 from lanepipe.edit.generative.loading import configure_allocator, from_pretrained, import_diffusers
 from lanepipe.edit.generative.masks import (
@@ -35,6 +36,7 @@ from lanepipe.edit.generative.tiny import tiny_fill_pipeline, tiny_video_pipelin
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec
+from lanepipe.monitoring import model_load
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict
 from lanepipe.verify.qwen_vl import caption_core
@@ -106,10 +108,15 @@ class GenerativePainter:
         return self.cfg.cpu_offload and self._device_of(phase).startswith("cuda")
 
     def _load(self, phase: Phase) -> Any:
-        """Build or load one pipeline (in CPU memory, not placed); idempotent."""
+        """Build or load one pipeline (in CPU memory, not placed; ``random-init`` builds on its device); idempotent.
+        Each load is counted (:func:`lanepipe.monitoring.model_load`)."""
         existing = self._fill if phase == "flux" else self._video
         if existing is not None:
             return existing
+        with model_load("flux_fill" if phase == "flux" else "cogvideox_i2v"):
+            return self._build(phase)
+
+    def _build(self, phase: Phase) -> Any:
         diffusers = import_diffusers()
         import torch
 
@@ -125,6 +132,8 @@ class GenerativePainter:
             self._fill_device = dev = torchkit.resolve_device(cfg.flux_device, key="edit.generative.flux_device")
             if tiny:
                 pipe = tiny_fill_pipeline(cfg)
+            elif cfg.preset == "random-init":
+                pipe = published.random_fill_pipeline(cfg, dev, _dtype(cfg, dev))
             else:
                 pipe = from_pretrained(diffusers.FluxFillPipeline, cfg.flux_model, "FLUX.1 Fill", _dtype(cfg, dev))
             if lora is not None:
@@ -143,6 +152,9 @@ class GenerativePainter:
                 pipe = self._video_factory(cfg)
             elif tiny:
                 pipe = tiny_video_pipeline(cfg)
+            elif cfg.preset == "random-init":  # one T5-XXL for both when FLUX's sits on the same device
+                shared = self._fill.text_encoder_2 if self._fill is not None and self._fill_device == dev else None
+                pipe = published.random_video_pipeline(cfg, dev, _dtype(cfg, dev), shared)
             else:
                 pipe = from_pretrained(diffusers.CogVideoXImageToVideoPipeline, cfg.cogvideox_model,
                                         "CogVideoX I2V", _dtype(cfg, dev))

@@ -1,0 +1,274 @@
+"""The whole pipeline on a GPU machine, as one command (issue 14 item 4): ``lanepipe run --stages all`` through Ray
+Data with GPU actor pools on shared clips x instructions, random-init weights (SAM2.1 Hiera-L, FLUX.1 Fill + T5-XXL
++ CLIP-L + VAE, CogVideoX-5B-I2V, the Qwen2.5-VL-7B judge), lane_keep and render; NVML sampled during the run.
+
+Reports per clip and per stage wall (busy) time, the GPU busy fraction while the edit stage works (NVML
+``utilization.gpu``: the share of each sample period in which a kernel ran), the edit stage's idle gaps (the CPU
+stages making the GPU wait), peak GPU memory per actor (NVML per process, and torch's peak on each actor's rows),
+model loads and their seconds, clips per hour per GPU, and the pipeline's wall time against the sum of its stages'
+compute (Ray's overhead). Writes ``gpu_pipeline.json`` (and ``nvml_samples.csv``) to ``--out``.
+
+Device machine, 1 x H200 (wheels the image lacks: ``cluster/gpu/pack_wheels.sh`` here first, then see its
+docstring for the two-call install)::
+
+    python3 benchmarks/gpu_pipeline.py --out $OUT          # 4 clips x 2 instructions, 20 steps, 49 frames
+
+CPU wiring check (tiny-random models, same code path; NVML absent -> the GPU columns are empty)::
+
+    python benchmarks/gpu_pipeline.py --size tiny --out /tmp/gpu_pipeline_tiny
+
+On one GPU the SAM2 pool asks for 0.2 GPU and the edit pool for 0.8 (they share the GPU, declared to Ray); on G >= 2
+GPUs SAM2 takes 0.5 and G - 1 edit actors one GPU each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_INSTRUCTIONS = ("double yellow solid", "single white dashed")
+#: Stage of a Ray Data actor process from its title, e.g. ``ray::MapWorker(MapBatches(EditActor))``.
+_ACTOR_TITLE = re.compile(r"MapBatches\((\w+?)Actor\)")
+
+
+# ---------------------------------------------------------------------------------------------- NVML sampling
+class NvmlSampler:
+    """Samples every GPU's utilisation and memory, and each process's GPU memory, every ``period_s`` in a thread.
+
+    ``available`` is False where ``pynvml`` (nvidia-ml-py) or a driver is missing: nothing is sampled."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self.samples: list[dict[str, Any]] = []  # t, gpu, util_pct, mem_used_mib
+        self.proc_peak_mib: dict[int, float] = {}
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nvml", daemon=True)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml: Any = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self.available = bool(self.handles)
+        except Exception as e:  # no nvidia-ml-py, no driver: the GPU columns stay empty
+            self.available, self.handles, self.error = False, [], f"{type(e).__name__}: {e}"
+
+    def start(self) -> NvmlSampler:
+        if self.available:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        nv = self._nvml
+        while not self._stop.is_set():
+            t = time.time()
+            for i, h in enumerate(self.handles):
+                try:
+                    util = nv.nvmlDeviceGetUtilizationRates(h).gpu
+                    mem = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
+                    self.samples.append({"t": t, "gpu": i, "util_pct": float(util), "mem_used_mib": round(mem, 1)})
+                    for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
+                        used = (p.usedGpuMemory or 0) / 2**20
+                        self.proc_peak_mib[p.pid] = max(self.proc_peak_mib.get(p.pid, 0.0), round(used, 1))
+                except Exception as e:  # keep sampling the rest; say what failed once
+                    self.error = self.error or f"{type(e).__name__}: {e}"
+            self._stop.wait(self.period_s)
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+def union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, merged ``[start, end]`` intervals."""
+    out: list[tuple[float, float]] = []
+    for a, b in sorted((a, b) for a, b in intervals if b > a):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def covered(intervals: Sequence[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in intervals)
+
+
+def busy_fraction(samples: Sequence[dict[str, Any]], intervals: Sequence[tuple[float, float]],
+                  gpu: int | None = None) -> float | None:
+    """Mean NVML ``utilization.gpu`` (as a fraction) of the samples inside ``intervals`` (of GPU ``gpu``, or all);
+    None without samples there."""
+    vals = [s["util_pct"] for s in samples if (gpu is None or s["gpu"] == gpu)
+            and any(a <= s["t"] <= b for a, b in intervals)]
+    return round(sum(vals) / len(vals) / 100.0, 4) if vals else None
+
+
+def stage_of_title(title: str) -> str | None:
+    """``edit`` for ``ray::MapWorker(MapBatches(EditActor))``; None for any other process."""
+    m = _ACTOR_TITLE.search(title)
+    return m.group(1).lower() if m else None
+
+
+def process_stages(pids: Iterable[int]) -> dict[int, str]:
+    """The stage of each Ray actor process among ``pids`` (from its process title)."""
+    out: dict[int, str] = {}
+    try:
+        import psutil
+    except ImportError:
+        return out
+    for pid in pids:
+        with contextlib.suppress(Exception):
+            stage = stage_of_title(" ".join(psutil.Process(pid).cmdline()))
+            if stage:
+                out[pid] = stage
+    return out
+
+
+def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict[str, Any]]],
+              manifest: dict[str, Any], samples: Sequence[dict[str, Any]], proc_peak: dict[int, float],
+              pid_stage: dict[int, str], gpus: int, wall_s: float) -> dict[str, Any]:
+    """Every figure of the module docstring from the run's rows, live stage events (driver arrival time, row),
+    manifest and NVML samples."""
+    stages = list(manifest.get("stages", {}))
+    per_clip: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r.get("busy_s") is not None and not r.get("skipped"):
+            d = per_clip[str(r["clip"])]
+            d[r["stage"]] = round(d.get(r["stage"], 0.0) + float(r["busy_s"]), 3)
+    edit_items = [(t - float(e.get("busy_s") or 0.0), t) for t, e in events if e.get("stage") == "edit"]
+    edit_union = union(edit_items)
+    span = [(edit_union[0][0], edit_union[-1][1])] if edit_union else []
+    timing = manifest.get("timing", {})
+    busy = timing.get("busy_s", {})
+    setup = timing.get("setup_s", {})
+    compute = sum(busy.values()) + sum(setup.values()) + float(timing.get("ray_start_s") or 0.0)
+    peak_rows: dict[str, float] = {}
+    for r in rows:
+        if r.get("gpu_peak_mib") is not None:
+            peak_rows[r["stage"]] = max(peak_rows.get(r["stage"], 0.0), float(r["gpu_peak_mib"]))
+    per_actor = [{"pid": pid, "stage": pid_stage.get(pid), "peak_mib": mib} for pid, mib in sorted(proc_peak.items())]
+    clips = len({str(r["clip"]) for r in rows if r["stage"] == "render" and r.get("status") == "ok"})
+    edits = sum(1 for r in rows if r["stage"] == "edit" and r.get("status") == "ok")
+    return {
+        "wall_s": round(wall_s, 2), "gpus": gpus, "clips_done": clips, "edits_done": edits,
+        "per_clip_stage_busy_s": dict(per_clip),
+        "per_stage": {s: {"busy_s": busy.get(s), "setup_s": setup.get(s),
+                          "model_loads": manifest["stages"][s].get("model_loads"),
+                          "torch_peak_gpu_mib": peak_rows.get(s)} for s in stages},
+        "peak_gpu_mib_per_actor_nvml": per_actor,
+        "actor_gpus": [{"stage": r["stage"], "cuda_visible_devices": r.get("cuda_visible_devices")}
+                       for r in rows if r.get("setup_s") is not None],
+        "gpu_busy_fraction_edit_items": busy_fraction(samples, edit_union),
+        "gpu_busy_fraction_edit_span": busy_fraction(samples, span),
+        "edit_span_s": round(covered(span), 2), "edit_idle_gaps_s": round(covered(span) - covered(edit_union), 2),
+        "clips_per_hour_per_gpu": round(clips / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,
+        "clips_per_hour": round(clips / (wall_s / 3600), 2) if wall_s else None,
+        "edits_per_hour_per_gpu": round(edits / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,
+        "sum_stage_compute_s": round(compute, 2), "ray_start_s": timing.get("ray_start_s"),
+        "overhead_s": round(wall_s - compute, 2), "overhead_fraction": round((wall_s - compute) / wall_s, 4)
+        if wall_s else None, "model_loads": manifest.get("model_loads"),
+        "random_weights": manifest.get("random_weights"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def find_clips(n: int) -> list[str]:
+    """``n`` shared dashcam clips: carried ones (``.device_data/``) first, then ``LANEPIPE_DATA_DIR``."""
+    shared = Path(os.environ.get("LANEPIPE_DATA_DIR", REPO.parent / "shared" / "data"))
+    found: list[Path] = sorted((REPO / ".device_data").glob("*.mp4")) if (REPO / ".device_data").is_dir() else []
+    if shared.is_dir():
+        found += sorted(p for p in shared.rglob("*.mp4") if p.name not in {f.name for f in found})
+    if len(found) < n:
+        sys.exit(f"need {n} clips in .device_data/ or LANEPIPE_DATA_DIR={shared}, found {len(found)}")
+    return [str(p) for p in found[:n]]
+
+
+def run_overrides(size: str, gpus: int, steps: int, max_frames: int, instructions: Sequence[str],
+                  cpus: int) -> list[str]:
+    """The ``--set`` overrides of the measured run (see the module docstring for the GPU split)."""
+    common = ["stages=all", f"input.max_frames={max_frames}", "segment.backend=sam2",
+              "edit.backend=flux_cogvideox", "verify.backend=qwen_vl", "edit.qa.max_iterations=1",
+              "evaluate.predictors=[lane_keep]", f"edit.instructions=[{','.join(instructions)}]",
+              f"ray.num_cpus={cpus}", f"ray.num_gpus={gpus}"]
+    if size == "tiny":
+        return [*common, "segment.sam2.preset=tiny-random", "edit.preset=tiny-random",
+                *[f"{s}.resources.num_cpus=0.5" for s in ("segment", "edit", "evaluate", "render")]]
+    one = gpus == 1
+    return [*common, "segment.sam2.preset=random-init", "edit.preset=random-init",
+            f"edit.generative.flux_steps={steps}", f"edit.generative.video_steps={steps}",
+            f"segment.resources.num_gpus={0.2 if one else 0.5}", f"edit.resources.num_gpus={0.8 if one else 1}",
+            f"edit.resources.concurrency={1 if one else max(1, gpus - 1)}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=["full", "tiny"], default="full")
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--instructions", nargs="+", default=list(DEFAULT_INSTRUCTIONS))
+    ap.add_argument("--steps", type=int, default=20, help="FLUX and CogVideoX denoising steps (published: 50)")
+    ap.add_argument("--max-frames", type=int, default=None, help="frames per clip (default 49 full, 9 tiny)")
+    ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_pipeline_out")
+    ap.add_argument("--set", action="append", default=[], help="extra config override KEY=VALUE")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from lanepipe import pipeline
+    from lanepipe.config import load_config
+
+    sampler = NvmlSampler()
+    gpus = len(sampler.handles) if args.size == "full" else 0
+    if args.size == "full" and not gpus:
+        sys.exit(f"--size full needs NVIDIA GPUs and nvidia-ml-py ({sampler.error}); use --size tiny on CPU")
+    cpus = (os.cpu_count() or 2) if args.size == "full" else 2
+    max_frames = args.max_frames or (49 if args.size == "full" else 9)
+    overrides = [*run_overrides(args.size, gpus, args.steps, max_frames, args.instructions, cpus), *args.set]
+    cfg = load_config(None, overrides, base={"input": {"paths": find_clips(args.clips)},
+                                             "output": str(out / "runs")})
+    events: list[tuple[float, dict[str, Any]]] = []
+    sampler.start()
+    t0 = time.time()
+    try:
+        summary = pipeline.run(cfg, on_event=lambda e: events.append((time.time(), dict(e))))
+    finally:
+        sampler.stop()
+    wall = time.time() - t0
+    manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
+    result = summarise(summary.rows, events, manifest, sampler.samples, sampler.proc_peak_mib,
+                       process_stages(sampler.proc_peak_mib), gpus, wall)
+    result.update(size=args.size, overrides=overrides, nvml=sampler.available, nvml_error=sampler.error,
+                  failed=[{k: r.get(k) for k in ("clip", "stage", "instruction", "error")} for r in summary.failed],
+                  run=summary.url)
+    with contextlib.suppress(Exception):
+        import torch
+
+        result["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            result["gpu_name"] = torch.cuda.get_device_name()
+    (out / "gpu_pipeline.json").write_text(json.dumps(result, indent=1, default=str))
+    if sampler.samples:
+        lines = ["t,gpu,util_pct,mem_used_mib", *(f"{s['t']:.3f},{s['gpu']},{s['util_pct']},{s['mem_used_mib']}"
+                                                  for s in sampler.samples)]
+        (out / "nvml_samples.csv").write_text("\n".join(lines) + "\n")
+    print(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

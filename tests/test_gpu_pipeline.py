@@ -1,0 +1,302 @@
+"""Issue 14 on CPU: random-init presets at published sizes (counted on the meta device), GPU reservations and the
+no-GPU refusal, models loaded once per actor (``model_loads``), Alpamayo's pool in a ``--stages all`` run, the random
+weights banner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lanepipe import pipeline
+from lanepipe.actors.base import gpu_visibility
+from lanepipe.config import load_config, random_weight_models
+from lanepipe.monitoring import loads_columns, model_load, summarise_loads, take_model_loads
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _clip(path: Path, shade: int) -> Path:
+    """An 8-frame 160x96 road picture (real PyAV file); ``shade`` makes clips differ."""
+    from lanepipe.io.video import encode
+
+    t, h, w = 8, 96, 160
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[:, : h // 2] = (120, 160, 220)
+    frames[:, h // 2 :] = (70, 110, 60)
+    for y in range(h // 2, h):
+        half = int((y - h // 2) / (h / 2) * w * 0.6)
+        frames[:, y, max(0, w // 2 - half): w // 2 + half] = (shade, shade, shade + 2)
+    encode(frames, str(path), 8.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def four_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return [_clip(d / f"clip{i}.mp4", 80 + 4 * i) for i in range(4)]
+
+
+# ------------------------------------------------------------------------------------------ random-init shapes
+def test_random_init_generative_modules_have_the_published_sizes() -> None:
+    from lanepipe.edit.generative import published
+
+    counts = published.parameter_counts()  # on the meta device: nothing allocated
+    assert set(counts) == set(published.PUBLISHED_PARAMS)
+    for name, n in counts.items():
+        assert n == pytest.approx(published.PUBLISHED_PARAMS[name], rel=0.02), name
+    # FLUX Fill's input: 64 noisy-latent channels + 64 masked-image + 256 mask channels per packed token
+    assert published.FLUX_TRANSFORMER["in_channels"] == 384
+
+
+def test_random_init_qwen_and_sam2_have_the_published_sizes() -> None:
+    from lanepipe import torchkit
+    from lanepipe.segment import sam2
+    from lanepipe.verify import qwen_vl
+
+    model = qwen_vl.random_init_model(qwen_vl.tiny_tokenizer(), "meta")
+    assert torchkit.count_parameters(model) == pytest.approx(qwen_vl.PUBLISHED_PARAMS_7B, rel=0.01)
+    assert next(model.parameters()).device.type == "meta"
+    assert sam2.parameter_count() == pytest.approx(sam2.PUBLISHED_PARAMS_HIERA_L, rel=0.01)
+
+
+def test_random_init_backends_build_the_published_models_through_their_own_code() -> None:
+    """The painter, the judge and SAM2 with ``preset=random-init``, through the classes a run uses: the generative
+    stack on the meta device (no allocation; one T5-XXL shared by FLUX and CogVideoX), SAM2.1 Hiera-L at 1024 px on
+    CPU; each load counted once."""
+    from lanepipe import torchkit
+    from lanepipe.edit.config import GenerativeConfig
+    from lanepipe.edit.generative import GenerativePainter
+    from lanepipe.errors import ConfigError
+    from lanepipe.segment.config import Sam2Config
+    from lanepipe.segment.sam2 import Sam2Segmenter
+    from lanepipe.verify.config import QwenJudgeConfig
+    from lanepipe.verify.qwen_vl import QwenJudge
+
+    take_model_loads()
+    painter = GenerativePainter(GenerativeConfig(preset="random-init", flux_device="meta", video_device="meta"))
+    fill, video = painter._load("flux"), painter._load("video")
+    assert torchkit.count_parameters(fill.transformer) == pytest.approx(11.9e9, rel=0.01)
+    assert torchkit.count_parameters(video.transformer) == pytest.approx(5.6e9, rel=0.01)
+    assert video.text_encoder is fill.text_encoder_2 and fill.tokenizer_2.model_max_length == 512
+    judge = QwenJudge(QwenJudgeConfig(preset="random-init", device="meta"))
+    assert torchkit.count_parameters(judge.model) == pytest.approx(8.29e9, rel=0.01)
+    seg = Sam2Segmenter(Sam2Config(preset="random-init", device="cpu"))
+    assert seg.image_size == 1024 and seg.model_cfg.endswith("sam2.1_hiera_l.yaml") and seg.checkpoint is None
+    assert [x["model"] for x in take_model_loads()] == ["flux_fill", "cogvideox_i2v", "qwen_vl:random-init",
+                                                        "sam2:sam2.1_hiera_l"]
+    with pytest.raises(ConfigError, match="cannot be used with preset=random-init"):
+        Sam2Segmenter(Sam2Config(preset="random-init", checkpoint="/x/sam2.1_hiera_large.pt"))
+
+
+def test_random_init_tokenizers_give_the_published_sequence_lengths() -> None:
+    from lanepipe.edit.config import GenerativeConfig
+    from lanepipe.edit.generative.tiny import tiny_clip_tokenizer, tiny_t5_tokenizer
+
+    cfg = GenerativeConfig(preset="random-init")
+    assert (cfg.width, cfg.height, cfg.num_frames, cfg.max_sequence_length) == (720, 480, 49, 512)
+    prompt = "road with double yellow solid lane markings"
+    for tok, n in ((tiny_t5_tokenizer(cfg.max_sequence_length), 512),
+                   (tiny_t5_tokenizer(cfg.video_max_sequence_length), 226), (tiny_clip_tokenizer(), 77)):
+        ids = tok(prompt, padding="max_length", max_length=n, truncation=True)["input_ids"]
+        assert len(ids) == n
+
+
+def test_edit_preset_random_init_reaches_painter_and_judge_and_is_flagged() -> None:
+    cfg = load_config(None, ["stages=all", "edit.backend=flux_cogvideox", "edit.preset=random-init",
+                             "verify.backend=qwen_vl", "segment.backend=sam2", "segment.sam2.preset=random-init"])
+    assert cfg.edit.generative.preset == "random-init" and cfg.verify.qwen_vl.preset == "random-init"
+    assert cfg.verify.qwen_vl.max_new_tokens == 256  # full size: no tiny defaults
+    assert random_weight_models(cfg) == ["segment.sam2 (random-init)", "edit.generative (random-init)",
+                                         "verify.qwen_vl (random-init)"]
+    assert random_weight_models(load_config(None, ["stages=all"])) == []
+    with pytest.raises(Exception, match=r"edit\.preset=random-init switches edit\.generative"):
+        load_config(None, ["edit.preset=random-init", "edit.generative.preset=tiny-random"])
+
+
+# ------------------------------------------------------------------------------------------ GPU resources
+def test_gpu_backends_reserve_gpus_where_the_cluster_has_them(ray_local) -> None:
+    from lanepipe.stages.edit import EditStage
+    from lanepipe.stages.evaluate import EvaluateStage
+    from lanepipe.stages.segment import SegmentStage
+
+    assert ray_local.cluster_resources().get("GPU") == 1.0  # the session's logical GPU
+    gen = load_config(None, ["edit.backend=flux_cogvideox", "edit.preset=tiny-random"])
+    assert EditStage(gen, "r", "x", "r", "x").resources().num_gpus == 1.0
+    assert EditStage(load_config(None, []), "r", "x", "r", "x").resources().num_gpus == 0.0
+    sam = load_config(None, ["segment.backend=sam2", "segment.sam2.preset=tiny-random"])
+    assert SegmentStage(sam, "r", "x").resources().num_gpus == 0.5
+    alp = load_config(None, ["evaluate.predictors=[lane_keep,alpamayo]"])
+    assert EvaluateStage(alp, "r", "x", "r", "x").resources().num_gpus == 1.0
+    assert EvaluateStage(load_config(None, []), "r", "x", "r", "x").resources().num_gpus == 0.0
+    # a configured value wins over the default
+    fixed = load_config(None, ["edit.backend=flux_cogvideox", "edit.resources.num_gpus=2"])
+    assert EditStage(fixed, "r", "x", "r", "x").resources().num_gpus == 2.0
+
+
+def test_the_config_a_worker_rebuilds_keeps_the_backend_defaults(ray_local) -> None:
+    """The stage spec carries only the fields a user set, so the worker-side stage still applies backend defaults
+    (a full dump marked every field set, and no GPU backend ever reserved its GPU through Ray)."""
+    from lanepipe.pipeline import stage_spec
+
+    cfg = load_config(None, ["stages=all", "edit.backend=flux_cogvideox", "edit.preset=tiny-random",
+                             "segment.backend=sam2", "segment.sam2.preset=tiny-random", "verify.backend=qwen_vl",
+                             "evaluate.resources.concurrency=2", "render.resources.num_gpus=0"])
+    specs = {n: stage_spec(n, cfg, "/r", "x", "/r", "x") for n in cfg.stages}
+    assert type(cfg).model_validate_json(specs["edit"].cfg_json) == cfg  # same values
+    res = {n: s.build().resources() for n, s in specs.items()}
+    assert (res["segment"].num_gpus, res["edit"].num_gpus, res["evaluate"].num_gpus) == (0.5, 1.0, 0.0)
+    assert res["evaluate"].concurrency == 2 and res["render"].num_gpus == 0.0
+
+
+def test_a_worker_without_a_reserved_gpu_sees_none() -> None:
+    assert gpu_visibility([], {}) == ""  # device=auto must not take GPU 0 unreserved
+    assert gpu_visibility([], {"CUDA_VISIBLE_DEVICES": "0,1"}) == ""
+    assert gpu_visibility(["1"], {"CUDA_VISIBLE_DEVICES": "1"}) is None  # Ray set it to the assigned GPU
+    assert gpu_visibility([], {"CUDA_VISIBLE_DEVICES": ""}) is None
+
+
+@pytest.mark.ray
+def test_full_size_gpu_model_on_a_cluster_without_gpus_is_refused(tmp_path: Path, four_clips: list[Path]) -> None:
+    """``lanepipe run`` with random-init FLUX/CogVideoX on a local Ray instance with no GPU: exit 2 and a message
+    naming the model, before any model loads (not an hours-long CPU run)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lanepipe.cli", "run", "-i", str(four_clips[0]), "-o", str(tmp_path),
+         "--stages", "segment,edit", "--set", "edit.backend=flux_cogvideox", "--set", "edit.preset=random-init",
+         "--set", "ray.num_gpus=0", "--set", "ray.num_cpus=2"],
+        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "edit.generative.preset=random-init" in proc.stderr and "no GPU" in proc.stderr, proc.stderr[-2000:]
+    assert "tiny-random" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ model loads
+def test_model_load_counter_and_summary() -> None:
+    take_model_loads()
+    with model_load("a"):
+        pass
+    with pytest.raises(RuntimeError), model_load("b"):
+        raise RuntimeError("a failed load is not a load")
+    loads = take_model_loads()
+    assert [x["model"] for x in loads] == ["a"] and take_model_loads() == []
+    rows = [{"stage": "edit", **loads_columns(loads + loads)}, {"stage": "edit", "model_loads": None},
+            {"stage": "segment", "skipped": True, "model_loads": 5}]
+    s = summarise_loads(rows, ["segment", "edit"])
+    assert s["edit"]["loads"] == 2 and s["edit"]["models"] == {"a": 2} and s["segment"]["loads"] == 0
+
+
+@pytest.mark.ray
+def test_sam2_loads_once_per_actor_not_per_clip(ray_local, tmp_path: Path, four_clips: list[Path]) -> None:
+    cfg = load_config(None, ["segment.backend=sam2", "segment.sam2.preset=tiny-random", "run_id=loads",
+                             "input.max_frames=3",
+                             "segment.resources.concurrency=2", "segment.resources.num_cpus=0.5",
+                             "segment.overlay=false", "segment.videopainter=false"],
+                      base={"input": {"paths": [str(p) for p in four_clips]}, "output": str(tmp_path)})
+    summary = pipeline.run(cfg)
+    assert [r["status"] for r in summary.rows] == ["ok"] * 4, [r.get("error") for r in summary.rows]
+    manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
+    loads = manifest["stages"]["segment"]["model_loads"]
+    assert loads["loads"] == 2, loads  # two actors, four clips: one load each
+    assert loads["models"] == {"sam2:sam2.1_hiera_t": 2} and loads["load_s"] > 0
+    assert manifest["model_loads"] == {"segment": 2}
+    # each actor reported the GPU Ray assigned it (0.5 of the session's logical GPU 0) on its first row
+    assert sorted(r["cuda_visible_devices"] for r in summary.rows if r.get("cuda_visible_devices")) == ["0", "0"]
+    assert manifest["random_weights"]["models"] == ["segment.sam2 (tiny-random)"]
+
+
+@pytest.mark.ray
+def test_alpamayo_pool_in_a_full_run_and_the_random_weights_banner(ray_local, tmp_path: Path) -> None:
+    """``--stages all`` on a PhysicalAI-AV clip (the four cameras Alpamayo takes) with Alpamayo (dry-run worker,
+    its own process) beside lane_keep: the evaluate actor pool hosts the worker, started once; a random-weights
+    run's report carries the banner."""
+    from lanepipe.testing.paiav import FIXTURE_CLIP_ID, write_fixture
+
+    root = tmp_path / "paiav"
+    write_fixture(root, FIXTURE_CLIP_ID, seconds=3.0, egomotion_seconds=12.0)
+    front = "camera_front_wide_120fov"
+    cfg = load_config(None, ["stages=all", "run_id=alp", "edit.instructions=[none@both]", "edit.qa.max_iterations=1",
+                             "evaluate.predictors=[lane_keep,alpamayo]",
+                             "evaluate.predictor_options.alpamayo.dry_run=true",
+                             "segment.backend=sam2", "segment.sam2.preset=tiny-random", "segment.resources.num_gpus=0",
+                             *[f"{s}.resources.num_cpus=0.5" for s in ("segment", "edit", "evaluate", "render")]],
+                      base={"input": {"paths": [f"paiav://{root}?camera={front}"]}, "output": str(tmp_path)})
+    summary = pipeline.run(cfg)
+    ev = [r for r in summary.rows if r["stage"] == "evaluate"]
+    assert sorted(r["predictor"] for r in ev) == ["alpamayo", "lane_keep"], summary.rows
+    assert all(r["status"] == "ok" for r in summary.rows), [r.get("error") for r in summary.rows]
+    run = Path(summary.url)
+    doc = json.loads((run / "evaluate" / f"{FIXTURE_CLIP_ID}_{front}" / "none-at-both" / "alpamayo.json").read_text())
+    assert doc["predictor"] == "alpamayo" and doc["context"] == "physical_ai_av"
+    # the evaluate actor (Alpamayo's pool) holds the GPU; an actor that reserved none sees none
+    seen = {r["stage"]: r.get("cuda_visible_devices") for r in summary.rows if r.get("setup_s") is not None}
+    assert seen["evaluate"] == "0" and seen["segment"] is None and seen["render"] is None, seen
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["evaluate"]["model_loads"]["models"] == {"alpamayo_r1:dry-run": 1}
+    html = (run / "report.html").read_text()
+    assert "RANDOM WEIGHTS" in html and "segment.sam2 (tiny-random)" in html
+
+
+# ------------------------------------------------------------------------------------------ monitoring, benchmark
+def test_grafana_dashboard_references_metrics_lanepipe_and_ray_export() -> None:
+    """Every metric a panel queries is one lanepipe records (``ray_`` prefix, counter ``_total`` / histogram
+    ``_bucket`` suffixes) or one Ray's node agent exports (its reporter_agent.py defines it); every lanepipe metric
+    and Ray's GPU utilisation and memory have a panel."""
+    import re
+
+    import ray
+
+    from lanepipe import monitoring
+
+    dash = json.loads((REPO / "cluster" / "monitoring" / "grafana-lanepipe.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs.append(dash["templating"]["list"][1]["query"]["query"])
+    used = {m for e in exprs for m in re.findall(r"\b(ray_[a-z_]+)", e)}
+    ours = {f"ray_{m}{s}" for m in monitoring.METRIC_NAMES for s in ("", "_total", "_bucket", "_sum", "_count")}
+    agent = (Path(ray.__file__).parent / "dashboard" / "modules" / "reporter" / "reporter_agent.py").read_text()
+    for m in used - ours:
+        assert m in monitoring.RAY_GPU_METRICS, m
+        assert f'"{m.removeprefix("ray_")}"' in agent, f"{m} is not a metric of Ray {ray.__version__}'s agent"
+    assert {"ray_node_gpus_utilization", "ray_node_gram_used"} <= used
+    for m in monitoring.METRIC_NAMES:  # each lanepipe metric is on the dashboard
+        assert any(u.startswith(f"ray_{m}") for u in used), m
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_pipeline_bench", REPO / "benchmarks" / "gpu_pipeline.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_pipeline_figures_from_samples_and_events() -> None:
+    b = _bench()
+    assert b.union([(0, 2), (1, 3), (5, 6), (4, 4)]) == [(0, 3), (5, 6)]
+    samples = [{"t": t, "gpu": 0, "util_pct": u} for t, u in ((0.5, 100), (1.5, 80), (3.5, 0), (5.5, 90))]
+    assert b.busy_fraction(samples, [(0, 2)]) == pytest.approx(0.9)
+    assert b.busy_fraction(samples, [(10, 11)]) is None
+    assert b.stage_of_title("ray::MapWorker(MapBatches(EditActor)).submit") == "edit"
+    assert b.stage_of_title("ray::DashboardAgent") is None
+    rows = [{"clip": "a", "stage": "edit", "busy_s": 2.0, "status": "ok"},
+            {"clip": "a", "stage": "edit", "busy_s": 1.0, "status": "ok"},
+            {"clip": "a", "stage": "render", "busy_s": 0.5, "status": "ok", "gpu_peak_mib": None}]
+    manifest = {"stages": {"edit": {"model_loads": {"loads": 1}}, "render": {}},
+                "timing": {"busy_s": {"edit": 3.0, "render": 0.5}, "setup_s": {"edit": 1.0, "render": 0.0},
+                           "ray_start_s": 0.5}}
+    events = [(2.0, {"stage": "edit", "busy_s": 2.0}), (4.0, {"stage": "edit", "busy_s": 1.0})]
+    out = b.summarise(rows, events, manifest, samples, {7: 1000.0}, {7: "edit"}, 1, 10.0)
+    assert out["per_clip_stage_busy_s"] == {"a": {"edit": 3.0, "render": 0.5}}
+    assert out["edit_span_s"] == 4.0 and out["edit_idle_gaps_s"] == 1.0  # the GPU waited 1 s between edits
+    assert out["gpu_busy_fraction_edit_items"] == pytest.approx(0.6)  # samples at 0.5, 1.5, 3.5
+    assert out["sum_stage_compute_s"] == 5.0 and out["overhead_s"] == 5.0 and out["overhead_fraction"] == 0.5
+    assert out["clips_per_hour_per_gpu"] == 360.0 and out["peak_gpu_mib_per_actor_nvml"][0]["stage"] == "edit"
