@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lanepipe.errors import InputError
-from lanepipe.stats import sign_flip_test, shift_significance
+from lanepipe.stats import shift_significance, sign_flip_test
 
 
 def test_three_positive_pairs_reach_one_eighth() -> None:
