@@ -34,7 +34,7 @@ from lanepipe.engine.items import EditResult, PredictionResult, StageItem
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
-from lanepipe.io.layout import RunLayout
+from lanepipe.io.layout import NULL_EDIT_SLUG, RunLayout
 from lanepipe.io.video import encode
 from lanepipe.metrics import IMAGE_METRIC_KEYS, edit_metrics, prediction_shift, trajectory_metrics
 from lanepipe.predict.base import Predictor
@@ -42,9 +42,8 @@ from lanepipe.predict.registry import build_predictor
 from lanepipe.stages.edit import EditStage, load_masks
 from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
 
-#: The folder (in place of an instruction's slug) of a clip's re-encoded original and null edit; no instruction
-#: slug can take this name (:attr:`lanepipe.lanes.instructions.LaneSpec.slug`).
-NULL_SLUG = "null-edit"
+#: The folder (in place of an instruction's slug) of a clip's re-encoded original and null edit.
+NULL_SLUG = NULL_EDIT_SLUG
 
 
 @contextmanager

@@ -53,6 +53,7 @@ from lanepipe.viz.report_data import (
     as_number,
     collect,
     report_url,
+    significance_rows,
     table_rows,
 )
 
@@ -144,7 +145,16 @@ def render_html(run_url: str, clips: list[ClipView], manifest: dict[str, Any]) -
                            "failed": st.get("failed"), "skipped": st.get("skipped"),
                            "seconds": as_number(st.get("seconds"))})
     return _environment().get_template(TEMPLATE).render(
-        run_id=run_id, meta=meta, stages=stages, rows=table_rows(clips), clips=clips, variants=VARIANTS)
+        run_id=run_id, meta=meta, stages=stages, rows=table_rows(clips), clips=clips, variants=VARIANTS,
+        significance=significance_rows(clips), alpha=_alpha(manifest))
+
+
+def _alpha(manifest: dict[str, Any]) -> float:
+    """The run's significance level (``evaluate.noise_floor.alpha`` in the manifest's config; 0.05 if absent)."""
+    try:
+        return float(manifest["config"]["evaluate"]["noise_floor"]["alpha"])
+    except (KeyError, TypeError, ValueError):
+        return 0.05
 
 
 def write_report(run_url: str) -> str:
