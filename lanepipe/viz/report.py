@@ -64,8 +64,9 @@ def summary_table(run_url: str) -> list[dict[str, Any]]:
     """One flat row per (clip, instruction, predictor) of a run, for terminals and notebooks.
 
     Keys: ``clip, segment, instruction, edit, qa, predictor, minADE_orig, minADE_edit, minFDE_orig, minFDE_edit,
-    shift_ade, max_lateral_offset, error``: minADE/minFDE (whole horizon) of the predictions on the original and
-    on the edited clip against the ground truth, and the shift between the two predictions, all in metres;
+    shift_ade, max_lateral_offset, floor_ade, p_value, error``: minADE/minFDE (whole horizon) of the predictions on
+    the original and on the edited clip against the ground truth, the shift between the two predictions and its
+    noise floor (the clip's null-edit shift), all in metres, and the preset's permutation-test p-value;
     None where a stage did not run or there is no ground truth. A clip with no instruction gets one row.
 
     Raises:

@@ -588,7 +588,7 @@ def table_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
             out.append(base | {"instruction": None, "edit": None, "qa": None, "predictor": None,
                                "minADE_orig": None, "minADE_edit": None, "minFDE_orig": None, "minFDE_edit": None,
                                "shift_ade": None, "max_lateral_offset": None, "floor_ade": None, "p_value": None,
-                               "significant": None, "error": _first_line(cv.error)})
+                               "error": _first_line(cv.error)})
             continue
         for it in cv.items:
             item = base | {"instruction": it.instruction or it.slug, "edit": it.edit_status, "qa": it.qa_verdict}
@@ -603,7 +603,6 @@ def table_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
                     "shift_ade": e.shift.get("ade"),
                     "max_lateral_offset": e.shift.get("max_lateral_offset"),
                     "floor_ade": e.floor, "p_value": e.p_value,
-                    "significant": None if e.significant is None else ("yes" if e.significant else "no"),
                     "error": _first_line(e.error or it.error or cv.error),
                 })
     return out
