@@ -517,7 +517,8 @@ def _fill_floor(e: EvalView, row: dict[str, Any], data: dict[str, Any], slug: st
     if slug == NULL_EDIT_SLUG:
         e.floor = e.shift.get("ade")
         return
-    floor = data.get("floor") if isinstance(data.get("floor"), dict) else {}
+    raw = data.get("floor")
+    floor: dict[str, Any] = raw if isinstance(raw, dict) else {}
     e.floor = as_number(row.get("floor_ade_m"))
     if e.floor is None:
         e.floor = as_number(_float_dict(floor.get("shift")).get("ade"))
