@@ -288,7 +288,7 @@ class EvaluateStage:
                 raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
                                  f"{edited.frames.shape}")
             ctx = self._context(clip, edit)
-            base = self.baseline(clip)
+            reference = self.baseline(clip)
             images = self._image_metrics(clip, edited, edit)
             for _, _, row in todo:
                 row["edited"] = edited_url
@@ -300,7 +300,7 @@ class EvaluateStage:
             return [PredictionResult.from_row(r) for r in rows]
         for name, predictor, row in todo:
             try:
-                self._evaluate(edit, clip, base, edited, ctx, name, predictor, row)
+                self._evaluate(edit, clip, reference, edited, ctx, name, predictor, row)
             except LanepipeError as e:
                 row.update(status="failed", error=str(e), error_type=type(e).__name__)
             except Exception as e:  # a predictor that raises fails this item only
