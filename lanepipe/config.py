@@ -237,8 +237,35 @@ class VerifyConfig(_Strict):
         return registry.validate_name("verifier", v)
 
 
+class NoiseFloorConfig(_Strict):
+    """The noise floor of every shift (``evaluate.noise_floor``): per clip and predictor, the shift a *null edit*
+    causes, and a paired sign-flip permutation test per preset of the edits' shifts against it
+    (:mod:`lanepipe.stats`).
+
+    ``null_edit``: ``reencode`` (default; one predictor call per clip and predictor, nothing painted) — the clip
+    decoded again, encoded with the edit stage's encoder and decoded, i.e. everything the pipeline does to an
+    edited clip except changing its markings; ``repaint`` — also repaints the markings the verifier reads on the
+    original (count, colour, pattern per boundary) with the configured painter and QA loop, so the floor includes
+    the painter's own rendering (for ``flux_cogvideox`` a whole generative edit per clip: costly). A predictor whose
+    settings have an integer ``seed`` (a sampling predictor, e.g. ``alpamayo``) predicts the null edit with
+    ``seed + 1``, so the floor also holds its spread between runs.
+    """
+
+    enabled: bool = Field(True, description="measure the null-edit floor and the permutation test")
+    null_edit: Literal["reencode", "repaint"] = Field("reencode", description="what the null edit does")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level: significant = p < alpha")
+    permutations: int = Field(20_000, ge=100, description="Monte Carlo sign flips beyond 16 clips (exact below)")
+    seed: int = Field(0, description="seed of the Monte Carlo sign flips")
+
+
 class EvaluateConfig(_Strict):
-    """Trajectory predictors on the original and the edited clip."""
+    """Trajectory predictors on the original and the edited clip.
+
+    ``baseline``: the original clip the predictor compares with; ``reencoded`` (default) is the decoded original
+    passed through the edit stage's encoder, as the edited clip is, so a shift never holds coding noise (on the
+    shared real clips the encoder alone moved ``lane_keep`` by 0.35-1.16 m ADE, BENCHMARKS.md "Issue 18 — noise
+    floor"); ``source`` is the decoded source as it is.
+    """
 
     predictors: list[str] = Field(default_factory=lambda: ["lane_keep"],
                                   description="lane_keep, alpamayo, or a user predictor 'module:Class' / entry point")
@@ -251,6 +278,9 @@ class EvaluateConfig(_Strict):
     fallback_fov_deg: float = Field(60.0, gt=0, lt=180)
     fallback_mount_height_m: float = Field(1.5, gt=0)
     fallback_pitch_deg: float = Field(2.0, gt=-45, lt=45)
+    baseline: Literal["reencoded", "source"] = Field("reencoded", description="the original the shift is "
+                                                     "measured from: re-encoded like the edit, or the source")
+    noise_floor: NoiseFloorConfig = Field(default_factory=NoiseFloorConfig)
     resources: Resources = Field(default_factory=Resources)
 
     @field_validator("predictors")

@@ -35,6 +35,7 @@ from lanepipe.io.layout import (
 )
 from lanepipe.io.resume import check_resume_config, merge_rows
 from lanepipe.monitoring import summarise_loads
+from lanepipe.stats import shift_significance
 
 log = logging.getLogger(__name__)
 IMPLEMENTED: tuple[str, ...] = STAGES
@@ -205,6 +206,25 @@ def note_interrupted(store: RunStore, manifest: dict[str, Any]) -> list[str]:
         {"stages": sorted(stale), "started": min(str(st.get("started", "?")) for st in stale.values()),
          "recorded": "driver killed (stale 'running')" if killed else "interrupted", "resumed": utc_now()})
     return sorted(stale)
+
+
+def with_significance(cfg: RunConfig, all_rows: list[dict[str, Any]],
+                      rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``all_rows`` with each evaluate row's ``p_value``, ``significant`` and ``p_pairs``: its preset's shifts
+    against the null-edit floors, over every clip of the run (:func:`lanepipe.stats.shift_significance`); the
+    same columns are set on this invocation's ``rows`` (the summary). Unchanged when the floor is off or no
+    evaluate stage ran."""
+    nf = cfg.evaluate.noise_floor
+    if not nf.enabled or "evaluate" not in cfg.stages:
+        return all_rows
+    out = shift_significance(all_rows, alpha=nf.alpha, n_resamples=nf.permutations, seed=nf.seed)
+    keys = ("p_value", "significant", "p_pairs")
+    tested = {(r.get("clip"), r.get("instruction"), r.get("predictor")): {k: r.get(k) for k in keys}
+              for r in out if r.get("stage") == "evaluate"}
+    for r in rows:
+        if r.get("stage") == "evaluate":
+            r.update(tested.get((r.get("clip"), r.get("instruction"), r.get("predictor")), dict.fromkeys(keys)))
+    return out
 
 
 def previous_rows(store: RunStore) -> list[dict[str, Any]]:
@@ -383,6 +403,7 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
     summary.skipped = sum(bool(r.get("skipped")) for r in rows)
 
     all_rows = merge_rows(previous_rows(store), rows)  # rows of items this invocation did not touch stay
+    all_rows = with_significance(cfg, all_rows, rows)
     store.write_results(all_rows)
     if "segment" in cfg.stages:
         write_videopainter_meta(store, all_rows, caption=DEFAULT_CAPTION)

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lanepipe"
 LAYERS: list[tuple[str, ...]] = [
     ("lanepipe.errors", "lanepipe.types"),
     ("lanepipe.geometry", "lanepipe.lanes"),
-    ("lanepipe.io", "lanepipe.metrics", "lanepipe.monitoring", "lanepipe.torchkit"),
+    ("lanepipe.io", "lanepipe.metrics", "lanepipe.monitoring", "lanepipe.stats", "lanepipe.torchkit"),
     ("lanepipe.segment.config", "lanepipe.edit.config", "lanepipe.verify.config", "lanepipe.predict.config",
      "lanepipe.plugins", "lanepipe.registry"),
     ("lanepipe.config",),

@@ -54,7 +54,8 @@ def test_cache_is_bounded(synthetic_clip_file: Path) -> None:
 
 def test_a_sequential_run_decodes_the_source_once(tmp_path: Path, sample_file: Path) -> None:
     """segment + edit + evaluate + render with 2 instructions: the source is decoded once (it was decoded 6 times),
-    each edited clip once (evaluate and render share it)."""
+    each edited clip once (evaluate and render share it), and the re-encoded original (evaluate's baseline) and the
+    null edit (the noise floor) once each."""
     clip_cache.CLIPS.clear()
     cfg = load_config(None, ["stages=all", "run_id=once", "input.max_frames=8", "edit.qa.max_iterations=1",
                              "edit.instructions=[single white dashed, double yellow solid]",
@@ -62,8 +63,9 @@ def test_a_sequential_run_decodes_the_source_once(tmp_path: Path, sample_file: P
                       base={"input": {"paths": [str(sample_file)]}, "output": str(tmp_path)})
     summary = pipeline.run(cfg, executor="sequential")
     assert not summary.failed, [r["error"] for r in summary.failed]
-    assert clip_cache.CLIPS.decodes == 1 + 2, (clip_cache.CLIPS.decodes, clip_cache.CLIPS.hits)
-    assert clip_cache.CLIPS.hits == 1 + 2 + 2 * 2  # edit; evaluate (source) twice; render (source, edited) twice
+    assert clip_cache.CLIPS.decodes == 1 + 2 + 2, (clip_cache.CLIPS.decodes, clip_cache.CLIPS.hits)
+    # edit; evaluate (source) twice; render (source, edited) twice; the second evaluate's baseline
+    assert clip_cache.CLIPS.hits == 1 + 2 + 2 * 2 + 1
 
 
 def test_image_metrics_are_measured_before_encoding(tmp_path: Path, sample_file: Path) -> None:

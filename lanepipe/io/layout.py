@@ -40,6 +40,9 @@ from lanepipe.lanes.instructions import parse_instruction
 MANIFEST = "manifest.json"
 SCRATCH = ".scratch"
 RESULTS = "results.parquet"
+#: ``evaluate/<clip>/null-edit/``: the clip's re-encoded original and its null edit (the noise floor of its shifts,
+#: ``evaluate.noise_floor``). No instruction's slug can take this name (``null`` is not in the grammar).
+NULL_EDIT_SLUG = "null-edit"
 _VERSIONED = ("lanepipe", "ray", "numpy", "av", "opencv-python-headless", "pyarrow", "fsspec", "pydantic",
               "torch", "sam2", "diffusers", "transformers")
 

@@ -24,7 +24,7 @@ import io
 import json
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -52,11 +52,11 @@ from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import edit_metrics, original_flows
 from lanepipe.segment.base import Segmenter
 from lanepipe.types import Clip, RoadMasks
-from lanepipe.verify.base import Verifier
+from lanepipe.verify.base import LaneInspector, LaneReport, Verifier
 from lanepipe.verify.config import QwenJudgeConfig
 
-__all__ = ["EditStage", "QAOutcome", "judge_config", "lanes_to_json", "load_masks", "next_prompt", "qa_edit",
-           "qa_generative"]
+__all__ = ["EditStage", "NullEdit", "QAOutcome", "judge_config", "lanes_to_json", "load_masks", "next_prompt",
+           "null_edit_specs", "qa_edit", "qa_generative"]
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:
@@ -119,6 +119,37 @@ def full_size_gpu_models(cfg: RunConfig) -> list[str]:
     return out
 
 
+def null_edit_specs(report: LaneReport) -> list[LaneSpec]:
+    """Instructions that repaint what ``report`` saw: one per boundary with a marking (count > 0, colour and
+    pattern known), or one ``@both`` when the two boundaries look alike; none for unmarked boundaries (a null
+    edit leaves them as they are)."""
+    specs: list[LaneSpec] = []
+    for side in ("left", "right"):
+        b = report.boundary(side)
+        if b.count > 0 and b.color is not None and b.pattern is not None:
+            specs.append(LaneSpec(count=b.count, color=b.color, pattern=b.pattern, side=side))
+    if len(specs) == 2 and replace(specs[0], side="both") == replace(specs[1], side="both"):
+        return [replace(specs[0], side="both")]
+    return specs
+
+
+@dataclass(frozen=True)
+class NullEdit:
+    """A clip repainted with its own markings (:meth:`EditStage.null_edit`).
+
+    Attributes:
+        frames: ``(T, H, W, 3) uint8`` the repainted clip (before encoding).
+        instructions: what was painted, in order (empty: nothing was).
+        verdicts: the QA verdict of each.
+        seen: the inspector's report of the original (JSON-ready).
+    """
+
+    frames: npt.NDArray[np.uint8]
+    instructions: list[str]
+    verdicts: list[str]
+    seen: dict[str, Any]
+
+
 class EditStage:
     """Loads the painter and verifier once (:meth:`setup`); ``__call__`` edits one clip for every instruction."""
 
@@ -157,6 +188,10 @@ class EditStage:
         c = self.cfg.input
         clip = decode_cached(str(seg.source), name=seg.clip, target_fps=c.target_fps,
                       max_frames=c.max_frames, max_pixels=c.max_pixels, min_frames=c.min_frames)
+        return self.with_context(clip)
+
+    def with_context(self, clip: Clip) -> Clip:
+        """``clip`` with the calibration and speed its context supplies (sample, PhysicalAI-AV) in its meta."""
         ctx = load_context(clip.source, clip.width, clip.height)
         if ctx.kind == "fallback":
             return clip
@@ -290,6 +325,28 @@ class EditStage:
             self._rig_cache.clear()  # one clip at a time
         self._rig_cache[key] = (view.frames, masks)
         return view.frames, masks
+
+    def null_edit(self, clip: Clip, masks: RoadMasks) -> NullEdit:
+        """Repaint the markings the clip already has (the ``repaint`` null edit of ``evaluate.noise_floor``).
+
+        The lane inspector reads the original (the verifier when it is one, else ``lane_detector``), each boundary
+        it sees becomes an instruction (:func:`null_edit_specs`), and the painter paints them one after the other
+        through the QA loop, as the stage paints any instruction. No boundary seen: the frames are returned as
+        they are. Encoding is the caller's.
+        """
+        self.setup()
+        inspector = self.verifier if isinstance(self.verifier, LaneInspector) else \
+            registry.create("verifier", "lane_detector", self.cfg.verify.lane_detector)
+        report = inspector.inspect(clip.frames, masks.masks)
+        specs = null_edit_specs(report)
+        frames = clip.frames
+        verdicts: list[str] = []
+        for spec in specs:
+            out = run_qa(self.painter, self.verifier, replace(clip, frames=frames), masks, spec, self.cfg.edit.qa)
+            frames = np.asarray(out.result.frames, dtype=np.uint8)
+            verdicts.append(out.verdict)
+        return NullEdit(frames=frames, instructions=[s.to_text() for s in specs], verdicts=verdicts,
+                        seen=report.to_dict())
 
     def __call__(self, seg: SegmentResult) -> list[EditResult]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""

@@ -6,6 +6,13 @@ and every other camera the edit stage painted with ``edit.cameras``: ``camera_vi
 predictor, and writes ``evaluate/<clip>/<slug>/{<predictor>.json, <predictor>.npz}``. Ground-truth metrics
 (minADE/minFDE) are computed where the clip has ego-motion and are absent (None) otherwise; the shift between
 the two predictions is always computed.
+
+The baseline is the original as the edited clip reaches the predictor: decoded and encoded by the same encoder
+(``evaluate.baseline=reencoded``, written once per clip to ``evaluate/<clip>/null-edit/original.mp4``). With
+``evaluate.noise_floor.enabled`` every (clip, predictor) also gets a noise floor: the shift a *null edit* causes
+(the clip re-encoded, or its own markings repainted; :class:`lanepipe.config.NoiseFloorConfig`), measured once and
+kept in ``evaluate/<clip>/null-edit/{edited.mp4, <predictor>.json}``; each row carries it as ``floor_ade_m``. The
+run then tests each preset's shifts against the floors over clips (:func:`lanepipe.stats.shift_significance`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import io
 import json
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -28,12 +37,36 @@ from lanepipe.engine.stage import cluster_has_gpus, require_gpus
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
-from lanepipe.io.layout import RunLayout
+from lanepipe.io.layout import NULL_EDIT_SLUG, RunLayout
+from lanepipe.io.video import encode
 from lanepipe.metrics import IMAGE_METRIC_KEYS, edit_metrics, prediction_shift, trajectory_metrics
 from lanepipe.predict.base import Predictor
 from lanepipe.predict.registry import build_predictor
-from lanepipe.stages.edit import load_masks
+from lanepipe.stages.edit import EditStage, load_masks
 from lanepipe.types import HISTORY_STEPS, CameraView, Clip, EgoState, Prediction, PredictorInput
+
+#: The folder (in place of an instruction's slug) of a clip's re-encoded original and null edit.
+NULL_SLUG = NULL_EDIT_SLUG
+
+
+@contextmanager
+def reseeded(predictor: Predictor, offset: int) -> Iterator[int | None]:
+    """Run ``predictor`` with its seed moved by ``offset`` inside the block, if it has one.
+
+    A predictor whose settings (``predictor.cfg``, a pydantic model) have an integer ``seed`` samples (e.g.
+    ``alpamayo``); the block sees ``cfg.seed + offset`` and the old settings come back after it. Yields the seed
+    used, or None for a predictor without one (deterministic: nothing changes).
+    """
+    cfg = getattr(predictor, "cfg", None)
+    seed = getattr(cfg, "seed", None)
+    if cfg is None or not isinstance(seed, int) or isinstance(seed, bool) or not hasattr(cfg, "model_copy"):
+        yield None
+        return
+    predictor.cfg = cfg.model_copy(update={"seed": seed + offset})  # type: ignore[attr-defined]
+    try:
+        yield seed + offset
+    finally:
+        predictor.cfg = cfg  # type: ignore[attr-defined]
 
 
 def _plain(o: Any) -> Any:
@@ -60,6 +93,9 @@ class EvaluateStage:
         self.store = RunLayout(root, run_id)
         self.upstream = RunLayout(upstream_root, upstream_run_id)
         self._ready = False
+        self._editor_args = (cfg, root, run_id, upstream_root, upstream_run_id)
+        self._editor: EditStage | None = None
+        self._floors: dict[tuple[str, str, float], dict[str, Any]] = {}
 
     def resources(self) -> Resources:
         """The predictors' default GPUs (:mod:`lanepipe.registry`; Alpamayo: one GPU when the cluster has GPUs)
@@ -137,15 +173,92 @@ class EvaluateStage:
             out[str(name)] = v.frames
         return out
 
-    def _evaluate(self, edit: EditResult, clip: Clip, edited: Clip, ctx: ClipContext,
+    # ------------------------------------------------------------------------------------------ noise floor
+    def _through_encoder(self, clip: Clip, frames: np.ndarray, url: str) -> Clip:
+        """``frames`` as the edited clip reaches the predictor: encoded to ``url`` as the edit stage encodes
+        (:func:`lanepipe.io.video.encode`, deterministic x264) and decoded; an existing ``url`` is decoded."""
+        if not storage.exists(url):
+            encode(frames, url, clip.fps)
+        out = decode_cached(url, name=clip.name, target_fps=None, max_frames=clip.num_frames + 1)
+        if out.frames.shape != clip.frames.shape:
+            raise InputError(url, f"a re-encoded clip shaped like its source {clip.frames.shape}",
+                             f"{out.frames.shape}")
+        return replace(clip, frames=out.frames)
+
+    def baseline(self, clip: Clip) -> Clip:
+        """The original the shifts are measured from (``evaluate.baseline``): ``clip`` through the edit stage's
+        encoder (``evaluate/<clip>/null-edit/original.mp4``), or ``clip`` itself for ``source``."""
+        if self.cfg.evaluate.baseline == "source":
+            return clip
+        d = self.store.evaluate_paths(clip.name, NULL_SLUG, "original").dir
+        return self._through_encoder(clip, clip.frames, storage.join(d, "original.mp4"))
+
+    def _null_frames(self, clip: Clip, edit: EditResult) -> tuple[np.ndarray, dict[str, Any]]:
+        """The null edit's frames before encoding, and what it did (for the floor's record)."""
+        if self.cfg.evaluate.noise_floor.null_edit == "reencode":
+            return clip.frames, {"instructions": []}
+        if not edit.masks_npz:
+            raise InputError(f"edit row of {clip.name}", "the road masks (masks_npz) a repaint null edit needs",
+                             "none")
+        if self._editor is None:
+            self._editor = EditStage(*self._editor_args)
+        editor = self._editor
+        null = editor.null_edit(editor.with_context(clip), load_masks(str(edit.masks_npz), clip))
+        return null.frames, {"instructions": null.instructions, "qa_verdicts": null.verdicts, "seen": null.seen}
+
+    def noise_floor(self, clip: Clip, edit: EditResult, ctx: ClipContext, name: str, predictor: Predictor,
+                    t0: float, pred_orig: Prediction) -> dict[str, Any]:
+        """The null edit's shift for (clip, predictor): measured once per clip (kept in
+        ``evaluate/<clip>/null-edit/<predictor>.json`` and reused by the clip's other edits and on resume).
+
+        The null-edit prediction runs with the predictor's seed + 1 (:func:`reseeded`), so a sampling predictor's
+        floor holds its spread between runs. Returns the record: ``shift`` (as :func:`prediction_shift`),
+        ``null_edit`` (mode), ``instructions`` (repainted), ``seed``, ``baseline``, ``t0_s``.
+        """
+        nf = self.cfg.evaluate.noise_floor
+        key = (clip.name, name, t0)
+        paths = self.store.evaluate_paths(clip.name, NULL_SLUG, name)
+        doc = self._floors.get(key)
+        if doc is None and storage.exists(paths.evaluation):
+            doc = json.loads(storage.read_text(paths.evaluation))
+        if doc is not None and doc.get("t0_s") == t0 and doc.get("null_edit") == nf.null_edit \
+                and doc.get("baseline") == self.cfg.evaluate.baseline:
+            self._floors[key] = doc
+            return doc
+        t = time.perf_counter()
+        frames, info = self._null_frames(clip, edit)
+        null = self._through_encoder(clip, frames, storage.join(paths.dir, "edited.mp4"))
+        with reseeded(predictor, 1) as seed:
+            pred_null = predictor.predict(self.build_input(clip, null.frames, ctx, t0))
+        shift = prediction_shift(pred_orig.trajectories, pred_null.trajectories)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, original=pred_orig.trajectories, edited=pred_null.trajectories)
+        storage.write_bytes_atomic(paths.arrays, buf.getvalue())
+        doc = {"clip": clip.name, "instruction": "null edit", "predictor": name, "t0_s": t0,
+               "null_edit": nf.null_edit, "baseline": self.cfg.evaluate.baseline, **info, "seed": seed,
+               "shift": shift, "metrics": {"original": None, "edited": None},
+               "reasoning": {"original": pred_orig.reasoning, "edited": pred_null.reasoning},
+               "floor_s": time.perf_counter() - t}
+        storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
+        self._floors[key] = doc
+        return doc
+
+    # ------------------------------------------------------------------------------------------ evaluate
+    def _evaluate(self, edit: EditResult, clip: Clip, base: Clip, edited: Clip, ctx: ClipContext,
                   name: str, predictor: Predictor, row: dict[str, Any]) -> None:
         t0 = float(clip.timestamps[-1]) if self.cfg.evaluate.t0_s is None else float(self.cfg.evaluate.t0_s)
-        inp_orig = self.build_input(clip, clip.frames, ctx, t0)
+        inp_orig = self.build_input(clip, base.frames, ctx, t0)
         inp_edit = self.build_input(clip, edited.frames, ctx, t0, self.edited_cameras(edit, clip))
         t = time.perf_counter()
         pred_orig: Prediction = predictor.predict(inp_orig)
         pred_edit: Prediction = predictor.predict(inp_edit)
         predict_s = time.perf_counter() - t
+        floor: dict[str, Any] | None = None
+        if self.cfg.evaluate.noise_floor.enabled:
+            try:
+                floor = self.noise_floor(clip, edit, ctx, name, predictor, t0, pred_orig)
+            except LanepipeError as e:  # no floor is not a failed edit: the row says why and has no p-value
+                row["floor_error"] = str(e)
         gt = None
         metrics: dict[str, Any] = {"original": None, "edited": None}
         if ctx.ego is not None:
@@ -170,6 +283,9 @@ class EvaluateStage:
                "edited_cameras": inp_edit.meta.get("edited_cameras"),
                "predictor_meta": json.loads(json.dumps({"original": pred_orig.meta, "edited": pred_edit.meta},
                                                        default=_plain)),
+               "baseline": self.cfg.evaluate.baseline,
+               "floor": None if floor is None else {k: floor[k] for k in ("null_edit", "instructions", "seed",
+                                                                            "shift")},
                "image_metrics": {k: row[k] for k in IMAGE_METRIC_KEYS if k in row}}
         storage.write_text_atomic(paths.evaluation, json.dumps(doc, indent=2, default=float))
         m_o, m_e = metrics["original"], metrics["edited"]
@@ -177,7 +293,9 @@ class EvaluateStage:
                    min_ade_original=m_o["min_ade"] if m_o else None, min_ade_edited=m_e["min_ade"] if m_e else None,
                    min_fde_original=m_o["min_fde"] if m_o else None, min_fde_edited=m_e["min_fde"] if m_e else None,
                    predict_s=predict_s, evaluation=paths.evaluation,
-                   edited_cameras=json.dumps(inp_edit.meta.get("edited_cameras")))
+                   edited_cameras=json.dumps(inp_edit.meta.get("edited_cameras")),
+                   floor_ade_m=None if floor is None else floor["shift"]["ade"],
+                   floor_max_lateral_m=None if floor is None else floor["shift"]["max_lateral_offset"])
         storage.write_text_atomic(paths.meta, json.dumps(row, default=str))
 
     def _image_metrics(self, clip: Clip, edited: Clip, edit: EditResult) -> dict[str, Any]:
@@ -224,6 +342,7 @@ class EvaluateStage:
                 raise InputError(edited_url, f"an edited clip shaped like its source {clip.frames.shape}",
                                  f"{edited.frames.shape}")
             ctx = self._context(clip, edit)
+            reference = self.baseline(clip)
             images = self._image_metrics(clip, edited, edit)
             for _, _, row in todo:
                 row["edited"] = edited_url
@@ -235,7 +354,7 @@ class EvaluateStage:
             return [PredictionResult.from_row(r) for r in rows]
         for name, predictor, row in todo:
             try:
-                self._evaluate(edit, clip, edited, ctx, name, predictor, row)
+                self._evaluate(edit, clip, reference, edited, ctx, name, predictor, row)
             except LanepipeError as e:
                 row.update(status="failed", error=str(e), error_type=type(e).__name__)
             except Exception as e:  # a predictor that raises fails this item only

@@ -53,6 +53,7 @@ from lanepipe.viz.report_data import (
     as_number,
     collect,
     report_url,
+    significance_rows,
     table_rows,
 )
 
@@ -63,8 +64,9 @@ def summary_table(run_url: str) -> list[dict[str, Any]]:
     """One flat row per (clip, instruction, predictor) of a run, for terminals and notebooks.
 
     Keys: ``clip, segment, instruction, edit, qa, predictor, minADE_orig, minADE_edit, minFDE_orig, minFDE_edit,
-    shift_ade, max_lateral_offset, error``: minADE/minFDE (whole horizon) of the predictions on the original and
-    on the edited clip against the ground truth, and the shift between the two predictions, all in metres;
+    shift_ade, max_lateral_offset, floor_ade, p_value, error``: minADE/minFDE (whole horizon) of the predictions on
+    the original and on the edited clip against the ground truth, the shift between the two predictions and its
+    noise floor (the clip's null-edit shift), all in metres, and the preset's permutation-test p-value;
     None where a stage did not run or there is no ground truth. A clip with no instruction gets one row.
 
     Raises:
@@ -153,7 +155,16 @@ def render_html(run_url: str, clips: list[ClipView], manifest: dict[str, Any]) -
                            "seconds": as_number(st.get("seconds"))})
     return _environment().get_template(TEMPLATE).render(
         run_id=run_id, meta=meta, stages=stages, rows=table_rows(clips), clips=clips, variants=VARIANTS,
-        random_weights=_random_weights(manifest))
+        random_weights=_random_weights(manifest),
+        significance=significance_rows(clips), alpha=_alpha(manifest))
+
+
+def _alpha(manifest: dict[str, Any]) -> float:
+    """The run's significance level (``evaluate.noise_floor.alpha`` in the manifest's config; 0.05 if absent)."""
+    try:
+        return float(manifest["config"]["evaluate"]["noise_floor"]["alpha"])
+    except (KeyError, TypeError, ValueError):
+        return 0.05
 
 
 def write_report(run_url: str) -> str:

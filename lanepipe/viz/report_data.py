@@ -23,7 +23,7 @@ import pandas as pd
 
 from lanepipe.errors import LanepipeError
 from lanepipe.io import storage
-from lanepipe.io.layout import RunLayout
+from lanepipe.io.layout import NULL_EDIT_SLUG, RunLayout
 from lanepipe.io.video import decode, probe
 from lanepipe.lanes.instructions import parse_instruction
 
@@ -62,6 +62,10 @@ class EvalView:
     bev: str | None = None  # relative URL of a thumbnail
     videos: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    floor: float | None = None  # the clip's null-edit shift ADE (m), the noise floor of ``shift``
+    p_value: float | None = None  # paired sign-flip test of the preset's shifts vs the floors, over clips
+    significant: bool | None = None  # p_value < evaluate.noise_floor.alpha
+    p_pairs: int | None = None  # clips in that test
 
 
 @dataclass
@@ -443,6 +447,8 @@ def _fill_item(run: RunFiles, clip: str, slug: str, it: ItemView,
         else:
             it.error = it.error or err
     it.description = _description(it.instruction)
+    if slug == NULL_EDIT_SLUG:
+        _describe_null_edit(run, clip, it)
     if it.edit_status is None and run.has(ed.meta):
         it.edit_status = "ok"
     if assets is not None:
@@ -489,6 +495,7 @@ def _fill_item(run: RunFiles, clip: str, slug: str, it: ItemView,
         if not e.shift:
             e.shift = _float_dict({"ade": row.get("shift_ade"), "max_lateral_offset": row.get("shift_max_lateral")})
         e.reasoning = _reasoning_text(data.get("reasoning"))
+        _fill_floor(e, row, data, slug)
         bevs = bev_candidates(pred)
         if unprefixed_bev == [pred]:
             bevs.append(primary.bev)
@@ -503,6 +510,65 @@ def _fill_item(run: RunFiles, clip: str, slug: str, it: ItemView,
             if run.has(url):
                 e.videos[name] = run.rel(url)
         it.evals.append(e)
+
+
+def _fill_floor(e: EvalView, row: dict[str, Any], data: dict[str, Any], slug: str) -> None:
+    """The noise floor and the permutation test of one evaluation (results row, else its ``floor`` record)."""
+    if slug == NULL_EDIT_SLUG:
+        e.floor = e.shift.get("ade")
+        return
+    raw = data.get("floor")
+    floor: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    e.floor = as_number(row.get("floor_ade_m"))
+    if e.floor is None:
+        e.floor = as_number(_float_dict(floor.get("shift")).get("ade"))
+    e.p_value = as_number(row.get("p_value"))
+    sig = _clean(row.get("significant"))
+    e.significant = bool(sig) if isinstance(sig, (bool, np.bool_)) else None
+    n = as_number(row.get("p_pairs"))
+    e.p_pairs = int(n) if n is not None else None
+
+
+def _describe_null_edit(run: RunFiles, clip: str, it: ItemView) -> None:
+    """Label the ``null-edit`` folder of a clip: what its null edit did, from a predictor's floor record."""
+    it.instruction = "null edit (noise floor)"
+    d = run.layout.evaluate_paths(clip, NULL_EDIT_SLUG, "")
+    docs = sorted(rel for rel in run.files if rel.startswith(run.rel(d.dir) + "/") and rel.endswith(".json"))
+    doc = (_read_json(storage.join(run.run_url, docs[0]))[0] or {}) if docs else {}
+    painted = [str(x) for x in (doc.get("instructions") or [])]
+    what = ("the original decoded, re-encoded by the edit stage's encoder and decoded, nothing painted"
+            if doc.get("null_edit", "reencode") == "reencode" else
+            "the original with its own markings repainted (" + (", ".join(painted) or "none seen") + ")")
+    it.description = f"{what}; its shift is the noise floor of this clip's edits"
+    for name, file in (("null edit", "edited.mp4"), ("re-encoded original", "original.mp4")):
+        url = storage.join(d.dir, file)
+        if run.has(url):
+            it.videos[name] = run.rel(url)
+
+
+def significance_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
+    """One row per (instruction, predictor): clips, mean shift and mean floor (m), the permutation test's p-value
+    and whether it is significant (the evaluate rows of a group share the test)."""
+    groups: dict[tuple[str, str], list[EvalView]] = {}
+    for cv in clips:
+        for it in cv.items:
+            if it.slug == NULL_EDIT_SLUG:
+                continue
+            for e in it.evals:
+                if e.predictor and e.shift.get("ade") is not None:
+                    groups.setdefault((str(it.instruction or it.slug), e.predictor), []).append(e)
+    out: list[dict[str, Any]] = []
+    for (instr, pred), evals in sorted(groups.items()):
+        floors = [e.floor for e in evals if e.floor is not None]
+        tested = [e for e in evals if e.p_value is not None]
+        first = tested[0] if tested else None
+        out.append({"instruction": instr, "predictor": pred, "clips": len(evals),
+                    "mean_shift_ade": float(np.mean([e.shift["ade"] for e in evals])),
+                    "mean_floor_ade": float(np.mean(floors)) if floors else None,
+                    "p_value": first.p_value if first else None, "pairs": first.p_pairs if first else None,
+                    "significant": None if first is None or first.significant is None else
+                    ("yes" if first.significant else "no")})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- table
@@ -522,7 +588,8 @@ def table_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
         if not cv.items:
             out.append(base | {"instruction": None, "edit": None, "qa": None, "predictor": None,
                                "minADE_orig": None, "minADE_edit": None, "minFDE_orig": None, "minFDE_edit": None,
-                               "shift_ade": None, "max_lateral_offset": None, "error": _first_line(cv.error)})
+                               "shift_ade": None, "max_lateral_offset": None, "floor_ade": None, "p_value": None,
+                               "error": _first_line(cv.error)})
             continue
         for it in cv.items:
             item = base | {"instruction": it.instruction or it.slug, "edit": it.edit_status, "qa": it.qa_verdict}
@@ -536,6 +603,7 @@ def table_rows(clips: Iterable[ClipView]) -> list[dict[str, Any]]:
                     "minFDE_edit": _metric(e.metrics.get("edited", {}), "minfde", "fde"),
                     "shift_ade": e.shift.get("ade"),
                     "max_lateral_offset": e.shift.get("max_lateral_offset"),
+                    "floor_ade": e.floor, "p_value": e.p_value,
                     "error": _first_line(e.error or it.error or cv.error),
                 })
     return out

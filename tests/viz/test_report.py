@@ -206,7 +206,8 @@ def test_segment_only_run_and_summary_table(tmp_path: Path) -> None:
     rows = summary_table(str(run))
     assert rows == [{"clip": "clipA", "segment": "ok", "instruction": None, "edit": None, "qa": None,
                      "predictor": None, "minADE_orig": None, "minADE_edit": None, "minFDE_orig": None,
-                     "minFDE_edit": None, "shift_ade": None, "max_lateral_offset": None, "error": None}]
+                     "minFDE_edit": None, "shift_ade": None, "max_lateral_offset": None, "floor_ade": None,
+                     "p_value": None, "error": None}]
 
 
 def test_summary_table_full_run(full_run: Path) -> None:
