@@ -9,7 +9,8 @@ stills as one-frame clips), with the grid segmenter's road mask (the sample: its
 - yellow: "single yellow solid" painted; Lab b* and HSV hue of the stripe's core (median);
 - remnants: "single white dashed" painted over the old line of the left boundary; yellow pixels
   (:func:`yellow_remnants`: clearly yellower than the pavement 0.4-0.8 m beside the line) within 0.3 m of the
-  tracked boundary, down to the lowest road row, per frame, original vs edited;
+  tracked boundary, down to the lowest road row or the hood (the verifier's hood finder), per frame, original
+  vs edited;
 - sample only: ``none@both`` changes no pixel off the true road, and none farther than 0.6 m from the ego
   lane's boundaries (the edge lines stay); the painted white vs the clip's own white edge lines (RGB).
 
@@ -79,6 +80,21 @@ def _hsv_hue(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def hood_cut(clip: Clip) -> int:
+    """First full-resolution row of the ego vehicle's hood (the verifier's hood finder on three frames, minus 4
+    rows), or the frame height: remnants are counted above it whatever the road mask does."""
+    from lanepipe.verify.config import LaneDetectorConfig
+    from lanepipe.verify.lane_detector.frame import hood_row
+    from lanepipe.verify.lane_detector.paint import paint_map
+
+    rows = []
+    for t in sorted({0, clip.num_frames // 2, clip.num_frames - 1}):
+        small = cv2.resize(clip.frames[t], (640, round(640 * clip.height / clip.width)))
+        r = hood_row(paint_map(small, LaneDetectorConfig()))
+        rows.append(clip.height if r is None else r * clip.width // 640 - 4)
+    return min(rows)
+
+
 def measure(clip: Clip, masks: RoadMasks) -> dict[str, Any]:
     painter = ProceduralPainter()
     out: dict[str, Any] = {"frames": clip.num_frames, "size": [clip.width, clip.height]}
@@ -108,12 +124,14 @@ def measure(clip: Clip, masks: RoadMasks) -> dict[str, Any]:
                      "b_star": round(float(np.median(lab[:, 2])), 1),
                      "hsv_hue_deg": round(float(np.median(_hsv_hue(px))), 1)}
     dashed = painter.paint(clip, masks, parse_instruction("single white dashed"))
+    cut = hood_cut(clip)
+    out["hood_cut_row"] = cut
     before, after = [], []
     for t in range(clip.num_frames):
         m = masks.masks[t]
         rows = np.flatnonzero(m.any(axis=1))
         band = _band(an, t, 0.0, 0.3)
-        band[rows[-1] + 1:] = False
+        band[min(rows[-1] + 1, cut):] = False
         beside = _band(an, t, 0.4, 0.8)
         before.append(int(yellow_remnants(clip.frames[t], band, beside).sum()))
         after.append(int(yellow_remnants(dashed.frames[t], band, beside).sum()))

@@ -256,6 +256,7 @@ class ClipAnalyser:
         ranges = {"left": (lo, hi), "right": (-hi, -lo)}
         coefs: dict[str, F64] = {}
         found: dict[str, Bool] = {}
+        support: dict[str, F64] = {}
         min_peak = 0.02 * near_rows
         for side, (a, b) in ranges.items():
             peaks = [column_peaks(bev, grid, near_rows, a, b) for bev in bevs]
@@ -263,12 +264,14 @@ class ClipAnalyser:
             default_ref = LANE_WIDTH_M / 2 if side == "left" else -LANE_WIDTH_M / 2
             ref = float(np.median(strongest)) if strongest else default_ref
             raw = np.full((t_n, geo.DEGREE + 1), np.nan)
+            support[side] = np.zeros(t_n)
             for t in range(t_n):
                 cands = [p for p in peaks[t] if abs(p[0] - ref) < 0.8 and p[1] > min_peak]
                 start = min(cands, key=lambda p: abs(p[0] - ref))[0] if cands else ref
                 fit = track_line(bevs[t], grid, start, 0.45, 9, min_weight=0.5)
                 if fit is not None and abs(fit.coefs[0] - ref) < 1.0 and fit.points >= 2:
                     raw[t] = fit.coefs
+                    support[side][t] = fit.support
             coefs[side], found[side] = raw, np.isfinite(raw[:, 0])
         both = found["left"] & found["right"]
         width = coefs["left"][:, 0] - coefs["right"][:, 0]
@@ -284,6 +287,22 @@ class ClipAnalyser:
                 med = geo.rolling_median(y_at, max(cfg.temporal_radius, 1) * 2)
                 raw[np.isfinite(y_at) & np.isfinite(med) & (np.abs(y_at - med) > tol)] = np.nan
             found[side] = np.isfinite(raw[:, 0])
+        # the two boundaries of a lane are parallel: where both are seen they share heading and curvature, each
+        # side weighted by its paint support (a solid line constrains the shape better than a few dashes, whose
+        # own cubic can swing away beyond them); each keeps its lateral position 8 m ahead, where it is seen best
+        both_seen = found["left"] & found["right"]
+        if both_seen.any():
+            wl = support["left"][both_seen][:, None]
+            wr = support["right"][both_seen][:, None]
+            shape = (wl * coefs["left"][both_seen, 1:] + wr * coefs["right"][both_seen, 1:]) / np.maximum(wl + wr, 1e-9)
+            x_ref = 8.0
+            powers = x_ref ** np.arange(1, geo.DEGREE + 1)
+            for side in ("left", "right"):
+                c = coefs[side][both_seen]
+                y_ref = c[:, 0] + c[:, 1:] @ powers
+                c[:, 1:] = shape
+                c[:, 0] = y_ref - shape @ powers
+                coefs[side][both_seen] = c
         for side, other, sign in (("left", "right", 1.0), ("right", "left", -1.0)):
             raw = coefs[side]
             miss = ~found[side] & found[other]

@@ -70,10 +70,14 @@ def _wear_tile(seed: int) -> F32:
     return out
 
 
-#: Seed pixels (work resolution) a stroke of old paint needs to be erased.
+#: Seed pixels (work resolution) a stroke of old paint needs to be erased: this many near the camera, ...
 _MIN_SEED_PX = 6
-#: Hysteresis: pixels above this fraction of the paint thresholds grow a seeded stroke.
+#: ... and farther away the pixels of this many metres (a line's width) at the stroke's scale, at least 2.
+_SEED_M = 0.15
+#: Hysteresis: pixels above this fraction of the paint thresholds grow a seeded stroke ...
 _WEAK = 0.7
+#: ... up to this many erase half-widths from the tracked boundary (seeds: within one).
+_GROW = 1.6
 _WEAR_TEXEL_S = 0.04
 _WEAR_TEXEL_D = 0.02
 
@@ -204,7 +208,8 @@ class FrameRenderer:
         A corridor follows each boundary's track (smoothed over time) ``erase_half_width_m`` either side, down
         to the lowest road row of the frame (the hood, when the road mask stops above it). Paint in it is found
         by hysteresis: pixels above the paint thresholds seed the strokes; pixels above _WEAK of the thresholds
-        that connect to a seed grow them; off the road mask only yellowness counts. So a stroke's faint
+        that connect to a seed grow them, up to ``_GROW`` corridor half-widths from the track; off the road mask
+        only yellowness counts, only within the corridor and the fitted range. So a stroke's faint
         ends and a yellow line in deep shade that the road mask misses are erased too, while pavement,
         shoulders, kerbs and cars, which are not paint, never are. The strokes are widened by one or two pixels
         (their blurred border).
@@ -212,6 +217,7 @@ class FrameRenderer:
         cfg = self.cfg
         mw = an.masks_w[t]
         zone = np.zeros_like(mw)
+        grow = np.zeros_like(mw)  # a seeded stroke may grow a little beyond the corridor (a track a bit off)
         road_rows = np.flatnonzero(mw.any(axis=1))
         if len(road_rows) == 0:
             return zone, zone
@@ -219,26 +225,40 @@ class FrameRenderer:
             half = cfg.erase_half_width_m if an.found[side][t] else cfg.erase_half_width_assumed_m
             half *= params.erase_strength
             c = an.coefs[side][t]
-            rows, cols = _corridor(an.cam_w, an.maps_w, c, half, cfg.max_range_m, an.fit_range_m)
+            rows, cols = _corridor(an.cam_w, an.maps_w, c, half * _GROW, cfg.max_range_m, an.fit_range_m)
             x = an.maps_w.x[rows, cols]
             ok = np.isfinite(x)
             rows, cols = rows[ok], cols[ok]
-            near = np.abs(an.maps_w.y[rows, cols] - _poly(c, x[ok], an.fit_range_m)) < half
-            zone[rows[near], cols[near]] = True
+            dist = np.abs(an.maps_w.y[rows, cols] - _poly(c, x[ok], an.fit_range_m))
+            zone[rows[dist < half], cols[dist < half]] = True
+            grow[rows[dist < half * _GROW], cols[dist < half * _GROW]] = True
         zone[road_rows[-1] + 1:] = False
+        grow[road_rows[-1] + 1:] = False
         thr = 0.8 / math.sqrt(params.erase_strength)
         ev = an.evidence[t]
         # off the road mask only yellow counts (a yellow line in shade, or on bright paving, that the mask
-        # missed); a bright car, kerb or barrier next to the road is not paint
+        # missed): yellow in itself, not only next to something bluer (a car); paint yellow, not red or orange
+        # (a tail light: green well below red); only where the boundary was fitted (beyond, its straight
+        # continuation may leave a curving road for yellow-green grass). A bright car, kerb or barrier is not paint
+        rgb = an.frames_w[t].astype(np.int16)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        fitted = np.nan_to_num(an.maps_w.x, nan=np.inf) <= an.fit_range_m
+        off = ~mw & fitted & (5 * g > 3 * r) & (r + g > 2 * b + 20)
         strong = zone & np.where(mw, ev.mask(cfg.paint_bright_thr * thr, cfg.paint_yellow_thr * thr),
-                                 ev.yellow > cfg.paint_yellow_thr * thr)
-        weak = zone & np.where(mw, ev.mask(cfg.paint_bright_thr * thr * _WEAK, cfg.paint_yellow_thr * thr * _WEAK),
-                               ev.yellow > cfg.paint_yellow_thr * thr * _WEAK)
+                                 off & (ev.yellow > cfg.paint_yellow_thr * thr))
+        weak = np.where(mw, grow & ev.mask(cfg.paint_bright_thr * thr * _WEAK, cfg.paint_yellow_thr * thr * _WEAK),
+                        zone & off & (ev.yellow > cfg.paint_yellow_thr * thr * _WEAK))
         paint = strong
         if strong.any():
-            # a stroke holds a few seed pixels; a lone bright speck of aggregate does not
-            n, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
-            seeded = np.bincount(labels[strong], minlength=n) >= _MIN_SEED_PX
+            # a stroke holds a few seed pixels; a lone bright speck of aggregate does not. Far away a whole dash
+            # is a few pixels: the count asked for shrinks with the scale at the stroke's nearest row
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(weak.astype(np.uint8), connectivity=8)
+            hw, ww = mw.shape
+            h_full, w_full = an.row_ppm.shape[0], an.cam.width
+            bottom = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] - 1
+            ppm = an.row_ppm[np.minimum(((bottom + 0.5) * h_full / hw).astype(np.intp), h_full - 1)] * (ww / w_full)
+            need = np.clip(_SEED_M * ppm, 2.0, _MIN_SEED_PX)
+            seeded = np.bincount(labels[strong], minlength=n) >= need
             seeded[0] = False
             paint = seeded[labels]
         ksz = 3 if params.erase_strength < 1.5 else 5
