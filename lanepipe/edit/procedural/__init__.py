@@ -8,9 +8,10 @@ For one clip, its road masks and a :class:`~lanepipe.lanes.instructions.LaneSpec
    or the fallback pinhole (``fov_deg``, ``mount_height_m``) whose pitch and yaw come from the vanishing point
    of the existing lines (Hough segments, median over frames). Each frame's paint is warped to a bird's-eye
    view (BEV) where the ego lane's left and right boundaries are followed with sliding windows and fitted
-   with a cubic ``y(x)`` (offset, heading, curvature and its change, straight beyond the fitted range); tracks
-   are gated, median- and Gaussian-smoothed over time; a missing side is put one lane width from the other,
-   and with no line at all a 3.66 m lane centred on the camera is assumed. With the fallback camera the mount
+   with a cubic ``y(x)`` (offset, heading, curvature and its change, straight beyond the fitted range); where
+   both are seen they share heading and curvature (weighted by their paint support); tracks are gated,
+   median- and Gaussian-smoothed over time; a missing side is put one lane width from the other, and with no
+   line at all a 3.66 m lane centred on the camera is assumed. With the fallback camera the mount
    height is rescaled so that the measured lane is ``lane_width_m`` wide. Ego speed comes from
    ``meta["ego"]`` (``(T, 4)`` x, y, yaw, speed) or ``meta["speed_mps"]``, else from the road texture moving
    down a lane-aligned BEV between frames (normalised cross-correlation), else ``default_speed_mps``;
