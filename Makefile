@@ -32,7 +32,7 @@ setup: $(TEST_STAMP)
 # The sample clip has a double yellow centre line: paint markings it does not have, so the change shows.
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/lanepipe run --stages all --edit preset:single-white-dashed \
-		--edit preset:no-markings --output runs
+		--edit preset:no-ego-lane-markings --output runs
 
 # headless Chromium for the report page test (Debian package; needs root, as on CI)
 CHROMIUM := $(shell command -v chromium 2>/dev/null)

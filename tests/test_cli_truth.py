@@ -147,7 +147,7 @@ def test_make_demo_installs_only_the_core_and_paints_a_visible_change() -> None:
     installs = [line for line in demo.splitlines() if "pip install" in line and "--upgrade pip" not in line]
     assert installs == [".venv/bin/python -m pip install -q -e ."], demo
     assert "torch" not in demo and "double-yellow-solid" not in demo  # the sample already has a double yellow line
-    assert "preset:single-white-dashed" in demo and "preset:no-markings" in demo
+    assert "preset:single-white-dashed" in demo and "preset:no-ego-lane-markings" in demo
     assert "'.[sam2,cloud,dev,generative]'" in test and "torch==" in test and "pytest" in test
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec make test" in ci

@@ -4,7 +4,8 @@ Grammar (DESIGN.md §3): ``{count} {color} {pattern}`` with count ∈ single|dou
 pattern ∈ solid|dashed, plus ``double yellow solid-dashed`` (a passing zone) and ``none`` (remove the
 markings). An optional suffix says which boundary of the ego lane it sets: ``@left`` (default: the left
 boundary, the centre line of a two-lane road), ``@right`` or ``@both``. Boundaries it does not name keep
-their original markings.
+their original markings: ``none@both`` (preset ``no-ego-lane-markings``) removes the ego lane's two
+boundaries, and every other line on the road (edge lines, the far lanes' lines) stays as it was.
 
 Physical sizes follow the US MUTCD, 2009 edition, §3A.06 "Functions, Widths, and Patterns of Longitudinal
 Pavement Markings": a normal line is 4 to 6 in wide; a broken line consists of 10 ft segments and 30 ft
@@ -84,22 +85,30 @@ class LaneSpec:
         """What the edit does, for people (the report): the :meth:`caption` plus, for an edit of one boundary,
         which boundary it sets and that the other keeps its markings.
 
-        ``none@right`` → ``road with no lane markings on the right boundary; left boundary unchanged``. The
+        ``none@right`` → ``road with no lane markings on the right boundary; left boundary unchanged``;
+        ``none@both`` → ``road with no lane markings on the ego lane's boundaries; other lines unchanged``. The
         caption itself stays the canonical dataset/prompt text (the dataset filter parses it).
         """
         if self.side == "both":
-            return self.caption() if self.is_removal else f"{self.caption()} on both boundaries"
+            if self.is_removal:
+                return f"{self.caption()} on the ego lane's boundaries; other lines unchanged"
+            return f"{self.caption()} on both boundaries"
         other = "right" if self.side == "left" else "left"
         return f"{self.caption()} on the {self.side} boundary; {other} boundary unchanged"
 
 
-#: Five named presets (``preset:NAME``).
+#: Five named presets (``preset:NAME``). ``no-ego-lane-markings`` removes the ego lane's two boundaries only;
+#: the other lines of the road keep their paint (see the module docstring).
 PRESETS: dict[str, str] = {
     "double-yellow-solid": "double yellow solid",
     "single-white-dashed": "single white dashed",
     "single-white-solid": "single white solid",
     "passing-zone": "double yellow solid-dashed",
-    "no-markings": "none@both",
+    "no-ego-lane-markings": "none@both",
+}
+#: Presets that were renamed: old name → (new name, why).
+RENAMED_PRESETS: dict[str, tuple[str, str]] = {
+    "no-markings": ("no-ego-lane-markings", "it removes the ego lane's two boundaries only; other lines stay"),
 }
 
 _FORM = re.compile(
@@ -118,6 +127,10 @@ def parse_instruction(text: str) -> LaneSpec:
     t = " ".join(str(text).strip().lower().split())
     if t.startswith("preset:"):
         name = t.removeprefix("preset:").strip()
+        if name in RENAMED_PRESETS:
+            new, why = RENAMED_PRESETS[name]
+            raise InputError(f"instruction {raw!r}", f"a preset among {', '.join(PRESETS)}",
+                             f"preset {name!r}, renamed {new!r}", f"use 'preset:{new}' ({why})")
         if name not in PRESETS:
             raise InputError(f"instruction {raw!r}", f"a preset among {', '.join(PRESETS)}", f"preset {name!r}")
         return parse_instruction(PRESETS[name])

@@ -30,7 +30,7 @@ def _cfg(inputs: list[str], out: Path, *sets: str):
 
 def test_segment_and_edit_through_ray(ray_local, tmp_path: Path, sample_file: Path) -> None:
     cfg = _cfg([str(sample_file)], tmp_path, "stages=segment,edit", "run_id=r1",
-               "edit.instructions=[single white dashed, preset:no-markings]", "edit.resources.concurrency=1")
+               "edit.instructions=[single white dashed, preset:no-ego-lane-markings]", "edit.resources.concurrency=1")
     summary = pipeline.run(cfg)
     df = pd.read_parquet(Path(summary.url) / "results.parquet")
     assert list(df.stage) == ["segment", "edit", "edit"]

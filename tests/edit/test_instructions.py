@@ -48,3 +48,13 @@ def test_mutcd_sizes() -> None:
     assert 0.10 <= s.line_width <= 0.155
     with pytest.raises(ValueError):
         MarkingSizes(line_width=-1)
+
+
+def test_removal_preset_says_what_it_removes() -> None:
+    """Issue 13 item 5: the removal preset names what it does (the ego lane's two boundaries; other lines stay),
+    its description says so, and the old name is refused with the new one."""
+    spec = parse_instruction("preset:no-ego-lane-markings")
+    assert spec == LaneSpec(0, None, None, "both")
+    assert spec.describe() == "road with no lane markings on the ego lane's boundaries; other lines unchanged"
+    with pytest.raises(InputError, match="renamed 'no-ego-lane-markings'"):
+        parse_instruction("preset:no-markings")

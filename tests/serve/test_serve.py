@@ -231,7 +231,7 @@ def test_bad_instruction_and_options_are_422(server: Server, sample_clip: Path) 
     r = upload(server.open, sample_clip, ["preset:double-yellow-solid", "double  yellow solid@left"])
     assert r.status_code == 422 and r.json()["expected"] == "distinct edits"
     r = upload(server.open, sample_clip, "preset:zebra")
-    assert r.status_code == 422 and "no-markings" in r.json()["expected"]
+    assert r.status_code == 422 and "no-ego-lane-markings" in r.json()["expected"]
     r = upload(server.open, sample_clip, ["none", ""], predictors="mypkg.planner:Planner")
     assert r.status_code == 422 and r.json()["field"] == "predictors" and "lane_keep" in r.json()["expected"]
     r = upload(server.open, sample_clip, "none", stages="edit,render")
@@ -251,7 +251,7 @@ def test_queue_full_is_503_with_retry_after(server: Server, sample_clip: Path) -
     assert job["status"] == "done", job["error"]
     health = requests.get(server.locked + "v1/health", timeout=10).json()
     assert health == {"status": "ok", "queued": 0, "running": 0, "max_queue": 1}
-    again = upload(server.locked, sample_clip, "preset:no-markings", headers=auth)  # the slot is free again
+    again = upload(server.locked, sample_clip, "preset:no-ego-lane-markings", headers=auth)  # the slot is free again
     assert again.status_code == 202, again.text
     assert wait_done(server.host + again.json()["status_url"], headers=auth)["status"] == "done"
 

@@ -282,7 +282,7 @@ def test_report_fits_1400px_in_chromium(full_run: Path, serve: Callable[[Path], 
 @pytest.mark.parametrize(("instruction", "description"), [
     ("none@right", "road with no lane markings on the right boundary; left boundary unchanged"),
     ("none", "road with no lane markings on the left boundary; right boundary unchanged"),
-    ("none@both", "road with no lane markings"),
+    ("none@both", "road with no lane markings on the ego lane's boundaries; other lines unchanged"),
     ("double yellow solid", "road with double yellow solid lane markings on the left boundary; right boundary "
                             "unchanged"),
     ("single white dashed@both", "road with single white dashed lane markings on both boundaries"),

@@ -1,4 +1,4 @@
-"""Step 1 of the procedural painter: analyse a clip once (camera, lane boundaries, ego travel, paint colours).
+"""Step 1 of the procedural painter: analyse a clip once (camera, lane boundaries, ego travel, paint appearance).
 
 Frames are shrunk to ``work_width``; paint is found with row-scaled top-hats (:mod:`lanepipe.lanes.paint`); the
 ego lane's boundaries are tracked in a bird's-eye view and smoothed over time; speed comes from the clip's meta
@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lanepipe.edit.config import LANE_WIDTH_M, ProceduralConfig
+from lanepipe.edit.procedural.appearance import PaintLook, luma, measure_looks
 from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
@@ -33,12 +34,6 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
 _T = TypeVar("_T")
-
-#: Yellow paint relative to white paint (RGB), used when the clip shows no yellow paint to copy.
-_YELLOW_OF_WHITE = np.array([1.0, 0.80, 0.32], dtype=np.float32)
-#: White paint relative to the asphalt under it, used when the clip shows no white paint to copy.
-_WHITE_OF_ASPHALT = 2.3
-
 
 @dataclass(frozen=True)
 class ClipAnalysis:
@@ -54,9 +49,9 @@ class ClipAnalysis:
     coefs: dict[str, F64]  # side -> (T, DEGREE + 1) boundary cubic, ego metres
     found: dict[str, Bool]  # side -> (T,)
     travelled: F64  # (T,) metres driven since frame 0
-    white_rgb: F32  # (3,) sunlit white paint, 0-255
-    yellow_rgb: F32  # (3,) sunlit yellow paint, 0-255
-    road_lum: float  # typical luminance of the clip's road (0-255)
+    white: PaintLook  # white paint relative to the pavement under it
+    yellow: PaintLook  # yellow paint relative to the pavement under it
+    road_rgb: F32  # (3,) typical colour of the clip's near road, 0-255
     road_width_m: float
     row_ppm: F32  # (H,) full-resolution pixels per lateral metre at each row (0 above the horizon)
     fit_range_m: float  # boundaries were fitted up to this distance; straight beyond
@@ -202,7 +197,7 @@ class ClipAnalyser:
 
         stamps.append(time.perf_counter())
         # ---- paint colours and road width
-        white_rgb, yellow_rgb, road_lum = self._paint_colours(frames_w, masks_w, evidence, diag)
+        white, yellow, road_rgb = self._paint_colours(frames_w, masks_w, evidence, diag)
         road_width = self._road_width(cam_w, masks_w)
         diag["road_width_m"] = round(road_width, 2)
 
@@ -213,7 +208,7 @@ class ClipAnalyser:
         diag["analyse_steps_s"] = {k: round(b - a, 3) for k, a, b in zip(steps, stamps[:-1], stamps[1:], strict=True)}
         return ClipAnalysis(cam=cam, cam_w=cam_w, maps=maps, maps_w=maps_w, frames_w=frames_w, masks_w=masks_w,
                          evidence=evidence, coefs=coefs, found=found, travelled=travelled,
-                         white_rgb=white_rgb, yellow_rgb=yellow_rgb, road_lum=road_lum, road_width_m=road_width,
+                         white=white, yellow=yellow, road_rgb=road_rgb, road_width_m=road_width,
                          row_ppm=geo.row_px_per_metre(cam), fit_range_m=fit_range, diagnostics=diag)
 
     def _pose_from_vanishing_point(self, cam: PinholeCamera, chans: list[U8], masks_w: Bool,
@@ -261,6 +256,7 @@ class ClipAnalyser:
         ranges = {"left": (lo, hi), "right": (-hi, -lo)}
         coefs: dict[str, F64] = {}
         found: dict[str, Bool] = {}
+        support: dict[str, F64] = {}
         min_peak = 0.02 * near_rows
         for side, (a, b) in ranges.items():
             peaks = [column_peaks(bev, grid, near_rows, a, b) for bev in bevs]
@@ -268,12 +264,14 @@ class ClipAnalyser:
             default_ref = LANE_WIDTH_M / 2 if side == "left" else -LANE_WIDTH_M / 2
             ref = float(np.median(strongest)) if strongest else default_ref
             raw = np.full((t_n, geo.DEGREE + 1), np.nan)
+            support[side] = np.zeros(t_n)
             for t in range(t_n):
                 cands = [p for p in peaks[t] if abs(p[0] - ref) < 0.8 and p[1] > min_peak]
                 start = min(cands, key=lambda p: abs(p[0] - ref))[0] if cands else ref
                 fit = track_line(bevs[t], grid, start, 0.45, 9, min_weight=0.5)
                 if fit is not None and abs(fit.coefs[0] - ref) < 1.0 and fit.points >= 2:
                     raw[t] = fit.coefs
+                    support[side][t] = fit.support
             coefs[side], found[side] = raw, np.isfinite(raw[:, 0])
         both = found["left"] & found["right"]
         width = coefs["left"][:, 0] - coefs["right"][:, 0]
@@ -289,6 +287,22 @@ class ClipAnalyser:
                 med = geo.rolling_median(y_at, max(cfg.temporal_radius, 1) * 2)
                 raw[np.isfinite(y_at) & np.isfinite(med) & (np.abs(y_at - med) > tol)] = np.nan
             found[side] = np.isfinite(raw[:, 0])
+        # the two boundaries of a lane are parallel: where both are seen they share heading and curvature, each
+        # side weighted by its paint support (a solid line constrains the shape better than a few dashes, whose
+        # own cubic can swing away beyond them); each keeps its lateral position 8 m ahead, where it is seen best
+        both_seen = found["left"] & found["right"]
+        if both_seen.any():
+            wl = support["left"][both_seen][:, None]
+            wr = support["right"][both_seen][:, None]
+            shape = (wl * coefs["left"][both_seen, 1:] + wr * coefs["right"][both_seen, 1:]) / np.maximum(wl + wr, 1e-9)
+            x_ref = 8.0
+            powers = x_ref ** np.arange(1, geo.DEGREE + 1)
+            for side in ("left", "right"):
+                c = coefs[side][both_seen]
+                y_ref = c[:, 0] + c[:, 1:] @ powers
+                c[:, 1:] = shape
+                c[:, 0] = y_ref - shape @ powers
+                coefs[side][both_seen] = c
         for side, other, sign in (("left", "right", 1.0), ("right", "left", -1.0)):
             raw = coefs[side]
             miss = ~found[side] & found[other]
@@ -379,53 +393,23 @@ class ClipAnalyser:
         return speed
 
     def _paint_colours(self, frames_w: U8, masks_w: Bool, evidence: list[PaintEvidence],
-                       diag: dict[str, Any]) -> tuple[F32, F32, float]:
-        """Sunlit white and yellow paint (RGB 0-255) and the road's typical luminance, from the clip's own paint
-        near the camera; standard ratios to the asphalt where the clip has none."""
+                       diag: dict[str, Any]) -> tuple[PaintLook, PaintLook, F32]:
+        """White and yellow paint relative to the pavement (:mod:`~lanepipe.edit.procedural.appearance`) and the
+        clip's typical road colour; recorded in ``diag["paint_appearance"]`` and ``diag["paint_rgb"]``."""
         cfg = self.cfg
-        h = frames_w.shape[1]
-        lo = int(h * 0.55)  # near road: the lower part of the frame
-        step = max(1, len(frames_w) // 8)
-        whites, yellows, roads = [], [], []
-        for t in range(0, len(frames_w), step):
-            f = frames_w[t, lo:].astype(np.float32)
-            m = masks_w[t, lo:]
-            ev = evidence[t]
-            br, ye = ev.bright[lo:], ev.yellow[lo:]
-            road = m & (br < cfg.paint_bright_thr * 0.5) & (ye < cfg.paint_yellow_thr * 0.5)
-            if road.sum() < 50:
-                continue
-            roads.append(float(np.median(f[road].mean(axis=1))))
-            wpx = m & (br > cfg.paint_bright_thr * 2) & (ye < cfg.paint_yellow_thr)
-            ypx = m & (ye > cfg.paint_yellow_thr * 2.5)
-            if wpx.sum() >= 20:
-                whites.append(np.percentile(f[wpx], 60, axis=0))
-            if ypx.sum() >= 20:
-                yellows.append(np.percentile(f[ypx], 60, axis=0))
-        road_lum = float(np.median(roads)) if roads else 100.0
-        if whites:
-            white = np.median(np.asarray(whites), axis=0).astype(np.float32)
-            diag["white_source"] = "clip paint"
-        else:
-            white = np.full(3, _WHITE_OF_ASPHALT * road_lum, dtype=np.float32)
-            diag["white_source"] = "standard ratio to the asphalt"
-        floor = min(1.6 * road_lum, 235.0)  # faint worn paint: do not copy its lack of contrast
-        if white.mean() < floor:
-            white = white * (floor / float(white.mean()))
-        if yellows:
-            yellow = np.median(np.asarray(yellows), axis=0).astype(np.float32)
-            diag["yellow_source"] = "clip paint"
-            floor = min(1.2 * road_lum, 200.0)
-            if yellow.mean() < floor:
-                yellow = yellow * (floor / float(yellow.mean()))
-        else:
-            yellow = (white * _YELLOW_OF_WHITE * 0.9).astype(np.float32)
-            diag["yellow_source"] = "standard ratio to white"
-        white = np.clip(white, 0.0, 250.0)
-        yellow = np.clip(yellow, 0.0, 250.0)
-        diag["paint_rgb"] = {"white": np.round(white, 1).tolist(), "yellow": np.round(yellow, 1).tolist(),
-                             "road_luminance": round(road_lum, 1)}
-        return white, yellow, road_lum
+        white, yellow, road_rgb, notes = measure_looks(frames_w, masks_w, evidence, cfg.paint_bright_thr,
+                                                       cfg.paint_yellow_thr)
+        diag.update(notes)
+        diag["white_source"] = white.source
+        diag["yellow_source"] = yellow.source
+        diag["paint_appearance"] = {"white": white.to_dict(road_rgb), "yellow": yellow.to_dict(road_rgb),
+                                    "road_rgb": [round(float(v), 1) for v in road_rgb],
+                                    "model": "paint = local pavement luma x gain per channel, lifted and "
+                                             "highlight-compressed (lanepipe.edit.procedural.appearance)"}
+        diag["paint_rgb"] = {"white": [round(float(v), 1) for v in white.colour(road_rgb[None, :])[0]],
+                             "yellow": [round(float(v), 1) for v in yellow.colour(road_rgb[None, :])[0]],
+                             "road_luminance": round(float(luma(road_rgb)), 1)}
+        return white, yellow, road_rgb
 
     def _road_width(self, cam_w: PinholeCamera, masks_w: Bool) -> float:
         grid = self._bev_grid(cam_w, 12.0, 0.5, 0.05, 20.0)

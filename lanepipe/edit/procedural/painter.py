@@ -89,6 +89,12 @@ class ProceduralPainter:
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag, road=road)
 
     # ------------------------------------------------------------------------------------------ analysis
+    def analysis(self, clip: Clip, masks: RoadMasks) -> ClipAnalysis:
+        """What the painter measured on ``clip`` (camera, boundary tracks, paint appearance), cached as for
+        :meth:`paint`; for measuring an edit against the painter's own geometry."""
+        masks.check_matches(clip)
+        return self._analyse(clip, masks)
+
     def _analyse(self, clip: Clip, masks: RoadMasks) -> ClipAnalysis:
         """The clip analysis, cached for the last (clip, masks) pair seen (the QA loop repaints the same clip)."""
         refs = (clip, masks, clip.frames, masks.masks)

@@ -154,7 +154,8 @@ class PaintResult:
     """What :meth:`ProceduralPainter.paint` returns.
 
     Attributes:
-        frames: ``(T, H, W, 3) uint8`` edited RGB frames (pixels outside the road mask unchanged).
+        frames: ``(T, H, W, 3) uint8`` edited RGB frames (pixels outside the road mask unchanged,
+            except old paint of a named boundary that the mask misses, which is erased).
         lanes: per frame, the painted lines (empty for ``none``).
         diagnostics: JSON-ready facts: camera and its source, vanishing point, lane width, line detection
             rates, speed and its source, timings.

@@ -2,7 +2,8 @@
 
 Every road pixel near a boundary gets its ground coordinates; its paint coverage is the exact overlap of the
 pixel's ground footprint (widened by the image blur) with each stripe, across and (broken lines) along the line,
-the dashes anchored to the road. Only pixels inside the road mask change. Frames are ``(H, W, 3) uint8`` RGB.
+the dashes anchored to the road. Only pixels inside the road mask change, and old paint of a named boundary
+that the mask misses (:meth:`FrameRenderer.old_paint`). Frames are ``(H, W, 3) uint8`` RGB.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ def _wear_tile(seed: int) -> F32:
     return out
 
 
+#: Seed pixels (work resolution) a stroke of old paint needs to be erased: this many near the camera, ...
+_MIN_SEED_PX = 6
+#: ... and farther away the pixels of this many metres (a line's width) at the stroke's scale, at least 2.
+_SEED_M = 0.15
+#: Hysteresis: pixels above this fraction of the paint thresholds grow a seeded stroke ...
+_WEAK = 0.7
+#: ... up to this many erase half-widths from the tracked boundary (seeds: within one).
+_GROW = 1.6
 _WEAR_TEXEL_S = 0.04
 _WEAR_TEXEL_D = 0.02
 
@@ -153,8 +162,8 @@ class FrameRenderer:
 
     def render(self, out: U8, t: int, clip: Clip, mask: Bool, an: ClipAnalysis, spec: LaneSpec, sides: list[str],
                 stripes: dict[str, list[_Stripe]], params: PaintParams) -> list[PaintedLine]:
-        """One frame into ``out`` (``(H, W, 3) uint8``): erase, then paint; only road pixels change."""
-        cfg = self.cfg
+        """One frame into ``out`` (``(H, W, 3) uint8``): erase, then paint; only road pixels change, and the old
+        paint of the named boundaries where the road mask misses it (:meth:`old_paint`)."""
         frame = clip.frames[t]
         out[...] = frame
         if not mask.any():
@@ -163,32 +172,14 @@ class FrameRenderer:
         hw, ww = mw.shape
         h, w = mask.shape
         scale = (ww / w, hw / h)
-        # ---- erase zone and paint pixels at work resolution
-        if spec.is_removal and spec.side == "both":
-            # all paint in the road, except a thin band along the mask's lower border (a hood's bright edge)
-            k = 4
-            below = np.ones_like(mw)
-            below[:-k] = mw[k:]
-            zone = mw & below
-        else:
-            zone = np.zeros_like(mw)
-            for side in sides:
-                half = cfg.erase_half_width_m if an.found[side][t] else cfg.erase_half_width_assumed_m
-                half *= params.erase_strength
-                c = an.coefs[side][t]
-                rows, cols = _corridor(an.cam_w, an.maps_w, c, half, cfg.max_range_m, an.fit_range_m)
-                x = an.maps_w.x[rows, cols]
-                ok = np.isfinite(x)
-                rows, cols = rows[ok], cols[ok]
-                near = np.abs(an.maps_w.y[rows, cols] - _poly(c, x[ok], an.fit_range_m)) < half
-                zone[rows[near], cols[near]] = True
-            zone &= mw
-        thr = 0.8 / math.sqrt(params.erase_strength)
-        paint_w = an.evidence[t].mask(cfg.paint_bright_thr * thr, cfg.paint_yellow_thr * thr) & zone
-        ksz = 3 if params.erase_strength < 1.5 else 5
-        paint_w = cv2.dilate(paint_w.astype(np.uint8), np.ones((ksz, ksz), np.uint8)) > 0
+        # ---- the old paint of the named boundaries, at work resolution
+        paint_w, zone = self.old_paint(an, t, sides, params)
         # ---- asphalt colour under and around the paint: push-pull at half the work resolution
-        known = mw & ~paint_w
+        # the corridor around the line (and a few pixels more) counts as pavement too where the road mask misses
+        # it (a line in shade or on bright paving): the fill takes the colour beside the line, not that of road
+        # farther away
+        around = cv2.dilate(zone.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+        known = (mw | around) & ~paint_w
         lw_, lh_ = max(ww // 2, 1), max(hw // 2, 1)
         f_low = np.asarray(cv2.resize(an.frames_w[t], (lw_, lh_), interpolation=cv2.INTER_AREA), dtype=np.float32)
         k_low = np.asarray(cv2.resize(known.astype(np.float32), (lw_, lh_), interpolation=cv2.INTER_AREA)) > 0.99
@@ -210,6 +201,72 @@ class FrameRenderer:
             lines.append(self._polyline(an, mask, c, side, spec))
         return lines
 
+    def old_paint(self, an: ClipAnalysis, t: int, sides: list[str], params: PaintParams) -> tuple[Bool, Bool]:
+        """The old paint of the named boundaries in frame ``t`` and the corridors searched, ``(h, w) bool`` each at
+        work resolution.
+
+        A corridor follows each boundary's track (smoothed over time) ``erase_half_width_m`` either side, down
+        to the lowest road row of the frame (the hood, when the road mask stops above it). Paint in it is found
+        by hysteresis: pixels above the paint thresholds seed the strokes; pixels above _WEAK of the thresholds
+        that connect to a seed grow them, up to ``_GROW`` corridor half-widths from the track; off the road mask
+        only yellowness counts, only within the corridor and the fitted range. So a stroke's faint
+        ends and a yellow line in deep shade that the road mask misses are erased too, while pavement,
+        shoulders, kerbs and cars, which are not paint, never are. The strokes are widened by one or two pixels
+        (their blurred border).
+        """
+        cfg = self.cfg
+        mw = an.masks_w[t]
+        zone = np.zeros_like(mw)
+        grow = np.zeros_like(mw)  # a seeded stroke may grow a little beyond the corridor (a track a bit off)
+        road_rows = np.flatnonzero(mw.any(axis=1))
+        if len(road_rows) == 0:
+            return zone, zone
+        for side in sides:
+            half = cfg.erase_half_width_m if an.found[side][t] else cfg.erase_half_width_assumed_m
+            half *= params.erase_strength
+            c = an.coefs[side][t]
+            rows, cols = _corridor(an.cam_w, an.maps_w, c, half * _GROW, cfg.max_range_m, an.fit_range_m)
+            x = an.maps_w.x[rows, cols]
+            ok = np.isfinite(x)
+            rows, cols = rows[ok], cols[ok]
+            dist = np.abs(an.maps_w.y[rows, cols] - _poly(c, x[ok], an.fit_range_m))
+            zone[rows[dist < half], cols[dist < half]] = True
+            grow[rows[dist < half * _GROW], cols[dist < half * _GROW]] = True
+        zone[road_rows[-1] + 1:] = False
+        grow[road_rows[-1] + 1:] = False
+        thr = 0.8 / math.sqrt(params.erase_strength)
+        ev = an.evidence[t]
+        # off the road mask only yellow counts (a yellow line in shade, or on bright paving, that the mask
+        # missed): yellow in itself, not only next to something bluer (a car); paint yellow, not red or orange
+        # (a tail light: green well below red); only where the boundary was fitted (beyond, its straight
+        # continuation may leave a curving road for yellow-green grass). A bright car, kerb or barrier is not paint
+        rgb = an.frames_w[t].astype(np.int16)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        fitted = np.nan_to_num(an.maps_w.x, nan=np.inf) <= an.fit_range_m
+        off = ~mw & fitted & (5 * g > 3 * r) & (r + g > 2 * b + 20)
+        strong = zone & np.where(mw, ev.mask(cfg.paint_bright_thr * thr, cfg.paint_yellow_thr * thr),
+                                 off & (ev.yellow > cfg.paint_yellow_thr * thr))
+        weak = np.where(mw, grow & ev.mask(cfg.paint_bright_thr * thr * _WEAK, cfg.paint_yellow_thr * thr * _WEAK),
+                        zone & off & (ev.yellow > cfg.paint_yellow_thr * thr * _WEAK))
+        paint = strong
+        if strong.any():
+            # a stroke holds a few seed pixels; a lone bright speck of aggregate does not. Far away a whole dash
+            # is a few pixels: the count asked for shrinks with the scale at the stroke's nearest row
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(weak.astype(np.uint8), connectivity=8)
+            hw, ww = mw.shape
+            h_full, w_full = an.row_ppm.shape[0], an.cam.width
+            bottom = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] - 1
+            ppm = an.row_ppm[np.minimum(((bottom + 0.5) * h_full / hw).astype(np.intp), h_full - 1)] * (ww / w_full)
+            need = np.clip(_SEED_M * ppm, 2.0, _MIN_SEED_PX)
+            seeded = np.bincount(labels[strong], minlength=n) >= need
+            seeded[0] = False
+            paint = seeded[labels]
+        ksz = 3 if params.erase_strength < 1.5 else 5
+        box = np.ones((ksz, ksz), np.uint8)
+        off_road = cv2.dilate((paint & ~mw).astype(np.uint8), box) > 0
+        grown: Bool = (cv2.dilate(paint.astype(np.uint8), box) > 0) & (mw | off_road)
+        return grown, zone
+
     def _erase(self, out: U8, frame: U8, mask: Bool, paint_w: Bool, low: F32, grain: float, an: ClipAnalysis,
                t: int, params: PaintParams, scale: tuple[float, float], low_scale: tuple[float, float]) -> None:
         cfg = self.cfg
@@ -225,7 +282,11 @@ class FrameRenderer:
         up = cv2.warpAffine(paint_w.astype(np.uint8) * 255, m_aff, (c1 - c0, r1 - r0),
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
         box_mask = mask[r0:r1, c0:c1]
-        hole = (up > 0) & box_mask
+        # old paint of the named boundaries (and its border); off the road mask only where paint was found there
+        off = (paint_w & ~an.masks_w[t]).astype(np.uint8) * 255
+        up_off = cv2.warpAffine(off, m_aff, (c1 - c0, r1 - r0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT) if off.any() else np.zeros_like(up)
+        hole = (up > 0) & (box_mask | (up_off > 0))
         rows, cols = np.nonzero(hole)
         if len(rows) == 0:
             return
@@ -305,10 +366,9 @@ class FrameRenderer:
         alpha = np.clip(alpha, 0.0, 1.0) * params.opacity
         sx, sy = scale
         low = _sample(low_img, rows, cols, sx, sy)
-        lum = low.mean(axis=1, keepdims=True)
-        # paint keeps its sunlit colour on brighter paving and darkens with the road in shadow
-        shade = np.clip(lum / max(an.road_lum, 1.0), 0.3, 1.0)
-        base = (an.yellow_rgb if color == "yellow" else an.white_rgb)[None, :] * shade
+        # the pavement's own colour times the paint's gain: brighter than the paving on concrete, in shade and at
+        # night alike (lanepipe.edit.procedural.appearance)
+        base = (an.yellow if color == "yellow" else an.white).colour(low)
         if color == "yellow":
             grey = base.mean(axis=1, keepdims=True)
             base = grey + params.saturation * (base - grey)
@@ -341,6 +401,20 @@ class FrameRenderer:
             points = np.stack([u_at[ok], rows[ok]], axis=1)
         return PaintedLine(id=0 if side == "left" else 1, side=side, color=str(spec.color),
                            pattern=str(spec.pattern), count=spec.count, points=points, visible=len(points) >= 2)
+
+
+def boundary_band(an: ClipAnalysis, t: int, side: str, half_m: float) -> Bool:
+    """``(H, W) bool`` full-resolution pixels within ``half_m`` metres (on the ground) of the ego lane's ``side``
+    boundary as tracked in frame ``t`` (for measuring paint and remnants along it)."""
+    maps = an.maps
+    band = np.zeros(maps.x.shape, dtype=bool)
+    rows, cols = _corridor(an.cam, maps, an.coefs[side][t], half_m, float(np.nanmax(maps.x)), an.fit_range_m)
+    x = maps.x[rows, cols]
+    ok = np.isfinite(x)
+    rows, cols = rows[ok], cols[ok]
+    near = np.abs(maps.y[rows, cols] - _poly(an.coefs[side][t], x[ok], an.fit_range_m)) < half_m
+    band[rows[near], cols[near]] = True
+    return band
 
 
 def _sample(img: F32, rows: Ints, cols: Ints, sx: float, sy: float) -> F32:
