@@ -16,6 +16,7 @@ practice, e.g. Caltrans Standard Plan A20A). §3A.05: yellow separates opposing 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,7 +107,7 @@ PRESETS: dict[str, str] = {
     "passing-zone": "double yellow solid-dashed",
     "no-ego-lane-markings": "none@both",
 }
-#: Presets that were renamed: old name → (new name, why).
+#: Presets that were renamed: old name → (new name, why). The old name still works, with a DeprecationWarning.
 RENAMED_PRESETS: dict[str, tuple[str, str]] = {
     "no-markings": ("no-ego-lane-markings", "it removes the ego lane's two boundaries only; other lines stay"),
 }
@@ -129,8 +130,9 @@ def parse_instruction(text: str) -> LaneSpec:
         name = t.removeprefix("preset:").strip()
         if name in RENAMED_PRESETS:
             new, why = RENAMED_PRESETS[name]
-            raise InputError(f"instruction {raw!r}", f"a preset among {', '.join(PRESETS)}",
-                             f"preset {name!r}, renamed {new!r}", f"use 'preset:{new}' ({why})")
+            warnings.warn(f"instruction {raw!r}: preset {name!r} is renamed {new!r} ({why}); "
+                          f"use 'preset:{new}'", DeprecationWarning, stacklevel=2)
+            return parse_instruction(PRESETS[new])
         if name not in PRESETS:
             raise InputError(f"instruction {raw!r}", f"a preset among {', '.join(PRESETS)}", f"preset {name!r}")
         return parse_instruction(PRESETS[name])

@@ -52,9 +52,9 @@ def test_mutcd_sizes() -> None:
 
 def test_removal_preset_says_what_it_removes() -> None:
     """Issue 13 item 5: the removal preset names what it does (the ego lane's two boundaries; other lines stay),
-    its description says so, and the old name is refused with the new one."""
+    its description says so, and the old name still parses to it, with a warning naming the new one."""
     spec = parse_instruction("preset:no-ego-lane-markings")
     assert spec == LaneSpec(0, None, None, "both")
     assert spec.describe() == "road with no lane markings on the ego lane's boundaries; other lines unchanged"
-    with pytest.raises(InputError, match="renamed 'no-ego-lane-markings'"):
-        parse_instruction("preset:no-markings")
+    with pytest.warns(DeprecationWarning, match="renamed 'no-ego-lane-markings'"):
+        assert parse_instruction("preset:no-markings") == spec
