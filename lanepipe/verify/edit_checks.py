@@ -300,6 +300,12 @@ class EditChecker:
         _, det, static = self._geometry()
         return static if static is not None else det
 
+    def boundaries(self, n: int) -> tuple[RoadView | None, dict[str, tuple[float, float]]]:
+        """The near-range view of the first ``n`` original frames and the ego lane's boundaries found in them:
+        side → ``(lat_hi, lat_lo)`` metres (+ = left) of its paint band; ``(None, {})`` when there is no view."""
+        o = self._original_of(n)
+        return o.view, dict(o.bands)
+
     def _original_of(self, n: int) -> _Original:
         if n in self._orig:
             return self._orig[n]
@@ -473,21 +479,24 @@ class EditChecker:
         lightness (white) or b* (yellow) difference in absolute value, signed.
         """
         cfg, spec = self.cfg, self.spec
-        names: list[CheckName] = (["white_brightness"] if spec.color == "white" else
-                                  ["yellow_chroma", "yellow_hue"] if spec.color == "yellow" else [])
-        if spec.is_removal or not names:
-            return []
+        names: list[CheckName] = ["white_brightness"] if spec.color == "white" else ["yellow_chroma", "yellow_hue"]
+        others: list[CheckName] = [c for c in ("white_brightness", "yellow_chroma", "yellow_hue") if c not in names]
+        asked = "a removal" if spec.is_removal else f"{spec.color} paint"
+        skipped = [CheckResult(c, side, "not applicable", note=f"the instruction asks for {asked}") for c in others]
+        if spec.is_removal:
+            return [CheckResult(c, side, "not applicable", note="the instruction asks for a removal")
+                    for c in ("white_brightness", "yellow_chroma", "yellow_hue")]
         if cols is None:
-            return [CheckResult(c, side, "not applicable", note="no new paint found on this boundary")
-                    for c in names]
+            return [*skipped, *(CheckResult(c, side, "not applicable", note="no new paint found on this boundary")
+                                for c in names)]
         pave_l = _pavement(o, o.lum, cols, view, cfg)
         pave_b = _pavement(o, o.b, cols, view, cfg)
         diff = (e.lum - pave_l) if spec.color == "white" else (e.b - pave_b)
         sel = changed & cols[None, None, :] & (np.abs(diff) > cfg.stripe_tol) & np.isfinite(diff)
         per_col = sel.sum(axis=(0, 1))
         if per_col.sum() < cfg.min_px:
-            return [CheckResult(c, side, "not applicable", note="no changed samples stand out from the pavement")
-                    for c in names]
+            return [*skipped, *(CheckResult(c, side, "not applicable",
+                                            note="no changed samples stand out from the pavement") for c in names)]
         d = np.where(sel, diff, 0.0)
         mean = d.sum(axis=(0, 1)) / np.maximum(per_col, 1)
         usable = per_col >= max(3, cfg.min_px // 5)
@@ -500,7 +509,7 @@ class EditChecker:
         stripe = sel & col_sel[None, None, :]
         value = float(np.median(diff[stripe]))
         frames_n = stripe.sum(axis=(1, 2))
-        out: list[CheckResult] = []
+        out: list[CheckResult] = list(skipped)
         if spec.color == "white":
             bad = tuple(int(t) for t in range(len(frames_n)) if frames_n[t] >= 3
                         and float(np.median(diff[t][stripe[t]])) < cfg.white_min_contrast)
