@@ -32,7 +32,6 @@ lane detector (:class:`~lanepipe.verify.lane_detector.LaneDetector`) run once on
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -144,7 +143,8 @@ def static_hood_row(frames: U8, ratio: float) -> int | None:
         r -= 1
     if not 0.02 * sh <= sh - r <= 0.35 * sh:
         return None
-    return min(h - 1, round(r / scale))
+    hood: int = min(int(h) - 1, round(r / scale))
+    return hood
 
 
 # ============================================================================================== samples
@@ -536,8 +536,7 @@ class EditChecker:
         counts = np.zeros(n, np.int64)
         for t in range(n):
             grown = cv2.dilate(self.masks[t].astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-            diff = np.abs(edited[t].astype(np.int16) - self.original[t].astype(np.int16)).max(axis=2) > cfg.outside_tol
-            counts[t] = int((diff & ~grown).sum())
+            counts[t] = int((_changed(edited[t], self.original[t], cfg.outside_tol) & ~grown).sum())
         share = counts / float(edited.shape[1] * edited.shape[2])
         frames = tuple(int(t) for t in np.nonzero(share > cfg.outside_max_share)[0])
         return [CheckResult("outside_road", "frame", "fail" if frames else "pass", float(share.max()),
@@ -549,8 +548,8 @@ class EditChecker:
         if hood is None or hood >= edited.shape[1]:
             return CheckResult("on_hood", "frame", "not applicable", note="no hood found")
         n = len(edited)
-        diff = np.abs(edited[:, hood:].astype(np.int16) - self.original[:n, hood:].astype(np.int16)).max(axis=3)
-        share = (diff > cfg.outside_tol).mean(axis=(1, 2))
+        share = np.array([_changed(edited[t, hood:], self.original[t, hood:], cfg.outside_tol).mean()
+                          for t in range(n)])
         frames = tuple(int(t) for t in np.nonzero(share > cfg.hood_max_share)[0])
         return CheckResult("on_hood", "frame", "fail" if frames else "pass", float(share.max()), cfg.hood_max_share,
                            frames, "share of the hood's pixels changed", note=f"hood from row {hood}")
@@ -577,10 +576,21 @@ def _pavement(o: _Samples, chan: F32, cols: Bool, view: RoadView, cfg: EditCheck
     k = 2 * view.cols(cfg.pave_window_m) + 1
     near = cv2.dilate(cols.astype(np.uint8)[None, :], np.ones((1, k), np.uint8))[0] > 0
     win = near & ~cols
-    sel = o.road & ~o.paint & win[None, None, :]
-    vals = np.where(sel, chan, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        med = np.nanmedian(vals, axis=2, keepdims=True)
-    out: F32 = med.astype(np.float32)
+    idx = np.nonzero(win)[0]
+    sel = (o.road & ~o.paint)[:, :, idx]
+    vals = np.sort(np.where(sel, chan[:, :, idx], np.inf), axis=2)  # the pavement's samples first, in order
+    count = sel.sum(axis=2, keepdims=True)
+    last = max(vals.shape[2] - 1, 0)
+    lo = np.take_along_axis(vals, np.clip((count - 1) // 2, 0, last), axis=2)
+    hi = np.take_along_axis(vals, np.clip(count // 2, 0, last), axis=2)
+    med = np.where(count % 2 == 1, lo, 0.5 * (lo + hi))
+    out: F32 = np.where(count > 0, med, np.nan).astype(np.float32)
+    return out
+
+
+def _changed(a: U8, b: U8, tol: int) -> Bool:
+    """``(H, W) bool`` pixels where some RGB channel of ``a`` and ``b`` (``(H, W, 3) uint8``) differs by more
+    than ``tol``."""
+    d = cv2.absdiff(a, b)
+    out: Bool = np.maximum(np.maximum(d[:, :, 0], d[:, :, 1]), d[:, :, 2]) > tol
     return out
