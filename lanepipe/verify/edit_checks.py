@@ -114,16 +114,18 @@ def road_view(vp: Point, bottom: int, cfg: EditCheckConfig, hood_row: int | None
     return RoadView(vp=(float(u0), float(v0)), rows=rows, lats=lats, map_u=map_u, map_v=map_v, hood_row=hood_row)
 
 
-def static_hood_row(frames: U8, ratio: float) -> int | None:
-    """First row of a static region at the bottom of the frames (the ego vehicle's hood), or None.
+def static_hood(frames: U8, ratio: float) -> npt.NDArray[np.intp] | None:
+    """First row of the static region at the bottom of each column (the ego vehicle's hood), or None.
 
-    The road moves past the camera, the hood does not: per row, the median (over the central 60 % of the
-    columns) of each pixel's standard deviation over time is small on the hood. The hood is the block of rows
-    at the bottom whose figure is below ``ratio`` times the road's (rows 55-75 % down the frame); it must be
-    2-35 % of the height, else there is none (a car standing still shows no static block of its own).
+    The road moves past the camera, the hood does not: each pixel's standard deviation over time is small on
+    the hood. Per column, the hood is the run of rows up from the bottom whose figure is below ``ratio`` times
+    the road's (the median over rows 55-75 % down the frame, central columns), smoothed across columns and never
+    more than 2 % of the height above its median in the central columns (a hood's edge is a smooth curve, highest
+    in the middle; a taller static run at the side is a blank wall). There is none when the run is under 2 % or over 35 % of the
+    height in the central columns (a car standing still shows no static block of its own).
 
     Shape:
-        frames ``(T, H, W, 3) uint8`` with T >= 4; fewer frames → None.
+        frames ``(T, H, W, 3) uint8`` with T >= 4 → ``(W,) intp`` rows; fewer frames → None.
     """
     t, h, w = frames.shape[:3]
     if t < 4 or h < 32:
@@ -133,18 +135,26 @@ def static_hood_row(frames: U8, ratio: float) -> int | None:
     idx = np.unique(np.linspace(0, t - 1, min(t, 16)).round().astype(int))
     gray = np.stack([cv2.resize(cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY), (sw, sh), interpolation=cv2.INTER_AREA)
                      for i in idx]).astype(np.float32)
-    std = gray.std(axis=0)[:, int(0.2 * sw):max(int(0.2 * sw) + 1, int(0.8 * sw))]
-    per_row = np.median(std, axis=1)
-    road = float(np.median(per_row[int(0.55 * sh):int(0.75 * sh)]))
+    std = gray.std(axis=0)
+    centre = slice(int(0.2 * sw), max(int(0.2 * sw) + 1, int(0.8 * sw)))
+    road = float(np.median(std[int(0.55 * sh):int(0.75 * sh), centre]))
     if road < 2.0:  # the picture hardly moves: no way to tell a static hood
         return None
-    r = sh
-    while r > 0 and per_row[r - 1] < ratio * road:
-        r -= 1
-    if not 0.02 * sh <= sh - r <= 0.35 * sh:
+    static = cv2.medianBlur(((std < ratio * road) * 255).astype(np.uint8), 3) > 0
+    moving = ~static[::-1]  # bottom row first
+    run = np.where(moving.any(axis=0), moving.argmax(axis=0), sh).astype(np.float64)
+    run = np.minimum(run, 0.35 * sh)
+    mid = float(np.median(run[centre]))
+    if not 0.02 * sh <= mid:
         return None
-    hood: int = min(int(h) - 1, round(r / scale))
-    return hood
+    k = max(3, (sw // 16) | 1)
+    smooth = np.array([np.median(run[max(0, c - k // 2):c + k // 2 + 1]) for c in range(sw)])
+    # a hood's edge is highest in the middle: a taller static run elsewhere is a flat wall or sky, not hood
+    smooth = np.minimum(smooth, float(np.median(smooth[centre])) + 0.02 * sh)
+    top = (sh - smooth) / scale
+    cols = np.interp(np.arange(w), (np.arange(sw) + 0.5) / scale - 0.5, top)
+    out: npt.NDArray[np.intp] = np.clip(np.round(cols), 0, h).astype(np.intp)
+    return out
 
 
 # ============================================================================================== samples
@@ -278,11 +288,12 @@ class EditChecker:
         self.cfg = cfg or EditCheckConfig()
         self.detector_cfg = detector_cfg or LaneDetectorConfig(camera_height_m=self.cfg.camera_height_m)
         self._orig: dict[int, _Original] = {}
-        self._vp_hood: tuple[Point, int | None, int | None] | None = None
+        self._vp_hood: tuple[Point, int | None, npt.NDArray[np.intp] | None] | None = None
 
     # ------------------------------------------------------------------------------------------ original
-    def _geometry(self) -> tuple[Point, int | None, int | None]:
-        """Vanishing point, detector hood row and static hood row of the whole original clip (computed once)."""
+    def _geometry(self) -> tuple[Point, int | None, npt.NDArray[np.intp] | None]:
+        """Vanishing point, the lane detector's hood row and the static hood's rows per column of the whole
+        original clip (computed once)."""
         if self._vp_hood is None:
             from lanepipe.verify.lane_detector import LaneDetector
 
@@ -291,14 +302,25 @@ class EditChecker:
             h, w = self.original.shape[1:3]
             point: Point = (float(vp[0]), float(vp[1])) if vp is not None else (w / 2, 0.55 * h)
             det = report.diagnostics.get("hood_row")
-            static = static_hood_row(self.original, self.cfg.hood_static_ratio)
+            static = static_hood(self.original, self.cfg.hood_static_ratio)
             self._vp_hood = (point, None if det is None else int(det), static)
         return self._vp_hood
 
-    def hood_row(self) -> int | None:
-        """The hood's first row: the static bottom block of the clip, else the lane detector's hood, else None."""
+    def hood(self) -> npt.NDArray[np.intp] | None:
+        """``(W,)`` first hood row per column: the static bottom block of the clip (:func:`static_hood`), else the
+        lane detector's hood row across the frame, else None."""
         _, det, static = self._geometry()
-        return static if static is not None else det
+        if static is not None:
+            return static
+        return None if det is None else np.full(self.original.shape[2], det, np.intp)
+
+    def hood_row(self) -> int | None:
+        """The highest hood row in the central 60 % of the columns (the road's near range ends there), or None."""
+        hood = self.hood()
+        if hood is None:
+            return None
+        w = len(hood)
+        return int(hood[int(0.2 * w):max(int(0.2 * w) + 1, int(0.8 * w))].min())
 
     def boundaries(self, n: int) -> tuple[RoadView | None, dict[str, tuple[float, float]]]:
         """The near-range view of the first ``n`` original frames and the ego lane's boundaries found in them:
@@ -544,15 +566,19 @@ class EditChecker:
 
     def _on_hood(self, edited: U8) -> CheckResult:
         cfg = self.cfg
-        hood = self.hood_row()
-        if hood is None or hood >= edited.shape[1]:
+        hood = self.hood()
+        h = edited.shape[1]
+        if hood is None or int(hood.min()) >= h:
             return CheckResult("on_hood", "frame", "not applicable", note="no hood found")
+        top = int(hood.min())
+        region = np.arange(top, h)[:, None] >= hood[None, :]
         n = len(edited)
-        share = np.array([_changed(edited[t, hood:], self.original[t, hood:], cfg.outside_tol).mean()
-                          for t in range(n)])
+        share = np.array([(_changed(edited[t, top:], self.original[t, top:], cfg.outside_tol) & region).sum()
+                          for t in range(n)]) / max(int(region.sum()), 1)
         frames = tuple(int(t) for t in np.nonzero(share > cfg.hood_max_share)[0])
         return CheckResult("on_hood", "frame", "fail" if frames else "pass", float(share.max()), cfg.hood_max_share,
-                           frames, "share of the hood's pixels changed", note=f"hood from row {hood}")
+                           frames, "share of the hood's pixels changed",
+                           note=f"hood from row {top} (highest) to {int(hood.max())} (lowest)")
 
     def _erase_band(self, o: _Samples, e: _Samples, off_path: Bool, changed: Bool, view: RoadView) -> CheckResult:
         """Changed samples (``off_path``: those off the named boundaries' paths) farther than ``erase_band_m``

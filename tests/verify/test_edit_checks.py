@@ -16,7 +16,7 @@ from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.sample import SampleClip, render_sample
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import CheckResult, Verdict
-from lanepipe.verify.edit_checks import CHECKS, EditChecker, static_hood_row
+from lanepipe.verify.edit_checks import CHECKS, EditChecker, static_hood
 from lanepipe.verify.lane_detector import LaneDetector
 
 T, W, H = 12, 640, 360
@@ -187,7 +187,8 @@ def test_paint_on_the_hood_fails(painter: ProceduralPainter, sample: SampleClip)
     road = sample.road_masks.copy()
     road[:, hood:] = True
     c = dataclasses.replace(sample.to_clip(), frames=frames)
-    assert abs((static_hood_row(frames, 0.3) or 0) - hood) <= 3
+    found = static_hood(frames, 0.3)
+    assert found is not None and np.abs(found - hood).max() <= 3
     edited = painter.paint(c, RoadMasks(road, "gt"), parse_instruction("single white solid")).frames
     r = _by(EditChecker(frames, road, parse_instruction("single white solid")).check(edited), "on_hood")
     assert r.failed and r.frames
