@@ -25,8 +25,8 @@ camera (along the lane direction, whose vanishing point is ``(u0, v0)``) is at c
 A straight boundary is then a band of columns at any distance. Paint is what a horizontal top-hat of lightness
 (or b*) narrower than ``paint_width_m`` finds; the ego lane's boundaries are the bands of columns, nearest the
 camera on either side, that the original's paint occupies (or, where the original has none, the new paint).
-The vanishing point and, where the clip does not move enough to show a static hood, the hood row come from the
-lane detector (:class:`~lanepipe.verify.lane_detector.LaneDetector`) run once on the original.
+The vanishing point comes from the lane detector (:class:`~lanepipe.verify.lane_detector.LaneDetector`) run once
+on the original; the hood from the clip's static bottom block (:func:`static_hood`), else the detector's hood row.
 """
 
 from __future__ import annotations
