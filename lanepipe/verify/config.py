@@ -180,6 +180,10 @@ class EditCheckConfig(BaseModel):
     hood_static_ratio: float = Field(
         0.3, gt=0.0, lt=1.0,
         description="bottom rows whose change over time is below this share of the road's are the hood")
+    hood_static_ratio_loose: float = Field(
+        0.6, gt=0.0, lt=1.0,
+        description="the same, where the lane detector saw a hood edge but the strict test found no hood "
+                    "(reflections of the sky move on the hood); the hood then starts no higher than that edge")
     erase_band_m: float = Field(0.25, gt=0.0, le=2.0,
                                 description="changes must lie within this distance of old or new paint")
     erase_max_outside: float = Field(

@@ -121,8 +121,9 @@ def static_hood(frames: U8, ratio: float) -> npt.NDArray[np.intp] | None:
     the hood. Per column, the hood is the run of rows up from the bottom whose figure is below ``ratio`` times
     the road's (the median over rows 55-75 % down the frame, central columns), smoothed across columns and never
     more than 2 % of the height above its median in the central columns (a hood's edge is a smooth curve, highest
-    in the middle; a taller static run at the side is a blank wall). There is none when the run is under 2 % or over 35 % of the
-    height in the central columns (a car standing still shows no static block of its own).
+    in the middle; a taller static run at the side is a blank wall). There is none when the run is under 2 % of
+    the height in the central columns, and none is taller than 35 % (a car standing still shows no static block
+    of its own).
 
     Shape:
         frames ``(T, H, W, 3) uint8`` with T >= 4 → ``(W,) intp`` rows; fewer frames → None.
@@ -303,12 +304,18 @@ class EditChecker:
             point: Point = (float(vp[0]), float(vp[1])) if vp is not None else (w / 2, 0.55 * h)
             det = report.diagnostics.get("hood_row")
             static = static_hood(self.original, self.cfg.hood_static_ratio)
+            if static is None and det is not None:
+                # the detector saw a hood edge: read its shape with a looser test (reflections move on a hood),
+                # never above the detector's row
+                loose = static_hood(self.original, self.cfg.hood_static_ratio_loose)
+                static = None if loose is None else np.maximum(loose, int(det))
             self._vp_hood = (point, None if det is None else int(det), static)
         return self._vp_hood
 
     def hood(self) -> npt.NDArray[np.intp] | None:
-        """``(W,)`` first hood row per column: the static bottom block of the clip (:func:`static_hood`), else the
-        lane detector's hood row across the frame, else None."""
+        """``(W,)`` first hood row per column: the static bottom block of the clip (:func:`static_hood`; where the
+        lane detector saw a hood but the strict test found none, the loose test below the detector's row), else
+        the lane detector's hood row across the frame, else None."""
         _, det, static = self._geometry()
         if static is not None:
             return static
