@@ -66,7 +66,7 @@ class RoadView:
         lats: ``(C,) float64`` lateral ground position of each column, metres, + = left of the camera; columns
             run left to right in the image (``lats`` decreasing).
         map_u, map_v: ``(R, C) float32`` the input pixel each sample comes from (for ``cv2.remap``).
-        hood_row: first image row of the ego vehicle's hood, or None.
+        on_hood: ``(R, C) bool`` samples on the ego vehicle's hood (never road).
     """
 
     vp: Point
@@ -74,7 +74,7 @@ class RoadView:
     lats: F64
     map_u: F32
     map_v: F32
-    hood_row: int | None
+    on_hood: Bool
 
     @property
     def step_m(self) -> float:
@@ -93,9 +93,10 @@ class RoadView:
         return out
 
 
-def road_view(vp: Point, bottom: int, cfg: EditCheckConfig, hood_row: int | None = None,
+def road_view(vp: Point, bottom: int, cfg: EditCheckConfig, hood: npt.NDArray[np.intp] | None = None,
               max_rows: int = 160) -> RoadView | None:
-    """The :class:`RoadView` of frames whose road ends (exclusive) at row ``bottom``, at most ``max_rows`` rows.
+    """The :class:`RoadView` of frames whose road ends (exclusive) at row ``bottom``, at most ``max_rows`` rows;
+    ``hood``: the ``(W,)`` first hood row per column, if any (samples from there down are on the hood).
 
     Returns None when the near range has fewer than 4 rows (the vanishing point at or below the road's bottom,
     or a tiny image).
@@ -111,7 +112,11 @@ def road_view(vp: Point, bottom: int, cfg: EditCheckConfig, hood_row: int | None
     depth = (rows.astype(np.float64) - v0)[:, None]
     map_u = (u0 - lats[None, :] * depth / cfg.camera_height_m).astype(np.float32)
     map_v = np.repeat(rows.astype(np.float32)[:, None], n, axis=1)
-    return RoadView(vp=(float(u0), float(v0)), rows=rows, lats=lats, map_u=map_u, map_v=map_v, hood_row=hood_row)
+    on_hood = np.zeros(map_u.shape, bool)
+    if hood is not None:
+        cols = np.clip(np.round(map_u), 0, len(hood) - 1).astype(np.intp)
+        on_hood = map_v >= hood[cols]
+    return RoadView(vp=(float(u0), float(v0)), rows=rows, lats=lats, map_u=map_u, map_v=map_v, on_hood=on_hood)
 
 
 def static_hood(frames: U8, ratio: float) -> npt.NDArray[np.intp] | None:
@@ -178,7 +183,7 @@ def _samples(frames: U8, masks: Bool, view: RoadView, cfg: EditCheckConfig) -> _
     for t in range(len(frames)):
         lab = cv2.cvtColor(view.rectify(frames[t]), cv2.COLOR_RGB2LAB).astype(np.float32)
         valid = view.rectify(np.full(frames.shape[1:3], 255, np.uint8), nearest=True) > 0
-        r = (view.rectify(masks[t].astype(np.uint8) * 255, nearest=True) > 0) & valid
+        r = (view.rectify(masks[t].astype(np.uint8) * 255, nearest=True) > 0) & valid & ~view.on_hood
         r = cv2.erode(r.astype(np.uint8), np.ones((1, 3), np.uint8)).astype(bool)
         th_l = tophat(lab[:, :, 0], k)
         th_b = tophat(lab[:, :, 2], k)
@@ -339,13 +344,14 @@ class EditChecker:
         if n in self._orig:
             return self._orig[n]
         vp, _, _ = self._geometry()
-        hood = self.hood_row()
+        hood = self.hood()
         masks = self.masks[:n]
         rows = np.nonzero(masks.any(axis=(0, 2)))[0]
         if not len(rows):
             out = _Original(None, None, {}, "no road in the mask")
         else:
-            bottom = int(rows.max()) + 1 if hood is None else min(int(rows.max()) + 1, hood)
+            # down to the road's last row; the hood's samples (its edge is lowest at the sides) are not road
+            bottom = int(rows.max()) + 1 if hood is None else min(int(rows.max()) + 1, int(hood.max()))
             view = road_view(vp, bottom, self.cfg, hood)
             if view is None:
                 out = _Original(None, None, {}, "the road's near range is under 4 rows (vanishing point too low "
