@@ -88,6 +88,7 @@ def test_one_qa_loop_drives_any_painter_with_any_verifier() -> None:
     from lanepipe.edit.config import QAConfig
     from lanepipe.lanes.instructions import parse_instruction
     from lanepipe.types import Clip, RoadMasks
+    from lanepipe.verify.config import EditCheckConfig
 
     frames = np.full((3, 32, 48, 3), 90, np.uint8)
     clip = Clip(name="c", source="mem", frames=frames, fps=8.0, timestamps=np.arange(3) / 8.0, source_fps=8.0,
@@ -95,7 +96,10 @@ def test_one_qa_loop_drives_any_painter_with_any_verifier() -> None:
     masks = RoadMasks(masks=np.ones((3, 32, 48), bool), backend="test")
     painter = registry.create("painter", "user_backends:StripePainter", {"width_px": 2})
     verifier = registry.create("verifier", "user_backends:PassOnSecond")
-    out = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"), QAConfig(max_iterations=5))
+    # the loop's contract alone: the checks against the original (tests/verify/test_edit_checks.py) are off for this
+    # toy stripe on a flat grey picture
+    loop_only = QAConfig(max_iterations=5, checks=EditCheckConfig(enabled=False))
+    out = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"), loop_only)
     assert [it["verdict"] for it in out.iterations] == ["FAIL", "PASS"] and out.passed
     assert [it["width_px"] for it in out.iterations] == [2, 4] and out.result.diagnostics == {"stripe_px": 4}
     skipped = run_qa(painter, verifier, clip, masks, parse_instruction("single white solid"),

@@ -3,11 +3,13 @@
 A painter is stepwise (after sam2's ``init_state → add_points → propagate``): :meth:`Painter.prepare` starts a
 :class:`PaintJob` for one clip and one instruction; the QA loop (:func:`run_qa`) then repeats
 
-    ``job.attempt()`` → ``verifier.check(...)`` → ``job.record(verdict)`` → ``job.adjust(verdict)``
+    ``job.attempt()`` → ``verifier.check(...)`` + checks → ``job.record(verdict)`` → ``job.adjust(verdict)``
 
-until the verifier passes the attempt or ``edit.qa.max_iterations`` is reached, and ``job.finish(verifier_name)``
-returns the final edit. What an attempt paints (the whole clip, or only its first frame, propagated in ``finish``)
-and which knobs a FAIL turns (paint parameters, prompt and seed) is the painter's business; the loop knows neither.
+until the verifier passes the attempt and every check of it against the original passes
+(:mod:`lanepipe.verify.edit_checks`, ``edit.qa.checks``), or ``edit.qa.max_iterations`` is reached, and
+``job.finish(verifier_name)`` returns the final edit. What an attempt paints (the whole clip, or only its first
+frame, propagated in ``finish``) and which knobs a FAIL turns (paint parameters, prompt and seed) is the painter's
+business; the loop knows neither.
 
 Adding a painter: one class with ``name`` and ``prepare`` (and its job), plus one line in
 :data:`lanepipe.registry.BUILTINS` — or none: ``edit.backend=package.module:ClassName`` (README, "Adding a backend").
@@ -26,6 +28,7 @@ from lanepipe.edit.config import QAConfig
 from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict, Verifier
+from lanepipe.verify.edit_checks import EditChecker
 
 
 @runtime_checkable
@@ -66,7 +69,7 @@ class PaintJob(Protocol):
         ...
 
     def adjust(self, verdict: Verdict) -> None:
-        """Turn a FAIL into the next attempt's knobs."""
+        """Turn a FAIL into the next attempt's knobs (``verdict.failures``: the typed reasons)."""
         ...
 
     def finish(self, verifier: str) -> EditOutput:
@@ -113,13 +116,18 @@ class QAOutcome:
 
 def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
            qa: QAConfig | None = None) -> QAOutcome:
-    """Paint → verify → adjust → retry until the verifier passes an attempt, or ``qa.max_iterations``.
+    """Paint → verify and check → adjust → retry until an attempt passes, or ``qa.max_iterations``.
 
     The verifier sees the attempt's frames next to the same original frames and road masks
-    (``clip.frames[:T']``, ``masks.masks[:T']``). With ``qa.enabled`` false the first attempt is kept unchecked.
+    (``clip.frames[:T']``, ``masks.masks[:T']``); with ``qa.checks.enabled`` the
+    :class:`~lanepipe.verify.edit_checks.EditChecker` compares them with the original too, and the attempt passes
+    only when the verifier passed and no check failed (:meth:`Verdict.with_checks`). Each record gets
+    ``checks``: every check with its status (pass, fail, not applicable), figure, limit and frames. With
+    ``qa.enabled`` false the first attempt is kept unchecked.
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
+    checker = EditChecker(clip.frames, masks.masks, spec, qa.checks) if qa.enabled and qa.checks.enabled else None
     iterations: list[dict[str, Any]] = []
     passed = False
     for k in range(qa.max_iterations):
@@ -130,7 +138,9 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
         n = len(edited)
         t0 = time.perf_counter()
         v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
-        iterations.append({"attempt": k, **job.record(v, time.perf_counter() - t0)})
+        v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
+        record = job.record(v, time.perf_counter() - t0)
+        iterations.append({"attempt": k, **record, "checks": [c.to_dict() for c in v.checks]})
         passed = v.passed
         if passed:
             break

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lanepipe.lanes.instructions import MarkingSizes
+from lanepipe.verify.config import EditCheckConfig
 
 #: Standard lane width (12 ft) assumed when no line is seen.
 LANE_WIDTH_M = 3.66
@@ -194,3 +195,8 @@ class QAConfig(BaseModel):
     max_iterations: int = Field(10, ge=1, le=100, description="attempts per instruction before giving up")
     vary_seed: bool = Field(True, description="flux_cogvideox: attempt k uses seed + k, so a retry differs even "
                             "when the judge gives no revised caption")
+    checks: EditCheckConfig = Field(
+        default_factory=EditCheckConfig,
+        description="checks of each attempt against the original beside the verifier (unnamed boundaries "
+                    "unchanged, no remnants, plausible paint, nothing outside the road or on the hood, erase only "
+                    "near paint); thresholds in lanepipe.verify.config.EditCheckConfig")

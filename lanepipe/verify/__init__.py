@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from lanepipe.verify.base import (
     BoundaryReport,
+    CheckResult,
     FrameJudge,
     InspectingVerifier,
     Judgement,
+    JudgeRemark,
     JudgingVerifier,
     LaneInspector,
     LaneReport,
+    Mismatch,
     Verdict,
     Verifier,
     VerifierJudge,
     verdict,
 )
 
-__all__ = ["BoundaryReport", "FrameJudge", "InspectingVerifier", "Judgement", "JudgingVerifier", "LaneInspector",
-           "LaneReport", "Verdict", "Verifier", "VerifierJudge", "verdict"]
+__all__ = ["BoundaryReport", "CheckResult", "FrameJudge", "InspectingVerifier", "JudgeRemark", "Judgement",
+           "JudgingVerifier", "LaneInspector", "LaneReport", "Mismatch", "Verdict", "Verifier", "VerifierJudge",
+           "verdict"]

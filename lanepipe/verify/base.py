@@ -16,7 +16,7 @@ The QA loop drives every verify backend (``verify.backend``) through one contrac
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -161,6 +161,80 @@ class Mismatch:
         return f"{self.boundary} boundary {self.attribute}: expected {self.want}, seen {self.seen} {conf}"
 
 
+CheckName = Literal["target", "unnamed_unchanged", "remnants", "white_brightness", "yellow_chroma", "yellow_hue",
+                    "outside_road", "on_hood", "erase_band"]
+CheckStatus = Literal["pass", "fail", "not applicable"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One QA check of an edit against its original (:mod:`lanepipe.verify.edit_checks`); a failed one is a typed
+    FAIL reason.
+
+    Attributes:
+        check: which check (``target`` is the verifier's own count/colour/pattern comparison).
+        boundary: what it looked at: ``"left"``, ``"right"``, ``"both"``, ``"outer"`` (markings outside the ego
+            lane) or ``"frame"`` (the whole picture).
+        status: ``"pass"``, ``"fail"`` or ``"not applicable"`` (nothing to measure, e.g. no old paint).
+        value: the measured figure (see ``unit``), None when not applicable.
+        threshold: the limit it is held to (a maximum or a minimum, as the check says), None if none.
+        frames: indices of the frames (of the checked frames) that broke the limit.
+        unit: what ``value`` measures, in words.
+        note: why not applicable, or extra figures.
+    """
+
+    check: CheckName
+    boundary: str
+    status: CheckStatus
+    value: float | None = None
+    threshold: float | None = None
+    frames: tuple[int, ...] = ()
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def reason(self) -> str:
+        """Human-readable, e.g. ``remnants on left: 0.42 of old paint untouched (limit 0.15) in frames 3, 4``."""
+        head = f"{self.check} on {self.boundary}"
+        if self.status == "not applicable":
+            return f"{head}: not applicable ({self.note})" if self.note else f"{head}: not applicable"
+        fig = "" if self.value is None else f": {self.value:.3g} {self.unit}".rstrip()
+        lim = "" if self.threshold is None else f" (limit {self.threshold:.3g})"
+        frames = ""
+        if self.frames:
+            shown = ", ".join(str(f) for f in self.frames[:8]) + (" ..." if len(self.frames) > 8 else "")
+            frames = f" in frame{'s' if len(self.frames) > 1 else ''} {shown}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{head}{fig}{lim}{frames}{note}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict for ``qa.json`` (floats rounded to 4 significant digits)."""
+        d = asdict(self)
+        for k in ("value", "threshold"):
+            if isinstance(d[k], float):
+                d[k] = float(f"{d[k]:.4g}")
+        d["frames"] = list(self.frames)
+        d["reason"] = self.reason()
+        return d
+
+
+@dataclass(frozen=True)
+class JudgeRemark:
+    """A judge's free-text FAIL reason (a judge gives no typed mismatches)."""
+
+    text: str
+
+    def reason(self) -> str:
+        return self.text
+
+
+#: Everything a painter's ``adjust`` may get as a FAIL reason.
+FailReason = Mismatch | CheckResult | JudgeRemark
+
+
 def _count_word(v: int | str | None) -> str:
     return _COUNT_WORD.get(v, str(v)) if isinstance(v, int) else str(v)
 
@@ -264,6 +338,9 @@ class Verdict:
         revised_caption: a judge's more specific caption, or None.
         raw: a judge's text, unchanged; for an inspector its report as JSON.
         mismatches: the reasons as data, where the verifier knows them (an inspector); empty for a judge.
+        remarks: a judge's reasons as :class:`JudgeRemark` (empty for an inspector).
+        checks: every QA check of the edit against the original (:meth:`with_checks`), passed or not; empty
+            until the QA loop adds them.
     """
 
     passed: bool
@@ -273,6 +350,30 @@ class Verdict:
     revised_caption: str | None = None
     raw: str = ""
     mismatches: list[Mismatch] = field(default_factory=list)
+    remarks: list[JudgeRemark] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[FailReason]:
+        """Every FAIL reason as data: the verifier's mismatches, a judge's remarks, then the failed checks."""
+        out: list[FailReason] = [*self.mismatches, *self.remarks]
+        out.extend(c for c in self.checks if c.failed and c.check != "target")
+        return out
+
+    def with_checks(self, checks: list[CheckResult], boundary: str = "") -> Verdict:
+        """This verdict combined with the QA checks: it passes only when the verifier passed and no check failed.
+
+        A ``target`` check (the verifier's own verdict, on ``boundary``) is put first, so the record lists every
+        check; the failed checks' :meth:`CheckResult.reason` follow the verifier's reasons.
+        """
+        target = CheckResult("target", boundary or "named", "pass" if self.passed else "fail",
+                             value=float(len(self.mismatches)) if self.report is not None else None,
+                             threshold=0.0 if self.report is not None else None,
+                             unit="mismatching attributes" if self.report is not None else "",
+                             note="; ".join(self.reasons))
+        failed = [c for c in checks if c.failed]
+        return replace(self, passed=self.passed and not failed, reasons=[*self.reasons, *(c.reason() for c in failed)],
+                       checks=[target, *checks])
 
     @classmethod
     def from_report(cls, report: LaneReport, spec: LaneSpec, verifier: str) -> Verdict:
@@ -283,7 +384,8 @@ class Verdict:
 
     @classmethod
     def from_judgement(cls, j: Judgement, verifier: str) -> Verdict:
-        return cls(j.passed, list(j.reasons), verifier, revised_caption=j.revised_caption, raw=j.raw)
+        return cls(j.passed, list(j.reasons), verifier, revised_caption=j.revised_caption, raw=j.raw,
+                   remarks=[JudgeRemark(r) for r in j.reasons])
 
 
 @runtime_checkable

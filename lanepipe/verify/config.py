@@ -105,3 +105,87 @@ class QwenJudgeConfig(BaseModel):
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) must be <= max_pixels ({self.max_pixels})")
         return self
+
+
+class EditCheckConfig(BaseModel):
+    """Thresholds of the QA checks of an edit against its original (``edit.qa.checks``;
+    :mod:`lanepipe.verify.edit_checks`).
+
+    The checks work in a rectified near-range view of the road: image rows from the bottom of the road up to
+    ``far_limit`` of the way to the vanishing point, resampled at fixed lateral steps on the ground (metres at the
+    assumed ``camera_height_m``), so that a straight boundary is a column band whatever its distance. Lightness
+    and b* are OpenCV 8-bit Lab units; shares are in [0, 1].
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="run the checks after the verifier (false: the verifier alone decides)")
+    camera_height_m: float = Field(1.4, gt=0.3, le=5.0, description="assumed camera height above the road")
+    far_limit: float = Field(
+        0.4, gt=0.05, lt=0.95,
+        description="farthest row checked: this fraction of the road height (vanishing point to bottom) below the "
+                    "vanishing point, i.e. up to 1 / far_limit times the nearest visible distance (0.4: 2.5x)")
+    lateral_range_m: float = Field(6.0, gt=1.0, le=20.0, description="checked ground half-width about the camera")
+    lateral_step_m: float = Field(0.04, gt=0.005, le=0.2, description="lateral ground sampling step")
+    paint_width_m: float = Field(0.5, gt=0.1, le=2.0,
+                                 description="top-hat width: structures narrower than this can be paint (a double "
+                                             "line is 2 x 6 in lines 4 in apart, MUTCD 2009 §3A.06: 0.41 m)")
+    paint_min_contrast: float = Field(9.0, gt=0.0, description="least lightness (or 2 x b*) top-hat of paint")
+    noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the road's median top-hat")
+    min_lateral_m: float = Field(0.35, ge=0.0, description="ego boundaries lie at least this far from the camera")
+    max_lateral_m: float = Field(3.8, gt=0.0, description="... and at most this far")
+    min_occupancy: float = Field(0.1, gt=0.0, lt=1.0,
+                                 description="a boundary is located where the share of a ground column's road "
+                                             "samples that are paint peaks at least this far above the median "
+                                             "column's (dashes cover 0.25 of the ground)")
+    max_band_m: float = Field(1.0, gt=0.1, le=3.0, description="a wider paint band is no line (shoulder, barrier)")
+    merge_gap_m: float = Field(0.3, ge=0.0, le=1.0,
+                               description="paint columns this close form one boundary (the lines of a double)")
+    corridor_margin_m: float = Field(0.3, ge=0.0, le=1.5, description="a boundary's corridor: its paint +- this")
+    double_gap_m: float = Field(0.15, gt=0.0, le=0.6,
+                                description="largest gap between the two lines of a double in one frame (a 4 in "
+                                            "space, MUTCD 2009 §3A.06, plus blur)")
+    remnant_strength: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="after a removal, old paint still standing out from the pavement by this share of its old "
+                    "strength is a remnant (a texture fill's faint lit strips are not)")
+    remnant_margin_m: float = Field(0.1, ge=0.0, le=1.0,
+                                    description="old paint of a boundary: its original paint band +- this")
+    change_tol: float = Field(8.0, gt=0.0, description="a sample changed: lightness (or 2 x b*) moved more than this")
+    untouched_tol: float = Field(1.5, ge=0.0,
+                                 description="a sample untouched: lightness and b* moved at most this much")
+    min_px: int = Field(25, ge=1, description="least samples in a frame for a per-frame measure to count")
+    unnamed_max_changed: float = Field(
+        0.1, ge=0.0, le=1.0, description="largest share of an unnamed boundary's paint samples changed in a frame")
+    remnant_max: float = Field(
+        0.15, ge=0.0, le=1.0,
+        description="largest share, in any frame, of the named boundary's old paint left untouched (a removal: "
+                    "still paint; a colour change: still of the old colour)")
+    yellow_b: float = Field(12.0, gt=0.0, description="paint b* above the pavement's that makes a sample yellow")
+    stripe_tol: float = Field(6.0, gt=0.0,
+                              description="a changed sample is new paint when it differs from the pavement by more")
+    white_min_contrast: float = Field(10.0, gt=0.0,
+                                      description="least median lightness of new white paint above the pavement")
+    yellow_min_b: float = Field(12.0, gt=0.0, description="least median b* of new yellow paint above the pavement")
+    yellow_hue_deg: tuple[float, float] = Field(
+        (60.0, 110.0),
+        description="accepted Lab hue angle atan2(b*, a*) of new yellow paint, degrees (yellow road paint: "
+                    "about 75-95; orange below 60, lime above 110)")
+    pave_window_m: float = Field(1.0, gt=0.1, le=3.0, description="pavement reference: the corridor +- this")
+    outside_tol: int = Field(12, ge=0, le=255, description="a full-resolution pixel changed: an RGB channel moved more")
+    outside_max_share: float = Field(
+        0.0005, ge=0.0, le=1.0, description="largest share of a frame's pixels outside the road mask changed")
+    mask_grow_px: int = Field(2, ge=0, description="the road mask is grown by this many pixels before that test")
+    hood_max_share: float = Field(0.002, ge=0.0, le=1.0,
+                                  description="largest share of the hood's pixels changed in a frame")
+    hood_static_ratio: float = Field(
+        0.3, gt=0.0, lt=1.0,
+        description="bottom rows whose change over time is below this share of the road's are the hood")
+    hood_static_ratio_loose: float = Field(
+        0.6, gt=0.0, lt=1.0,
+        description="the same, where the lane detector saw a hood edge but the strict test found no hood "
+                    "(reflections of the sky move on the hood); the hood then starts no higher than that edge")
+    erase_band_m: float = Field(0.25, gt=0.0, le=2.0,
+                                description="changes must lie within this distance of old or new paint")
+    erase_max_outside: float = Field(
+        0.1, ge=0.0, le=1.0, description="largest share of a frame's changed samples outside that band")

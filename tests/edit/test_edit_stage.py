@@ -49,7 +49,8 @@ def test_segment_and_edit_through_ray(ray_local, tmp_path: Path, sample_file: Pa
         assert first.shape == src.frames.shape[1:]
         qa = json.loads((d / "qa.json").read_text())
         assert qa["final_verdict"] == qa["iterations"][-1]["verdict"]
-        assert all({"attempt", "verdict", "reasons", "params"} <= set(it) for it in qa["iterations"])
+        assert all({"attempt", "verdict", "reasons", "params", "checks"} <= set(it) for it in qa["iterations"])
+        assert {c["check"] for c in qa["iterations"][-1]["checks"]} >= {"target", "remnants", "erase_band"}
         lanes = json.loads((d / "lanes.json").read_text())
         assert len(lanes["frames"]) == 8 and lanes["caption"].startswith("road with")
     dashed = json.loads((Path(summary.url) / "edit/sample/single-white-dashed/lanes.json").read_text())
@@ -154,6 +155,8 @@ def test_generative_edit_cli_through_ray_with_qwen_judge_stops_at_the_cap(ray_lo
     for it in its:
         assert it["verdict"] == "FAIL" and it["reasons"][0].startswith(MALFORMED) and isinstance(it["raw"], str)
         assert it["prompt"].startswith("road with double yellow solid lane markings")
+        failed = {c["check"] for c in it["checks"] if c["status"] == "fail"}  # noise is no plausible edit
+        assert "target" in failed and failed & {"unnamed_unchanged", "erase_band", "yellow_hue", "yellow_chroma"}
     assert qa["prompt"] == its[-1]["prompt"] == diag["prompt"]
     lanes = json.loads((d / "lanes.json").read_text())
     assert [f["lines"] for f in lanes["frames"]] == [[]] * 8
@@ -161,9 +164,11 @@ def test_generative_edit_cli_through_ray_with_qwen_judge_stops_at_the_cap(ray_lo
 
 def test_generative_edit_with_lane_detector_judge_stops_on_pass(tmp_path: Path, sample_file: Path) -> None:
     """The classical verifier judges each generated first frame; the loop stops at the first PASS (a removal of
-    the left boundary: the tiny model's noise shows no line there for seed 0) and propagates that frame."""
+    the left boundary: the tiny model's noise shows no line there for seed 0) and propagates that frame. The checks
+    against the original are off here: the tiny model's noise changes every boundary, which they FAIL (see the
+    Qwen test above); this test is about the loop stopping on the verifier's PASS."""
     cfg = _cfg([str(sample_file)], tmp_path, "stages=segment,edit", "run_id=pass", *GEN, "input.max_frames=4",
-               "edit.instructions=[none]", "edit.qa.max_iterations=4")
+               "edit.instructions=[none]", "edit.qa.max_iterations=4", "edit.qa.checks.enabled=false")
     summary = pipeline.run(cfg, executor="sequential")
     row = next(r for r in summary.rows if r["stage"] == "edit")
     assert row["status"] == "ok", row["error"]

@@ -221,25 +221,36 @@ def test_instructions_the_road_cannot_take(painter: ProceduralPainter, clip_ego:
 
 
 # ------------------------------------------------------------------------------------------------ QA knobs
-def test_params_adjusted_by_reasons() -> None:
+def test_params_adjusted_by_typed_reasons() -> None:
+    from lanepipe.verify.base import CheckResult, JudgeRemark, Mismatch
+
     p = PaintParams()
-    colour = p.adjusted(["left colour: expected yellow, saw white"], 0)
+    colour = p.adjusted([Mismatch("left", "color", "yellow", "white", 0.8)], 0)
     assert colour.saturation > p.saturation and colour.contrast > p.contrast
-    white = p.adjusted(["left colour: expected white, saw yellow"], 0)
+    white = p.adjusted([Mismatch("left", "color", "white", "yellow", 0.8)], 0)
     assert white.saturation < p.saturation and white.erase_strength > p.erase_strength
-    pattern = p.adjusted(["left pattern: expected dashed, saw solid"], 1)
+    pattern = p.adjusted([Mismatch("left", "pattern", "dashed", "solid", 0.8)], 1)
     assert pattern.sharpness > p.sharpness and pattern.wear_scale < p.wear_scale
-    count = p.adjusted(["left count: expected double, saw single"], 0)
+    count = p.adjusted([Mismatch("left", "count", 2, 1, 0.8)], 0)
     assert count.spacing_scale > p.spacing_scale
-    # the verifier's wording (lanepipe.verify.base.verdict)
-    verifier = p.adjusted(["left boundary color: expected yellow, seen white (confidence 0.80)"], 0)
-    assert verifier.saturation > p.saturation
-    assert p.adjusted(["right boundary count: expected none (0), seen single (1)"], 0).erase_strength > 1.0
-    assert p.adjusted(["something odd"], 0) != p
-    assert p.adjusted(["paint still visible after removal"], 0).erase_strength > 1.0
+    assert p.adjusted([Mismatch("right", "count", 0, 1, 0.8)], 0).erase_strength > 1.0
+    faint = p.adjusted([Mismatch("left", "count", 1, 0, 0.8)], 0)
+    assert faint.contrast > p.contrast and faint.opacity > p.opacity
+    # the checks' typed reasons
+    remnant = CheckResult("remnants", "left", "fail", 0.4, 0.15, (3, 4))
+    assert p.adjusted([remnant], 0).erase_strength > p.erase_strength
+    dark = CheckResult("white_brightness", "left", "fail", -12.0, 10.0)
+    assert p.adjusted([dark], 0).contrast > p.contrast
+    assert p.adjusted([CheckResult("yellow_hue", "left", "fail", 40.0, 60.0)], 0).saturation > p.saturation
+    spill = CheckResult("erase_band", "frame", "fail", 0.5, 0.1, (0,))
+    assert p.adjusted([spill], 0).erase_strength < p.erase_strength
+    assert p.adjusted([JudgeRemark("something odd")], 0) != p  # a judge's free text: a generic nudge
+    passed = p.adjusted([CheckResult("remnants", "left", "pass", 0.0, 0.15)], 0)  # a passed check is no reason
+    assert passed.erase_strength == p.erase_strength
     q = p
     for attempt in range(30):
-        q = q.adjusted(["colour: expected yellow", "count"], attempt)
+        q = q.adjusted([Mismatch("left", "color", "yellow", "white", 0.8), Mismatch("left", "count", 2, 1, 0.8)],
+                       attempt)
     assert q.saturation <= 3.0 and q.spacing_scale <= 4.0  # stays within bounds
     assert ProceduralConfig(sizes=MarkingSizes(line_width=0.1)).sizes.line_width == 0.1
 
@@ -249,7 +260,9 @@ def test_retry_with_adjusted_params_changes_the_paint(painter: ProceduralPainter
     masks = RoadMasks(sample.road_masks, "gt")
     spec = parse_instruction("double yellow solid")
     a = painter.paint(clip_ego, masks, spec)
-    b = painter.paint(clip_ego, masks, spec, PaintParams().adjusted(["count"], 0))
+    from lanepipe.verify.base import Mismatch
+
+    b = painter.paint(clip_ego, masks, spec, PaintParams().adjusted([Mismatch("left", "count", 2, 1, 0.9)], 0))
     assert not np.array_equal(a.frames, b.frames)
     assert b.diagnostics["timing_s"]["analyse"] < 0.05  # the clip analysis is cached across retries
 

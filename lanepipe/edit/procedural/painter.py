@@ -109,7 +109,7 @@ class ProceduralPainter:
 # ============================================================================================== QA steps
 class ProceduralJob:
     """The procedural painter's QA steps (:class:`lanepipe.edit.base.PaintJob`): each attempt paints the whole clip
-    with the current :class:`PaintParams`; a FAIL adjusts them from the verdict's reasons; ``finish`` returns the
+    with the current :class:`PaintParams`; a FAIL adjusts them from the verdict's typed reasons; ``finish`` returns the
     last attempt. Records: ``params`` and what the verifier saw (``seen``) or said (``revised_caption``, ``raw``).
     """
 
@@ -135,7 +135,7 @@ class ProceduralJob:
                 "reasons": list(verdict.reasons)}
 
     def adjust(self, verdict: Verdict) -> None:
-        self.params = self.params.adjusted(list(verdict.reasons), self.attempts - 1)
+        self.params = self.params.adjusted(verdict.failures, self.attempts - 1)
 
     def finish(self, verifier: str) -> PaintResult:
         del verifier

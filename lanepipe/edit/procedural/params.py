@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+
+from lanepipe.verify.base import CheckResult, FailReason, Mismatch
 
 F64 = npt.NDArray[np.float64]
 
@@ -38,60 +40,65 @@ class PaintParams(BaseModel):
         "opacity": (0.1, 1.0), "erase_strength": (0.5, 3.0), "sharpness": (0.3, 3.0), "wear_scale": (0.0, 2.0),
     }
 
-    def adjusted(self, reasons: list[str], attempt: int) -> PaintParams:
-        """New knobs after a failed QA attempt.
+    def adjusted(self, reasons: Sequence[FailReason], attempt: int) -> PaintParams:
+        """New knobs after a failed QA attempt, from its typed reasons (:attr:`Verdict.failures`).
 
-        Reasons are the verifier's free-text failure reasons (e.g. ``"left colour: expected yellow, saw white"``);
-        each matched keyword moves the knobs that fix it, by a step that grows with ``attempt``:
+        Each reason moves the knobs that fix it, by a step that grows with ``attempt``:
 
-        * colour (``colour``/``color``): expected yellow → more saturation and contrast; expected white → less
-          saturation, stronger erase (old yellow showing through), more contrast;
-        * pattern (``pattern``/``dash``/``solid``): crisper edges, more contrast, less wear;
-        * count (``count``/``double``/``single``): wider double spacing and lines;
-        * visibility (``missing``/``visible``/``faint``/``not found``/``contrast``/``no line``): more contrast,
-          opacity and width, less wear;
-        * leftovers (``remov``/``erase``/``residual``/``still``/``none``): stronger erase;
-        * anything else: a little more contrast and width.
+        * a colour mismatch: expected yellow → more saturation and contrast; expected white → less saturation,
+          stronger erase (old yellow showing through), more contrast;
+        * a pattern mismatch: crisper edges, more contrast, less wear;
+        * a count mismatch: expected none → stronger erase; nothing seen → more contrast, opacity and width, less
+          wear; otherwise wider double spacing and lines;
+        * check ``remnants``: stronger erase; ``white_brightness``: more contrast and opacity;
+          ``yellow_chroma`` / ``yellow_hue``: more saturation; ``unnamed_unchanged`` / ``erase_band``: a
+          narrower, gentler erase; ``outside_road`` / ``on_hood``: a gentler erase (the painter never paints
+          outside the mask: a mask that covers the hood needs a better mask, not other knobs);
+        * anything else (a judge's free-text remark): a little more contrast and width.
         """
         step = _STEP_UP ** (1.0 + 0.5 * max(attempt, 0))
         v = self.model_dump()
-        text = " ".join(r.lower() for r in reasons)
         matched = False
 
         def mul(key: str, f: float) -> None:
             lo, hi = self._BOUNDS[key]
             v[key] = float(min(max(v[key] * f, lo), hi))
 
-        if re.search(r"colou?r", text):
-            matched = True
-            if re.search(r"expected\s+yellow", text):
-                mul("saturation", step)
-                mul("contrast", math.sqrt(step))
-            elif re.search(r"expected\s+white", text):
-                mul("saturation", 1.0 / step)
-                mul("erase_strength", step)
-                mul("contrast", math.sqrt(step))
-            else:
-                mul("contrast", math.sqrt(step))
-                mul("saturation", step)
-        if re.search(r"pattern|dash|solid", text):
-            matched = True
-            mul("sharpness", step)
-            mul("contrast", math.sqrt(step))
-            mul("wear_scale", 1.0 / step)
-        if re.search(r"count|double|single", text):
-            matched = True
-            mul("spacing_scale", step)
-            mul("width_scale", math.sqrt(step))
-        if re.search(r"missing|visib|faint|not found|contrast|no line|weak", text):
-            matched = True
-            mul("contrast", step)
-            mul("width_scale", math.sqrt(step))
-            mul("wear_scale", 1.0 / step)
-            v["opacity"] = float(min(1.0, v["opacity"] + 0.05))
-        if re.search(r"remov|erase|residual|still|none|leftover", text):
-            matched = True
-            mul("erase_strength", step)
+        for r in reasons:
+            if isinstance(r, Mismatch):
+                matched = True
+                if r.attribute == "color":
+                    if r.want == "yellow":
+                        mul("saturation", step)
+                    else:
+                        mul("saturation", 1.0 / step)
+                        mul("erase_strength", step)
+                    mul("contrast", math.sqrt(step))
+                elif r.attribute == "pattern":
+                    mul("sharpness", step)
+                    mul("contrast", math.sqrt(step))
+                    mul("wear_scale", 1.0 / step)
+                elif r.want == 0:
+                    mul("erase_strength", step)
+                elif r.seen == 0:
+                    mul("contrast", step)
+                    mul("width_scale", math.sqrt(step))
+                    mul("wear_scale", 1.0 / step)
+                    v["opacity"] = float(min(1.0, v["opacity"] + 0.05))
+                else:
+                    mul("spacing_scale", step)
+                    mul("width_scale", math.sqrt(step))
+            elif isinstance(r, CheckResult) and r.failed:
+                matched = True
+                if r.check == "remnants":
+                    mul("erase_strength", step)
+                elif r.check == "white_brightness":
+                    mul("contrast", step)
+                    v["opacity"] = float(min(1.0, v["opacity"] + 0.05))
+                elif r.check in ("yellow_chroma", "yellow_hue"):
+                    mul("saturation", step)
+                else:  # unnamed_unchanged, erase_band, outside_road, on_hood
+                    mul("erase_strength", 1.0 / step)
         if not matched:
             mul("contrast", math.sqrt(step))
             mul("width_scale", step ** 0.25)
