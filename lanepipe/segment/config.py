@@ -38,7 +38,8 @@ class HoodConfig(_Strict):
     min_consistency: float = Field(
         0.5, gt=0, le=1, description="|mean Gy| / mean |G| at the hood's edge (1 = the same edge in every frame)")
     min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the width the hood's edge must span")
-    margin: float = Field(1.0, ge=0, description="rows above the edge that are cut with the hood (its rim)")
+    margin: float = Field(
+        1.0, ge=0, description="frame pixels above the edge cut with the hood (its blurred rim), at full size")
 
 
 class GridConfig(_Strict):

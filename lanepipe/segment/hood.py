@@ -28,6 +28,7 @@ fewer than ``min_frames`` frames.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -38,6 +39,7 @@ from lanepipe.segment.config import HoodConfig
 from lanepipe.types import RoadMasks
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
 I32 = npt.NDArray[np.int32]
 
@@ -131,6 +133,36 @@ def _smooth_path(score: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return path
 
 
+def _refine(frames: npt.NDArray[np.uint8], edge: F64, scale: float, cfg: HoodConfig) -> F64:
+    """The hood's edge at full resolution: per column, the row within ``1.5 * scale`` (a work pixel and a half)
+    of ``edge`` where the clip-mean vertical gradient is strongest, median-filtered across the width.
+
+    ``edge``: ``(W,)`` rows in frame pixels; returns ``(W,)`` rows (between two pixel rows: ``r + 0.5`` is the
+    boundary between rows ``r`` and ``r + 1``).
+    """
+    t_count, height, width = frames.shape[:3]
+    reach = max(2, math.ceil(1.5 * scale))
+    lo = max(0, int(np.floor(edge.min())) - reach - 1)
+    hi = min(height, int(np.ceil(edge.max())) + reach + 2)
+    if hi - lo < 3:
+        return edge
+    idx = np.unique(np.linspace(0, t_count - 1, min(t_count, cfg.max_frames)).round().astype(np.int64))
+    acc = np.zeros((hi - lo - 1, width), dtype=np.float32)
+    for t in idx:
+        g = cv2.cvtColor(np.ascontiguousarray(frames[t, lo:hi]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        acc += cv2.blur(g[1:] - g[:-1], (3, 1))  # row i: between rows lo + i and lo + i + 1
+    strength = np.abs(acc) / len(idx)
+    rows = lo + np.arange(hi - lo - 1, dtype=np.float64)[:, None] + 0.5
+    strength[np.abs(rows - edge[None, :]) > reach] = -1.0
+    found = lo + np.argmax(strength, axis=0).astype(np.float64) + 0.5
+    k = max(3, (width // 40) | 1)
+    out: F64 = np.asarray(cv2.medianBlur(found.astype(np.float32)[None, :], 5 if k > 5 else k)[0], np.float64)
+    # a wide median in steps of 5 (cv2's float median stops at 5 px): the edge curves slowly
+    for _ in range(k // 5):
+        out = np.asarray(cv2.medianBlur(out.astype(np.float32)[None, :], 5)[0], np.float64)
+    return out
+
+
 def detect_hood(frames: npt.NDArray[np.uint8], cfg: HoodConfig | None = None) -> Hood | None:
     """The hood at the bottom of ``frames`` (``(T, H, W, 3) uint8`` RGB), or None when the clip shows none.
 
@@ -184,11 +216,11 @@ def detect_hood(frames: npt.NDArray[np.uint8], cfg: HoodConfig | None = None) ->
         wt = np.where(res > 0, 0.25, 1.0)
         coef = np.polyfit(u[xs], path[xs], 4, w=wt)
     prof = np.minimum(path.astype(np.float64), np.polyval(coef, u))
-    # the edge pixel and a margin above it belong to the hood (its blurred rim matches neither side)
-    prof = prof - cfg.margin
     prof_full = cv2.resize(prof.astype(np.float32)[None, :], (width, 1), interpolation=cv2.INTER_LINEAR)[0]
     inside_full = cv2.resize(inside.astype(np.uint8)[None, :], (width, 1), interpolation=cv2.INTER_NEAREST)[0] > 0
-    top_px = np.clip(np.floor((prof_full + 0.5) * height / h - 0.5), 0, height).astype(np.int32)
+    edge = _refine(frames, (prof_full.astype(np.float64) + 0.5) * height / h - 0.5, height / h, cfg)
+    # the rows from the edge down are hood, and a margin above it (its blurred rim matches neither side)
+    top_px = np.clip(np.ceil(edge - cfg.margin), 0, height).astype(np.int32)
     top_px[~inside_full] = height
     return Hood(top=top_px, height=height)
 
