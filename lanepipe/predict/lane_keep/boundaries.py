@@ -46,6 +46,98 @@ def bev_grid(near_m: float, cfg: LaneKeepConfig) -> tuple[F64, F64]:
     return xs, ys
 
 
+def paint_tone(rgb: U8) -> F32:
+    """Colour-blind paint brightness ``(h, w) float32``: luma (BT.601) plus the positive yellowness
+    ``(R + G) / 2 - B``.
+
+    White and yellow road paint both stand out by about as much: white by its lightness, yellow (whose luma is
+    little above light concrete) by its yellowness; grey pavement, whose yellowness is near 0, keeps its luma.
+    So a line repainted in the other colour gives the same stripe, and the boundaries found do not depend on
+    the paint's colour.
+    """
+    f = rgb.astype(np.float32)
+    lum = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    yel = 0.5 * (f[..., 0] + f[..., 1]) - f[..., 2]
+    out: F32 = lum + np.maximum(yel, 0.0)
+    return out
+
+
+def thin_rows(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The middle pixel of each horizontal run of ``mask``: ``(h, w) bool`` one pixel per stroke and row.
+
+    A stroke's middle does not depend on how wide or soft it looks (a yellow line's chroma is blurred wider by
+    the video's chroma subsampling than a white line's luma).
+    """
+    h, w = mask.shape
+    m = mask.astype(np.int8)
+    pad = np.zeros((h, w + 2), np.int8)
+    pad[:, 1:-1] = m
+    d = np.diff(pad, axis=1)
+    rs, cs = np.nonzero(d == 1)
+    _, ce = np.nonzero(d == -1)  # the same rows in the same order: each run starts, then ends
+    out = np.zeros((h, w), dtype=bool)
+    out[rs, (cs + ce - 1) // 2] = True
+    return out
+
+
+def stroke_edges(tone: F32, paint: npt.NDArray[np.bool_], min_deg: float = 20.0, max_deg: float = 80.0) -> F64:
+    """Edge pixels of paint strokes as line constraints: ``(N, 5) float64`` rows ``(x, y, nx, ny, weight)``.
+
+    Pixels within one pixel of ``paint`` whose ``tone`` gradient (Sobel, after a slight blur) is at least 8 and
+    whose stroke direction (across the gradient) lies ``min_deg … max_deg`` from horizontal; ``(nx, ny)`` is the
+    unit normal to the stroke (the structure tensor's main direction) and ``weight`` 1: a stroke counts by its
+    length, not its contrast, so that a white and a yellow line of the same shape pull the same.
+    """
+    blur = cv2.GaussianBlur(tone.astype(np.float32), (0, 0), 1.0)
+    gx = cv2.Sobel(blur, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(blur, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.hypot(gx, gy)
+    near = cv2.dilate(paint.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    # stroke direction (-gy, gx): its angle from horizontal is atan(|gx| / |gy|)
+    ang = np.degrees(np.arctan2(np.abs(gx), np.abs(gy)))
+    sel = near & (mag >= 8.0) & (ang >= min_deg) & (ang <= max_deg)
+    # the normal's direction from the structure tensor over ~2 px: a single pixel's gradient on a rasterised
+    # slanted edge swings by several degrees
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), 2.0)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), 2.0)
+    ys, xs = np.nonzero(sel)
+    theta = 0.5 * np.arctan2(2.0 * jxy[ys, xs], jxx[ys, xs] - jyy[ys, xs]).astype(np.float64)
+    return np.stack([xs.astype(np.float64), ys.astype(np.float64), np.cos(theta), np.sin(theta),
+                     np.ones(len(xs))], axis=1)
+
+
+def refine_vanishing_point(edges: F64, start: tuple[float, float], scale_px: float = 6.0,
+                           iterations: int = 8, near_px: float = 2.0) -> tuple[float, float] | None:
+    """The point every stroke edge points at: robust least squares from ``start``.
+
+    Each edge pixel ``p`` with unit normal ``n`` asks ``n · (vp - p) = 0`` (its stroke's line passes through
+    ``vp``). Iteratively reweighted least squares with Tukey's biweight at ``4 * scale_px`` pixels; only pixels
+    below the current point count (paint converges towards it from below); the reach starts five times wider
+    and narrows, so that the result does not depend on ``start``. None when fewer than 50 pixels
+    support it or the system is degenerate (all strokes parallel).
+
+    Shape:
+        edges ``(N, 5)`` rows ``(x, y, nx, ny, weight)`` (:func:`stroke_edges`).
+    """
+    if len(edges) < 50:
+        return None
+    p, n, w0 = edges[:, :2], edges[:, 2:4], edges[:, 4]
+    vp = np.asarray(start, dtype=np.float64)
+    # wide to narrow: the first passes (all edges within ~5x the final reach) forget where they started
+    for c in np.geomspace(20.0 * scale_px, 4.0 * scale_px, iterations // 2).tolist() + [4.0 * scale_px] * iterations:
+        r = ((vp[None, :] - p) * n).sum(axis=1)
+        wt = w0 * np.clip(1.0 - (r / c) ** 2, 0.0, None) ** 2 * (p[:, 1] > vp[1] + near_px)
+        if int((wt > 0).sum()) < 50:
+            return None
+        a = (n[:, :, None] * n[:, None, :] * wt[:, None, None]).sum(axis=0)
+        b = (n * ((n * p).sum(axis=1) * wt)[:, None]).sum(axis=0)
+        if np.linalg.cond(a) > 1e6:
+            return None
+        vp = np.linalg.solve(a, b)
+    return float(vp[0]), float(vp[1])
+
+
 def paint_score(bev: F32, valid: npt.NDArray[np.bool_], cfg: LaneKeepConfig) -> F32:
     """Soft paint score ``(R, C) float32`` in [0, 1] of one BEV ``(R, C, 2)`` (lightness, yellowness).
 
