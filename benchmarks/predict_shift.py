@@ -8,8 +8,12 @@
    signed lateral offset, lateral offset at 1 s and 3 s; + = left) and the lane centre the predictor saw.
 3. The four real clips (no ego-motion: a straight 25 m/s history, the fallback 60 deg pinhole posed from the
    vanishing point): the shift for each preset vs the original clip. Masks come from the grid segmenter.
+4. Colour only (issue 13, goal ADE <= 0.2 m on every clip), the same real clips and setting: the labelled
+   (tests/data/lane_labels.json) solid line recoloured in place (``lanepipe.testing.recolour``: yellow → white
+   on camera B, white → yellow on P1; no pixel moves), the procedural painter's colour-only instruction (the
+   same count and pattern in the other colour, on that side), and for contrast a removal of that boundary.
 
-    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/predict_shift.py [--max-frames 48]
+    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/predict_shift.py [--max-frames 48] [--colour-only]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from lanepipe.metrics import prediction_shift, trajectory_metrics
 from lanepipe.predict.lane_keep import LaneKeepConfig, LaneKeepPredictor
 from lanepipe.sample import write_sample
 from lanepipe.segment.grid import GridSegmenter
+from lanepipe.testing.recolour import recolour_paint
 from lanepipe.types import CameraView, Clip, EgoState, Prediction, PredictorInput, RoadMasks
 
 SAMPLE_EDITS: list[tuple[str, float]] = [
@@ -124,15 +129,69 @@ def real_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter, max_f
             print(f"    {name:22s} {fmt_shift(sh)}  | {centre(pred)}  (paint {tp:.1f} s)")
 
 
+def solid_side(rel: str) -> tuple[str, str]:
+    """The labelled solid boundary of a shared clip: ``(side, colour)``."""
+    items = json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "lane_labels.json").read_text())
+    for it in items["items"]:
+        if it["path"] == rel:
+            for side in ("left", "right"):
+                if it[side]["count"] == 1 and it[side]["pattern"] == "solid":
+                    return side, str(it[side]["color"])
+    raise SystemExit(f"no labelled single solid boundary for {rel}")
+
+
+def colour_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter, max_frames: int) -> None:
+    d = data_dir()
+    clips = sorted(d.glob("udacity_*/*.mp4"))
+    segmenter = GridSegmenter()
+    print(f"\ncolour-only edits (goal ADE <= 0.2 m), same setting, <= {max_frames} frames, shift vs the original:")
+    worst = 0.0
+    for path in clips:
+        rel = path.relative_to(d).as_posix()
+        side, colour = solid_side(rel)
+        other = "white" if colour == "yellow" else "yellow"
+        clip: Clip = decode(str(path), target_fps=8.0, max_frames=max_frames)
+        ts = clip.timestamps - clip.timestamps[-1]
+        hist = straight_history(25.0)
+
+        def run(frames: np.ndarray, clip: Clip = clip, ts: np.ndarray = ts, hist: EgoState = hist) -> Prediction:
+            view = CameraView(name="front", frames=frames, timestamps=ts, camera=None)
+            return predictor.predict(PredictorInput(clip=clip.name, cameras={"front": view}, ego=hist))
+
+        base = run(clip.frames)
+        masks = segmenter.segment(clip)
+        print(f"  {clip.name} ({clip.num_frames} frames): {colour} solid {side}; original {centre(base)}")
+        # (label, instruction for the painter; "" = recolour in place)
+        cases = [(f"recoloured in place → {other}", ""),
+                 (f"painter: single {other} solid@{side}", f"single {other} solid@{side}"),
+                 (f"painter: none@{side} (geometric)", f"none@{side}")]
+        for label, instr in cases:
+            try:
+                frames = recolour_paint(clip.frames, other) if not instr else \
+                    painter.paint(clip, masks, parse_instruction(instr)).frames
+            except LanepipeError as e:
+                print(f"    {label:34s} not painted: {e}")
+                continue
+            pred = run(frames)
+            sh = prediction_shift(base.trajectories, pred.trajectories)
+            if not instr:
+                worst = max(worst, sh["ade"])
+            print(f"    {label:34s} {fmt_shift(sh)}  | {centre(pred)}")
+    print(f"  largest recolour-in-place shift: ADE {worst:.2f} m ({'PASS' if worst <= 0.2 else 'FAIL'} <= 0.2 m)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-frames", type=int, default=48, help="frames per real clip (8 fps)")
+    ap.add_argument("--colour-only", action="store_true", help="only the colour-only figures (part 4)")
     args = ap.parse_args()
     print(f"predict_shift on {machine()}")
     predictor = LaneKeepPredictor(LaneKeepConfig())
     painter = ProceduralPainter()
-    sample_figures(predictor, painter)
-    real_figures(predictor, painter, args.max_frames)
+    if not args.colour_only:
+        sample_figures(predictor, painter)
+        real_figures(predictor, painter, args.max_frames)
+    colour_figures(predictor, painter, args.max_frames)
 
 
 if __name__ == "__main__":
