@@ -10,7 +10,7 @@ verdict and its failed checks) for a person to look at, and prints a table clip 
 checks. Everything is deterministic (fixed frames, fixed settings); one command:
 
     LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/quality_sheet.py [--max-frames 32] \
-        [--out benchmarks/results/quality_sheet] [--clips bridge,4s] [--presets no-markings]
+        [--out runs/quality_sheet] [--clips bridge,4s] [--presets no-markings]
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def contact_sheet(original: np.ndarray, edits: list[tuple[str, np.ndarray | None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-frames", type=int, default=32, help="frames per clip at 8 fps")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "quality_sheet"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "runs" / "quality_sheet"),
+                    help="folder for the contact sheets (runs/ is not tracked by git)")
     ap.add_argument("--clips", default="", help="comma-separated substrings of clip names (default: all)")
     ap.add_argument("--presets", default="", help="comma-separated preset names (default: all)")
     ap.add_argument("--keep-run", default="", help="keep the pipeline run in this folder (default: temporary)")
@@ -169,9 +170,7 @@ def main() -> None:
                 qa = read_qa(qa_url)
                 edited = decode(paths.video, target_fps=None).frames
                 edits.append((p, edited, qa, ""))
-                detail = ", ".join(qa["failed"]) or "-"
-                if qa["reasons"]:
-                    detail += " | " + "; ".join(qa["reasons"])
+                detail = "; ".join([*qa["failed"], *qa["reasons"]]) or "-"
                 table.append((name, p, f"{qa['verdict']} ({qa['iterations']} it.)", detail))
             sheet = contact_sheet(original, edits, name)
             png = out / f"{name}.png"
