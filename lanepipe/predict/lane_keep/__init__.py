@@ -6,11 +6,9 @@ It looks at the paint in the front camera and keeps the lane it sees:
 2. **Bird's-eye view (BEV).** A ground grid in the **t0 ego frame** (x forward ``near … bev_far_m``, y left
    ``±bev_half_width_m``) is projected into each frame with the view's camera model (``project``), after moving
    the grid into that frame's ego pose (interpolated from the 16-step ego history), so that older frames line
-   up with the newest and fill the gaps of dashed lines. A colour-blind paint tone (luma plus positive
-   yellowness, :func:`~lanepipe.predict.lane_keep.boundaries.paint_tone`) is resampled onto it: white and yellow
-   paint stand out alike, so a line repainted in another colour is the same boundary.
-3. **Paint.** A horizontal top-hat ``tophat_width_m`` wide on each BEV row keeps thin stripes brighter than the
-   pavement; the score is soft-thresholded against the BEV's own top-hat noise and pooled over the frames.
+   up with the newest and fill the gaps of dashed lines. Lightness and yellowness are resampled onto it.
+3. **Paint.** A horizontal top-hat ``tophat_width_m`` wide on each BEV row keeps thin bright / yellow stripes;
+   the score is soft-thresholded against the BEV's own top-hat noise and pooled over the frames.
 4. **Boundaries.** A small Hough transform over the near ``seed_range_m`` of the BEV (offset, heading,
    curvature) gives, for each lateral offset, the painted length along its best curve; on each side the peak
    nearest the ego among the strong ones, ``search_min_m … search_max_m`` away, seeds the ego lane's boundary.
@@ -21,11 +19,7 @@ It looks at the paint in the front camera and keeps the lane it sees:
    max_lane_width_m``; one boundary ∓ ``lane_width_m / 2`` when only one is (or the width is implausible: the
    better supported one is kept); straight ahead when none is. Heading and curvature are bounded
    (``max_heading_rad``, ``max_curvature``). A fallback camera (the view has none) is posed from the lines'
-   vanishing point and its height scaled so the measured lane is ``lane_width_m`` wide. The vanishing point:
-   Hough segments of the paint tone thinned to one pixel per stroke and row, in up to ``pose_frames`` frames
-   (median), refined by robust least squares over every stroke-edge pixel of those frames (each asks that its
-   stroke's line pass through the point), which moves smoothly with the picture instead of jumping with the
-   segments Hough happens to pick.
+   vanishing point and its height scaled so the measured lane is ``lane_width_m`` wide.
 6. **Drive.** A kinematic vehicle starts at the origin heading +x and follows the lane centre (a circle of the
    fitted offset, heading and curvature) with pure pursuit, lookahead ``max(min_lookahead_m, speed ·
    lookahead_s)``, curvature command bounded by ``max_curvature``, at the current speed (``EgoState.speed`` or

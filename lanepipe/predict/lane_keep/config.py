@@ -58,11 +58,6 @@ class LaneKeepConfig(BaseModel):
     fallback_fov_deg: float = Field(60.0, gt=10, lt=170, description="FOV of the fallback pinhole (no camera)")
     fallback_mount_height_m: float = Field(1.5, gt=0.3, le=5, description="its height above the road")
     fallback_pitch_deg: float = Field(2.0, gt=-30, lt=30, description="its pitch without a vanishing point")
-    pose_frames: int = Field(
-        64, ge=1, le=200, description="fallback camera: at most this many frames, spread over the clip, whose "
-        "vanishing points' median gives its pitch and yaw (plus those used); more frames, steadier pose")
-    refine_vanishing_point: bool = Field(
-        True, description="fallback camera: refine the vanishing point by least squares on every paint edge pixel")
     estimate_pose: bool = Field(True, description="fallback camera: pitch and yaw from the vanishing point")
     calibrate_height: bool = Field(True, description="fallback camera: scale height to the measured lane width")
 

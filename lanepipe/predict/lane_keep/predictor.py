@@ -12,17 +12,8 @@ import numpy.typing as npt
 from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.camera import PinholeCamera
-from lanepipe.geometry.vanishing import median_point, paint_vanishing_point, pose_from_vanishing_points
-from lanepipe.lanes.paint import level_px_per_metre, paint_evidence
-from lanepipe.predict.lane_keep.boundaries import (
-    bev_grid,
-    find_boundaries,
-    paint_score,
-    paint_tone,
-    refine_vanishing_point,
-    stroke_edges,
-    thin_rows,
-)
+from lanepipe.lanes.paint import paint_channels, pose_from_paint
+from lanepipe.predict.lane_keep.boundaries import bev_grid, find_boundaries, paint_score
 from lanepipe.predict.lane_keep.config import LaneKeepConfig
 from lanepipe.predict.lane_keep.drive import drive_lane, lane_centre
 from lanepipe.types import DT, FUTURE_STEPS, HISTORY_STEPS, CameraView, EgoState, Prediction, PredictorInput
@@ -114,36 +105,11 @@ class LaneKeepPredictor:
         h, w = view.frames.shape[1:3]
         ww = min(w, 640)
         hw = max(8, round(h * ww / w))
-        n_pose = self.cfg.pose_frames
-        idx = np.unique(np.concatenate([np.linspace(0, len(view.frames) - 1, min(n_pose, len(view.frames))).astype(int),
+        idx = np.unique(np.concatenate([np.linspace(0, len(view.frames) - 1, min(8, len(view.frames))).astype(int),
                                         use]))
-        # colour-blind paint (paint_tone) thinned to one pixel per row and stroke: a line's vanishing point is
-        # the same whether it is painted white or yellow (a yellow line's chroma is wider and softer)
-        small = cam.rescaled(ww, hw)
-        ppm = level_px_per_metre(small)
-        pts = []
-        edges: list[F64] = []
-        for t in idx.tolist():
-            frame = np.asarray(cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-            tone_f = paint_tone(frame)
-            tone = np.clip(tone_f, 0, 255).astype(np.uint8)
-            chans = np.stack([tone, np.zeros_like(tone)], axis=-1)
-            paint = paint_evidence(chans, ppm, 0.6).mask(18.0, 255.0)
-            paint[int(0.92 * hw):] = False  # a visible hood's bright edge
-            paint[: int(0.3 * hw)] = False
-            vp = paint_vanishing_point(thin_rows(paint).astype(np.uint8) * 255, int(0.3 * hw))
-            if vp is not None:
-                pts.append(vp[:2])
-            edges.append(stroke_edges(tone_f, paint))
-        if pts and self.cfg.refine_vanishing_point:
-            # the Hough vanishing points (median) only start a least-squares fit to every paint edge pixel of
-            # every frame, which moves smoothly with the picture: a repaint in another colour, whose strokes
-            # lie where the old ones did, gives the same point to a fraction of a pixel
-            u0, v0 = median_point(pts)
-            refined = refine_vanishing_point(np.concatenate(edges), (u0, v0))
-            pts = [refined] if refined is not None else pts
-            diag["vanishing_point_refined"] = refined is not None
-        found = pose_from_vanishing_points(small, pts, 1)
+        chans = (paint_channels(np.asarray(cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA),
+                                           dtype=np.uint8)) for t in idx.tolist())
+        found = pose_from_paint(cam.rescaled(ww, hw), chans, 18.0, 6.0, hood_frac=0.92)
         diag["vanishing_point_frames"] = found.frames
         diag["pose_source"] = found.source
         if found.pitch_rad is None or found.yaw_rad is None:
@@ -182,9 +148,8 @@ class LaneKeepPredictor:
             mv = np.where(ok, (pix[:, 1] + 0.5) * s - 0.5, -1e4).reshape(gx.shape).astype(np.float32)
             frame = view.frames[t] if ww == w else np.asarray(
                 cv2.resize(view.frames[t], (ww, hw), interpolation=cv2.INTER_AREA), dtype=np.uint8)
-            tone = paint_tone(frame)
-            bev1 = cv2.remap(tone, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            bev = np.stack([bev1, np.zeros_like(bev1)], axis=-1)  # colour-blind: one channel (paint_tone)
+            chans = paint_channels(frame, "float32")
+            bev = cv2.remap(chans, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             valid = (mu >= 0) & (mu <= ww - 1) & (mv >= 0) & (mv <= hw - 1)
             acc += paint_score(np.asarray(bev, dtype=np.float32), valid, cfg)
         out: F32 = (acc / len(use)).astype(np.float32)
