@@ -8,8 +8,13 @@
    signed lateral offset, lateral offset at 1 s and 3 s; + = left) and the lane centre the predictor saw.
 3. The four real clips (no ego-motion: a straight 25 m/s history, the fallback 60 deg pinhole posed from the
    vanishing point): the shift for each preset vs the original clip. Masks come from the grid segmenter.
+4. Colour only (issue 13, goal ADE <= 0.2 m on every clip), the same real clips: the labelled
+   (tests/data/lane_labels.json) solid line recoloured in place (``lanepipe.testing.recolour``: yellow → white
+   on camera B, white → yellow on P1; no pixel moves), the procedural painter's colour-only instruction (the
+   same count and pattern in the other colour, on that side), and for contrast a removal of that boundary; once
+   with the painter's camera estimate for original and edit alike (as the evaluate stage runs), once with none.
 
-    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/predict_shift.py [--max-frames 48]
+    LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/predict_shift.py [--max-frames 48] [--colour-only]
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from _common import data_dir, machine
 from lanepipe.datasets.sample_context import load_sample_context
 from lanepipe.edit.procedural import PaintParams, ProceduralPainter
 from lanepipe.errors import LanepipeError
+from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.io.video import decode
 from lanepipe.lanes.instructions import PRESETS, parse_instruction
 from lanepipe.metrics import prediction_shift, trajectory_metrics
 from lanepipe.predict.lane_keep import LaneKeepConfig, LaneKeepPredictor
 from lanepipe.sample import write_sample
 from lanepipe.segment.grid import GridSegmenter
+from lanepipe.testing.recolour import recolour_paint
 from lanepipe.types import CameraView, Clip, EgoState, Prediction, PredictorInput, RoadMasks
 
 SAMPLE_EDITS: list[tuple[str, float]] = [
@@ -124,15 +131,78 @@ def real_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter, max_f
             print(f"    {name:22s} {fmt_shift(sh)}  | {centre(pred)}  (paint {tp:.1f} s)")
 
 
+def solid_side(rel: str) -> tuple[str, str]:
+    """The labelled solid boundary of a shared clip: ``(side, colour)``."""
+    items = json.loads((Path(__file__).resolve().parents[1] / "tests" / "data" / "lane_labels.json").read_text())
+    for it in items["items"]:
+        if it["path"] == rel:
+            for side in ("left", "right"):
+                if it[side]["count"] == 1 and it[side]["pattern"] == "solid":
+                    return side, str(it[side]["color"])
+    raise SystemExit(f"no labelled single solid boundary for {rel}")
+
+
+def colour_figures(predictor: LaneKeepPredictor, painter: ProceduralPainter, max_frames: int) -> None:
+    """Part 4: colour-only edits, each predicted twice: with the camera the painter estimated on the original clip
+    for both the original and the edit (as the evaluate stage runs it: an edit does not move the camera), and with
+    no camera (``lane_keep`` poses its fallback pinhole from each input's own paint)."""
+    d = data_dir()
+    clips = sorted(d.glob("udacity_*/*.mp4"))
+    segmenter = GridSegmenter()
+    print(f"\ncolour-only edits (goal ADE <= 0.2 m), straight history, <= {max_frames} frames, shift vs the original;"
+          " camera: the painter's estimate on the original (evaluate stage) | none (fallback posed per input):")
+    worst = {"fixed": 0.0, "fallback": 0.0}
+    for path in clips:
+        rel = path.relative_to(d).as_posix()
+        side, colour = solid_side(rel)
+        other = "white" if colour == "yellow" else "yellow"
+        clip: Clip = decode(str(path), target_fps=8.0, max_frames=max_frames)
+        ts = clip.timestamps - clip.timestamps[-1]
+        hist = straight_history(25.0)
+        masks = segmenter.segment(clip)
+        removed = painter.paint(clip, masks, parse_instruction(f"none@{side}"))
+        camera = PinholeCamera.from_dict(removed.diagnostics["camera"])
+
+        def run(frames: np.ndarray, cam: PinholeCamera | None, clip: Clip = clip, ts: np.ndarray = ts,
+                hist: EgoState = hist) -> Prediction:
+            view = CameraView(name="front", frames=frames, timestamps=ts, camera=cam)
+            return predictor.predict(PredictorInput(clip=clip.name, cameras={"front": view}, ego=hist))
+
+        print(f"  {clip.name} ({clip.num_frames} frames): {colour} solid {side}")
+        edits: list[tuple[str, np.ndarray, bool]] = [
+            (f"recoloured in place → {other}", recolour_paint(clip.frames, other), True)]
+        try:
+            edits.append((f"painter: single {other} solid@{side}",
+                          painter.paint(clip, masks, parse_instruction(f"single {other} solid@{side}")).frames, False))
+        except LanepipeError as e:
+            print(f"    painter: single {other} solid@{side} not painted: {e}")
+        edits.append((f"painter: none@{side} (geometric)", removed.frames, False))
+        for key, cam in (("fixed", camera), ("fallback", None)):
+            base = run(clip.frames, cam)
+            print(f"    camera {key}: original {centre(base)}")
+            for label, frames, in_place in edits:
+                pred = run(frames, cam)
+                sh = prediction_shift(base.trajectories, pred.trajectories)
+                if in_place:
+                    worst[key] = max(worst[key], sh["ade"])
+                print(f"      {label:34s} {fmt_shift(sh)}  | {centre(pred)}")
+    for key, v in worst.items():
+        print(f"  largest recolour-in-place shift, camera {key}: ADE {v:.2f} m ({'PASS' if v <= 0.2 else 'FAIL'} "
+              "<= 0.2 m)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-frames", type=int, default=48, help="frames per real clip (8 fps)")
+    ap.add_argument("--colour-only", action="store_true", help="only the colour-only figures (part 4)")
     args = ap.parse_args()
     print(f"predict_shift on {machine()}")
     predictor = LaneKeepPredictor(LaneKeepConfig())
     painter = ProceduralPainter()
-    sample_figures(predictor, painter)
-    real_figures(predictor, painter, args.max_frames)
+    if not args.colour_only:
+        sample_figures(predictor, painter)
+        real_figures(predictor, painter, args.max_frames)
+    colour_figures(predictor, painter, args.max_frames)
 
 
 if __name__ == "__main__":

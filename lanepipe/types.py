@@ -80,10 +80,13 @@ class RoadMasks:
     Attributes:
         masks: ``(T, H, W) bool``, True = road (region lane markings may be painted in).
         backend: name of the segmentation backend that made them.
+        hood_top: ``(W,) int32`` first row of the ego vehicle's hood in each column (``H`` where a column shows
+            none; :mod:`lanepipe.segment.hood`), already cut from ``masks``; None when no hood was found.
     """
 
     masks: MaskBool
     backend: str
+    hood_top: npt.NDArray[np.int32] | None = None
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3 or self.masks.dtype != np.bool_:

@@ -34,9 +34,15 @@ def _check_clip_outputs(run: Path, clip: str) -> None:
     m0 = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
     assert m0.shape == (h, w) and set(np.unique(m0)) <= {0, 255}
     with np.load(d / "all_masks.npz") as z:
-        assert list(z.keys()) == ["arr_0"]
+        # arr_0 as VideoPainter reads it; hood_top only when the clip shows the ego vehicle's hood (camera B)
+        assert sorted(z.keys()) in (["arr_0"], ["arr_0", "hood_top"])
         ids = z["arr_0"]
+        hood = z["hood_top"] if "hood_top" in z.files else None
     assert ids.shape == (t, h, w) and ids.dtype == np.uint8 and set(np.unique(ids)) <= {0, 1}
+    assert (hood is None) == (meta["hood_row"] is None)
+    if hood is not None:
+        assert hood.shape == (w,) and int(hood.min()) == meta["hood_row"]
+        assert not (ids.astype(bool) & (np.arange(h)[:, None] >= hood[None, :])[None]).any()
     assert np.array_equal(ids[0] * 255, m0)
     assert decode(str(d / "overlay.mp4"), target_fps=None).num_frames == t
     vp = run / "videopainter"

@@ -11,6 +11,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class HoodConfig(_Strict):
+    """Detection of the ego vehicle's hood at the bottom of a clip (:mod:`lanepipe.segment.hood`), cut from the mask.
+
+    Pixel sizes are at ``work_width``.
+    """
+
+    enabled: bool = Field(True, description="detect the hood and cut it from the road mask")
+    work_width: int = Field(320, ge=64, description="frames are analysed at this width")
+    max_frames: int = Field(24, ge=2, description="at most this many frames, spread over the clip, are compared")
+    min_frames: int = Field(
+        4, ge=2, description="fewer frames give no motion to tell hood from road: no hood is reported")
+    patch: int = Field(5, ge=3, description="side of the patches compared across frames")
+    min_correlation: float = Field(
+        0.55, gt=0, lt=1, description="mean patch correlation across frames of a static (hood) pixel")
+    flat_std: float = Field(
+        2.0, ge=0, description="a patch flatter than this (grey levels) in every frame, steady, is static")
+    min_contrast: float = Field(
+        0.2, gt=0, le=1, description="staticness below the hood's edge minus above it (correlation units)")
+    min_static_below: float = Field(
+        0.6, gt=0, le=1, description="fraction of static pixels between the hood's edge and the bottom row")
+    max_height: float = Field(0.35, gt=0, lt=1, description="largest hood height, as a fraction of the frame")
+    edge_rows: int = Field(4, ge=1, description="rows above and below the edge compared for staticness")
+    min_edge: float = Field(
+        24.0, gt=0, description="clip-mean vertical Sobel response of the hood's edge (grey levels x 4)")
+    min_consistency: float = Field(
+        0.5, gt=0, le=1, description="|mean Gy| / mean |G| at the hood's edge (1 = the same edge in every frame)")
+    min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the width the hood's edge must span")
+    margin: float = Field(
+        1.0, ge=0, description="frame pixels above the edge cut with the hood (its blurred rim), at full size")
+
+
 class GridConfig(_Strict):
     """Classical road segmentation seeded by the 9-point grid (embedded default).
 
@@ -47,10 +78,13 @@ class GridConfig(_Strict):
     hole_fill: float = Field(
         0.004, ge=0, le=1, description="holes smaller than this fraction of the frame are filled"
     )
+    hood: HoodConfig = Field(default_factory=HoodConfig)
 
 
 class Sam2Config(_Strict):
     """SAM2 / SAM2.1 video predictor."""
+
+    hood: HoodConfig = Field(default_factory=HoodConfig)
 
     preset: Literal["none", "tiny-random", "random-init"] = Field(
         "none", description="'none': load checkpoint; 'tiny-random': Hiera-T at 256 px, random weights (CPU tests); "

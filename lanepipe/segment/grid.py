@@ -14,6 +14,8 @@ Frames are analysed at a reduced width (``GridConfig.work_width``, 320 px by def
    contain a seed, grown across paint; shadows count only within the lit road's lateral extent (not a wall
    in shade beside it). A closing and a fill of small holes put markings inside the road while large holes
    (cars ahead) stay out. Masks are then voted over neighbouring frames and upsampled to the clip's size.
+4. **Hood.** The ego vehicle's hood, found once per clip by :mod:`lanepipe.segment.hood` (shared by every
+   backend), carries no seed and is cut from every mask.
 
 Coordinates are image pixels ``(x, y)``, x to the right, y down, in the frame they are measured in.
 """
@@ -30,6 +32,7 @@ from lanepipe.errors import InputError
 from lanepipe.geometry.vanishing import edge_vanishing_point, smooth_vanishing_points
 from lanepipe.segment.config import GridConfig
 from lanepipe.segment.grid_colour import ColourModel, FrameSeeds, road_colour_distance, sample_seeds, share_models
+from lanepipe.segment.hood import Hood, detect_hood
 from lanepipe.types import Clip, RoadMasks
 
 F32 = npt.NDArray[np.float32]
@@ -206,14 +209,18 @@ def _temporal_average(masks: U8, radius: int) -> U8:
     return out
 
 
-def segment_frames(frames: U8, cfg: GridConfig) -> Bool:
+def segment_frames(frames: U8, cfg: GridConfig, hood: Hood | None = None) -> Bool:
     """Road masks of a frame sequence (the pure function behind ``GridSegmenter``).
+
+    ``hood``: the ego vehicle's hood (:func:`lanepipe.segment.hood.detect_hood`): no seed on it, and it is cut
+    from every mask.
 
     Shape:
         frames ``(T, H, W, 3) uint8`` RGB → ``(T, H, W) bool``, True = road (lane markings included).
     """
     t_count, height, width = frames.shape[:3]
-    seeds = [sample_seeds(frames[t], cfg) for t in range(t_count)]
+    hood_top = None if hood is None else hood.top
+    seeds = [sample_seeds(frames[t], cfg, hood_top) for t in range(t_count)]
     shared = share_models([s.models for s in seeds], max(2, min(cfg.model_min_frames, t_count)), cfg.shadow_ratio)
     evidence = [road_evidence(s, m, cfg) for s, m in zip(seeds, shared, strict=True)]
     del seeds
@@ -227,6 +234,8 @@ def segment_frames(frames: U8, cfg: GridConfig) -> Bool:
     for t in range(t_count):
         up = soft[t] if (w, h) == (width, height) else cv2.resize(soft[t], (width, height))
         np.greater(up, 127, out=out[t])
+    if hood is not None:
+        out &= ~hood.mask()[None]
     return out
 
 
@@ -266,4 +275,5 @@ class GridSegmenter:
         if f.shape[0] == 0 or f.shape[1] < 8 or f.shape[2] < 8:
             raise InputError(clip.source, "a clip with at least one frame of at least 8x8 pixels",
                              f"frames of shape {f.shape}")
-        return RoadMasks(segment_frames(f, self.cfg), self.name)
+        hood = detect_hood(f, self.cfg.hood) if self.cfg.hood.enabled else None
+        return RoadMasks(segment_frames(f, self.cfg, hood), self.name, None if hood is None else hood.top)

@@ -194,8 +194,11 @@ def _seed_models(lab: F32, marking: Bool, seeds: Ints, radius: int) -> tuple[lis
     return models, sorted(i for g in good for i in g)
 
 
-def sample_seeds(frame: U8, cfg: GridConfig) -> FrameSeeds:
+def sample_seeds(frame: U8, cfg: GridConfig, hood_top: npt.NDArray[np.int32] | None = None) -> FrameSeeds:
     """Pass 1: downscale, Lab, paint map and the frame's road colour models.
+
+    ``hood_top``: ``(W,)`` first hood row per column in frame pixels (:mod:`lanepipe.segment.hood`); grid
+    points on the hood are not road and are dropped.
 
     Shape:
         frame ``(H, W, 3) uint8`` RGB → maps at ``work_size(W, H, cfg.work_width)``.
@@ -208,6 +211,9 @@ def sample_seeds(frame: U8, cfg: GridConfig) -> FrameSeeds:
     lab = lab8.astype(np.float32)
     marking = marking_map(lab)
     seeds = np.rint(grid_points_px(w, h)).astype(np.int64)
+    if hood_top is not None:
+        cols = np.clip(np.rint(seeds[:, 0] * (width / w)).astype(np.int64), 0, width - 1)
+        seeds = seeds[(seeds[:, 1] + 1) * (height / h) <= hood_top[cols]]
     models, used = _seed_models(lab, marking, seeds, max(2, w // 80))
     return FrameSeeds(lab8, marking, models, seeds[used])
 

@@ -57,6 +57,7 @@ from lanepipe.errors import BackendUnavailableError, ConfigError, InputError
 from lanepipe.monitoring import model_load
 from lanepipe.segment.base import grid_points_px
 from lanepipe.segment.config import Sam2Config
+from lanepipe.segment.hood import exclude_hood
 from lanepipe.types import Clip, FramesU8, MaskBool, RoadMasks
 
 if TYPE_CHECKING:
@@ -468,7 +469,9 @@ class Sam2Segmenter:
             session = self.open_session(clip)
             for f in prompt_frames(clip.num_frames, self.cfg.reprompt_every):
                 self.add_grid_prompt(session, f)
-            return RoadMasks(masks=self.propagate(session), backend=self.name)
+            masks = RoadMasks(masks=self.propagate(session), backend=self.name)
+        # the ego vehicle's hood, found the same way for every backend, is not road
+        return exclude_hood(masks, clip.frames, self.cfg.hood)
 
 
 # --------------------------------------------------------------------------------------------------

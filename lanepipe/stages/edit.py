@@ -60,13 +60,17 @@ __all__ = ["EditStage", "NullEdit", "QAOutcome", "judge_config", "lanes_to_json"
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:
-    """Read ``all_masks.npz`` (key ``arr_0``, ``(T, H, W)`` ids, road = 1) and check it matches the clip."""
+    """Read ``all_masks.npz`` (key ``arr_0``, ``(T, H, W)`` ids, road = 1; ``hood_top`` when the segment stage
+    found the ego vehicle's hood) and check it matches the clip."""
     try:
         with np.load(io.BytesIO(storage.read_bytes(url))) as z:
             ids = z["arr_0"]
+            hood = np.asarray(z["hood_top"], dtype=np.int32) if "hood_top" in z.files else None
     except (OSError, KeyError, ValueError) as e:
         raise InputError(url, "an all_masks.npz with key arr_0", f"an unreadable file ({e})") from None
-    masks = RoadMasks(masks=ids == 1, backend="file")
+    if hood is not None and ids.ndim == 3 and hood.shape != (ids.shape[2],):
+        raise InputError(url, f"hood_top of shape ({ids.shape[2]},), one row per column", f"{hood.shape}")
+    masks = RoadMasks(masks=ids == 1, backend="file", hood_top=hood)
     masks.check_matches(clip)
     if not masks.masks.any():
         raise InputError(url, "a road mask with road pixels to paint on", "an all-zero mask in every frame",

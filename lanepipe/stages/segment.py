@@ -61,9 +61,14 @@ def overlay_frames(clip: Clip, masks: RoadMasks, alpha: float = 0.4) -> npt.NDAr
     return out
 
 
-def _npz_bytes(ids: npt.NDArray[np.uint8]) -> bytes:
+def _npz_bytes(ids: npt.NDArray[np.uint8], hood_top: npt.NDArray[np.int32] | None = None) -> bytes:
+    """``all_masks.npz``: the mask ids under key ``arr_0`` (as VideoPainter reads it) and, when the clip shows the
+    ego vehicle's hood, its ``(W,)`` first row per column under ``hood_top``."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, ids)  # key arr_0, as VideoPainter reads it
+    if hood_top is None:
+        np.savez_compressed(buf, ids)
+    else:
+        np.savez_compressed(buf, ids, hood_top=hood_top)
     return buf.getvalue()
 
 
@@ -76,12 +81,11 @@ def write_segment_outputs(paths: SegmentPaths, clip: Clip, masks: RoadMasks, *, 
         if not ok:
             raise RuntimeError(f"PNG encoding failed for frame {i} of {clip.name}")
         storage.write_bytes_atomic(paths.mask_png(i), png.tobytes())
-    npz = _npz_bytes(ids)
-    storage.write_bytes_atomic(paths.npz, npz)
+    storage.write_bytes_atomic(paths.npz, _npz_bytes(ids, masks.hood_top))
     if overlay:
         encode(overlay_frames(clip, masks), paths.overlay, clip.fps)
     if videopainter:
-        storage.write_bytes_atomic(paths.vp_npz, npz)
+        storage.write_bytes_atomic(paths.vp_npz, _npz_bytes(ids))
         encode(clip.frames, paths.vp_video, clip.fps)
 
 
@@ -133,7 +137,7 @@ class SegmentStage:
                                "stage": "segment", "backend": self.cfg.segment.backend, "status": "ok",
                                "error": None, "error_type": None, "num_frames": 0, "fps": None,
                                "width": None, "height": None, "road_fraction": None, "input_sha256": None,
-                               "decode_s": None, "segment_s": None, "write_s": None}
+                               "decode_s": None, "segment_s": None, "write_s": None, "hood_row": None}
         paths = self.store.segment_paths(ref.name)
         try:
             t0 = time.perf_counter()
@@ -148,6 +152,9 @@ class SegmentStage:
             row.update(num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
                        road_fraction=float(masks.masks.mean()), input_sha256=file_sha256(ref.source),
                        decode_s=t1 - t0, segment_s=t2 - t1, write_s=t3 - t2, masks_npz=paths.npz,
+                       # the ego vehicle's hood (cut from the masks): its highest row; all_masks.npz has its
+                       # per-column top row (key hood_top)
+                       hood_row=None if masks.hood_top is None else int(masks.hood_top.min()),
                        overlay=paths.overlay if self.cfg.segment.overlay else None)
             storage.write_text_atomic(paths.meta, json.dumps(row, indent=2, default=str))
         except LanepipeError as e:

@@ -1,0 +1,90 @@
+"""The ego vehicle's hood: found on camera B's clips, absent on the P1 clip, cut from the mask, never painted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lanepipe.edit.procedural import ProceduralPainter
+from lanepipe.io.layout import RunLayout
+from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import parse_instruction
+from lanepipe.segment.config import GridConfig, HoodConfig
+from lanepipe.segment.grid import GridSegmenter
+from lanepipe.segment.hood import detect_hood, exclude_hood
+from lanepipe.stages.edit import load_masks
+from lanepipe.stages.segment import write_segment_outputs
+from lanepipe.types import Clip, RoadMasks
+
+NO_HOOD = GridConfig(hood=HoodConfig(enabled=False))
+
+
+@pytest.fixture(scope="module")
+def bridge(data_dir: Path) -> Clip:
+    """Camera B on the light concrete bridge (its hood is bright and reflective), first 2 s at 8 fps."""
+    return decode(str(data_dir / "udacity_advanced_lane_lines" / "project_video_subclip_bridge_6s.mp4"),
+                  max_frames=16)
+
+
+@pytest.fixture(scope="module")
+def p1(data_dir: Path) -> Clip:
+    """Camera A (Udacity P1): no hood in view; smooth asphalt that barely changes at the bottom of the frame."""
+    return decode(str(data_dir / "udacity_lanelines_p1" / "solidWhiteRight.mp4"), max_frames=24)
+
+
+def test_camera_b_hood_found_and_cut_from_the_mask(real_clip: Path) -> None:
+    clip = decode(str(real_clip))
+    hood = detect_hood(clip.frames)
+    assert hood is not None
+    # camera B's bonnet: its edge runs across the whole width at 88-95 % of the height (rows 635-690 of 720)
+    assert hood.top.shape == (1280,) and (hood.top < 720).all()
+    assert 600 <= int(np.median(hood.top)) <= 690 and hood.row >= 600
+    masks = GridSegmenter().segment(clip)
+    before = GridSegmenter(NO_HOOD).segment(clip)
+    on_hood = hood.mask()[None]
+    assert (before.masks & on_hood).sum() > 10_000  # without the cut the road covers the hood
+    assert not (masks.masks & on_hood).any()
+    assert masks.hood_top is not None and np.array_equal(masks.hood_top, hood.top)
+    # above the hood nothing changed
+    assert np.array_equal(masks.masks[:, : hood.row - 8], before.masks[:, : hood.row - 8])
+
+
+def test_p1_clip_has_no_hood_and_its_bottom_rows_stay_road(p1: Clip) -> None:
+    assert detect_hood(p1.frames) is None
+    masks = GridSegmenter().segment(p1)
+    before = GridSegmenter(NO_HOOD).segment(p1)
+    assert masks.hood_top is None
+    assert np.array_equal(masks.masks, before.masks)
+    assert masks.masks[:, -20:, 300:660].mean() > 0.95  # the road reaches the bottom edge
+
+
+def test_single_frame_and_still_scene_give_no_hood(bridge: Clip) -> None:
+    assert detect_hood(bridge.frames[:1]) is None
+    still = np.repeat(bridge.frames[:1], 8, axis=0)  # a car standing still: nothing tells hood from road
+    assert detect_hood(still) is None
+    # a backend's masks pass through unchanged when the hood is switched off
+    masks = RoadMasks(np.ones(bridge.frames.shape[:3], dtype=bool), "test")
+    off = exclude_hood(masks, bridge.frames, HoodConfig(enabled=False))
+    assert off.hood_top is None and off.masks.all()
+
+
+def test_hood_profile_travels_with_the_masks_file(bridge: Clip, tmp_path: Path) -> None:
+    masks = GridSegmenter().segment(bridge)
+    assert masks.hood_top is not None
+    paths = RunLayout(str(tmp_path), "r").segment_paths(bridge.name)
+    write_segment_outputs(paths, bridge, masks, overlay=False, videopainter=False)
+    back = load_masks(paths.npz, bridge)
+    assert back.hood_top is not None and np.array_equal(back.hood_top, masks.hood_top)
+    assert np.array_equal(back.masks, masks.masks)
+
+
+def test_procedural_edit_paints_nothing_on_the_hood(bridge: Clip) -> None:
+    masks = GridSegmenter().segment(bridge)
+    assert masks.hood_top is not None
+    hood = np.arange(bridge.height)[:, None] >= masks.hood_top[None, :]
+    out = ProceduralPainter().paint(bridge, masks, parse_instruction("single white solid"))
+    changed = np.abs(out.frames.astype(np.int16) - bridge.frames.astype(np.int16)).max(axis=-1) > 0
+    assert changed[:, ~hood].sum() > 1000  # the edit happened
+    assert changed[:, hood].sum() == 0
