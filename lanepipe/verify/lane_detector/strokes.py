@@ -10,12 +10,13 @@ For each input row between the far limit and the road's bottom, the frame is res
 boundary on a grid of lateral **metres** on the ground (1 cm steps, ±0.8 m; the pixels per metre of a row follow
 from its distance below the vanishing point and the assumed camera height). A 1-D opening 0.5 m wide (wider
 than a double line, narrower than a lane) gives the pavement under each row, and paint is what is brighter
-(Lab L*) or yellower (2 × b*) than it by the frame's threshold. The rows are re-centred on a smooth fit of their
-paint centroids (the work-resolution trace may sit on one stroke or drift between them), and the paint share
-per lateral offset over the rows where a 0.10 m space spans ``stroke_resolve_px`` input pixels is the cross
-profile: one hump is a single line, two humps 0.12-0.6 m apart with a valley between them a double line. Each
-stroke's own painted share of those rows (over equal steps of ground depth) is its pattern, so a passing zone
-(one solid, one dashed stroke) reads as ``solid-dashed`` with each stroke known.
+(Lab L*) or yellower (2 b*) than it by the frame's threshold. Only rows where a 0.10 m space spans
+``stroke_resolve_px`` input pixels are used. The rows are re-centred on one stroke, followed row by row (the
+work-resolution trace may sit on either stroke or drift between them); the paint share per lateral offset over
+those rows is the cross profile: one hump is a single line, two humps 0.12-0.6 m apart with a valley between
+them a double line. Whether a stroke is painted in the rows where the other one is tells its pattern: wear and
+distance take both strokes of a double alike, a passing zone's 10 ft dashes (30 ft gaps) only one, so a mixed
+double reads as ``solid-dashed`` with each stroke known.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
         A :class:`StrokeObs`, or None when fewer than ``stroke_min_rows`` rows resolve a double's space or
         no paint is seen there (the work-resolution reading then stands).
     """
-    h, w = lab.shape[:2]
-    vx, vy = g.vp[0] / scale, g.vp[1] / scale
+    w = lab.shape[1]
+    vy = g.vp[1] / scale
     bottom = g.bottom / scale
     vr = bottom - vy
     y0 = math.ceil(vy + cfg.far_limit * vr)
@@ -184,7 +185,8 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
     z = 1.0 / v
     span = float(z.max() / z.min())
     if best is None:
-        return StrokeObs(count=1, offsets_m=(float(_GRID[i1]),), coverage=(_depth_share(v, _stroke_rows(on, ppm, i1, None)),),
+        cov1 = _depth_share(v, _stroke_rows(on, ppm, i1, None))
+        return StrokeObs(count=1, offsets_m=(float(_GRID[i1]),), coverage=(cov1,),
                          heights=(top,), together=(), rows=len(ys), depth_span=span)
     lo, hi = best
     on_l, on_r = _stroke_rows(on, ppm, lo, hi), _stroke_rows(on, ppm, hi, lo)
@@ -198,8 +200,9 @@ def _follow(s: F32, thr: float, ppm: F64, px_cost: float = 0.25) -> F64 | None:
     """The lateral offset (m) per row of the strongest stroke in ``s`` ``(R, G)``, by dynamic programming.
 
     A row's score at an offset is its paint strength in units of ``thr`` (clipped to [-0.5, 2], so pavement
-    costs a little and glare cannot buy a jump); from row to row the path moves at most 1.5 input
-    pixels (a line's slope in the image differs little from the trace's), each pixel costing ``px_cost``. Returns None when no row has paint within 0.45 m of the trace.
+    costs a little and glare cannot buy a jump); from row to row the path moves at most 1.5 input pixels (a
+    line's slope in the image differs little from the trace's), each pixel costing ``px_cost``; a row bright
+    across the strip scores nothing. Returns None when no row has paint within 0.45 m of the trace.
     """
     core = _CORE
     if not (s[:, core] > thr).any():
