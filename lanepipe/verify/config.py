@@ -51,8 +51,16 @@ class LaneDetectorConfig(BaseModel):
     )
     stroke_min_rows: int = Field(12, ge=4, description="fewer such rows: the work-resolution reading stands")
     stroke_min_presence: float = Field(
-        0.15, gt=0.0, lt=1.0, description="least share of those rows painted at a stroke's centre (a dashed stroke "
+        0.08, gt=0.0, lt=1.0, description="least share of those rows painted at a stroke's centre (a dashed stroke "
                                           "is painted over about a quarter of its length, MUTCD 3A.06 10/30 ft)",
+    )
+    stroke_together: float = Field(
+        0.6, gt=0.0, lt=1.0, description="a double's line painted in fewer of the other line's rows is broken "
+                                         "(a passing zone's 10 ft dashes with 30 ft gaps: about a quarter)",
+    )
+    stroke_yellow_share: float = Field(
+        0.5, gt=0.0, lt=1.0, description="a yellow double's weaker line is at least this share as yellow (b* above "
+                                         "the pavement) as the other"
     )
     stroke_valley: float = Field(
         0.5, gt=0.0, lt=1.0, description="the profile between two strokes dips to at most this share of the weaker"

@@ -62,11 +62,16 @@ def with_strokes(obs: LineObs, st: StrokeObs | None, cfg: LaneDetectorConfig) ->
     if st is None:
         return obs
     base = obs.coverage if obs.count == 1 else max(obs.sub_coverage, default=obs.coverage)
+    mixed = st.count == 2 and min(st.together) < cfg.stroke_together
+    if mixed and obs.yellowness <= cfg.yellow_b:
+        # a solid line beside a broken one is a passing zone, and passing zones are yellow centre lines
+        # (MUTCD 2009 §3B.01, §3B.02); a white line's "broken partner" is a kerb, a seam or a shoulder's edge
+        return replace(obs, count=1, sub_coverage=(), passing=False, strokes=True, coverage=base)
     if st.count == 2:
         # the pair's painted share at the work resolution (both strokes merge there, so it is the share of
         # the more continuous one) scaled, per stroke, by how often it is painted where the other one is: wear
         # and distance take both strokes alike, a passing zone's dashes take only one
-        sub = tuple(base * t for t in st.together)
+        sub = tuple(base if t >= cfg.stroke_together else base * t for t in st.together)
         return replace(obs, count=2, sub_coverage=sub, coverage=base, passing=False, strokes=True)
     return replace(obs, count=1, sub_coverage=(), passing=False, strokes=True, coverage=base)
 

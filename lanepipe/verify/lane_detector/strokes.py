@@ -87,14 +87,14 @@ def _sample(chan: F32, ys: F64, centre: F64, ppm: F64) -> F32:
     return out
 
 
-def _paint(l_chan: F32, b_chan: F32, ys: F64, centre: F64, ppm: F64) -> F32:
+def _paint(l_chan: F32, b_chan: F32, ys: F64, centre: F64, ppm: F64, yellow: bool = False) -> F32:
     """Paint strength ``(R, G)`` on the metre grid: L* or 2 b* above a 0.5 m opening of each row."""
     k = np.ones((1, round(_OPEN_M / _STEP_M) | 1), np.uint8)
     sl = _sample(l_chan, ys, centre, ppm)
     sb = _sample(b_chan, ys, centre, ppm)
     th_l = sl - cv2.morphologyEx(sl, cv2.MORPH_OPEN, k)
     th_b = sb - cv2.morphologyEx(sb, cv2.MORPH_OPEN, k)
-    out: F32 = np.maximum(th_l, 2.0 * th_b)
+    out: F32 = th_b if yellow else np.maximum(th_l, 2.0 * th_b)
     return out
 
 
@@ -164,7 +164,12 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
         return None
     s = _paint(l_chan, b_chan, ys, centre, ppm)
     on = s > thr
-    prof = smooth1d(on.mean(axis=0).astype(np.float64), 1.5)
+    yel = _paint(l_chan, b_chan, ys, centre, ppm, yellow=True)  # b* above the pavement
+    # every row weighs the ground length it covers (depth ~ 1 / v, so d depth ~ dv / v^2): the profile is the
+    # painted share of the ground, as a line's coverage is, not of the image rows (which crowd near the camera)
+    wz = 1.0 / v
+    wz /= wz.sum()
+    prof = smooth1d((on * wz[:, None]).sum(axis=0).astype(np.float64), 1.5)
     prof[np.abs(_GRID) > 0.55] = 0.0
     top = float(prof.max())
     if top < cfg.stroke_min_presence:
@@ -190,8 +195,16 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
                          heights=(top,), together=(), rows=len(ys), depth_span=span)
     lo, hi = best
     on_l, on_r = _stroke_rows(on, ppm, lo, hi), _stroke_rows(on, ppm, hi, lo)
+    yel_l, yel_r = _stroke_b(on, yel, ppm, lo, hi), _stroke_b(on, yel, ppm, hi, lo)
+    if max(yel_l, yel_r) > cfg.yellow_b and min(yel_l, yel_r) < cfg.stroke_yellow_share * max(yel_l, yel_r):
+        # the two lines of a double have one colour (MUTCD 2009 §3A.05: yellow centre lines, white lane lines);
+        # a grey seam or a concrete shoulder's edge beside a yellow line is not its partner
+        cov1 = _depth_share(v, _stroke_rows(on, ppm, i1, None))
+        return StrokeObs(count=1, offsets_m=(float(_GRID[i1]),), coverage=(cov1,),
+                         heights=(top,), together=(), rows=len(ys), depth_span=span)
     covs = (_depth_share(v, on_l), _depth_share(v, on_r))
-    tog = (float((on_l & on_r).sum() / max(on_r.sum(), 1)), float((on_l & on_r).sum() / max(on_l.sum(), 1)))
+    both_w = float(wz[on_l & on_r].sum())
+    tog = (both_w / max(float(wz[on_r].sum()), 1e-12), both_w / max(float(wz[on_l].sum()), 1e-12))
     return StrokeObs(count=2, offsets_m=(float(_GRID[lo]), float(_GRID[hi])), coverage=covs,
                      heights=(float(prof[lo]), float(prof[hi])), together=tog, rows=len(ys), depth_span=span)
 
@@ -234,6 +247,14 @@ def _follow(s: F32, thr: float, ppm: F64, px_cost: float = 0.25) -> F64 | None:
         idx[r - 1] = idx[r] - back[r, idx[r]]
     out: F64 = _GRID[idx].astype(np.float64)
     return out
+
+
+def _stroke_b(on: Bool, yel: F32, ppm: F64, i: int, other: int) -> float:
+    """Median b* above the pavement of the paint of the stroke at grid index ``i`` (0 when it has none)."""
+    half = np.minimum(0.05 + 1.0 / ppm, 0.45 * abs(_GRID[other] - _GRID[i]))
+    win = np.abs(_GRID[None, :] - _GRID[i]) <= half[:, None]
+    vals = yel[on & win]
+    return float(np.median(vals)) if len(vals) else 0.0
 
 
 def _stroke_rows(on: Bool, ppm: F64, i: int, other: int | None) -> Bool:
