@@ -61,7 +61,6 @@ class StrokeObs:
         offsets_m: lateral offset of each stroke from the (re-centred) boundary centre, left to right in the
             image (metres on the ground).
         coverage: each stroke's painted share of the resolved rows, over equal steps of ground depth, same order.
-        heights: each stroke's peak in the cross profile (share of resolved rows painted at its centre).
         together: per stroke of a double, the share of the rows where the other stroke is painted in which it
             is painted too: about 1 for a solid stroke or for two strokes worn or dashed alike, about a
             quarter for the dashed stroke of a passing zone (10 ft dashes, 30 ft gaps, MUTCD §3A.06) beside a
@@ -73,7 +72,6 @@ class StrokeObs:
     count: int
     offsets_m: tuple[float, ...]
     coverage: tuple[float, ...]
-    heights: tuple[float, ...]
     together: tuple[float, ...]
     rows: int
     depth_span: float
@@ -152,7 +150,7 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
     # re-centre every row on one stroke: the trace may sit on either stroke or drift between them, so the
     # stroke is followed row by row (a path over the metre grid that keeps to paint and moves at most 1.5 px per
     # row), then the strip is sampled again around it
-    path = _follow(s, thr, ppm)
+    path = _follow(s, thr, ppm, np.diff(ys, prepend=ys[0] - 1.0))
     if path is None:
         return None
     centre = centre + path * ppm
@@ -169,30 +167,23 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
     # painted share of the ground, as a line's coverage is, not of the image rows (which crowd near the camera)
     wz = 1.0 / v
     wz /= wz.sum()
-    prof = smooth1d((on * wz[:, None]).sum(axis=0).astype(np.float64), 1.5)
-    prof[np.abs(_GRID) > 0.55] = 0.0
-    top = float(prof.max())
-    if top < cfg.stroke_min_presence:
+    found = _pair(on, wz, cfg)
+    if found is None:
         return None
-    peaks = hist_peaks(prof, cfg.stroke_min_presence)
-    i1 = int(np.argmax(prof))
-    best: tuple[int, int] | None = None
-    best_score = 0.0
-    for j in peaks:
-        gap = abs(_GRID[j] - _GRID[i1])
-        if not (cfg.double_min_gap_m <= gap <= cfg.double_max_gap_m):
-            continue
-        lo, hi = min(i1, j), max(i1, j)
-        dip = float(prof[lo:hi + 1].min())
-        low = float(prof[j])
-        if dip <= cfg.stroke_valley * low and low - dip > best_score:
-            best, best_score = (lo, hi), low - dip
+    i1, best, _ = found
+    near = ppm * DOUBLE_SPACE_M >= 2.0 * cfg.stroke_resolve_px
+    if best is None and near.sum() >= cfg.stroke_min_rows and not near.all():
+        # the pixels may be softer than their size (an upscaled or blurred frame): the nearest rows, where the
+        # space spans twice as many pixels, may still resolve a pair that merged farther away
+        again = _pair(on[near], wz[near] / wz[near].sum(), cfg)
+        if again is not None and again[1] is not None:
+            i1, best, _ = again
     z = 1.0 / v
     span = float(z.max() / z.min())
     if best is None:
         cov1 = _depth_share(v, _stroke_rows(on, ppm, i1, None))
         return StrokeObs(count=1, offsets_m=(float(_GRID[i1]),), coverage=(cov1,),
-                         heights=(top,), together=(), rows=len(ys), depth_span=span)
+                         together=(), rows=len(ys), depth_span=span)
     lo, hi = best
     on_l, on_r = _stroke_rows(on, ppm, lo, hi), _stroke_rows(on, ppm, hi, lo)
     yel_l, yel_r = _stroke_b(on, yel, ppm, lo, hi), _stroke_b(on, yel, ppm, hi, lo)
@@ -201,20 +192,20 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
         # a grey seam or a concrete shoulder's edge beside a yellow line is not its partner
         cov1 = _depth_share(v, _stroke_rows(on, ppm, i1, None))
         return StrokeObs(count=1, offsets_m=(float(_GRID[i1]),), coverage=(cov1,),
-                         heights=(top,), together=(), rows=len(ys), depth_span=span)
+                         together=(), rows=len(ys), depth_span=span)
     covs = (_depth_share(v, on_l), _depth_share(v, on_r))
     both_w = float(wz[on_l & on_r].sum())
     tog = (both_w / max(float(wz[on_r].sum()), 1e-12), both_w / max(float(wz[on_l].sum()), 1e-12))
     return StrokeObs(count=2, offsets_m=(float(_GRID[lo]), float(_GRID[hi])), coverage=covs,
-                     heights=(float(prof[lo]), float(prof[hi])), together=tog, rows=len(ys), depth_span=span)
+                     together=tog, rows=len(ys), depth_span=span)
 
 
-def _follow(s: F32, thr: float, ppm: F64, px_cost: float = 0.25) -> F64 | None:
+def _follow(s: F32, thr: float, ppm: F64, dy: F64, px_cost: float = 0.25) -> F64 | None:
     """The lateral offset (m) per row of the strongest stroke in ``s`` ``(R, G)``, by dynamic programming.
 
     A row's score at an offset is its paint strength in units of ``thr`` (clipped to [-0.5, 2], so pavement
-    costs a little and glare cannot buy a jump); from row to row the path moves at most 1.5 input pixels (a
-    line's slope in the image differs little from the trace's), each pixel costing ``px_cost``; a row bright
+    costs a little and glare cannot buy a jump); from row to row the path moves at most 1.5 input pixels per
+    input row ``dy`` between them (a line's slope in the image differs little from the trace's), each pixel costing ``px_cost``; a row bright
     across the strip scores nothing. Returns None when no row has paint within 0.45 m of the trace.
     """
     core = _CORE
@@ -224,7 +215,7 @@ def _follow(s: F32, thr: float, ppm: F64, px_cost: float = 0.25) -> F64 | None:
     score[:, ~core] = -1.0
     score[(s[:, core] > thr).mean(axis=1) > _FLAT_SHARE] = 0.0  # rows bright across: no evidence
     r_n, g_n = score.shape
-    reach = np.clip(np.ceil(1.5 / (ppm * _STEP_M)), 1, _MAX_STEP).astype(int)  # grid steps per row
+    reach = np.clip(np.ceil(1.5 * dy / (ppm * _STEP_M)), 1, _MAX_STEP).astype(int)  # grid steps per row
     moves = range(-_MAX_STEP, _MAX_STEP + 1)
     acc = score[0].copy()
     back = np.zeros((r_n, g_n), np.int8)
@@ -247,6 +238,30 @@ def _follow(s: F32, thr: float, ppm: F64, px_cost: float = 0.25) -> F64 | None:
         idx[r - 1] = idx[r] - back[r, idx[r]]
     out: F64 = _GRID[idx].astype(np.float64)
     return out
+
+
+def _pair(on: Bool, wz: F64, cfg: LaneDetectorConfig) -> tuple[int, tuple[int, int] | None, float] | None:
+    """The cross profile of paint ``on`` ``(R, G)`` (rows weighted ``wz``): its highest hump's grid index, the
+    pair of humps that make a double (grid indices, left to right) or None, and the highest hump's height; None
+    when no hump reaches ``stroke_min_presence``."""
+    prof = smooth1d((on * wz[:, None]).sum(axis=0).astype(np.float64), 1.5)
+    prof[np.abs(_GRID) > 0.55] = 0.0
+    top = float(prof.max())
+    if top < cfg.stroke_min_presence:
+        return None
+    i1 = int(np.argmax(prof))
+    best: tuple[int, int] | None = None
+    best_score = 0.0
+    for j in hist_peaks(prof, cfg.stroke_min_presence):
+        gap = abs(_GRID[j] - _GRID[i1])
+        if not (cfg.double_min_gap_m <= gap <= cfg.double_max_gap_m):
+            continue
+        lo, hi = min(i1, j), max(i1, j)
+        dip = float(prof[lo:hi + 1].min())
+        low = float(prof[j])
+        if dip <= cfg.stroke_valley * low and low - dip > best_score:
+            best, best_score = (lo, hi), low - dip
+    return i1, best, top
 
 
 def _stroke_b(on: Bool, yel: F32, ppm: F64, i: int, other: int) -> float:
