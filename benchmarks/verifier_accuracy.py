@@ -110,7 +110,7 @@ def table(rows: list[dict[str, Any]], title: str) -> None:
     for r in rows:
         groups[r["source"]].append(r)
         groups["ALL"].append(r)
-        if r["source"] not in ("clips", "synthetic"):
+        if r["source"] not in ("clips", "clip_frames", "synthetic"):
             groups["ALL stills"].append(r)
     print(f"\n{title}")
     print(f"{'source':<18}{'boundaries':>11}{'count':>14}{'color':>14}{'pattern':>14}{'all 3':>14}"
