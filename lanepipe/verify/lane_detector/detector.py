@@ -42,10 +42,12 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
         return BoundaryReport(count=0, color=None, pattern=None, confidence=round(1.0 - share_seen, 3),
                               frames_seen=len(seen), frames_used=n, votes={"count": 1.0 - share_seen})
     n_seen = len(seen)
-    if sum(o.passing for o in seen) < 2:  # (stroke-read pairs are not ``passing``: each stroke was seen)
+    if sum(o.passing for o in seen) < 2:
         # one frame's weak partner may be wear of a single line (or of a double's second line): a passing
-        # zone needs its dashes in two frames at least; alone, such a frame counts as its solid line
-        seen = [replace(o, count=1, sub_coverage=(), passing=False) if o.passing else o for o in seen]
+        # zone needs its dashes in two frames at least; alone, such a frame counts as its solid line (unless
+        # the pair was read stroke by stroke at the input resolution, where each line's paint was seen apart)
+        seen = [replace(o, count=1, sub_coverage=(), passing=False) if o.passing and not o.strokes else o
+                for o in seen]
     doubles = sum(o.count == 2 for o in seen)
     count = 2 if doubles > len(seen) / 2 else 1
     count_share = (doubles if count == 2 else len(seen) - doubles) / len(seen)

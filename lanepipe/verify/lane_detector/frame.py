@@ -72,7 +72,9 @@ def with_strokes(obs: LineObs, st: StrokeObs | None, cfg: LaneDetectorConfig) ->
         # the more continuous one) scaled, per stroke, by how often it is painted where the other one is: wear
         # and distance take both strokes alike, a passing zone's dashes take only one
         sub = tuple(base if t >= cfg.stroke_together else base * t for t in st.together)
-        return replace(obs, count=2, sub_coverage=sub, coverage=base, passing=False, strokes=True)
+        # a yellow solid line beside a broken one is a passing zone (the clip-level vote knows that its dashes
+        # are resolved in some frames only)
+        return replace(obs, count=2, sub_coverage=sub, coverage=base, passing=mixed, strokes=True)
     return replace(obs, count=1, sub_coverage=(), passing=False, strokes=True, coverage=base)
 
 
