@@ -205,8 +205,9 @@ def _follow(s: F32, thr: float, ppm: F64, dy: F64, px_cost: float = 0.25) -> F64
 
     A row's score at an offset is its paint strength in units of ``thr`` (clipped to [-0.5, 2], so pavement
     costs a little and glare cannot buy a jump); from row to row the path moves at most 1.5 input pixels per
-    input row ``dy`` between them (a line's slope in the image differs little from the trace's), each pixel costing ``px_cost``; a row bright
-    across the strip scores nothing. Returns None when no row has paint within 0.45 m of the trace.
+    input row ``dy`` between them (a line's slope in the image differs little from the trace's), each pixel
+    costing ``px_cost``; a row bright across the strip scores nothing. Returns None when no row has paint within
+    0.45 m of the trace.
     """
     core = _CORE
     if not (s[:, core] > thr).any():
