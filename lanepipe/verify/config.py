@@ -63,7 +63,7 @@ class LaneDetectorConfig(BaseModel):
                                          "the pavement) as the other"
     )
     stroke_valley: float = Field(
-        0.5, gt=0.0, lt=1.0, description="the profile between two strokes dips to at most this share of the weaker"
+        0.65, gt=0.0, lt=1.0, description="the profile between two strokes dips to at most this share of the weaker"
     )
     passing_min_frame_share: float = Field(
         0.25, gt=0.0, le=1.0,

@@ -12,7 +12,7 @@ from lanepipe.verify.config import LaneDetectorConfig
 from lanepipe.verify.lane_detector.measure import measure_line
 from lanepipe.verify.lane_detector.observations import FrameGeometry, FrameObs, LineObs
 from lanepipe.verify.lane_detector.paint import PaintMap, paint_map
-from lanepipe.verify.lane_detector.strokes import StrokeObs, read_strokes
+from lanepipe.verify.lane_detector.strokes import StrokeObs, lab_channels, read_strokes
 from lanepipe.verify.lane_detector.trace import line_candidates, trace_line
 
 F32 = npt.NDArray[np.float32]
@@ -95,6 +95,7 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
     ego_lat = (vp[0] - w / 2) * g.h_m / g.road_height
     cands = line_candidates(pm, g, cfg)
     left = right = None
+    chans: tuple[F32, F32] | None = None  # the input frame's L* and b*, made when a boundary is first read
     lefts = sorted((c for c in cands if c[0] - ego_lat >= cfg.min_lateral_m), key=lambda c: c[0])
     rights = sorted((c for c in cands if ego_lat - c[0] >= cfg.min_lateral_m), key=lambda c: -c[0])
     for side, group in (("left", lefts), ("right", rights)):
@@ -108,8 +109,9 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
             if (obs is None or obs.seen_coverage < cfg.min_coverage or obs.width_m > cfg.max_width_m
                     or obs.contrast < cfg.min_contrast):
                 continue  # not paint: too short, too wide (glare, kerb, car) or not brighter/yellower
-            lab = full_lab if full_lab is not None else pm.lab
-            obs = with_strokes(obs, read_strokes(lab, scale if full_lab is not None else 1.0, g, trace[0],
+            if chans is None:
+                chans = lab_channels(full_lab if full_lab is not None else pm.lab)
+            obs = with_strokes(obs, read_strokes(chans, scale if full_lab is not None else 1.0, g, trace[0],
                                                  trace[1], cfg), cfg)
             d = obs.lateral_m - ego_lat
             if (side == "left" and d < cfg.min_lateral_m) or (side == "right" and -d < cfg.min_lateral_m):

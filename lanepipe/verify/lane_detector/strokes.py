@@ -40,9 +40,10 @@ Bool = npt.NDArray[np.bool_]
 _STEP_M = 0.01
 _HALF_M = 0.8
 _GRID = np.arange(-_HALF_M, _HALF_M + 1e-9, _STEP_M)
-#: the opening that gives the pavement under a row: wider than a double line (2 x 6 in + 12 in ~ 0.6 m at
-#: most, MUTCD §3A.06), so paint is removed by it, narrower than a lane
+#: the opening that gives the pavement under a row: wider than a double line (two 4-6 in lines and a space about
+#: as wide, 0.3-0.45 m; MUTCD §3A.06), so paint is removed by it, narrower than a lane
 _OPEN_M = 0.5
+#: where a boundary's strokes are looked for: within 0.45 m of the trace
 _CORE = np.abs(_GRID) <= 0.45
 #: share of the central 0.9 m above which a row is bright across, not striped
 _FLAT_SHARE = 0.45
@@ -108,12 +109,18 @@ def _depth_share(v: F64, on: Bool, n_bins: int = 16) -> float:
     return float(frac.mean())
 
 
-def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64,
+def lab_channels(lab: U8) -> tuple[F32, F32]:
+    """The L* and b* planes of an OpenCV Lab frame as float32 (what :func:`read_strokes` samples)."""
+    return (np.ascontiguousarray(lab[:, :, 0], dtype=np.float32),
+            np.ascontiguousarray(lab[:, :, 2], dtype=np.float32))
+
+
+def read_strokes(chans: tuple[F32, F32], scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64,
                  cfg: LaneDetectorConfig) -> StrokeObs | None:
     """Single or double, and each stroke's coverage, of the boundary traced at ``(rows_w, xc_w)``.
 
     Args:
-        lab: ``(H, W, 3) uint8`` OpenCV Lab of the input frame (input resolution).
+        chans: L* and b* planes of the input frame (input resolution), from :func:`lab_channels`.
         scale: work width / input width.
         g: the frame's geometry at work resolution.
         rows_w, xc_w: the traced centre curve (work pixels), rows increasing.
@@ -122,7 +129,8 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
         A :class:`StrokeObs`, or None when fewer than ``stroke_min_rows`` rows resolve a double's space or
         no paint is seen there (the work-resolution reading then stands).
     """
-    w = lab.shape[1]
+    l_chan, b_chan = chans
+    w = l_chan.shape[1]
     vy = g.vp[1] / scale
     bottom = g.bottom / scale
     vr = bottom - vy
@@ -143,16 +151,17 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
     ys, v, ppm, centre = ys[inside], v[inside], ppm[inside], centre[inside]
     if len(ys) < cfg.stroke_min_rows:
         return None
-    l_chan = np.ascontiguousarray(lab[:, :, 0], dtype=np.float32)
-    b_chan = np.ascontiguousarray(lab[:, :, 2], dtype=np.float32)
     s = _paint(l_chan, b_chan, ys, centre, ppm)
     thr = max(cfg.min_contrast, cfg.noise_factor * float(np.median(s)))
     # re-centre every row on one stroke: the trace may sit on either stroke or drift between them, so the
     # stroke is followed row by row (a path over the metre grid that keeps to paint and moves at most 1.5 px per
     # row), then the strip is sampled again around it
-    path = _follow(s, thr, ppm, np.diff(ys, prepend=ys[0] - 1.0))
-    if path is None:
+    # (on at most 120 rows, evenly spread; a stroke's path is smooth in between)
+    sub = np.unique(np.linspace(0, len(ys) - 1, min(len(ys), 120)).round().astype(int))
+    found_path = _follow(s[sub], thr, ppm[sub], np.diff(ys[sub], prepend=ys[sub][0] - 1.0))
+    if found_path is None:
         return None
+    path = np.interp(ys, ys[sub], found_path)
     centre = centre + path * ppm
     s = _paint(l_chan, b_chan, ys, centre, ppm)
     # a row bright across most of the strip (a crossing, a shadow's edge, the hood's rim) is not a stroke
@@ -163,8 +172,9 @@ def read_strokes(lab: U8, scale: float, g: FrameGeometry, rows_w: F64, xc_w: F64
     s = _paint(l_chan, b_chan, ys, centre, ppm)
     on = s > thr
     yel = _paint(l_chan, b_chan, ys, centre, ppm, yellow=True)  # b* above the pavement
-    # every row weighs the ground length it covers (depth ~ 1 / v, so d depth ~ dv / v^2): the profile is the
-    # painted share of the ground, as a line's coverage is, not of the image rows (which crowd near the camera)
+    # every row weighs 1 / v: between counting image rows (which crowd near the camera, where a 10 ft dash may
+    # be missing altogether) and counting ground length (d depth ~ dv / v^2, which would hand the profile to
+    # the far, blurred rows)
     wz = 1.0 / v
     wz /= wz.sum()
     found = _pair(on, wz, cfg)
