@@ -1,12 +1,18 @@
 """Accuracy of the `lane_detector` verifier on hand-labelled real frames, plus the synthetic sample check.
 
-Labels: tests/data/lane_labels.json (see tests/data/LABELS.md), paths relative to the shared data folder.
-For every labelled ego-lane boundary it compares count, colour and pattern; colour and pattern are scored on
-the boundaries that carry a marking in the labels (a missed line counts as wrong). Prints overall and
-per-source accuracy, the same without boundaries flagged ambiguous, the sample clip's answer, the time per
+Labels: tests/data/lane_labels.json (see tests/data/LABELS.md), paths relative to the shared data folder;
+``synthetic`` items are rendered with lanepipe.sample (their labels are its ground truth). For every labelled
+ego-lane boundary it compares count, colour and pattern; colour and pattern are scored on the boundaries that
+carry a marking in the labels (a missed line counts as wrong). Each item is read twice: the **clip view** (all
+its frames: a clip window, a synthetic clip; a still is one frame) and the **single-frame view** (one
+frame alone, as the generative QA judges one FLUX first frame: the middle one, since every synthetic render
+starts at the same place on the road). Prints per-source accuracy of each view, for
+the ``tuning`` part (used to choose thresholds) and the ``held_out`` part (never used for that) separately, the
+inner line of mixed doubles, the same without ambiguous boundaries, the sample clip's answer, the time per
 analysed frame, the machine and the date.
 
     LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/verifier_accuracy.py [--verbose] [--masks]
+        [--part tuning|held_out|all]
 
 ``--masks`` also passes road masks from the `grid` segmentation backend (clips and stills alike).
 """
@@ -25,16 +31,26 @@ import numpy as np
 from _common import data_dir, machine
 
 from lanepipe.io.video import decode
-from lanepipe.verify.base import BoundaryReport
+from lanepipe.lanes.instructions import PRESETS, LaneSpec, parse_instruction
+from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
 from lanepipe.verify.config import LaneDetectorConfig
 from lanepipe.verify.lane_detector import LaneDetector
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "lane_labels.json"
-GOALS = {"count": 0.85, "color": 0.90, "pattern": 0.90}
+GOALS = {"count": 0.92, "color": 0.95, "pattern": 0.92}  # issue 13, clip view, held-out part
+SINGLE_GOAL = 0.85
 
 
 def load_frames(root: Path, item: dict[str, Any]) -> np.ndarray:
     """``(T, H, W, 3) uint8`` RGB frames of a labelled item (a still is T = 1)."""
+    if "synthetic" in item:
+        from lanepipe.sample import render_sample
+        from lanepipe.sample.road import with_centre_line
+
+        sy = item["synthetic"]
+        layout = with_centre_line(sy["space_m"], tuple(sy["stroke_patterns"]))
+        return render_sample(num_frames=sy["num_frames"], width=sy["width"], height=sy["height"], seed=sy["seed"],
+                             layout=layout).frames
     path = root / item["path"]
     if "frames" not in item:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -59,7 +75,34 @@ def score(seen: BoundaryReport, want: dict[str, Any]) -> dict[str, bool | None]:
     out: dict[str, bool | None] = {"count": seen.count == want["count"]}
     for attr in ("color", "pattern"):
         out[attr] = None if want["count"] == 0 else getattr(seen, attr) == want[attr]
+    out["inner"] = None if "inner" not in want or want["pattern"] != "solid-dashed" else (
+        seen.pattern == "solid-dashed" and getattr(seen, "inner_pattern", None) == want["inner"])
     return out
+
+
+def differs(spec: LaneSpec, item: dict[str, Any]) -> bool:
+    """Whether an instruction asks for something else than the labelled markings on a boundary it names."""
+    for side in ["left", "right"] if spec.side == "both" else [spec.side]:
+        t = item[side]
+        if spec.is_removal:
+            if t["count"] != 0:
+                return True
+        elif (t["count"], t["color"], t["pattern"]) != (spec.count, spec.color, spec.pattern):
+            return True
+        elif spec.pattern == "solid-dashed" and t.get("inner", "solid") != "solid":
+            return True  # a passing zone's solid line faces the ego lane
+    return False
+
+
+def rubber_stamp(rep: LaneReport, item: dict[str, Any]) -> tuple[int, int]:
+    """(failed, judged): the report of an original against every preset that differs from its labels."""
+    judged = failed = 0
+    for preset in PRESETS.values():
+        spec = parse_instruction(preset)
+        if differs(spec, item):
+            judged += 1
+            failed += not verdict(rep, spec)[0]
+    return failed, judged
 
 
 def table(rows: list[dict[str, Any]], title: str) -> None:
@@ -67,14 +110,15 @@ def table(rows: list[dict[str, Any]], title: str) -> None:
     for r in rows:
         groups[r["source"]].append(r)
         groups["ALL"].append(r)
-        if r["source"] != "clips":
+        if r["source"] not in ("clips", "clip_frames", "synthetic"):
             groups["ALL stills"].append(r)
     print(f"\n{title}")
-    print(f"{'source':<18}{'boundaries':>11}{'count':>14}{'color':>14}{'pattern':>14}{'all 3':>14}")
+    print(f"{'source':<18}{'boundaries':>11}{'count':>14}{'color':>14}{'pattern':>14}{'all 3':>14}"
+          f"{'mixed inner':>14}")
     for name in [*sorted(k for k in groups if not k.startswith("ALL")), "ALL stills", "ALL"]:
         g = groups[name]
         cells = []
-        for attr in ("count", "color", "pattern", "all"):
+        for attr in ("count", "color", "pattern", "all", "inner"):
             vals = [r[attr] for r in g if r[attr] is not None]
             cells.append(f"{sum(vals)}/{len(vals)} {sum(vals) / len(vals):.2f}" if vals else "-")
         print(f"{name:<18}{len(g):>11}" + "".join(f"{c:>14}" for c in cells))
@@ -96,42 +140,59 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verbose", action="store_true", help="one line per labelled item")
     ap.add_argument("--masks", action="store_true", help="also pass grid-backend road masks")
+    ap.add_argument("--part", choices=["tuning", "held_out", "all"], default="all", help="which labelled part")
     args = ap.parse_args()
     root = data_dir()
     labels = json.loads(LABELS.read_text())
     det = LaneDetector(LaneDetectorConfig())
     print(f"machine: {machine()}")
     print(f"labels: {LABELS.name}, {len(labels['items'])} items; detector config: {det.cfg.model_dump()}")
-    rows: list[dict[str, Any]] = []
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    stamps: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     n_frames, seconds = 0, 0.0
     for item in labels["items"]:
+        if args.part != "all" and item["part"] != args.part:
+            continue
         frames = load_frames(root, item)
-        masks = road_masks(frames) if args.masks else None
-        t0 = time.perf_counter()
-        rep = det.inspect(frames, masks)
-        seconds += time.perf_counter() - t0
-        n_frames += int(rep.diagnostics["frames_used"])
-        where = item["path"] + (f"[{item['frames']['source_start']}:{item['frames']['source_end']}]"
-                                if "frames" in item else "")
-        for side in ("left", "right"):
-            want = item[side]
-            seen = rep.boundary(side)
-            s = score(seen, want)
-            all_ok = all(v for v in s.values() if v is not None)
-            rows.append({"source": item["source"], **s, "all": all_ok, "ambiguous": bool(want.get("ambiguous"))})
-            if args.verbose:
-                exp = "none" if want["count"] == 0 else (
-                    f"{'single' if want['count'] == 1 else 'double'} {want['color']} {want['pattern']}")
-                print(f"{'ok  ' if all_ok else 'MISS'} {where:<62} {side:<5} want {exp:<22} "
-                      f"seen {seen.describe():<22} conf {seen.confidence:.2f} cov {seen.coverage or 0:.2f} "
-                      f"yel {seen.yellowness or 0:.1f} seen {seen.frames_seen}/{seen.frames_used}")
-    table(rows, f"accuracy per labelled boundary (goals: count >= {GOALS['count']}, colour >= {GOALS['color']}, "
-                f"pattern >= {GOALS['pattern']}){' with grid road masks' if args.masks else ''}")
-    table([r for r in rows if not r["ambiguous"]], "same, without boundaries labelled ambiguous")
+        mid = len(frames) // 2
+        for view, fr in (("clip", frames), ("single frame", frames[mid:mid + 1])):
+            masks = road_masks(fr) if args.masks else None
+            t0 = time.perf_counter()
+            rep = det.inspect(fr, masks)
+            seconds += time.perf_counter() - t0
+            n_frames += int(rep.diagnostics["frames_used"])
+            failed, judged = rubber_stamp(rep, item)
+            stamps[(item["part"], view)][0] += failed
+            stamps[(item["part"], view)][1] += judged
+            where = item["path"] + (f"[{item['frames']['source_start']}:{item['frames']['source_end']}]"
+                                    if "frames" in item else "")
+            for side in ("left", "right"):
+                want = item[side]
+                seen = rep.boundary(side)
+                s = score(seen, want)
+                all_ok = all(v for k, v in s.items() if v is not None and k != "inner")
+                rows[(item["part"], view)].append({"source": item["source"], **s, "all": all_ok,
+                                                   "ambiguous": bool(want.get("ambiguous"))})
+                if args.verbose:
+                    exp = "none" if want["count"] == 0 else (
+                        f"{'single' if want['count'] == 1 else 'double'} {want['color']} {want['pattern']}")
+                    strokes = "/".join(getattr(seen, "strokes", ()))
+                    print(f"{'ok  ' if all_ok else 'MISS'} {view[:6]:<6} {where:<62} {side:<5} want {exp:<22} "
+                          f"seen {seen.describe():<22} {strokes:<13} conf {seen.confidence:.2f} "
+                          f"cov {seen.coverage or 0:.2f} yel {seen.yellowness or 0:.1f} "
+                          f"seen {seen.frames_seen}/{seen.frames_used}", flush=True)
+    goals = (f"goals on held_out: clip count >= {GOALS['count']}, colour >= {GOALS['color']}, pattern >= "
+             f"{GOALS['pattern']}; single frame >= {SINGLE_GOAL} on all three")
+    for (part, view), rs in sorted(rows.items()):
+        table(rs, f"[{part}] {view} view ({goals}){' with grid road masks' if args.masks else ''}")
+        table([r for r in rs if not r["ambiguous"]], f"[{part}] {view} view, without boundaries labelled ambiguous")
+    print("\nnot a rubber stamp: labelled originals judged against every preset that differs from their labels")
+    for (part, view), (failed, judged) in sorted(stamps.items()):
+        print(f"  [{part}] {view} view: {failed}/{judged} = {failed / max(judged, 1):.2f} FAIL (goal >= 0.95)")
     print(f"\ntime: {1000 * seconds / max(n_frames, 1):.1f} ms per analysed frame ({n_frames} frames, "
           f"work width {det.cfg.work_width})")
-    print("note: the detector's thresholds were chosen while looking at these same labelled images (there is no "
-          "held-out set), so these figures are optimistic for unseen cameras.")
+    print("note: the tuning part was looked at while choosing thresholds (optimistic figures); the held_out part was "
+          "not, but it shares cameras with the tuning part (TuSimple camera D and the clips' cameras A, B).")
     sample_check(det)
 
 

@@ -43,6 +43,7 @@ from lanepipe.sample.road import (
     RADIUS_M,
     STRAIGHT_M,
     SUN_DIR_WORLD,
+    _LineSpec,
 )
 from lanepipe.sample.texture import coarse_texture, fine_texture
 from lanepipe.sample.truth import SampleClip
@@ -55,7 +56,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def render_sample(num_frames: int = 48, fps: float = 8.0, width: int = 960, height: int = 540,
-                  seed: int = 0) -> SampleClip:
+                  seed: int = 0, layout: tuple[_LineSpec, ...] = LAYOUT) -> SampleClip:
     """Render the synthetic sample clip and its ground truth.
 
     Args:
@@ -63,6 +64,8 @@ def render_sample(num_frames: int = 48, fps: float = 8.0, width: int = 960, heig
         fps: frame rate; sets how far the ego moves between frames. ``num_frames / fps`` is at most 30 s.
         width, height: image size W, H in pixels (>= 32). The camera keeps a 70 deg horizontal FOV.
         seed: seeds the asphalt texture, cracks, patches, tree line, car colour and sensor grain.
+        layout: the painted lines (default ``LAYOUT``; e.g. :func:`~lanepipe.sample.road.with_centre_line` for
+            another double-line spacing or a passing zone).
 
     Returns:
         A :class:`SampleClip`: ``(T, H, W, 3) uint8`` frames, ``(T, H, W) bool`` road and car masks, lane
@@ -85,7 +88,7 @@ def render_sample(num_frames: int = 48, fps: float = 8.0, width: int = 960, heig
     grain = 0.006 * rng.standard_normal((height + GRAIN_PAD, width + GRAIN_PAD, 1), dtype=np.float32)
     scene = Scene(cam=cam, geo=geometry(cam, coarse, fine), coarse=coarse, fine=fine, tree_dist=tree_dist,
                    tree_height=tree_height, paint=paint, sun=SUN_DIR_WORLD / np.linalg.norm(SUN_DIR_WORLD),
-                   grain=grain)
+                   grain=grain, layout=layout)
     ego = ego_poses(num_frames, fps)
     cars = car_poses(num_frames, fps)
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
@@ -98,7 +101,7 @@ def render_sample(num_frames: int = 48, fps: float = 8.0, width: int = 960, heig
     # numpy and OpenCV release the GIL on large arrays, so two threads use two cores; frames are independent
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(one, range(num_frames)))
-    lanes = [lane_lines(cam, ego[t]) for t in range(num_frames)]
+    lanes = [lane_lines(cam, ego[t], layout) for t in range(num_frames)]
     return SampleClip(frames=frames, road_masks=road, vehicle_masks=vehicle, lanes=lanes, ego=ego, camera=cam,
                       fps=float(fps), vehicle=cars)
 

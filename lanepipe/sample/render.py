@@ -26,6 +26,7 @@ from lanepipe.sample.road import (
     LAYOUT,
     MAX_DURATION_S,
     PAVED_D,
+    _LineSpec,
     cover,
     dash_integral,
     road_pose,
@@ -338,12 +339,13 @@ _LANE_STEPS_M = np.concatenate([np.arange(0.0, 10.0, 0.1), np.arange(10.0, 40.0,
                                 np.arange(80.0, 150.0, 2.0)])
 
 
-def lane_lines(cam: SceneCamera, ego_pose: FloatArray) -> list[LaneLine]:
-    """Lane lines of ``LAYOUT`` projected from the ego pose ``(4,)``, from the ego to 150 m ahead."""
+def lane_lines(cam: SceneCamera, ego_pose: FloatArray,
+               layout: tuple[_LineSpec, ...] = LAYOUT) -> list[LaneLine]:
+    """Lane lines of ``layout`` projected from the ego pose ``(4,)``, from the ego to 150 m ahead."""
     s_ego, _, _ = world_to_road(ego_pose[:1], ego_pose[1:2])
     s = s_ego[0] + _LANE_STEPS_M
     out = []
-    for spec in LAYOUT:
+    for spec in layout:
         wx, wy, _ = road_pose(s, np.full_like(s, spec.offset_m))
         ex, ey = world_to_ego(wx, wy, ego_pose)
         pix, ok = cam.project(np.stack([ex, ey, np.zeros_like(ex)], axis=1))
@@ -366,6 +368,7 @@ class Scene:
     paint: F32  # (3,) car body colour
     sun: FloatArray  # (3,) unit vector towards the sun, world frame
     grain: F32  # (H + GRAIN_PAD, W + GRAIN_PAD, 1) sensor noise; each frame uses a window of it
+    layout: tuple[_LineSpec, ...] = LAYOUT  # the painted lines
 
 
 def _render_ground(sc: Scene, pose: FloatArray, car: FloatArray) -> tuple[F32, BoolArray]:
@@ -392,14 +395,14 @@ def _render_ground(sc: Scene, pose: FloatArray, car: FloatArray) -> tuple[F32, B
     col += w_gravel[:, None] * (_GRAVEL * (1.0 + detail[:, 1:2]))
     col += w_grass[:, None] * grass
     # markings: only the pixels whose footprint reaches a stripe
-    for spec in LAYOUT:
+    for spec in sc.layout:
         paint_col = _WHITE if spec.color == "white" else _YELLOW
-        for centre, width_m in spec.stripes():
+        for k, (centre, width_m) in enumerate(spec.stripes()):
             near = np.flatnonzero(np.abs(d - np.float32(centre)) < half_d + np.float32(width_m / 2))
             if near.size == 0:
                 continue
             cov = cover(d[near], half_d[near], centre - width_m / 2, centre + width_m / 2)
-            if spec.pattern == "dashed":
+            if spec.stripe_pattern(k) == "dashed":
                 hs, sn = half_s[near].astype(np.float64), s[near].astype(np.float64)
                 painted = (dash_integral(sn + hs) - dash_integral(sn - hs)) / (2 * hs)
                 cov *= np.clip(painted, 0.0, 1.0).astype(np.float32)

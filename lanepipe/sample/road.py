@@ -59,13 +59,18 @@ class _LineSpec:
     pattern: Pattern
     count: int
     offset_m: float
+    space_m: float = DOUBLE_LINE_SPACE_M  # between the two lines of a double
+    stroke_patterns: tuple[Pattern, ...] = ()  # per stripe (as :meth:`stripes`), when they differ
 
     def stripes(self) -> list[tuple[float, float]]:
-        """``(centre d, width)`` of each painted stripe."""
+        """``(centre d, width)`` of each painted stripe (a double: the + d one first)."""
         if self.count == 2:
-            h = (DOUBLE_LINE_SPACE_M + DOUBLE_LINE_WIDTH_M) / 2
+            h = (self.space_m + DOUBLE_LINE_WIDTH_M) / 2
             return [(self.offset_m + h, DOUBLE_LINE_WIDTH_M), (self.offset_m - h, DOUBLE_LINE_WIDTH_M)]
         return [(self.offset_m, LINE_WIDTH_M)]
+
+    def stripe_pattern(self, k: int) -> Pattern:
+        return self.stroke_patterns[k] if self.stroke_patterns else self.pattern
 
 
 LAYOUT: tuple[_LineSpec, ...] = (
@@ -74,6 +79,19 @@ LAYOUT: tuple[_LineSpec, ...] = (
     _LineSpec(2, "right", "white", "dashed", 1, -LANE_WIDTH_M),
     _LineSpec(3, "edge", "white", "solid", 1, -2 * LANE_WIDTH_M),
 )
+
+
+def with_centre_line(space_m: float = DOUBLE_LINE_SPACE_M,
+                     stroke_patterns: tuple[Pattern, Pattern] = ("solid", "solid")) -> tuple[_LineSpec, ...]:
+    """``LAYOUT`` with another double yellow centre line (id 1): ``space_m`` between its lines and a pattern per
+    line, the opposing lane's (+ d) first; ``("dashed", "solid")`` is a passing zone for the ego lane (MUTCD
+    §3B.02: the solid line on the side of the lane that may not pass)."""
+    if not 0.0 < space_m < 1.0:
+        raise ValueError(f"with_centre_line: space_m should be in (0, 1) m but is {space_m!r}")
+    return tuple(_LineSpec(sp.id, sp.side, sp.color, sp.pattern, sp.count, sp.offset_m, space_m, stroke_patterns)
+                 if sp.id == 1 else sp for sp in LAYOUT)
+
+
 PAVED_D = (-2 * LANE_WIDTH_M - PAVED_MARGIN_M, LANE_WIDTH_M + PAVED_MARGIN_M)  # (right, left) limits
 
 

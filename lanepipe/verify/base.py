@@ -52,6 +52,10 @@ class BoundaryReport:
         frames_seen: number of analysed frames in which a line was found on this side.
         frames_used: number of analysed frames.
         votes: per attribute, the share of frames that agreed with the reported value, in [0, 1].
+        strokes: the pattern of each line, from the one next to the ego lane outwards (``("solid",
+            "dashed")`` for a passing zone whose solid line faces the ego lane); one entry for a single line,
+            empty when ``count == 0`` or when the verifier does not read strokes.
+        inner_pattern: the pattern of the line next to the ego lane (``strokes[0]``), None when unknown.
     """
 
     count: int
@@ -65,6 +69,11 @@ class BoundaryReport:
     frames_seen: int = 0
     frames_used: int = 0
     votes: dict[str, float] = field(default_factory=dict)
+    strokes: tuple[Literal["solid", "dashed"], ...] = ()
+
+    @property
+    def inner_pattern(self) -> Literal["solid", "dashed"] | None:
+        return self.strokes[0] if self.strokes else None
 
     def describe(self) -> str:
         """Instruction-like text, e.g. ``double yellow solid`` or ``none``."""
@@ -79,6 +88,8 @@ class BoundaryReport:
             if isinstance(v, float):
                 d[k] = round(v, 3)
         d["votes"] = {k: round(v, 3) for k, v in self.votes.items()}
+        d["strokes"] = list(self.strokes)
+        d["inner_pattern"] = self.inner_pattern
         return d
 
 
@@ -255,6 +266,10 @@ def mismatches(report: LaneReport, spec: LaneSpec,
             out.append(Mismatch(side, "color", spec.color, b.color, b.confidence))
         if b.pattern != spec.pattern:
             out.append(Mismatch(side, "pattern", spec.pattern, b.pattern, b.confidence))
+        elif spec.pattern == "solid-dashed" and b.inner_pattern == "dashed":
+            # a passing zone's solid line faces the lane it forbids to pass from (the ego lane)
+            out.append(Mismatch(side, "pattern", "solid-dashed (solid next to the ego lane)",
+                                "solid-dashed (dashed next to the ego lane)", b.confidence))
     return out
 
 

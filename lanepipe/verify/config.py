@@ -45,6 +45,26 @@ class LaneDetectorConfig(BaseModel):
     passing_min_presence: float = Field(
         0.12, gt=0.0, lt=1.0, description="least share of resolved rows with paint at a passing zone's dashed line"
     )
+    stroke_resolve_px: float = Field(
+        2.5, gt=0.0, description="input rows where a double's 0.10 m space spans this many px are read stroke by "
+                                 "stroke (MUTCD 3A.06: the space is about one 4 in line width)",
+    )
+    stroke_min_rows: int = Field(12, ge=4, description="fewer such rows: the work-resolution reading stands")
+    stroke_min_presence: float = Field(
+        0.08, gt=0.0, lt=1.0, description="least share of those rows painted at a stroke's centre (a dashed stroke "
+                                          "is painted over about a quarter of its length, MUTCD 3A.06 10/30 ft)",
+    )
+    stroke_together: float = Field(
+        0.6, gt=0.0, lt=1.0, description="a double's line painted in fewer of the other line's rows is broken "
+                                         "(a passing zone's 10 ft dashes with 30 ft gaps: about a quarter)",
+    )
+    stroke_yellow_share: float = Field(
+        0.5, gt=0.0, lt=1.0, description="a yellow double's weaker line is at least this share as yellow (b* above "
+                                         "the pavement) as the other"
+    )
+    stroke_valley: float = Field(
+        0.65, gt=0.0, lt=1.0, description="the profile between two strokes dips to at most this share of the weaker"
+    )
     passing_min_frame_share: float = Field(
         0.25, gt=0.0, le=1.0,
         description="share of frames showing a passing zone's pair that makes a solid yellow line one (dashes "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -32,7 +33,8 @@ def _frame_pattern(o: LineObs, cfg: LaneDetectorConfig) -> PatternSeen:
     return "solid" if o.coverage >= cfg.solid_coverage else "dashed"
 
 
-def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: float) -> BoundaryReport:
+def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: float,
+                   side: str = "left") -> BoundaryReport:
     n = len(obs)
     seen = [o for o in obs if o is not None]
     share_seen = len(seen) / n if n else 0.0
@@ -42,8 +44,10 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
     n_seen = len(seen)
     if sum(o.passing for o in seen) < 2:
         # one frame's weak partner may be wear of a single line (or of a double's second line): a passing
-        # zone needs its dashes in two frames at least; alone, such a frame counts as its solid line
-        seen = [replace(o, count=1, sub_coverage=(), passing=False) if o.passing else o for o in seen]
+        # zone needs its dashes in two frames at least; alone, such a frame counts as its solid line (unless
+        # the pair was read stroke by stroke at the input resolution, where each line's paint was seen apart)
+        seen = [replace(o, count=1, sub_coverage=(), passing=False) if o.passing and not o.strokes else o
+                for o in seen]
     doubles = sum(o.count == 2 for o in seen)
     count = 2 if doubles > len(seen) / 2 else 1
     count_share = (doubles if count == 2 else len(seen) - doubles) / len(seen)
@@ -67,9 +71,14 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
         solid_l, solid_r = sl >= cfg.solid_coverage, sr >= cfg.solid_coverage
         pattern = "solid" if solid_l and solid_r else "dashed" if not (solid_l or solid_r) else "solid-dashed"
         pat_margin = min(abs(sl - cfg.solid_coverage), abs(sr - cfg.solid_coverage))
+        # image left to right; the left boundary's ego-side line is its right one, and vice versa
+        both: tuple[Literal["solid", "dashed"], ...] = ("solid" if solid_l else "dashed",
+                                                        "solid" if solid_r else "dashed")
+        strokes = both[::-1] if side == "left" else both
     else:
         pattern = "solid" if cov >= cfg.solid_coverage else "dashed"
         pat_margin = abs(cov - cfg.solid_coverage)
+        strokes = ("solid",) if pattern == "solid" else ("dashed",)
     pat_votes = sum(_frame_pattern(o, cfg) == pattern for o in seen) / len(seen)
     pat_conf = min(1.0, pat_margin / 0.2) * 0.5 + 0.5 * pat_votes
     col_conf = min(1.0, abs(yel - cfg.yellow_b) / 10.0) * 0.5 + 0.5 * color_share
@@ -79,7 +88,7 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
                           x_bottom=xb, lateral_m=float(np.median([o.lateral_m for o in seen])), coverage=cov,
                           yellowness=yel, frames_seen=n_seen, frames_used=n,
                           votes={"seen": share_seen, "count": count_share, "color": color_share,
-                                 "pattern": pat_votes})
+                                 "pattern": pat_votes}, strokes=strokes)
 
 
 def _check_inputs(frames: object, road_masks: object) -> None:
@@ -129,6 +138,7 @@ class LaneDetector(InspectingVerifier):
         scale = ww / w
         wh = max(16, round(h * scale))
         smalls: list[U8] = []
+        fulls: list[U8 | None] = []
         roads: list[Bool | None] = []
         pms: list[PaintMap] = []
         vps: list[Point] = []
@@ -139,6 +149,10 @@ class LaneDetector(InspectingVerifier):
                 road = cv2.resize(road_masks[i].astype(np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST) > 0
             pm = paint_map(small, cfg, road)
             smalls.append(small)
+            # strokes are read at the input resolution (at most full HD: beyond it a double is resolved anyway)
+            big = frames[i] if w <= 1920 else cv2.resize(frames[i], (1920, round(h * 1920 / w)),
+                                                          interpolation=cv2.INTER_AREA)
+            fulls.append(np.asarray(cv2.cvtColor(big, cv2.COLOR_RGB2LAB), dtype=np.uint8) if ww != w else None)
             roads.append(road)
             pms.append(pm)
             found = vanishing_point(pm, road)
@@ -150,10 +164,11 @@ class LaneDetector(InspectingVerifier):
         # the hood does not move: a clip's frames share the median of the frames that show it
         hood = int(np.median(found_hoods)) if len(found_hoods) > len(hoods) / 2 else None
         obs: list[FrameObs] = []
-        for small, road, pm in zip(smalls, roads, pms, strict=True):
-            obs.append(observe_frame(small, cfg, med, road, pm, hood))
-        left = _vote_boundary([o.left for o in obs], cfg, scale)
-        right = _vote_boundary([o.right for o in obs], cfg, scale)
+        for small, road, pm, full in zip(smalls, roads, pms, fulls, strict=True):
+            big_scale = ww / full.shape[1] if full is not None else 1.0
+            obs.append(observe_frame(small, cfg, med, road, pm, hood, full, big_scale))
+        left = _vote_boundary([o.left for o in obs], cfg, scale, "left")
+        right = _vote_boundary([o.right for o in obs], cfg, scale, "right")
         diag = {"frames_used": len(idx), "vanishing_point": (med[0] / scale, med[1] / scale),
                 "vp_found_in": len(vps), "hood_row": None if hood is None else hood / scale,
                 "work_size": (ww, wh)}

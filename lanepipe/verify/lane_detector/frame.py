@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from lanepipe.verify.config import LaneDetectorConfig
 from lanepipe.verify.lane_detector.measure import measure_line
-from lanepipe.verify.lane_detector.observations import FrameGeometry, FrameObs
+from lanepipe.verify.lane_detector.observations import FrameGeometry, FrameObs, LineObs
 from lanepipe.verify.lane_detector.paint import PaintMap, paint_map
+from lanepipe.verify.lane_detector.strokes import StrokeObs, lab_channels, read_strokes
 from lanepipe.verify.lane_detector.trace import line_candidates, trace_line
 
 F32 = npt.NDArray[np.float32]
@@ -54,9 +57,36 @@ def _bottom_row(pm: PaintMap, road: Bool | None, hood: int | None) -> int:
     return bottom
 
 
+def with_strokes(obs: LineObs, st: StrokeObs | None, cfg: LaneDetectorConfig) -> LineObs:
+    """``obs`` with its count and per-line coverage from the input-resolution stroke reading, where there is one."""
+    if st is None:
+        return obs
+    base = obs.coverage if obs.count == 1 else max(obs.sub_coverage, default=obs.coverage)
+    mixed = st.count == 2 and min(st.together) < cfg.stroke_together
+    if mixed and obs.yellowness <= cfg.yellow_b:
+        # a solid line beside a broken one is a passing zone, and passing zones are yellow centre lines
+        # (MUTCD 2009 §3B.01, §3B.02); a white line's "broken partner" is a kerb, a seam or a shoulder's edge
+        return replace(obs, count=1, sub_coverage=(), passing=False, strokes=True, coverage=base)
+    if st.count == 2:
+        # the pair's painted share at the work resolution (both strokes merge there, so it is the share of
+        # the more continuous one) scaled, per stroke, by how often it is painted where the other one is: wear
+        # and distance take both strokes alike, a passing zone's dashes take only one
+        sub = tuple(base if t >= cfg.stroke_together else base * t for t in st.together)
+        # a yellow solid line beside a broken one is a passing zone (the clip-level vote knows that its dashes
+        # are resolved in some frames only)
+        return replace(obs, count=2, sub_coverage=sub, coverage=base, passing=mixed, strokes=True)
+    return replace(obs, count=1, sub_coverage=(), passing=False, strokes=True, coverage=base)
+
+
 def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None = None,
-                  pm: PaintMap | None = None, hood: int | None = None) -> FrameObs:
-    """The ego lane's boundaries in one work-resolution frame, given the vanishing point and hood row."""
+                  pm: PaintMap | None = None, hood: int | None = None, full_lab: U8 | None = None,
+                  scale: float = 1.0) -> FrameObs:
+    """The ego lane's boundaries in one work-resolution frame, given the vanishing point and hood row.
+
+    ``full_lab`` (OpenCV Lab of the input-resolution frame, ``scale`` = work width / input width) lets each
+    boundary's strokes be read at the input resolution (:func:`read_strokes`); without it the work-resolution
+    frame is used for that.
+    """
     pm = pm if pm is not None else paint_map(rgb, cfg, road)
     h, w = pm.mask.shape
     g = FrameGeometry(vp=vp, bottom=_bottom_row(pm, road, hood), h_m=cfg.camera_height_m)
@@ -65,6 +95,7 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
     ego_lat = (vp[0] - w / 2) * g.h_m / g.road_height
     cands = line_candidates(pm, g, cfg)
     left = right = None
+    chans: tuple[F32, F32] | None = None  # the input frame's L* and b*, made when a boundary is first read
     lefts = sorted((c for c in cands if c[0] - ego_lat >= cfg.min_lateral_m), key=lambda c: c[0])
     rights = sorted((c for c in cands if ego_lat - c[0] >= cfg.min_lateral_m), key=lambda c: -c[0])
     for side, group in (("left", lefts), ("right", rights)):
@@ -78,6 +109,10 @@ def observe_frame(rgb: U8, cfg: LaneDetectorConfig, vp: Point, road: Bool | None
             if (obs is None or obs.seen_coverage < cfg.min_coverage or obs.width_m > cfg.max_width_m
                     or obs.contrast < cfg.min_contrast):
                 continue  # not paint: too short, too wide (glare, kerb, car) or not brighter/yellower
+            if chans is None:
+                chans = lab_channels(full_lab if full_lab is not None else pm.lab)
+            obs = with_strokes(obs, read_strokes(chans, scale if full_lab is not None else 1.0, g, trace[0],
+                                                 trace[1], cfg), cfg)
             d = obs.lateral_m - ego_lat
             if (side == "left" and d < cfg.min_lateral_m) or (side == "right" and -d < cfg.min_lateral_m):
                 continue

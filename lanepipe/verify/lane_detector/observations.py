@@ -26,6 +26,8 @@ class LineObs:
         sub_coverage: coverage of each line of a double (left, right in the image), else empty.
         passing: the double is a solid line with a weak dashed partner (passing zone), found where the two
             are resolved.
+        strokes: count and ``sub_coverage`` were read stroke by stroke at the input resolution
+            (:mod:`~lanepipe.verify.lane_detector.strokes`), not at the work resolution.
         yellowness: median paint b* minus median pavement b* beside it.
         paint_px: number of paint pixels that support the line.
         paint_lab, road_lab: median OpenCV Lab of the paint and of the pavement beside it.
@@ -52,6 +54,7 @@ class LineObs:
     paint_lab: tuple[float, ...] = (0.0, 128.0, 128.0)
     road_lab: tuple[float, ...] = (0.0, 128.0, 128.0)
     passing: bool = False
+    strokes: bool = False
 
 
 @dataclass(frozen=True)
