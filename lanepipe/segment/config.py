@@ -21,7 +21,8 @@ class HoodConfig(_Strict):
     work_width: int = Field(320, ge=64, description="frames are analysed at this width")
     max_frames: int = Field(24, ge=2, description="at most this many frames, spread over the clip, are compared")
     min_frames: int = Field(
-        4, ge=2, description="fewer frames give no motion to tell hood from road: no hood is reported")
+        12, ge=2, description="fewer frames (1.5 s at 8 fps) show too little motion to tell hood from road: no hood "
+        "is reported (with 4-8 frames static-looking road was taken for hood up to 45 % of the frame high)")
     patch: int = Field(5, ge=3, description="side of the patches compared across frames")
     min_correlation: float = Field(
         0.55, gt=0, lt=1, description="mean patch correlation across frames of a static (hood) pixel")
@@ -38,6 +39,9 @@ class HoodConfig(_Strict):
     min_consistency: float = Field(
         0.5, gt=0, le=1, description="|mean Gy| / mean |G| at the hood's edge (1 = the same edge in every frame)")
     min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the width the hood's edge must span")
+    max_spread: float = Field(
+        0.12, gt=0, le=1, description="a hood's top row varies across its width by at most this fraction of the "
+        "frame height (a bonnet curves gently; on the camera-B clips it spans 0.04-0.07); more: no hood")
     margin: float = Field(
         1.0, ge=0, description="frame pixels above the edge cut with the hood (its blurred rim), at full size")
 

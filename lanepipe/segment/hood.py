@@ -222,6 +222,8 @@ def detect_hood(frames: npt.NDArray[np.uint8], cfg: HoodConfig | None = None) ->
     # the rows from the edge down are hood, and a margin above it (its blurred rim matches neither side)
     top_px = np.clip(np.ceil(edge - cfg.margin), 0, height).astype(np.int32)
     top_px[~inside_full] = height
+    if inside_full.any() and int(np.ptp(top_px[inside_full])) > cfg.max_spread * height:
+        return None  # not the gentle curve of a bonnet: road or scenery that happened to look static
     return Hood(top=top_px, height=height)
 
 

@@ -88,3 +88,18 @@ def test_procedural_edit_paints_nothing_on_the_hood(bridge: Clip) -> None:
     changed = np.abs(out.frames.astype(np.int16) - bridge.frames.astype(np.int16)).max(axis=-1) > 0
     assert changed[:, ~hood].sum() > 1000  # the edit happened
     assert changed[:, hood].sum() == 0
+
+
+@pytest.mark.parametrize("frames", [4, 8])
+def test_short_clips_take_no_road_for_a_hood(data_dir: Path, frames: int) -> None:
+    """A handful of frames shows little motion: road that looks static must not become a hood (with 4 frames the
+    P1 clip, which shows no hood, once lost everything below 52 % of its height). Too few frames or a profile that
+    is not a bonnet's gentle curve: no hood."""
+    for rel in ("udacity_lanelines_p1/solidWhiteRight.mp4", "udacity_advanced_lane_lines/project_video_subclip_4s.mp4"):
+        clip = decode(str(data_dir / rel), target_fps=8.0, max_frames=frames)
+        for cfg in (HoodConfig(), HoodConfig(min_frames=4)):
+            hood = detect_hood(clip.frames, cfg)
+            if hood is not None:
+                inside = hood.top < clip.height
+                assert np.ptp(hood.top[inside]) <= cfg.max_spread * clip.height
+                assert hood.row >= 0.8 * clip.height, (rel, frames, hood.row)
