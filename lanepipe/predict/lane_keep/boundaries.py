@@ -145,6 +145,23 @@ def _fit_quadratic(x: F64, y: F64, w: F64, ridge: float) -> F64:
     return out
 
 
+def _mean_shift(weight: F64, y: F64, half: float, steps: int = 5) -> float:
+    """The mode of the weighted positions ``y``: the window's centroid, then the centroid of the weight within
+    ``±half`` of it, repeated (a flat-kernel mean shift). Clutter at the window's edges (a kerb, a seam, a
+    colour fringe) then pulls the line's position far less than in a plain centroid."""
+    m = float((weight * y).sum() / weight.sum())
+    for _ in range(steps):
+        near = np.abs(y - m) <= half
+        tot = float(weight[near].sum())
+        if tot <= 0:
+            break
+        new = float((weight[near] * y[near]).sum() / tot)
+        if abs(new - m) < 1e-4:
+            return new
+        m = new
+    return m
+
+
 def track_boundary(score: F32, xs: F64, ys: F64, y_seed: float, cfg: LaneKeepConfig,
                    shape: tuple[float, float] = (0.0, 0.0)) -> Boundary | None:
     """Follow one boundary from ``y_seed`` up the BEV and fit ``y = a + b x + c x²``.
@@ -176,8 +193,8 @@ def track_boundary(score: F32, xs: F64, ys: F64, y_seed: float, cfg: LaneKeepCon
         tot = float(col_w.sum()) * unit
         if tot >= cfg.min_band_m:
             px.append(xc)
-            py.append(float((col_w * ys[cols]).sum() / col_w.sum()))
-            pw.append(tot)
+            py.append(_mean_shift(col_w, ys[cols], cfg.centroid_m))
+            pw.append(min(tot, cfg.band_m))  # a wider or brighter stroke is not more line
             x_arr = np.asarray(px)
             if len(px) >= 3 and x_arr[-1] - x_arr[0] >= 6.0:
                 coefs = _fit_quadratic(x_arr, np.asarray(py), np.asarray(pw) / (1.0 + (x_arr / 20.0) ** 2),
