@@ -63,3 +63,26 @@ def test_colour_only_repaint_keeps_the_path_a_removal_moves_it(clip: Clip) -> No
     # the removal moves the left boundary (what is left there is no lane line) and the path
     assert gone.meta["left"] is None or abs(gone.meta["left"]["offset_m"] - base.meta["left"]["offset_m"]) > 0.25
     assert prediction_shift(base.trajectories, gone.trajectories)["ade"] > 0.5
+
+
+def test_paint_beside_a_line_does_not_move_it() -> None:
+    """A brighter patch beside the line's near windows (a light shoulder next to a recoloured stroke) leaves the
+    boundary where the stroke is; a double line's two strokes 0.2 m apart are read at their middle."""
+    cfg = lk.LaneKeepConfig()
+    xs, ys = lk.bev_grid(4.5, cfg)
+    line = np.zeros((len(xs), len(ys)), np.float32)
+    line[np.abs(ys[None, :] - 1.8 - 0.002 * xs[:, None]) <= 0.075] = 1.0
+    clutter = line.copy()
+    # 0.45 m beside the stroke, within the ±0.45 m tracking window (a plain centroid moved the line 0.18 m)
+    clutter[(xs < 10.5)[:, None] & (np.abs(ys - 1.35) <= 0.08)[None, :]] = 0.6
+    clean = lk.track_boundary(line, xs, ys, 1.8, cfg)
+    moved = lk.track_boundary(clutter, xs, ys, 1.8, cfg)
+    assert clean is not None and moved is not None
+    assert clean.coefs[0] == pytest.approx(1.8, abs=0.03)
+    assert moved.coefs[0] == pytest.approx(clean.coefs[0], abs=0.01)
+    assert moved.coefs[1] == pytest.approx(clean.coefs[1], abs=0.001)
+    double = np.zeros_like(line)
+    for y0 in (1.7, 1.9):
+        double[:, np.abs(ys - y0) <= 0.06] = 1.0
+    both = lk.track_boundary(double, xs, ys, 1.8, cfg)
+    assert both is not None and both.coefs[0] == pytest.approx(1.8, abs=0.03)
