@@ -12,9 +12,11 @@ It looks at the paint in the front camera and keeps the lane it sees:
 4. **Boundaries.** A small Hough transform over the near ``seed_range_m`` of the BEV (offset, heading,
    curvature) gives, for each lateral offset, the painted length along its best curve; on each side the peak
    nearest the ego among the strong ones, ``search_min_m … search_max_m`` away, seeds the ego lane's boundary.
-   Each seed is followed up the BEV with sliding windows (centroid of paint, so a double line counts by its
-   middle), its curve predicting the windows, and fitted with ``y(x) = a + b x + c x²`` (offset, heading, half
-   the curvature), weighted towards the near range. Two boundaries are refitted jointly as parallel curves.
+   Each seed is followed up the BEV with sliding windows (the line at the paint's stroke-wide peak, refined by a
+   ``position_sigma_m`` Gaussian mean shift, so a double line counts by its middle and paint beside the line
+   does not pull it), its curve predicting the windows, and fitted with ``y(x) = a + b x + c x²`` (offset,
+   heading, half the curvature), weighted by painted length (at most the window's length) and towards the near
+   range. Two boundaries are refitted jointly as parallel curves.
 5. **Lane centre.** Mean of the two boundaries when both are found and ``min_lane_width_m ≤ width ≤
    max_lane_width_m``; one boundary ∓ ``lane_width_m / 2`` when only one is (or the width is implausible: the
    better supported one is kept); straight ahead when none is. Heading and curvature are bounded

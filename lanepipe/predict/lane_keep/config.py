@@ -42,6 +42,7 @@ class LaneKeepConfig(BaseModel):
     max_start_m: float = Field(12.0, gt=0, description="a boundary must start within this of the nearest ground")
     seed_rel: float = Field(0.3, gt=0, le=1, description="seed: least strength relative to the side's strongest")
     window_m: float = Field(0.45, gt=0.05, le=2, description="half-width of the tracking window")
+    position_sigma_m: float = Field(0.1, gt=0.01, le=1, description="line position: mean-shift kernel sigma")
     band_m: float = Field(3.0, gt=0.25, le=20, description="length of one tracking window along x")
     min_band_m: float = Field(0.5, gt=0, description="least painted length (m) for a window to count")
     min_fit_span_m: float = Field(6.0, gt=0, description="a boundary must be followed at least this far")
