@@ -193,6 +193,21 @@ def test_paint_on_the_hood_fails(painter: ProceduralPainter, sample: SampleClip)
     r = _by(EditChecker(frames, road, parse_instruction("single white solid")).check(edited), "on_hood")
     assert r.failed and r.frames
 
+    # a retry repaints the same mask: the QA loop stops after the first attempt and qa.json says why
+    out = run_qa(painter, LaneDetector(), c, RoadMasks(road, "gt"), parse_instruction("single white solid"),
+                 QAConfig(max_iterations=4))
+    assert not out.passed and len(out.iterations) == 1
+    assert "on_hood" in out.iterations[0]["stopped"]
+    assert out.qa_fields["stopped_early"]["checks"] == ["on_hood"]
+    assert out.qa_fields["stopped_early"]["attempt"] == 0
+
+    # the same clip with the hood cut from the mask (as every segment backend does): nothing painted on it
+    cut = RoadMasks(road & (np.arange(H) < found.min())[None, :, None], "gt", hood_top=found.astype(np.int32))
+    edited = painter.paint(c, cut, parse_instruction("single white solid")).frames
+    assert (edited[:, hood:] == frames[:, hood:]).all()
+    r = _by(EditChecker(frames, cut.masks, parse_instruction("single white solid")).check(edited), "on_hood")
+    assert r.status == "pass"
+
 
 # ------------------------------------------------------------------------------------------------ the verdict
 def test_rubber_stamp_and_not_applicable(clip: Clip, masks: RoadMasks, painter: ProceduralPainter) -> None:
