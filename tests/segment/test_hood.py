@@ -88,3 +88,28 @@ def test_procedural_edit_paints_nothing_on_the_hood(bridge: Clip) -> None:
     changed = np.abs(out.frames.astype(np.int16) - bridge.frames.astype(np.int16)).max(axis=-1) > 0
     assert changed[:, ~hood].sum() > 1000  # the edit happened
     assert changed[:, hood].sum() == 0
+
+
+def test_none_at_both_erases_the_old_paint_down_to_the_hood(real_clip: Path) -> None:
+    """Camera B, ``none@both``: the mask stops at the hood, and the old yellow line's last piece in the band just
+    above the hood (where the grid mask often stops a few pixels short) is erased like the rest, without tinting
+    the fill; no hood pixel changes."""
+    import cv2
+
+    clip = decode(str(real_clip), max_frames=8)
+    masks = GridSegmenter().segment(clip)
+    assert masks.hood_top is not None
+    out = ProceduralPainter().paint(clip, masks, parse_instruction("none@both")).frames
+    rows = np.arange(clip.height)[:, None]
+    hood = rows >= masks.hood_top[None, :]
+    band = ~hood & (rows >= masks.hood_top[None, :] - 20) & (masks.hood_top[None, :] < clip.height)
+
+    def yellow(f: np.ndarray) -> np.ndarray:  # paint yellow: CIE b* well above neutral pavement's
+        return cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 2].astype(np.int16) - 128 > 25
+
+    for t in range(clip.num_frames):
+        before, after = int(yellow(clip.frames[t])[band].sum()), int(yellow(out[t])[band].sum())
+        assert before > 200, (t, before)  # the clip's yellow line reaches the hood
+        assert after <= 0.03 * before, (t, before, after)
+    changed = np.abs(out.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 0
+    assert changed[:, hood].sum() == 0
