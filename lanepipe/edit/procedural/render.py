@@ -80,9 +80,10 @@ _WEAK = 0.7
 _GROW = 1.6
 _WEAR_TEXEL_S = 0.04
 _WEAR_TEXEL_D = 0.02
-#: Rows above the hood (a share of the frame height) that count as road for finding old paint: the segmenter
-#: cuts the hood from the mask, but its coarse mask border often stops a few pixels short of it, and the line's
-#: last piece in that gap is old paint like the rest (left there it would also tint the fill yellow)
+#: Rows above the hood (a share of the frame height) that count as road for finding old paint where the road mask
+#: stops within them: the segmenter cuts the hood from the mask, but its coarse mask border often stops a few
+#: pixels short of it, and the line's last piece in that gap is old paint like the rest (left there it would
+#: also tint the fill yellow)
 _HOOD_BAND = 0.05
 
 
@@ -262,7 +263,13 @@ class FrameRenderer:
             above = rr < hood[None, :]
             zone &= above
             grow &= above
-            mw = mw | (above & (rr >= hood[None, :] - math.ceil(_HOOD_BAND * mw.shape[0])) & grow)
+            # the gap between the mask's bottom and the hood, where the mask reaches down to within the band
+            # beside it (a column the mask misses altogether, e.g. a shaded verge, keeps the off-road rule)
+            wide = cv2.dilate(mw.astype(np.uint8), np.ones((1, 2 * (mw.shape[1] // 40) + 1), np.uint8)) > 0
+            low = np.where(wide.any(axis=0), mw.shape[0] - 1 - np.argmax(wide[::-1], axis=0), -1)
+            band = math.ceil(_HOOD_BAND * mw.shape[0])
+            gap = above & (rr > low[None, :]) & (low[None, :] >= hood[None, :] - band) & zone
+            mw = mw | gap
         thr = 0.8 / math.sqrt(params.erase_strength)
         ev = an.evidence[t]
         # off the road mask only yellow counts (a yellow line in shade, or on bright paving, that the mask
