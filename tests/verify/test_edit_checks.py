@@ -140,6 +140,28 @@ def test_changes_off_the_paint_and_outside_the_road_fail(clip: Clip, masks: Road
     assert r.failed and r.frames == tuple(range(T))
 
 
+def test_old_paint_erased_where_the_mask_misses_it_is_not_outside_the_road(painter: ProceduralPainter, clip: Clip,
+                                                                           masks: RoadMasks) -> None:
+    """The mask misses the near part of the double yellow centre line (as in deep shade): the painter erases it
+    there anyway; that erasure is no change outside the road, new paint there would be."""
+    import cv2
+
+    lab = cv2.cvtColor(clip.frames.reshape(-1, W, 3), cv2.COLOR_RGB2LAB).reshape(T, H, W, 3)
+    yellow = (lab[..., 2].astype(np.int16) - 128 > 25) & masks.masks
+    yellow[:, : int(0.7 * H)] = False
+    holed = masks.masks & ~np.stack([cv2.dilate(y.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for y in yellow])
+    spec = parse_instruction("single white dashed")
+    edited = painter.paint(clip, RoadMasks(holed, "gt"), spec).frames
+    off = np.abs(edited.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 12
+    assert (off & ~holed).sum() > 200  # the line was erased where the mask misses it
+    checker = EditChecker(clip.frames, holed, spec)
+    r = _by(checker.check(edited), "outside_road")
+    assert r.status == "pass" and "erased" in r.note
+    painted = edited.copy()
+    painted[yellow] = (235, 235, 235)  # new white paint there instead
+    assert _by(checker.check(painted), "outside_road").failed
+
+
 def test_a_colour_or_hue_that_is_not_paint_fails(clip: Clip, masks: RoadMasks) -> None:
     checker = EditChecker(clip.frames, masks.masks, parse_instruction("single yellow solid@right"))
     _, bands = checker.boundaries(T)
