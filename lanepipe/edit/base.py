@@ -135,7 +135,8 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
-    checker = EditChecker(clip.frames, masks.masks, spec, qa.checks) if qa.enabled and qa.checks.enabled else None
+    checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
+               if qa.enabled and qa.checks.enabled else None)
     iterations: list[dict[str, Any]] = []
     passed = False
     stopped: dict[str, Any] | None = None

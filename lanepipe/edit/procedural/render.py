@@ -208,7 +208,16 @@ class FrameRenderer:
         # ---- erase at full resolution: low-frequency fill + texture copied from beside the line
         if paint_w.any():
             self._erase(out, frame, mask, paint_w, low, grain, an, t, params, scale, low_scale)
-        # ---- paint
+        # ---- paint: on the road mask, and where old paint the mask missed was erased (the old line's ground is
+        # road: a new line that stopped there would end in mid-road), with a stroke's width around it
+        paint_on = mask
+        off_w = paint_w & ~mw
+        if off_w.any() and not spec.is_removal:
+            grown = cv2.dilate(off_w.astype(np.uint8), np.ones((5, 5), np.uint8))
+            off_full = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            if an.hood_top is not None:
+                off_full &= np.arange(h)[:, None] < an.hood_top[None, :]
+            paint_on = mask | off_full
         lines: list[PaintedLine] = []
         for side in sides:
             st = stripes[side]
@@ -216,7 +225,7 @@ class FrameRenderer:
                 continue
             c = an.coefs[side][t].copy()
             c[0] += params.lateral_offset_m
-            self._paint_side(out, mask, an, t, c, st, spec.color or "white", params, low, low_scale)
+            self._paint_side(out, paint_on, an, t, c, st, spec.color or "white", params, low, low_scale)
             lines.append(self._polyline(an, mask, c, side, spec))
         return lines
 
