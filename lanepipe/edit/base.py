@@ -162,7 +162,8 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
             stopped = {"attempt": k, "checks": final, "reason": why}
             break
         job.adjust(v)
+    result = job.finish(verifier.name)  # before qa_fields: finishing may settle them (the generative prompt)
     fields = job.qa_fields()
     if stopped is not None:
         fields = {**fields, "stopped_early": stopped}
-    return QAOutcome(result=job.finish(verifier.name), iterations=iterations, passed=passed, qa_fields=fields)
+    return QAOutcome(result=result, iterations=iterations, passed=passed, qa_fields=fields)
