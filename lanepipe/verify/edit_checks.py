@@ -679,8 +679,9 @@ def _old_paint(original: U8, cfg: EditCheckConfig) -> Bool:
     (the stroke's blurred border)."""
     w = original.shape[1]
     k = (max(3, round(cfg.paint_kernel * w) | 1), 1)
-    lab = cv2.cvtColor(original, cv2.COLOR_RGB2LAB)
-    st = np.maximum(tophat(lab[:, :, 0], k).astype(np.int16), 2 * tophat(lab[:, :, 2], k).astype(np.int16))
+    lab: U8 = np.asarray(cv2.cvtColor(original, cv2.COLOR_RGB2LAB), dtype=np.uint8)
+    st = np.maximum(tophat(np.ascontiguousarray(lab[:, :, 0]), k).astype(np.int16),
+                    2 * tophat(np.ascontiguousarray(lab[:, :, 2]), k).astype(np.int16))
     m = 2 * cfg.paint_border_px + 1
     out: Bool = cv2.dilate((st > cfg.paint_min_contrast).astype(np.uint8), np.ones((m, m), np.uint8)) > 0
     return out
