@@ -217,6 +217,9 @@ def test_paint_on_the_hood_fails(painter: ProceduralPainter, sample: SampleClip)
     edited = painter.paint(c, RoadMasks(road, "gt"), parse_instruction("single white solid")).frames
     r = _by(EditChecker(frames, road, parse_instruction("single white solid")).check(edited), "on_hood")
     assert r.failed and r.frames
+    # the segmenter's hood, when given, is combined with the checker's own: both see this one
+    with_seg = EditChecker(frames, road, parse_instruction("single white solid"), hood_top=found.astype(np.int32))
+    assert _by(with_seg.check(edited), "on_hood").failed
 
     # a retry repaints the same mask: the QA loop stops after the first attempt and qa.json says why
     out = run_qa(painter, LaneDetector(), c, RoadMasks(road, "gt"), parse_instruction("single white solid"),
