@@ -155,11 +155,11 @@ def _refine(frames: npt.NDArray[np.uint8], edge: F64, scale: float, cfg: HoodCon
     rows = lo + np.arange(hi - lo - 1, dtype=np.float64)[:, None] + 0.5
     strength[np.abs(rows - edge[None, :]) > reach] = -1.0
     found = lo + np.argmax(strength, axis=0).astype(np.float64) + 0.5
-    # a running median over a fortieth of the width: the edge curves slowly, and a spike narrower than half the
-    # window (the end of a solid line, static in the image, meeting the hood) is no part of it
     k = max(3, (width // 40) | 1)
-    padded = np.pad(found, k // 2, mode="edge")
-    out: F64 = np.median(np.lib.stride_tricks.sliding_window_view(padded, k), axis=1)
+    out: F64 = np.asarray(cv2.medianBlur(found.astype(np.float32)[None, :], 5 if k > 5 else k)[0], np.float64)
+    # a wide median in steps of 5 (cv2's float median stops at 5 px): the edge curves slowly
+    for _ in range(k // 5):
+        out = np.asarray(cv2.medianBlur(out.astype(np.float32)[None, :], 5)[0], np.float64)
     return out
 
 
