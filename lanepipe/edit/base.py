@@ -30,6 +30,10 @@ from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict, Verifier
 from lanepipe.verify.edit_checks import EditChecker
 
+#: Checks whose failure no retry fixes: a painter only repaints the road mask, which excludes the hood, so paint
+#: outside the road or on the hood comes from the mask (or a painter bug), not from knobs a FAIL can turn.
+UNRETRYABLE: frozenset[str] = frozenset({"outside_road", "on_hood"})
+
 
 @runtime_checkable
 class EditOutput(Protocol):
@@ -124,12 +128,18 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
     only when the verifier passed and no check failed (:meth:`Verdict.with_checks`). Each record gets
     ``checks``: every check with its status (pass, fail, not applicable), figure, limit and frames. With
     ``qa.enabled`` false the first attempt is kept unchecked.
+
+    When a check of :data:`UNRETRYABLE` fails the loop stops after that attempt (retrying would repaint the same
+    pixels ``max_iterations`` times): the attempt's record gets ``stopped`` (why, in words) and
+    ``qa_fields["stopped_early"]`` the attempt, the checks and the reason, for ``qa.json``.
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
-    checker = EditChecker(clip.frames, masks.masks, spec, qa.checks) if qa.enabled and qa.checks.enabled else None
+    checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
+               if qa.enabled and qa.checks.enabled else None)
     iterations: list[dict[str, Any]] = []
     passed = False
+    stopped: dict[str, Any] | None = None
     for k in range(qa.max_iterations):
         edited = job.attempt()
         if not qa.enabled:
@@ -144,5 +154,16 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
         passed = v.passed
         if passed:
             break
+        final = sorted({c.check for c in v.checks if c.failed and c.check in UNRETRYABLE})
+        if final:
+            why = (f"{', '.join(final)} failed: the painter only repaints the road mask, so a retry cannot move "
+                   "these changes; stopped after this attempt")
+            iterations[-1]["stopped"] = why
+            stopped = {"attempt": k, "checks": final, "reason": why}
+            break
         job.adjust(v)
-    return QAOutcome(result=job.finish(verifier.name), iterations=iterations, passed=passed, qa_fields=job.qa_fields())
+    result = job.finish(verifier.name)  # before qa_fields: finishing may settle them (the generative prompt)
+    fields = job.qa_fields()
+    if stopped is not None:
+        fields = {**fields, "stopped_early": stopped}
+    return QAOutcome(result=result, iterations=iterations, passed=passed, qa_fields=fields)

@@ -152,7 +152,9 @@ class EditCheckConfig(BaseModel):
                                              "line is 2 x 6 in lines 4 in apart, MUTCD 2009 §3A.06: 0.41 m)")
     paint_min_contrast: float = Field(9.0, gt=0.0, description="least lightness (or 2 x b*) top-hat of paint")
     noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the road's median top-hat")
-    min_lateral_m: float = Field(0.35, ge=0.0, description="ego boundaries lie at least this far from the camera")
+    # a car is 1.6-2.0 m wide: with the camera on its centre line, a boundary nearer than 0.6 m lies under the
+    # car (mid lane change, no ego lane to speak of); a band that near is a seam or a crack in the lane
+    min_lateral_m: float = Field(0.6, ge=0.0, description="ego boundaries lie at least this far from the camera")
     max_lateral_m: float = Field(3.8, gt=0.0, description="... and at most this far")
     min_occupancy: float = Field(0.1, gt=0.0, lt=1.0,
                                  description="a boundary is located where the share of a ground column's road "
@@ -196,6 +198,11 @@ class EditCheckConfig(BaseModel):
     outside_max_share: float = Field(
         0.0005, ge=0.0, le=1.0, description="largest share of a frame's pixels outside the road mask changed")
     mask_grow_px: int = Field(2, ge=0, description="the road mask is grown by this many pixels before that test")
+    paint_kernel: float = Field(
+        0.06, gt=0.0, le=0.3,
+        description="off the mask, paint stands out of a horizontal opening this share of the width wide (a near "
+                    "line of 0.15-0.3 m is under 0.04 of a dashcam frame's width)")
+    paint_border_px: int = Field(3, ge=0, description="erased paint's blurred border: paint grown by this many pixels")
     hood_max_share: float = Field(0.002, ge=0.0, le=1.0,
                                   description="largest share of the hood's pixels changed in a frame")
     hood_static_ratio: float = Field(

@@ -273,13 +273,15 @@ class EditChecker:
         spec: the instruction.
         cfg: thresholds; defaults when None.
         detector_cfg: settings of the lane detector that finds the vanishing point.
+        hood_top: ``(W,)`` the segmenter's first hood row per column (``RoadMasks.hood_top``), if any.
 
     Raises:
         InputError: frames or masks of the wrong type, dtype or shape.
     """
 
     def __init__(self, original: U8, road_masks: Bool, spec: LaneSpec, cfg: EditCheckConfig | None = None,
-                 detector_cfg: LaneDetectorConfig | None = None) -> None:
+                 detector_cfg: LaneDetectorConfig | None = None,
+                 hood_top: npt.NDArray[np.integer] | None = None) -> None:
         if not isinstance(original, np.ndarray) or original.ndim != 4 or original.shape[-1] != 3 \
                 or original.dtype != np.uint8:
             raise InputError("original", "(T, H, W, 3) uint8 RGB frames",
@@ -290,7 +292,11 @@ class EditChecker:
             raise InputError("road_masks", f"(T, H, W) bool matching the frames, i.e. {original.shape[:3]} bool",
                              f"{getattr(road_masks, 'shape', type(road_masks).__name__)} "
                              f"{getattr(road_masks, 'dtype', '')}")
+        if hood_top is not None and (not isinstance(hood_top, np.ndarray) or hood_top.shape != original.shape[2:3]):
+            raise InputError("hood_top", f"({original.shape[2]},) first hood row per column",
+                             f"{getattr(hood_top, 'shape', type(hood_top).__name__)}")
         self.original, self.masks, self.spec = original, road_masks, spec
+        self.mask_hood = None if hood_top is None else np.asarray(hood_top, dtype=np.intp)
         self.cfg = cfg or EditCheckConfig()
         self.detector_cfg = detector_cfg or LaneDetectorConfig(camera_height_m=self.cfg.camera_height_m)
         self._orig: dict[int, _Original] = {}
@@ -320,11 +326,19 @@ class EditChecker:
     def hood(self) -> npt.NDArray[np.intp] | None:
         """``(W,)`` first hood row per column: the static bottom block of the clip (:func:`static_hood`; where the
         lane detector saw a hood but the strict test found none, the loose test below the detector's row), else
-        the lane detector's hood row across the frame, else None."""
+        the lane detector's hood row across the frame, else None. With the segmenter's hood (``hood_top``, the one
+        cut from the road mask): the rows both call hood, or the segmenter's where this finds none."""
         _, det, static = self._geometry()
-        if static is not None:
-            return static
-        return None if det is None else np.full(self.original.shape[2], det, np.intp)
+        own = static if static is not None else (None if det is None else np.full(self.original.shape[2], det,
+                                                                                     np.intp))
+        if self.mask_hood is None:
+            return own
+        if own is None:
+            return self.mask_hood
+        # the segmenter's hood (cut from the road mask) and this one differ by a few rows along the hood's
+        # blurred rim: the hood is where both see it
+        both: npt.NDArray[np.intp] = np.maximum(own, self.mask_hood)
+        return both
 
     def hood_row(self) -> int | None:
         """The highest hood row in the central 60 % of the columns (the road's near range ends there), or None."""
@@ -565,17 +579,49 @@ class EditChecker:
         return out
 
     def _outside_road(self, edited: U8) -> list[CheckResult]:
+        """Pixels changed outside the (slightly grown) road mask. Old paint of a named boundary that the mask
+        missed (a yellow line in shade) is road surface all the same: it may be erased or repainted there, so
+        changes on an original paint pixel, or its blurred border, within the named boundaries' corridors are not
+        counted."""
         cfg = self.cfg
         n = len(edited)
         k = 2 * cfg.mask_grow_px + 1
         counts = np.zeros(n, np.int64)
+        erased = 0
+        corridor = self._named_corridors(n, edited.shape[1], edited.shape[2])
         for t in range(n):
             grown = cv2.dilate(self.masks[t].astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-            counts[t] = int((_changed(edited[t], self.original[t], cfg.outside_tol) & ~grown).sum())
+            off = _changed(edited[t], self.original[t], cfg.outside_tol) & ~grown
+            if off.any() and corridor is not None and (off & corridor).any():
+                er = off & corridor & _old_paint(self.original[t], cfg)
+                erased = max(erased, int(er.sum()))
+                off &= ~er
+            counts[t] = int(off.sum())
         share = counts / float(edited.shape[1] * edited.shape[2])
         frames = tuple(int(t) for t in np.nonzero(share > cfg.outside_max_share)[0])
+        note = f"changes on old paint off the mask not counted (up to {erased} px in a frame)" if erased else ""
         return [CheckResult("outside_road", "frame", "fail" if frames else "pass", float(share.max()),
-                            cfg.outside_max_share, frames, "share of the pixels outside the road mask changed")]
+                            cfg.outside_max_share, frames, "share of the pixels outside the road mask changed",
+                            note=note)]
+
+    def _named_corridors(self, n: int, h: int, w: int) -> Bool | None:
+        """``(H, W) bool`` image pixels on the ground within ``corridor_margin_m`` of the named boundaries' paint
+        bands (flat road, ``camera_height_m``), or None when the original shows none of them."""
+        orig = self._original_of(n)
+        named = ["left", "right"] if self.spec.side == "both" else [str(self.spec.side)]
+        bands = [orig.bands[s] for s in named if s in orig.bands]
+        if orig.view is None or not bands:
+            return None
+        u0, v0 = orig.view.vp
+        rows = np.arange(h, dtype=np.float64)[:, None]
+        depth = rows - v0
+        lat = np.where(depth > 0, (u0 - np.arange(w, dtype=np.float64)[None, :]) * self.cfg.camera_height_m
+                       / np.maximum(depth, 1e-6), np.nan)
+        m = self.cfg.corridor_margin_m
+        out: Bool = np.zeros((h, w), bool)
+        for hi, lo in bands:
+            out |= (lat <= hi + m) & (lat >= lo - m)
+        return out
 
     def _on_hood(self, edited: U8) -> CheckResult:
         cfg = self.cfg
@@ -624,6 +670,20 @@ def _pavement(o: _Samples, chan: F32, cols: Bool, view: RoadView, cfg: EditCheck
     hi = np.take_along_axis(vals, np.clip(count // 2, 0, last), axis=2)
     med = np.where(count % 2 == 1, lo, 0.5 * (lo + hi))
     out: F32 = np.where(count > 0, med, np.nan).astype(np.float32)
+    return out
+
+
+def _old_paint(original: U8, cfg: EditCheckConfig) -> Bool:
+    """``(H, W) bool`` paint pixels of one original frame: lightness, or twice b*, standing above a horizontal
+    opening ``paint_kernel`` of the width wide by more than ``paint_min_contrast``, grown by ``paint_border_px``
+    (the stroke's blurred border)."""
+    w = original.shape[1]
+    k = (max(3, round(cfg.paint_kernel * w) | 1), 1)
+    lab: U8 = np.asarray(cv2.cvtColor(original, cv2.COLOR_RGB2LAB), dtype=np.uint8)
+    st = np.maximum(tophat(np.ascontiguousarray(lab[:, :, 0]), k).astype(np.int16),
+                    2 * tophat(np.ascontiguousarray(lab[:, :, 2]), k).astype(np.int16))
+    m = 2 * cfg.paint_border_px + 1
+    out: Bool = cv2.dilate((st > cfg.paint_min_contrast).astype(np.uint8), np.ones((m, m), np.uint8)) > 0
     return out
 
 

@@ -286,8 +286,7 @@ def test_real_clip_smoke(real_clip: Path) -> None:
     assert res.frames.shape == clip.frames.shape
     # off the road mask only the old paint of the left boundary (where the mask misses it) may change: within
     # 0.5 m of the line, or 5 px (the erase works at half this resolution and widens strokes by their border).
-    # Above the hood: the erase stops at the road mask's lowest row, and the grid mask still reaches onto this
-    # clip's hood, where the yellow line's reflection is (hood exclusion belongs to the segmenters).
+    # Above the hood: the erase reaches down to the hood the segmenter cut from the mask, never onto it.
     an = painter.analysis(clip, masks)
     off_road = (res.frames != clip.frames).any(axis=-1) & ~masks.masks
     off_road[:, 660:] = False  # this camera's hood starts at row ~664 (the verifier's hood finder)

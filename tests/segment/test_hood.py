@@ -103,3 +103,27 @@ def test_short_clips_take_no_road_for_a_hood(data_dir: Path, frames: int) -> Non
                 inside = hood.top < clip.height
                 assert np.ptp(hood.top[inside]) <= cfg.max_spread * clip.height
                 assert hood.row >= 0.8 * clip.height, (rel, frames, hood.row)
+
+def test_none_at_both_erases_the_old_paint_down_to_the_hood(real_clip: Path) -> None:
+    """Camera B, ``none@both``: the mask stops at the hood, and the old yellow line's last piece in the band just
+    above the hood (where the grid mask often stops a few pixels short) is erased like the rest, without tinting
+    the fill; no hood pixel changes."""
+    import cv2
+
+    clip = decode(str(real_clip), max_frames=12)  # the hood finder's minimum
+    masks = GridSegmenter().segment(clip)
+    assert masks.hood_top is not None
+    out = ProceduralPainter().paint(clip, masks, parse_instruction("none@both")).frames
+    rows = np.arange(clip.height)[:, None]
+    hood = rows >= masks.hood_top[None, :]
+    band = ~hood & (rows >= masks.hood_top[None, :] - 20) & (masks.hood_top[None, :] < clip.height)
+
+    def yellow(f: np.ndarray) -> np.ndarray:  # paint yellow: CIE b* well above neutral pavement's
+        return cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 2].astype(np.int16) - 128 > 25
+
+    for t in range(clip.num_frames):
+        before, after = int(yellow(clip.frames[t])[band].sum()), int(yellow(out[t])[band].sum())
+        assert before > 200, (t, before)  # the clip's yellow line reaches the hood
+        assert after <= 0.03 * before, (t, before, after)
+    changed = np.abs(out.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 0
+    assert changed[:, hood].sum() == 0

@@ -140,6 +140,31 @@ def test_changes_off_the_paint_and_outside_the_road_fail(clip: Clip, masks: Road
     assert r.failed and r.frames == tuple(range(T))
 
 
+def test_old_paint_erased_where_the_mask_misses_it_is_not_outside_the_road(painter: ProceduralPainter, clip: Clip,
+                                                                           masks: RoadMasks) -> None:
+    """The mask misses the near part of the double yellow centre line (as in deep shade): the painter erases and
+    repaints it there anyway (the old line's ground is road); that is no change outside the road, paint beside
+    it on the verge is."""
+    import cv2
+
+    lab = cv2.cvtColor(clip.frames.reshape(-1, W, 3), cv2.COLOR_RGB2LAB).reshape(T, H, W, 3)
+    yellow = (lab[..., 2].astype(np.int16) - 128 > 25) & masks.masks
+    yellow[:, : int(0.7 * H)] = False
+    holed = masks.masks & ~np.stack([cv2.dilate(y.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for y in yellow])
+    spec = parse_instruction("single white dashed")
+    edited = painter.paint(clip, RoadMasks(holed, "gt"), spec).frames
+    off = np.abs(edited.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 12
+    assert (off & ~holed).sum() > 200  # the line was erased where the mask misses it
+    checker = EditChecker(clip.frames, holed, spec)
+    r = _by(checker.check(edited), "outside_road")
+    assert r.status == "pass" and "old paint" in r.note
+    beside = ~masks.masks  # the verge beside the road, not the sky
+    beside[:, : H // 2] = False
+    painted = edited.copy()
+    painted[beside] = (235, 235, 235)
+    assert _by(checker.check(painted), "outside_road").failed
+
+
 def test_a_colour_or_hue_that_is_not_paint_fails(clip: Clip, masks: RoadMasks) -> None:
     checker = EditChecker(clip.frames, masks.masks, parse_instruction("single yellow solid@right"))
     _, bands = checker.boundaries(T)
@@ -192,6 +217,24 @@ def test_paint_on_the_hood_fails(painter: ProceduralPainter, sample: SampleClip)
     edited = painter.paint(c, RoadMasks(road, "gt"), parse_instruction("single white solid")).frames
     r = _by(EditChecker(frames, road, parse_instruction("single white solid")).check(edited), "on_hood")
     assert r.failed and r.frames
+    # the segmenter's hood, when given, is combined with the checker's own: both see this one
+    with_seg = EditChecker(frames, road, parse_instruction("single white solid"), hood_top=found.astype(np.int32))
+    assert _by(with_seg.check(edited), "on_hood").failed
+
+    # a retry repaints the same mask: the QA loop stops after the first attempt and qa.json says why
+    out = run_qa(painter, LaneDetector(), c, RoadMasks(road, "gt"), parse_instruction("single white solid"),
+                 QAConfig(max_iterations=4))
+    assert not out.passed and len(out.iterations) == 1
+    assert "on_hood" in out.iterations[0]["stopped"]
+    assert out.qa_fields["stopped_early"]["checks"] == ["on_hood"]
+    assert out.qa_fields["stopped_early"]["attempt"] == 0
+
+    # the same clip with the hood cut from the mask (as every segment backend does): nothing painted on it
+    cut = RoadMasks(road & (np.arange(H) < found.min())[None, :, None], "gt", hood_top=found.astype(np.int32))
+    edited = painter.paint(c, cut, parse_instruction("single white solid")).frames
+    assert (edited[:, hood:] == frames[:, hood:]).all()
+    r = _by(EditChecker(frames, cut.masks, parse_instruction("single white solid")).check(edited), "on_hood")
+    assert r.status == "pass"
 
 
 # ------------------------------------------------------------------------------------------------ the verdict

@@ -56,6 +56,9 @@ class ClipAnalysis:
     row_ppm: F32  # (H,) full-resolution pixels per lateral metre at each row (0 above the horizon)
     fit_range_m: float  # boundaries were fitted up to this distance; straight beyond
     diagnostics: dict[str, Any]
+    # (W,) first row of the ego vehicle's hood per full-resolution column (RoadMasks.hood_top; H: none there),
+    # None when the segmenter found no hood
+    hood_top: Ints | None = None
 
 
 def _camera_from_meta(clip: Clip, diag: dict[str, Any]) -> PinholeCamera | None:
@@ -209,7 +212,8 @@ class ClipAnalyser:
         return ClipAnalysis(cam=cam, cam_w=cam_w, maps=maps, maps_w=maps_w, frames_w=frames_w, masks_w=masks_w,
                          evidence=evidence, coefs=coefs, found=found, travelled=travelled,
                          white=white, yellow=yellow, road_rgb=road_rgb, road_width_m=road_width,
-                         row_ppm=geo.row_px_per_metre(cam), fit_range_m=fit_range, diagnostics=diag)
+                         row_ppm=geo.row_px_per_metre(cam), fit_range_m=fit_range, diagnostics=diag,
+                         hood_top=None if masks.hood_top is None else np.asarray(masks.hood_top, dtype=np.intp))
 
     def _pose_from_vanishing_point(self, cam: PinholeCamera, chans: list[U8], masks_w: Bool,
                                    diag: dict[str, Any]) -> PinholeCamera:

@@ -9,7 +9,7 @@ over that luma (the pavement's own tint, e.g. yellowish concrete, is not passed 
 
 * **measured** from the clip's own markings where it has them: for each strong paint pixel of the near road
   (white: bright and not yellow; yellow: yellow), its colour over the filled pavement luma at that pixel, the
-  median over pixels and frames (pixels whose pavement is darker than ``_GAIN_PAVE_MAX`` first: on light
+  upper quartile over pixels and frames (pixels whose pavement is darker than ``_GAIN_PAVE_MAX`` first: on lighter
   paving the camera saturates and the ratio says less about the paint);
 * **standard** otherwise: white 2.3 times the pavement (fresh paint about 0.7 reflectance against 0.1 asphalt in
   linear light, ~ 2.3 gamma-encoded), yellow the white gain times a paint hue (Lab hue about 86 deg at the
@@ -48,8 +48,10 @@ _MAX_GAIN = 4.5
 #: Standard yellow relative to white per channel (US highway yellow, e.g. FHWA yellow chromaticity box, reads
 #: (230, 180, 50)-ish on a sunlit camera frame): R a bit above white's luma, G near it, B low.
 _YELLOW_OF_WHITE = np.array([1.25, 1.0, 0.30], dtype=np.float32)
-#: Pavement darker than this (luma) gives the gains first (no highlight clipping of the paint next to it).
-_GAIN_PAVE_MAX = 150.0
+#: Pavement darker than this (luma) gives the gains first: paint about _WHITE_GAIN times brighter than it stays
+#: below the camera's 255 (255 / 2.3 ≈ 110); on lighter paving the paint clips and its ratio reads low (a clip
+#: driving onto concrete measured a white only 1.8 times the asphalt with 150, a grey line on asphalt)
+_GAIN_PAVE_MAX = 110.0
 #: Paint is lifted at least this fraction of the way from the pavement to white (visible, never darker).
 _MIN_LIFT = 0.2
 _KNEE, _CAP = 225.0, 250.0

@@ -80,6 +80,22 @@ _WEAK = 0.7
 _GROW = 1.6
 _WEAR_TEXEL_S = 0.04
 _WEAR_TEXEL_D = 0.02
+#: Rows above the hood (a share of the frame height) that count as road for finding old paint where the road mask
+#: stops within them: the segmenter cuts the hood from the mask, but its coarse mask border often stops a few
+#: pixels short of it, and the line's last piece in that gap is old paint like the rest (left there it would
+#: also tint the fill yellow)
+_HOOD_BAND = 0.05
+
+
+def hood_rows(an: ClipAnalysis, height: int, width: int) -> Ints | None:
+    """``(width,)`` first hood row per column at a ``height`` x ``width`` resolution (a row partly on the hood
+    counts as above it), or None when the clip has no hood."""
+    if an.hood_top is None:
+        return None
+    h_full, w_full = an.row_ppm.shape[0], len(an.hood_top)
+    cols = np.minimum(((np.arange(width) + 0.5) * w_full / width).astype(np.intp), w_full - 1)
+    rows: Ints = np.ceil(an.hood_top[cols] * height / h_full).astype(np.intp)
+    return rows
 
 
 class FrameRenderer:
@@ -180,6 +196,9 @@ class FrameRenderer:
         # farther away
         around = cv2.dilate(zone.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
         known = (mw | around) & ~paint_w
+        hood_w = hood_rows(an, hw, ww)
+        if hood_w is not None:  # the hood is no pavement colour
+            known &= np.arange(hw)[:, None] < hood_w[None, :]
         lw_, lh_ = max(ww // 2, 1), max(hw // 2, 1)
         f_low = np.asarray(cv2.resize(an.frames_w[t], (lw_, lh_), interpolation=cv2.INTER_AREA), dtype=np.float32)
         k_low = np.asarray(cv2.resize(known.astype(np.float32), (lw_, lh_), interpolation=cv2.INTER_AREA)) > 0.99
@@ -189,7 +208,16 @@ class FrameRenderer:
         # ---- erase at full resolution: low-frequency fill + texture copied from beside the line
         if paint_w.any():
             self._erase(out, frame, mask, paint_w, low, grain, an, t, params, scale, low_scale)
-        # ---- paint
+        # ---- paint: on the road mask, and where old paint the mask missed was erased (the old line's ground is
+        # road: a new line that stopped there would end in mid-road), with a stroke's width around it
+        paint_on = mask
+        off_w = paint_w & ~mw
+        if off_w.any() and not spec.is_removal:
+            grown = cv2.dilate(off_w.astype(np.uint8), np.ones((5, 5), np.uint8))
+            off_full = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            if an.hood_top is not None:
+                off_full &= np.arange(h)[:, None] < an.hood_top[None, :]
+            paint_on = mask | off_full
         lines: list[PaintedLine] = []
         for side in sides:
             st = stripes[side]
@@ -197,7 +225,7 @@ class FrameRenderer:
                 continue
             c = an.coefs[side][t].copy()
             c[0] += params.lateral_offset_m
-            self._paint_side(out, mask, an, t, c, st, spec.color or "white", params, low, low_scale)
+            self._paint_side(out, paint_on, an, t, c, st, spec.color or "white", params, low, low_scale)
             lines.append(self._polyline(an, mask, c, side, spec))
         return lines
 
@@ -206,7 +234,9 @@ class FrameRenderer:
         work resolution.
 
         A corridor follows each boundary's track (smoothed over time) ``erase_half_width_m`` either side, down
-        to the lowest road row of the frame (the hood, when the road mask stops above it). Paint in it is found
+        to the ego vehicle's hood (``an.hood_top``; the band of ``_HOOD_BAND`` of the height just above it counts
+        as road there, where the mask often stops a little short), else to the lowest road row of the frame; hood
+        pixels are never part of it. Paint in it is found
         by hysteresis: pixels above the paint thresholds seed the strokes; pixels above _WEAK of the thresholds
         that connect to a seed grow them, up to ``_GROW`` corridor half-widths from the track; off the road mask
         only yellowness counts, only within the corridor and the fitted range. So a stroke's faint
@@ -232,8 +262,23 @@ class FrameRenderer:
             dist = np.abs(an.maps_w.y[rows, cols] - _poly(c, x[ok], an.fit_range_m))
             zone[rows[dist < half], cols[dist < half]] = True
             grow[rows[dist < half * _GROW], cols[dist < half * _GROW]] = True
-        zone[road_rows[-1] + 1:] = False
-        grow[road_rows[-1] + 1:] = False
+        hood = hood_rows(an, *mw.shape)
+        if hood is None:
+            zone[road_rows[-1] + 1:] = False
+            grow[road_rows[-1] + 1:] = False
+        else:
+            # down to the hood, never on it; the band just above it is road even where the mask stops short
+            rr = np.arange(mw.shape[0])[:, None]
+            above = rr < hood[None, :]
+            zone &= above
+            grow &= above
+            # the gap between the mask's bottom and the hood, where the mask reaches down to within the band
+            # beside it (a column the mask misses altogether, e.g. a shaded verge, keeps the off-road rule)
+            wide = cv2.dilate(mw.astype(np.uint8), np.ones((1, 2 * (mw.shape[1] // 40) + 1), np.uint8)) > 0
+            low = np.where(wide.any(axis=0), mw.shape[0] - 1 - np.argmax(wide[::-1], axis=0), -1)
+            band = math.ceil(_HOOD_BAND * mw.shape[0])
+            gap = above & (rr > low[None, :]) & (low[None, :] >= hood[None, :] - band) & zone
+            mw = mw | gap
         thr = 0.8 / math.sqrt(params.erase_strength)
         ev = an.evidence[t]
         # off the road mask only yellow counts (a yellow line in shade, or on bright paving, that the mask
@@ -265,6 +310,8 @@ class FrameRenderer:
         box = np.ones((ksz, ksz), np.uint8)
         off_road = cv2.dilate((paint & ~mw).astype(np.uint8), box) > 0
         grown: Bool = (cv2.dilate(paint.astype(np.uint8), box) > 0) & (mw | off_road)
+        if hood is not None:
+            grown &= above
         return grown, zone
 
     def _erase(self, out: U8, frame: U8, mask: Bool, paint_w: Bool, low: F32, grain: float, an: ClipAnalysis,
@@ -287,6 +334,8 @@ class FrameRenderer:
         up_off = cv2.warpAffine(off, m_aff, (c1 - c0, r1 - r0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT) if off.any() else np.zeros_like(up)
         hole = (up > 0) & (box_mask | (up_off > 0))
+        if an.hood_top is not None:  # never a hood pixel
+            hole &= np.arange(r0, r1)[:, None] < an.hood_top[None, c0:c1]
         rows, cols = np.nonzero(hole)
         if len(rows) == 0:
             return
