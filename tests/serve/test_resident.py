@@ -77,4 +77,4 @@ def test_two_requests_one_load_and_state_survives_a_redeploy(ray_local, tmp_path
         fresh = _wait(base, _submit(base, clip))
         assert fresh["status"] == "done" and fresh["model_loads"] >= 1  # a new replica loads again, once
     finally:
-        serve.delete("resident")
+        serve.shutdown()  # the proxy too: the next module starts Serve on its own port
