@@ -398,6 +398,8 @@ def serve_cmd(
         "default: none, uploads only)")] = None,
     input_root: Annotated[list[str] | None, typer.Option("--input-root", hidden=True,
                                                          help="deprecated: same as --allow-url-prefix")] = None,
+    min_replicas: Annotated[int, typer.Option(help="fewest replicas of the model deployment (models resident)")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="most replicas of the model deployment (autoscaling)")] = 1,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -421,7 +423,10 @@ def serve_cmd(
         settings = ServeSettings(output=output, token=token or None, max_queue=max_queue, workers=workers,
                                  max_upload_bytes=int(max_upload_mb * 2**20), predictors=cfg.evaluate.predictors,
                                  allow_url_prefixes=[*(allow_url_prefix or []), *(input_root or [])],
-                                 base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"}))
+                                 min_replicas=min_replicas, max_replicas=max_replicas,
+                                 # only what was set: backend default resources (GPUs) still apply in the replicas
+                                 base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"},
+                                                            exclude_unset=True))
     except ValidationError as e:
         raise ConfigError("serve: " + "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}"
                                                 for x in e.errors())) from None

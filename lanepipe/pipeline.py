@@ -21,7 +21,7 @@ from lanepipe.actors.base import ALPAMAYO_RESOURCE, configured_backend, lost_ite
 from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray, stop_local_ray
 from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id, random_weight_models
 from lanepipe.datasets.sources import InputFailure, resolve_each
-from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, StageSpec
+from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, SequentialRunner, Stage, StageSpec
 from lanepipe.engine.lifecycle import interrupt_signals
 from lanepipe.engine.stage import config_json
 from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
@@ -298,7 +298,8 @@ class _RunState:
 
 def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = None,
         on_plan: Callable[[int, int], None] | None = None,
-        on_start: Callable[[RunPlan], None] | None = None, on_event: ProgressFn | None = None) -> RunSummary:
+        on_start: Callable[[RunPlan], None] | None = None, on_event: ProgressFn | None = None,
+        provide: Callable[[StageSpec], Stage] | None = None) -> RunSummary:
     """Run the configured stages. A re-run with the same run id skips items already finished.
 
     Args:
@@ -308,6 +309,8 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
         on_start: called once with the :class:`RunPlan` before any stage runs.
         on_event: called with a light copy of each row as soon as its stage emits it (live per-stage progress;
             ``progress`` gets the full rows once an item is through all selected stages).
+        provide: with ``executor="sequential"``, builds each stage from its spec (the Serve model deployment
+            hands out stages whose models are resident); None: :meth:`StageSpec.build`.
 
     Raises:
         StorageError: the run's storage could not be read or written (unreachable, full); the run resumes.
@@ -317,7 +320,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     with interrupt_signals():
         try:
             return _run(cfg, state, executor=executor, progress=progress, on_plan=on_plan, on_start=on_start,
-                        on_event=on_event)
+                        on_event=on_event, provide=provide)
         except (InterruptError, KeyboardInterrupt) as e:
             err = e if isinstance(e, InterruptError) else InterruptError(signal.SIGINT, "SIGINT (Ctrl-C)")
             state.close("interrupted", err)
@@ -340,7 +343,7 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
 
 def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressFn | None,
          on_plan: Callable[[int, int], None] | None, on_start: Callable[[RunPlan], None] | None = None,
-         on_event: ProgressFn | None = None) -> RunSummary:
+         on_event: ProgressFn | None = None, provide: Callable[[StageSpec], Stage] | None = None) -> RunSummary:
     if executor not in ("ray", "sequential"):  # checked before anything is written
         raise ConfigError(f"executor: expected 'ray' or 'sequential', got {executor!r}")
     t_start = time.perf_counter()
@@ -384,7 +387,8 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
     state.manifest = manifest
 
     specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
-    runner = make_run_runner(cfg, executor, store, on_event)
+    runner: Runner = (SequentialRunner(on_event, provide=provide) if provide is not None and executor == "sequential"
+                      else make_run_runner(cfg, executor, store, on_event))
     state.in_runner = True
     rows = runner.run(specs, items, progress)
     state.in_runner = False

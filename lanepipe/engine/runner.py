@@ -50,13 +50,17 @@ class SequentialRunner:
     """The stages in this process, one item at a time through all of them (what the benchmarks compare with).
 
     Each stage is built and set up once per :meth:`run`. ``events``: called with :func:`stage_event` of each row a
-    stage emits for itself, as it emits it (live per-stage progress)."""
+    stage emits for itself, as it emits it (live per-stage progress). ``provide``: builds a stage from its spec in
+    place of :meth:`StageSpec.build` (the Serve model deployment hands out stages whose models are already
+    resident; their ``setup`` then loads nothing)."""
 
-    def __init__(self, events: ProgressFn | None = None) -> None:
+    def __init__(self, events: ProgressFn | None = None,
+                 provide: Callable[[StageSpec], Stage] | None = None) -> None:
         self.events = events
+        self.provide = provide
 
     def build(self, specs: Sequence[StageSpec]) -> list[Stage]:
-        stages = [s.build() for s in specs]
+        stages = [self.provide(s) if self.provide else s.build() for s in specs]
         self.setup_s: dict[str, float] = {}
         self.loads: dict[str, list[dict[str, Any]]] = {}
         take_model_loads()  # loads of earlier work in this process are not this run's

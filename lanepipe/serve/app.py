@@ -26,13 +26,17 @@ API (JSON unless said; every ``/v1`` route needs ``Authorization: Bearer <token>
     and text files are served without server paths, ``versions`` or ``git_sha``; ``results.parquet`` and a
     path that leaves the folder are refused with 403.
 ``GET /v1/health`` → ``{"status": "ok", "queued", "running", "max_queue"}`` (no token needed).
+``GET /v1/metrics`` → the queue counts and ``models``: per model deployment, ``model_loads`` and
+    ``model_load_s`` per stage of the replica that answered, its ``resident`` stages and ``jobs`` run.
 ``GET /`` → the web page (``/?job=<id>`` shows an existing job).
 
 A job is a run: its id is the run id (``<UTC timestamp>-<config hash>-<random>``) and its folder
 ``<output>/<id>/`` holds the upload (``input/``), the run's outputs and ``serve_job.json`` (the job record,
-read back after a restart). Jobs run the real pipeline (``pipeline.run(cfg, executor="sequential")``) on a
-small thread pool inside the single replica; requests choose only the instructions, stages and predictors —
-everything else comes from the server's base config.
+read back after a restart; a job a restart cut short reads ``failed`` with ``interrupted: true``). Jobs run the
+real pipeline (``pipeline.run(cfg, executor="sequential")``) on the model deployment
+(:mod:`lanepipe.serve.models`), whose replicas keep the stages' models resident: a job's status carries the
+``model_loads`` it caused (0 once a replica has loaded them). Requests choose only the instructions, stages and
+predictors — everything else comes from the server's base config.
 
 Modules: :mod:`~lanepipe.serve.settings` (settings, error answers), :mod:`~lanepipe.serve.ingress` (request
 checks and uploads), :mod:`~lanepipe.serve.jobs` (job state and queue); this one holds the FastAPI routes, the
@@ -49,6 +53,7 @@ import shutil
 import time
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +61,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
 from lanepipe.config import STAGES, RunConfig, load_config
+from lanepipe.engine.stage import config_json
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.video import decode, probe
@@ -96,12 +102,18 @@ def _page() -> str:
 class EditService:
     """The HTTP face of :class:`JobQueue` (one replica: jobs live in its memory and run folders)."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], models: Any = None) -> None:
         self.settings = ServeSettings.model_validate(settings)
-        self.jobs = JobQueue(self.settings)
+        self.models = models  # a DeploymentHandle of ModelService, or None (jobs load their models themselves)
+        self.jobs = JobQueue(self.settings, runner=self._on_models if models is not None else None)
         self.page = _page()
         logger.info("lanepipe serve: output %s, max_queue %d, workers %d, token %s", self.settings.output,
                     self.settings.max_queue, self.settings.workers, "set" if self.settings.token else "none")
+
+    def _on_models(self, cfg: RunConfig) -> Any:
+        """Run a job on the model deployment (called from a job thread: the blocking ``result`` is fine)."""
+        out = self.models.run.remote(config_json(cfg)).result()
+        return SimpleNamespace(rows=out["rows"])
 
     def _auth(self, request: Request) -> None:
         token = self.settings.token
@@ -132,6 +144,14 @@ class EditService:
     @api.get("/v1/health")
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", **self.jobs.counts()}
+
+    @api.get("/v1/metrics")
+    async def metrics(self, request: Request) -> dict[str, Any]:
+        """Queue counts and, per model deployment, the model loads and load seconds per stage of the replica
+        that answered (``models``: null when jobs run without the model deployment)."""
+        self._auth(request)
+        models = await self.models.stats.remote() if self.models is not None else None
+        return {**self.jobs.counts(), "models": {"lanepipe-models": models} if models is not None else None}
 
     @api.post("/v1/edits", status_code=202)
     async def submit(self, request: Request) -> JSONResponse:
@@ -289,7 +309,8 @@ class EditService:
         return {"id": job.id, "status": job.status, "position": self.jobs.position(job.id),
                 "created": job.created, "started": job.started, "finished": job.finished, "seconds": job.seconds,
                 "source": job.source, "instructions": job.instructions, "stages": job.stages,
-                "predictors": job.predictors, "error": job.error,
+                "predictors": job.predictors, "error": job.error, "interrupted": job.interrupted,
+                "model_loads": job.model_loads,
                 "links": links if job.status in ("done", "failed") else {}, "edits": edits}
 
     @api.get("/v1/edits/{job_id}/files/{path:path}")
@@ -302,13 +323,30 @@ class EditService:
 
 
 def build_app(settings: ServeSettings) -> Any:
-    """The Serve application (``serve.run(build_app(settings))``), one replica."""
+    """The Serve application (``serve.run(build_app(settings))``): one ingress replica (job state, HTTP) composed
+    with the model deployment (:class:`~lanepipe.serve.models.ModelService`: models resident, GPUs from the
+    backends' default resources when the cluster has GPUs, autoscaled between ``min_replicas`` and
+    ``max_replicas``) unless ``resident_models`` is off."""
+    from lanepipe.serve.models import ModelService, model_resources
+
     deployment: Any = EditService  # a serve.Deployment at run time
     options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
     env = storage.storage_env()
     if env:  # the replica is a Ray worker: it sees the Ray node's environment, not this process's storage settings
         options["runtime_env"] = {"env_vars": env}
-    return deployment.options(ray_actor_options=options).bind(settings.model_dump(mode="json"))
+    models: Any = None
+    if settings.resident_models:
+        base = copy.deepcopy(settings.base_config)
+        base["output"] = settings.output
+        for key in ("from_run", "run_id"):
+            base.pop(key, None)
+        model_options = {**options, **model_resources(load_config(None, [], base=base))}
+        models_deployment: Any = ModelService
+        models = models_deployment.options(
+            ray_actor_options=model_options, max_ongoing_requests=max(1, settings.workers),
+            autoscaling_config={"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
+                                "target_ongoing_requests": settings.target_ongoing_requests}).bind()
+    return deployment.options(ray_actor_options=options).bind(settings.model_dump(mode="json"), models)
 
 
 def start(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, name: str = "lanepipe",

@@ -51,6 +51,8 @@ class Job:
     finished: str | None = None
     seconds: float | None = None
     error: str | None = None
+    interrupted: bool = False
+    model_loads: int | None = None
     result: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -298,7 +300,9 @@ class JobQueue:
         data = json.loads(path.read_text())
         job = Job(**data)
         if job.status in ("queued", "running"):  # recorded by an earlier server process
-            job.status, job.error = "failed", "the server restarted before this job finished; submit it again"
+            job.status, job.interrupted = "failed", True
+            job.error = ("interrupted: the server restarted before this job finished; submit it again (what it "
+                         "finished is kept in its run folder)")
         return job
 
     def position(self, job_id: str) -> int | None:
@@ -325,6 +329,7 @@ class JobQueue:
             summary = self._runner(cfg)
             rows: list[dict[str, Any]] = list(getattr(summary, "rows", []))
             job.result = summarize_rows(rows, self.root / job.id)
+            job.model_loads = sum(int(r.get("model_loads") or 0) for r in rows)
             bad = [r for r in rows if r.get("status") != "ok"]
             if bad:
                 first = bad[0]

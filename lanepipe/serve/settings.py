@@ -38,6 +38,11 @@ class ServeSettings(BaseModel):
     url_attempts: int = Field(2, ge=1, le=5, description="attempts of a remote `url` check (retry budget)")
     max_instruction_chars: int = Field(200, ge=16, le=10_000, description="longest accepted instruction")
     replica_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved by the replica")
+    resident_models: bool = Field(True, description="run jobs on the model deployment, models loaded once per "
+                                  "replica (False: in the ingress's threads, models loaded per job)")
+    min_replicas: int = Field(1, ge=0, le=1000, description="fewest model replicas (autoscaling lower bound)")
+    max_replicas: int = Field(1, ge=1, le=1000, description="most model replicas (autoscaling upper bound)")
+    target_ongoing_requests: float = Field(1.0, gt=0, description="jobs per model replica the autoscaler aims at")
     default_retry_after_s: int = Field(30, ge=1, description="Retry-After before any job has finished")
 
     @field_validator("output")
