@@ -43,7 +43,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from lanepipe.edit.generative import masks as gen_masks
 from lanepipe.edit.generative import published as gen_published
 from lanepipe.edit.generative import tiny as gen_tiny
 from lanepipe.edit.generative.hooks import PropagationHook, WindowContext
-from lanepipe.torchkit import sdpa_kernels
+from lanepipe.torchkit import build_on, sdpa_kernels
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
@@ -177,16 +177,9 @@ def free(*objs: Any) -> None:
         torch.cuda.empty_cache()
 
 
-@contextlib.contextmanager
-def build_on_device() -> Iterator[None]:
+def build_on_device() -> contextlib.AbstractContextManager[None]:
     """Create parameters directly on the GPU in the target dtype (no fp32 CPU copy of 12B weights)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(DTYPE)
-    try:
-        with torch.device(DEV):
-            yield
-    finally:
-        torch.set_default_dtype(old)
+    return build_on(DEV, DTYPE)
 
 
 # ---------------------------------------------------------------------------------------------- data

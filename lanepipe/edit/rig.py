@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from lanepipe.edit.erase import push_pull_fill
 from lanepipe.edit.procedural.params import PaintedLine, RoadGeometry
+from lanepipe.edit.procedural.render import dash_coverage, overlap
 from lanepipe.errors import InputError
 from lanepipe.geometry import road as geo
 from lanepipe.geometry.rig import EgoBody, PixelGround, RigCamera, pixel_ground
@@ -217,19 +218,6 @@ class CameraEdit:
     diagnostics: dict[str, Any]
 
 
-def _overlap(pos: Any, foot: Any, lo: Any, hi: Any) -> Any:
-    """Fraction of ``[pos - foot/2, pos + foot/2]`` inside ``[lo, hi]`` (box-filter coverage)."""
-    return np.clip(np.minimum(pos + 0.5 * foot, hi) - np.maximum(pos - 0.5 * foot, lo), 0.0, None) / foot
-
-
-def _dash_cover(s: Any, foot: Any, dash: float, period: float) -> Any:
-    """Coverage along a broken line with dashes ``[k period, k period + dash]`` at road position ``s``."""
-    p = np.mod(s, period)
-    cov = _overlap(p, foot, 0.0, dash) + _overlap(p, foot, period, period + dash) + _overlap(p, foot, -period,
-                                                                                             dash - period)
-    return np.where(foot >= period, dash / period, np.clip(cov, 0.0, 1.0))
-
-
 def _paint_like(img: F32, low: F32, color: str | None = None) -> Bool:
     """Pixels brighter (white paint) or yellower (yellow paint) than the asphalt estimate ``low``; ``color`` limits
     the test to one paint colour."""
@@ -328,9 +316,9 @@ def paint_camera(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body: 
             s_road = g.x[r, c].astype(np.float64) + edit.dash_origin[t]
             alpha = np.zeros(len(r))
             for stripe in st:
-                cov = _overlap(dd - stripe.offset_m, fl, -stripe.width_m / 2, stripe.width_m / 2)
+                cov = overlap(dd - stripe.offset_m, fl, -stripe.width_m / 2, stripe.width_m / 2)
                 if stripe.dashed:
-                    cov = cov * _dash_cover(s_road, fs, edit.sizes.dash_length, period)
+                    cov = cov * dash_coverage(s_road, fs, edit.sizes.dash_length, period)
                 alpha += cov
             alpha = np.clip(alpha, 0.0, 1.0) * edit.opacity
             keep = alpha > 1e-3

@@ -328,13 +328,13 @@ def test_push_pull_fills_a_hole_smoothly() -> None:
     assert np.array_equal(filled[known], ramp[known])
 
 
-def test_dash_coverage_keeps_the_duty_cycle() -> None:
-    from lanepipe.edit.procedural.render import _dash_coverage
+def testdash_coverage_keeps_the_duty_cycle() -> None:
+    from lanepipe.edit.procedural.render import dash_coverage
 
     sz = MarkingSizes()
     period = sz.dash_length + sz.gap_length
     s = np.arange(0.0, 10 * period, 0.01)
     for foot in (0.05, 1.0, 5.0, 30.0):  # sharp near, blurred far, beyond a period
-        cov = _dash_coverage(s, np.full_like(s, foot), sz.dash_length, period)
+        cov = dash_coverage(s, np.full_like(s, foot), sz.dash_length, period)
         assert cov.min() >= 0.0 and cov.max() <= 1.0
         assert cov.mean() == pytest.approx(sz.dash_length / period, abs=0.01)

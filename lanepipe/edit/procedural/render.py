@@ -44,15 +44,15 @@ def _poly(coefs: F64, x: Any, x_lim: float) -> Any:
     return geo.boundary_eval(coefs, x, x_lim)
 
 
-def _overlap(pos: Any, foot: Any, lo: Any, hi: Any) -> Any:
+def overlap(pos: Any, foot: Any, lo: Any, hi: Any) -> Any:
     """Fraction of the interval ``[pos - foot/2, pos + foot/2]`` inside ``[lo, hi]`` (box-filter coverage)."""
     return np.clip(np.minimum(pos + 0.5 * foot, hi) - np.maximum(pos - 0.5 * foot, lo), 0.0, None) / foot
 
 
-def _dash_coverage(s: Any, foot: Any, dash: float, period: float) -> Any:
+def dash_coverage(s: Any, foot: Any, dash: float, period: float) -> Any:
     """Coverage along the line of a broken line with dashes ``[k period, k period + dash]`` at road position ``s``."""
     p = np.mod(s, period)
-    cov = _overlap(p, foot, 0.0, dash) + _overlap(p, foot, period, period + dash) + _overlap(p, foot, -period,
+    cov = overlap(p, foot, 0.0, dash) + overlap(p, foot, period, period + dash) + overlap(p, foot, -period,
                                                                                              dash - period)
     # a footprint longer than a period sees the mean duty cycle
     return np.where(foot >= period, dash / period, np.clip(cov, 0.0, 1.0))
@@ -389,7 +389,7 @@ class FrameRenderer:
         d = y - _poly(c, x, an.fit_range_m)
         alpha = np.zeros(len(rows), dtype=np.float32)
         for st in stripes:
-            alpha += _overlap(d - st.offset_m, fl, -st.width_m / 2, st.width_m / 2).astype(np.float32)
+            alpha += overlap(d - st.offset_m, fl, -st.width_m / 2, st.width_m / 2).astype(np.float32)
         sel = alpha > 1e-3
         if not sel.any():
             return
@@ -400,9 +400,9 @@ class FrameRenderer:
             alpha = np.zeros(len(rows), dtype=np.float32)
             fl = np.maximum(maps.lat_fp[rows, cols] * widen, 1e-4)
             for st in stripes:
-                cov = _overlap(d - st.offset_m, fl, -st.width_m / 2, st.width_m / 2)
+                cov = overlap(d - st.offset_m, fl, -st.width_m / 2, st.width_m / 2)
                 if st.dashed:
-                    cov = cov * _dash_coverage(s_road, fs, sz.dash_length, sz.dash_length + sz.gap_length)
+                    cov = cov * dash_coverage(s_road, fs, sz.dash_length, sz.dash_length + sz.gap_length)
                 alpha += cov.astype(np.float32)
         # wear anchored to the road; fades where a pixel spans many texels (no far-field shimmer)
         wear = cfg.wear * params.wear_scale
