@@ -1,0 +1,105 @@
+"""The Triton kernel of :mod:`lanepipe.edit.qattn` (imported only when Triton is installed).
+
+One program per ``(query tile of BLOCK_M rows, batch·head)``: the tile's int8/fp8 queries stay in registers; for
+each key tile the 8-bit ``Q Kᵀ`` product (int32 accumulation for int8, fp32 for fp8) is dequantised by one scale
+product, masked past the key length, folded into the online softmax (base 2: the scales carry ``log2 e``), and
+``P·V`` is added to the fp32 accumulator — fp16 operands (int8 mode) or fp8 e4m3 with P scaled by 448 (fp8 mode;
+each tile's product is added in fp32 on its own, the two-level accumulation SageAttention2 uses against Hopper's
+reduced-precision fp8 MMA accumulator). The output is normalised by the running sum and written in fp32; the caller
+applies V's per-channel scale and mean (:func:`lanepipe.edit.qattn._finish`).
+
+On CPU tensors the kernel runs under Triton's interpreter (numpy), for tests at small shapes; it needs
+``TRITON_INTERPRET=1`` in the environment before Triton is first imported (Triton's own library functions are
+interpretable only then).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import triton
+import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
+
+from lanepipe.errors import BackendUnavailableError
+
+#: largest finite float8_e4m3fn (a constexpr: a Triton kernel may read only constexpr globals)
+FP8_MAX = tl.constexpr(448.0)
+
+
+def _qattn_fwd(Q, K, V, QS, KS, O, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001, N803
+               N_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,  # noqa: N803
+               INT8_QK: tl.constexpr, FP8_PV: tl.constexpr, ROUND_FP8: tl.constexpr) -> None:  # noqa: N803
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, D)
+    q = tl.load(Q + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :])
+    q_scale = tl.load(QS + bh * n_qb + pid_m)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, D], tl.float32)
+    k_base = K + bh * seq_k * D
+    v_base = V + bh * seq_k * D
+    for start in range(0, N_K, BLOCK_N):
+        rows = start + offs_n
+        k = tl.load(k_base + rows[:, None] * D + offs_d[None, :])
+        k_scale = tl.load(KS + bh * n_kb + start // BLOCK_N)
+        if INT8_QK:
+            s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32)
+        else:
+            s = tl.dot(q, tl.trans(k))
+        s = s * (q_scale * k_scale)
+        s = tl.where(rows[None, :] < N_K, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + rows[:, None] * D + offs_d[None, :])
+        if FP8_PV:
+            p8 = p * FP8_MAX
+            if ROUND_FP8:  # round to e4m3's grid first (3 mantissa bits, subnormal step 2^-9), see run()
+                step = tl.exp2(tl.maximum(tl.floor(tl.log2(tl.maximum(p8, 1e-30))), -6.0) - 3.0)
+                p8 = tl.floor(p8 / step + 0.5) * step
+            pv = tl.dot(p8.to(v.dtype), v) / FP8_MAX
+        else:
+            pv = tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + pv
+        m_i = m_new
+    out = acc / l_i[:, None]
+    tl.store(O + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :], out)
+
+
+_KERNEL = triton.jit(_qattn_fwd)  # type: ignore[misc]
+#: True when Triton was imported with TRITON_INTERPRET=1 (its own library functions are then interpretable too)
+INTERPRETED = isinstance(_KERNEL, InterpretedFunction)
+
+
+def run(qz: Any, *, interpret: bool = False, num_warps: int | None = None, num_stages: int = 3) -> Any:
+    """Launch the kernel on :class:`lanepipe.edit.qattn.Quantized` inputs; ``(BH, Nq_pad, Dp)`` fp32 output,
+    normalised, before V's scale and mean. ``interpret``: run under Triton's interpreter (CPU tensors)."""
+    import torch
+
+    bh, nq_pad, d = qz.q.shape
+    nk_pad = qz.k.shape[1]
+    out = torch.empty(bh, nq_pad, d, device=qz.q.device, dtype=torch.float32)
+    grid = (nq_pad // qz.block_m, bh)
+    args = (qz.q, qz.k, qz.v, qz.q_scale, qz.k_scale, out, qz.q_scale.shape[1], qz.k_scale.shape[1],
+            nq_pad, nk_pad)
+    meta = {"N_K": qz.n_k, "BLOCK_M": qz.block_m, "BLOCK_N": qz.block_n, "D": d, "INT8_QK": qz.q.dtype == torch.int8,
+            "FP8_PV": qz.fp8_pv,
+            # Triton 3.5's interpreter casts fp32 -> fp8 without carrying a mantissa round-up into the exponent
+            # (1.95 -> 1.0) and truncates subnormals; the GPU's cvt rounds to nearest. Under the interpreter P is
+            # rounded to the e4m3 grid arithmetically first, so the cast is exact and matches the hardware.
+            "ROUND_FP8": interpret}
+    if interpret != INTERPRETED:
+        raise BackendUnavailableError(
+            "the quantised attention kernel runs on CUDA tensors, or on CPU tensors under Triton's interpreter: "
+            f"found {qz.q.device} tensors with TRITON_INTERPRET {'set' if INTERPRETED else 'unset'} when Triton "
+            "was imported")
+    if interpret:
+        _KERNEL[grid](*args, **meta)
+    else:
+        _KERNEL[grid](*args, **meta, num_warps=num_warps or (4 if d <= 64 else 8), num_stages=num_stages)
+    return out
