@@ -13,9 +13,10 @@ arXiv:2411.10958). The method, written here from the papers:
 3. **Online softmax** over key blocks (FlashAttention's tiling: running row max ``m``, running sum ``l``, the
    accumulator rescaled by ``2^(m_old - m_new)``), fp32 throughout.
 4. **P·V.** ``int8`` mode: P (un-normalised, in [0, 1]) and V in fp16, fp32 accumulation (SageAttention 1).
-   ``int8-fp8`` (SageAttention2's recipe: int8 Q Kᵀ, fp8 P·V) and ``fp8`` (fp8 e4m3 Q Kᵀ too): V smoothed too (its token mean is subtracted and added back after normalisation — exact, since a
-   softmax row sums to 1), quantised to fp8 e4m3 per channel, P scaled by 448 and cast to fp8 e4m3, each tile's
-   product accumulated into the fp32 accumulator separately (SageAttention2's fp8 P·V with per-channel V scales).
+   ``int8-fp8`` (SageAttention2's recipe: int8 Q Kᵀ, fp8 P·V) and ``fp8`` (fp8 e4m3 Q Kᵀ too): V smoothed too
+   (its token mean is subtracted and added back after normalisation — exact, since a softmax row sums to 1),
+   quantised to fp8 e4m3 per channel; P scaled by 448 and cast to fp8 e4m3; each tile's product is added to the
+   fp32 accumulator on its own (SageAttention2's fp8 P·V with per-channel V scales).
 
 Two executions of the same math (the quantisation step is shared, so they differ only by fp32 rounding):
 
@@ -39,8 +40,8 @@ from typing import Any, Literal
 
 from lanepipe.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["FORMATS", "MODES", "QuantCogVideoXAttnProcessor", "Quantized", "attention_error", "install", "quant_attention",
-           "quantize", "reference_attention", "triton_available"]
+__all__ = ["FORMATS", "MODES", "QuantCogVideoXAttnProcessor", "Quantized", "attention_error", "install",
+           "quant_attention", "quantize", "reference_attention", "triton_available"]
 
 QuantMode = Literal["int8", "int8-fp8", "fp8"]
 #: quantised attention modes → (Q/K format, P·V format): SageAttention 1 (int8, fp16), SageAttention2's

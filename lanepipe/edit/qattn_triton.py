@@ -27,7 +27,7 @@ from lanepipe.errors import BackendUnavailableError
 FP8_MAX = tl.constexpr(448.0)
 
 
-def _qattn_fwd(Q, K, V, QS, KS, O, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001, N803
+def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001
                N_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,  # noqa: N803
                INT8_QK: tl.constexpr, FP8_PV: tl.constexpr, ROUND_FP8: tl.constexpr) -> None:  # noqa: N803
     pid_m = tl.program_id(0)
@@ -35,18 +35,18 @@ def _qattn_fwd(Q, K, V, QS, KS, O, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001, N8
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, D)
-    q = tl.load(Q + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :])
-    q_scale = tl.load(QS + bh * n_qb + pid_m)
+    q = tl.load(q_ptr + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :])
+    q_scale = tl.load(qs_ptr + bh * n_qb + pid_m)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D], tl.float32)
-    k_base = K + bh * seq_k * D
-    v_base = V + bh * seq_k * D
+    k_base = k_ptr + bh * seq_k * D
+    v_base = v_ptr + bh * seq_k * D
     for start in range(0, N_K, BLOCK_N):
         rows = start + offs_n
         k = tl.load(k_base + rows[:, None] * D + offs_d[None, :])
-        k_scale = tl.load(KS + bh * n_kb + start // BLOCK_N)
-        if INT8_QK:
+        k_scale = tl.load(ks_ptr + bh * n_kb + start // BLOCK_N)
+        if INT8_QK:  # noqa: SIM108 (a branch on a constexpr: only one side is compiled)
             s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32)
         else:
             s = tl.dot(q, tl.trans(k))
@@ -68,7 +68,7 @@ def _qattn_fwd(Q, K, V, QS, KS, O, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001, N8
         acc = acc * alpha[:, None] + pv
         m_i = m_new
     out = acc / l_i[:, None]
-    tl.store(O + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :], out)
+    tl.store(o_ptr + bh * seq_q * D + offs_m[:, None] * D + offs_d[None, :], out)
 
 
 _KERNEL = triton.jit(_qattn_fwd)  # type: ignore[misc]
