@@ -7,6 +7,8 @@
   compiled graph, so compile time is that of one block of each kind.
 * ``fp8_linear``: the transformer blocks' linear layers run as fp8 (e4m3) GEMMs with row-wise scales
   (``torch._scaled_mm``; Hopper or Ada GPUs only): weights are quantised once, activations per call.
+* ``quant_attention``: the CogVideoX blocks' attention runs :mod:`lanepipe.edit.qattn`'s 8-bit (int8 or fp8 Q·K)
+  kernel; the text encoders and the FLUX transformer keep PyTorch's attention.
 
 :func:`apply` changes a transformer in place and returns what it did; the attention kernel (``attention``) is
 chosen around the calls by :func:`lanepipe.torchkit.sdpa_kernels`.
@@ -101,13 +103,24 @@ def to_fp8(transformer: Any) -> int:
 
 
 def apply(transformer: Any, cfg: AccelConfig) -> dict[str, Any]:
-    """Apply ``cfg`` to a diffusers transformer in place (order: fuse QKV → fp8 → compile); returns a summary."""
+    """Apply ``cfg`` to a diffusers transformer in place (order: fuse QKV → quantised attention → fp8 → compile);
+    returns a summary.
+
+    Raises:
+        BackendUnavailableError: a switch the transformer or its device cannot take (see :func:`to_fp8` and
+            :func:`lanepipe.edit.qattn.install`).
+    """
     done: dict[str, Any] = {"attention": cfg.attention}
     if cfg.fuse_qkv:
         if not hasattr(transformer, "fuse_qkv_projections"):
             raise BackendUnavailableError(f"{type(transformer).__name__} has no fuse_qkv_projections()")
         transformer.fuse_qkv_projections()
         done["fuse_qkv"] = True
+    if cfg.quant_attention != "none":
+        from lanepipe.edit import qattn
+
+        done["quant_attention"] = {"mode": cfg.quant_attention, "layers": qattn.install(transformer,
+                                                                                          cfg.quant_attention)}
     if cfg.fp8_linear:
         done["fp8_linears"] = to_fp8(transformer)
     if cfg.compile == "blocks":

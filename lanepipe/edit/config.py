@@ -27,6 +27,10 @@ class AccelConfig(BaseModel):
     fuse_qkv: bool = Field(False, description="fuse the query/key/value projections into one GEMM")
     compile: Literal["none", "blocks"] = Field("none", description="torch.compile each repeated block ('blocks')")
     fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
+    quant_attention: Literal["none", "int8", "int8-fp8", "fp8"] = Field(
+        "none", description="8-bit attention in the CogVideoX transformer's blocks only (lanepipe.edit.qattn, "
+        "SageAttention-style): 'int8' Q·K with fp16 P·V, 'int8-fp8' with fp8 P·V, 'fp8' both in fp8 e4m3; a Triton "
+        "kernel on CUDA, the PyTorch reference on CPU; 'none': PyTorch's attention")
 
 
 class ProceduralConfig(BaseModel):
