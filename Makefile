@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.lanepipe-test
 LANEPIPE_DATA_DIR ?= $(abspath ../shared/data)
 export LANEPIPE_DATA_DIR
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-kernels lint clean
 
 $(DEMO_STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PY3) -m venv $(VENV)
@@ -43,9 +43,16 @@ ifeq ($(CHROMIUM),)
 endif
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# The quantised-attention Triton kernel checked against its PyTorch reference under Triton's CPU interpreter.
+# Not part of `make test`: triton is a 170 MB wheel (594 MB installed) that CPU torch does not need, so it goes
+# to its own folder, outside the venv.
+test-kernels: $(TEST_STAMP)
+	test -d .triton || $(PY) -m pip install -q --target .triton triton==3.5.1
+	PYTHONPATH=.triton $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_qattn.py
+
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check lanepipe tests benchmarks jobs
 	$(VENV)/bin/mypy lanepipe
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .triton

@@ -97,7 +97,7 @@ def test_bad_inputs_are_named() -> None:
 
 def test_the_triton_backend_without_triton_or_gpu_is_refused() -> None:
     q, k, v = _qkv(1, 2, 16, 16, 16)
-    with pytest.raises(BackendUnavailableError, match="Triton|TRITON_INTERPRET"):
+    with pytest.raises(BackendUnavailableError, match=r"Triton|TRITON_INTERPRET"):
         qattn.quant_attention(q, k, v, backend="triton")
 
 
