@@ -120,14 +120,15 @@ def _block_quantize(x: Any, block: int, fmt: str, extra_scale: float = 1.0) -> t
     scale = blocks.abs().amax(dim=-1).clamp(min=1e-12) / qmax  # (BH, nb)
     scaled = blocks / scale[..., None]
     if fmt == "int8":
-        q = scaled.round().clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
+        q = torch.floor(scaled + 0.5).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)  # as the Triton kernel rounds
     else:
         q = scaled.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
     return q.reshape(bh, n, d), (scale * extra_scale).contiguous()
 
 
 def quantize(q: Any, k: Any, v: Any, mode: QuantMode = "int8", *, block_m: int = BLOCK_M, block_n: int = BLOCK_N,
-             scale: float | None = None, smooth_k: bool = True) -> Quantized:
+             scale: float | None = None, smooth_k: bool = True, impl: Literal["torch", "triton"] = "torch"
+             ) -> Quantized:
     """Smooth and quantise ``q, k, v`` (``(B, H, N, D)``, as ``scaled_dot_product_attention`` takes them).
 
     Args:
@@ -135,6 +136,9 @@ def quantize(q: Any, k: Any, v: Any, mode: QuantMode = "int8", *, block_m: int =
         block_m, block_n: query / key rows per quantisation block (= the kernel's tiles); powers of two ≥ 16.
         scale: softmax scale, ``1/√D`` when None.
         smooth_k: subtract K's token mean first (exact; off only to measure what it buys).
+        impl: ``"torch"`` (tensor ops, any device) or ``"triton"`` (:func:`lanepipe.edit.qattn_triton.
+            quantize_blocks`: one read of each input, any strides; CUDA, or CPU under Triton's interpreter). Both
+            give the same values (int8 ties round half up in both; fp8 casts round to nearest).
 
     Raises:
         ConfigError: an unknown mode or a block size that is not a power of two ≥ 16.
@@ -158,6 +162,8 @@ def quantize(q: Any, k: Any, v: Any, mode: QuantMode = "int8", *, block_m: int =
     sm_scale = 1.0 / math.sqrt(d) if scale is None else scale
     dp = _padded_dim(d)
     nq_pad, nk_pad = -(-nq // block_m) * block_m, -(-nk // block_n) * block_n
+    if impl == "triton":
+        return _quantize_triton(q, k, v, mode, block_m, block_n, sm_scale, smooth_k)
     qf = q.reshape(b * h, nq, d).float()
     kf = k.reshape(b * h, nk, d).float()
     vf = v.reshape(b * h, nk, d).float()
@@ -179,6 +185,35 @@ def quantize(q: Any, k: Any, v: Any, mode: QuantMode = "int8", *, block_m: int =
     return Quantized(mode=mode, q=q8.contiguous(), q_scale=q_scale, k=k8.contiguous(), k_scale=k_scale,
                      v=vq.contiguous(), v_scale=v_scale, v_mean=v_mean, shape=(b, h, nq, d), n_k=nk,
                      block_m=block_m, block_n=block_n)
+
+
+def _quantize_triton(q: Any, k: Any, v: Any, mode: QuantMode, block_m: int, block_n: int, sm_scale: float,
+                     smooth_k: bool) -> Quantized:
+    """:func:`quantize` with the Triton quantisation kernel (inputs read in place, in their dtype)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from lanepipe.edit import qattn_triton as qt
+
+    b, h, nq, d = q.shape
+    bh, dp, nk = b * h, _padded_dim(d), k.shape[2]
+    qk_fmt, pv_fmt = FORMATS[mode]
+    q8, q_scale = qt.quantize_blocks(q, block_m, dp, qk_fmt, extra=sm_scale * LOG2E)
+    k_mean = F.pad(k.mean(dim=2, dtype=torch.float32).reshape(bh, d), (0, dp - d)) if smooth_k else None
+    k8, k_scale = qt.quantize_blocks(k, block_n, dp, qk_fmt, mean=k_mean)
+    if pv_fmt == "fp16":
+        vq, _ = qt.quantize_blocks(v, block_n, dp, "fp16")
+        v_mean = torch.zeros(bh, 1, dp, device=q.device)
+        v_scale = torch.ones(bh, dp, device=q.device)
+    else:
+        vm = v.mean(dim=2, dtype=torch.float32)  # (B, H, D)
+        amax = torch.maximum(v.amax(dim=2).float() - vm, vm - v.amin(dim=2).float())  # max |v - mean| per channel
+        v_scale = F.pad((amax.clamp(min=1e-12) / FP8_MAX).reshape(bh, d), (0, dp - d), value=1.0).contiguous()
+        v_mean = F.pad(vm.reshape(bh, 1, d), (0, dp - d))
+        vq, _ = qt.quantize_blocks(v, block_n, dp, "fp8-channel", mean=v_mean.reshape(bh, dp).contiguous(),
+                                   channel_scale=v_scale)
+    return Quantized(mode=mode, q=q8, q_scale=q_scale, k=k8, k_scale=k_scale, v=vq, v_scale=v_scale, v_mean=v_mean,
+                     shape=(b, h, nq, d), n_k=nk, block_m=block_m, block_n=block_n)
 
 
 def _finish(acc: Any, qz: Quantized, dtype: Any) -> Any:
@@ -246,15 +281,16 @@ def quant_attention(q: Any, k: Any, v: Any, mode: QuantMode = "int8", *,
     bn = block_n or min(BLOCK_N, max(16, 1 << (k.shape[2] - 1).bit_length()))
     use_triton = backend == "triton" or (backend == "auto" and (q.is_cuda or (_interpreting()
                                                                                and triton_available())))
-    qz = quantize(q, k, v, mode, block_m=bm, block_n=bn, scale=scale, smooth_k=smooth_k)
     if not use_triton:
-        return reference_attention(qz, q.dtype)
+        return reference_attention(quantize(q, k, v, mode, block_m=bm, block_n=bn, scale=scale, smooth_k=smooth_k),
+                                   q.dtype)
     if not triton_available():
         raise BackendUnavailableError(
             f"quantised attention ({mode}) on {q.device}: Triton is not installed (pip install triton; CUDA "
             "builds of torch bring it) — on CPU the reference implementation runs instead (backend='reference')")
     from lanepipe.edit import qattn_triton
 
+    qz = quantize(q, k, v, mode, block_m=bm, block_n=bn, scale=scale, smooth_k=smooth_k, impl="triton")
     return _finish(qattn_triton.run(qz, interpret=not q.is_cuda), qz, q.dtype)
 
 

@@ -25,6 +25,20 @@ from lanepipe.errors import BackendUnavailableError
 
 #: largest finite float8_e4m3fn (a constexpr: a Triton kernel may read only constexpr globals)
 FP8_MAX = tl.constexpr(448.0)
+INT8_MAX = tl.constexpr(127.0)
+
+
+@triton.jit  # type: ignore[misc]
+def _round_e4m3(x):  # noqa: ANN001, ANN202
+    """``x`` (fp32, |x| ≤ 448) rounded to the nearest float8 e4m3 value, ties to even (3 mantissa bits, subnormal
+    step 2^-9): what the GPU's ``cvt.rn`` does, written out for Triton's interpreter (see :func:`run`)."""
+    a = tl.abs(x)
+    step = tl.exp2(tl.maximum(tl.floor(tl.log2(tl.maximum(a, 1e-30))), -6.0) - 3.0)
+    t = a / step
+    r = tl.floor(t + 0.5)
+    r = tl.where(((r - t) == 0.5) & ((r - 2.0 * tl.floor(r * 0.5)) == 1.0), r - 1.0, r)
+    a = r * step
+    return tl.where(x < 0, -a, a)
 
 
 def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001
@@ -59,9 +73,8 @@ def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, se
         v = tl.load(v_base + rows[:, None] * D + offs_d[None, :])
         if FP8_PV:
             p8 = p * FP8_MAX
-            if ROUND_FP8:  # round to e4m3's grid first (3 mantissa bits, subnormal step 2^-9), see run()
-                step = tl.exp2(tl.maximum(tl.floor(tl.log2(tl.maximum(p8, 1e-30))), -6.0) - 3.0)
-                p8 = tl.floor(p8 / step + 0.5) * step
+            if ROUND_FP8:  # round to e4m3's grid first, see run()
+                p8 = _round_e4m3(p8)
             pv = tl.dot(p8.to(v.dtype), v) / FP8_MAX
         else:
             pv = tl.dot(p.to(v.dtype), v)
@@ -72,6 +85,44 @@ def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, se
 
 
 _KERNEL = triton.jit(_qattn_fwd)  # type: ignore[misc]
+def _quant_fwd(x_ptr, mean_ptr, vscale_ptr, out_ptr, scale_ptr, n, d, s_b, s_h, s_n, s_d,  # noqa: ANN001
+               heads, n_pad, n_blocks, extra,  # noqa: ANN001
+               BLOCK: tl.constexpr, DP: tl.constexpr, FMT: tl.constexpr, HAS_MEAN: tl.constexpr,  # noqa: N803
+               ROUND_FP8: tl.constexpr) -> None:  # noqa: N803
+    """One ``BLOCK x DP`` block of a ``(B, H, N, D)`` tensor (any strides) → padded ``(BH, n_pad, DP)`` output:
+    FMT 0 int8 / 1 fp8 e4m3 with the block's scale (times ``extra``) stored, 2 fp16, 3 fp8 with the per-channel
+    scales in ``vscale_ptr``; the per-(batch·head, channel) mean is subtracted first when HAS_MEAN."""
+    blk = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    rows = blk * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, DP)
+    mask = (rows[:, None] < n) & (cols[None, :] < d)
+    src = x_ptr + (bh // heads) * s_b + (bh % heads) * s_h + rows[:, None] * s_n + cols[None, :] * s_d
+    x = tl.load(src, mask=mask, other=0.0).to(tl.float32)
+    if HAS_MEAN:
+        x = tl.where(mask, x - tl.load(mean_ptr + bh * DP + cols)[None, :], 0.0)
+    dst = out_ptr + bh * n_pad * DP + rows[:, None] * DP + cols[None, :]
+    if FMT == 2:
+        tl.store(dst, x.to(tl.float16))
+    elif FMT == 3:
+        y = x / tl.load(vscale_ptr + bh * DP + cols)[None, :]
+        y = tl.minimum(tl.maximum(y, -FP8_MAX), FP8_MAX)
+        if ROUND_FP8:
+            y = _round_e4m3(y)
+        tl.store(dst, y.to(out_ptr.dtype.element_ty))
+    else:
+        qmax = INT8_MAX if FMT == 0 else FP8_MAX
+        scale = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0), 1e-12) / qmax
+        y = tl.minimum(tl.maximum(x / scale, -qmax), qmax)
+        if FMT == 0:
+            y = tl.floor(y + 0.5)
+        elif ROUND_FP8:
+            y = _round_e4m3(y)
+        tl.store(dst, y.to(out_ptr.dtype.element_ty))
+        tl.store(scale_ptr + bh * n_blocks + blk, scale * extra)
+
+
+_QUANT = triton.jit(_quant_fwd)  # type: ignore[misc]
 #: True when Triton was imported with TRITON_INTERPRET=1 (its own library functions are then interpretable too)
 INTERPRETED = isinstance(_KERNEL, InterpretedFunction)
 
@@ -93,13 +144,46 @@ def run(qz: Any, *, interpret: bool = False, num_warps: int | None = None, num_s
             # (1.95 -> 1.0) and truncates subnormals; the GPU's cvt rounds to nearest. Under the interpreter P is
             # rounded to the e4m3 grid arithmetically first, so the cast is exact and matches the hardware.
             "ROUND_FP8": interpret}
-    if interpret != INTERPRETED:
-        raise BackendUnavailableError(
-            "the quantised attention kernel runs on CUDA tensors, or on CPU tensors under Triton's interpreter: "
-            f"found {qz.q.device} tensors with TRITON_INTERPRET {'set' if INTERPRETED else 'unset'} when Triton "
-            "was imported")
+    if interpret != _check_interpret(qz.q.device):
+        raise BackendUnavailableError(f"interpret={interpret} for tensors on {qz.q.device}")
     if interpret:
         _KERNEL[grid](*args, **meta)
     else:
         _KERNEL[grid](*args, **meta, num_warps=num_warps or (4 if d <= 64 else 8), num_stages=num_stages)
     return out
+
+
+def _check_interpret(device: Any) -> bool:
+    interpret = device.type != "cuda"
+    if interpret != INTERPRETED:
+        raise BackendUnavailableError(
+            "the quantised attention kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter: "
+            f"found {device} tensors with TRITON_INTERPRET {'set' if INTERPRETED else 'unset'} when Triton "
+            "was imported")
+    return interpret
+
+
+def quantize_blocks(x: Any, block: int, dp: int, fmt: str, *, extra: float = 1.0, mean: Any = None,
+                    channel_scale: Any = None) -> tuple[Any, Any]:
+    """``(B, H, N, D)`` (any strides, any float dtype) → ``(BH, N_pad, dp)`` padded output and ``(BH, N_pad /
+    block)`` fp32 block scales (times ``extra``), in one read of ``x``.
+
+    ``fmt``: ``"int8"``/``"fp8"`` (block scales), ``"fp16"`` (a cast; scales unused), ``"fp8-channel"`` (fp8 with
+    ``channel_scale`` ``(BH, dp)``). ``mean``: ``(BH, dp)`` fp32 subtracted first (K's / V's token mean).
+    """
+    import torch
+
+    interpret = _check_interpret(x.device)
+    b, h, n, d = x.shape
+    n_pad = -(-n // block) * block
+    dtype = {"int8": torch.int8, "fp8": torch.float8_e4m3fn, "fp16": torch.float16,
+             "fp8-channel": torch.float8_e4m3fn}[fmt]
+    out = torch.empty(b * h, n_pad, dp, device=x.device, dtype=dtype)
+    scale = torch.empty(b * h, n_pad // block, device=x.device, dtype=torch.float32)
+    dummy = scale  # stands for an absent pointer argument (never read)
+    grid = (n_pad // block, b * h)
+    _QUANT[grid](x, dummy if mean is None else mean, dummy if channel_scale is None else channel_scale, out, scale,
+                 n, d, *x.stride(), h, n_pad, n_pad // block, extra, BLOCK=block, DP=dp,
+                 FMT={"int8": 0, "fp8": 1, "fp16": 2, "fp8-channel": 3}[fmt], HAS_MEAN=mean is not None,
+                 ROUND_FP8=interpret)
+    return out, scale
