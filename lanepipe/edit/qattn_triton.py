@@ -29,7 +29,7 @@ INT8_MAX = tl.constexpr(127.0)
 
 
 @triton.jit  # type: ignore[misc]
-def _round_e4m3(x):  # noqa: ANN001, ANN202
+def _round_e4m3(x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     """``x`` (fp32, |x| ≤ 448) rounded to the nearest float8 e4m3 value, ties to even (3 mantissa bits, subnormal
     step 2^-9): what the GPU's ``cvt.rn`` does, written out for Triton's interpreter (see :func:`run`)."""
     a = tl.abs(x)
@@ -41,7 +41,7 @@ def _round_e4m3(x):  # noqa: ANN001, ANN202
     return tl.where(x < 0, -a, a)
 
 
-def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, seq_k,  # noqa: ANN001
+def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, seq_k,  # type: ignore[no-untyped-def]  # noqa: ANN001
                N_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,  # noqa: N803
                INT8_QK: tl.constexpr, FP8_PV: tl.constexpr, ROUND_FP8: tl.constexpr) -> None:  # noqa: N803
     pid_m = tl.program_id(0)
@@ -85,7 +85,7 @@ def _qattn_fwd(q_ptr, k_ptr, v_ptr, qs_ptr, ks_ptr, o_ptr, n_qb, n_kb, seq_q, se
 
 
 _KERNEL = triton.jit(_qattn_fwd)  # type: ignore[misc]
-def _quant_fwd(x_ptr, mean_ptr, vscale_ptr, out_ptr, scale_ptr, n, d, s_b, s_h, s_n, s_d,  # noqa: ANN001
+def _quant_fwd(x_ptr, mean_ptr, vscale_ptr, out_ptr, scale_ptr, n, d, s_b, s_h, s_n, s_d,  # type: ignore[no-untyped-def]  # noqa: ANN001
                heads, n_pad, n_blocks, extra,  # noqa: ANN001
                BLOCK: tl.constexpr, DP: tl.constexpr, FMT: tl.constexpr, HAS_MEAN: tl.constexpr,  # noqa: N803
                ROUND_FP8: tl.constexpr) -> None:  # noqa: N803
@@ -154,7 +154,7 @@ def run(qz: Any, *, interpret: bool = False, num_warps: int | None = None, num_s
 
 
 def _check_interpret(device: Any) -> bool:
-    interpret = device.type != "cuda"
+    interpret = bool(device.type != "cuda")
     if interpret != INTERPRETED:
         raise BackendUnavailableError(
             "the quantised attention kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter: "
