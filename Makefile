@@ -43,12 +43,13 @@ ifeq ($(CHROMIUM),)
 endif
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-# The quantised-attention Triton kernel checked against its PyTorch reference under Triton's CPU interpreter.
+# The quantised-attention Triton kernels checked against their PyTorch reference under Triton's CPU interpreter
+# (the CogVideoX processor tests then run through the kernels too).
 # Not part of `make test`: triton is a 170 MB wheel (594 MB installed) that CPU torch does not need, so it goes
 # to its own folder, outside the venv.
 test-kernels: $(TEST_STAMP)
 	test -d .triton || $(PY) -m pip install -q --target .triton triton==3.5.1
-	PYTHONPATH=.triton $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_qattn.py
+	TRITON_INTERPRET=1 PYTHONPATH=.triton $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_qattn.py
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check lanepipe tests benchmarks jobs
