@@ -161,3 +161,43 @@ def test_propagation_failure_is_recorded_with_the_qa_verdict(tmp_path: Path, thr
     assert lost["status"] == "failed" and lost["failed_phase"] == "propagate" and lost["qa_verdict"] == "FAIL"
     assert "propagation of the first frame (QA verdict FAIL) failed" in lost["error"]
     assert [r["status"] for s, r in edits.items() if s != seen[0]] == ["ok"]
+
+
+def _bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_scaling.py"
+    spec = importlib.util.spec_from_file_location("sweep_scaling_bench", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sweep_scaling_cycles_clips_and_measures_against_linear(tmp_path: Path, three_clips: list[str]) -> None:
+    b = _bench()
+    links = b.cycled_clips(Path(three_clips[0]).parent, 7, tmp_path / "c")
+    assert len(links) == len(set(links)) == 7  # 3 clips cycled to 7 items, each under its own name
+    assert [Path(p).resolve().name for p in links] == [f"clip{i % 3}.mp4" for i in range(7)]
+    with pytest.raises(SystemExit, match=r"expected \.mp4 clips"):
+        b.cycled_clips(tmp_path / "empty", 2, tmp_path / "d")
+    # two clips x 2 instructions; a failed edit makes its clip not done; the span runs over both pools' items
+    rows = [{"clip": "a", "stage": "edit_first_frame", "busy_s": 1.0, "models_loaded": "flux_fill",
+             "cuda_visible_devices": "0"},
+            {"clip": "a", "stage": "edit", "status": "ok", "busy_s": 4.0, "models_loaded": "cogvideox_i2v"},
+            {"clip": "a", "stage": "edit", "status": "ok", "busy_s": 4.0},
+            {"clip": "b", "stage": "edit", "status": "failed", "busy_s": 1.0, "failed_phase": "propagate"}]
+    events = [(1.0, {"stage": "edit_first_frame", "busy_s": 1.0}), (9.0, {"stage": "edit", "busy_s": 4.0})]
+    samples = [{"t": 2.0, "gpu": 0, "util_pct": 50.0}, {"t": 20.0, "gpu": 0, "util_pct": 100.0}]
+    m = b.measure(rows, events, 18.0, 2, samples, [0])
+    assert (m["clips_done"], m["edits_ok"], m["steady_span_s"]) == (1, 2, 9.0)
+    assert m["clips_per_hour"] == 400.0 and m["clips_per_hour_wall"] == 200.0
+    assert m["failed"] == [{"clip": "b", "instruction": None, "error_type": None, "failed_phase": "propagate"}]
+    assert m["model_loads"] == {"edit_first_frame": {"flux_fill": 1}, "edit": {"cogvideox_i2v": 1}}
+    assert m["gpu_busy_fraction"] == {"0": 0.5} and m["actor_gpus"] == ["0"]
+    results = [{"gpus": 1, "placement": "whole", "clips_per_hour": 100.0, "clips_per_hour_wall": 50.0},
+               {"gpus": 4, "placement": "split", "clips_per_hour": 360.0, "clips_per_hour_wall": None}]
+    b.efficiency(results)
+    assert [r["efficiency_vs_linear"] for r in results] == [1.0, 0.9]
+    assert results[1]["efficiency_vs_linear_wall"] is None
+    assert b.config_overrides(4, "split", 9)[-1] == "edit.split_first_frame_actors=3"
