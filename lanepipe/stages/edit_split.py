@@ -83,7 +83,8 @@ def _pool(res: Resources, actors: int) -> Resources:
     return out
 
 
-def _painter(stage: EditStage) -> GenerativePainter:
+def _painter(stage: EditStage) -> Any:
+    """The configured painter (checked to be the generative one: the other painters have no first-frame phase)."""
     painter = registry.create_from("painter", stage.cfg.edit)
     if not isinstance(painter, GenerativePainter):
         raise ConfigError(f"edit.placement=split needs the flux_cogvideox painter, got {type(painter).__name__}")
@@ -94,6 +95,7 @@ class FirstFrameStage(EditStage):
     """FLUX Fill + the judge: the QA loop's attempts for each instruction of a clip (see the module docstring)."""
 
     name = FIRST_FRAME_STAGE
+    generative: GenerativePainter
 
     def resources(self) -> Resources:
         """The edit stage's resources (per actor) for :func:`split_actors`' first count of actors."""
@@ -103,8 +105,9 @@ class FirstFrameStage(EditStage):
         """FLUX Fill and the judge, once per actor (CogVideoX is the other pool's)."""
         if self._ready:
             return
-        self.painter: GenerativePainter = _painter(self)
-        self.painter.setup(phases=("flux",))
+        painter = _painter(self)
+        self.painter = self.generative = painter
+        self.generative.setup(phases=("flux",))
         self.verifier = registry.create_from("verifier", self.cfg.verify)
         self._ready = True
 
@@ -127,8 +130,8 @@ class FirstFrameStage(EditStage):
             iterations=tried.iterations, flux_s=job.flux_s, judge_s=job.judge_s,
             qa_fields={"stopped_early": tried.stopped} if tried.stopped is not None else {},
             qa_s=time.perf_counter() - t0,
-            extra={"verifier": self.verifier.name, "flux_device": self.painter._fill_device,
-                   "placement": list(self.painter.placement)})
+            extra={"verifier": self.verifier.name, "flux_device": self.generative._fill_device,
+                   "placement": list(self.generative.placement)})
 
     def __call__(self, seg: SegmentResult) -> list[StageItem]:  # type: ignore[override]
         """Per instruction: a first-frame item, or the edit row when it is settled here (finished before, the
@@ -165,6 +168,7 @@ class PropagateStage(EditStage):
     """CogVideoX + composite: finishes each first-frame item into the edit's outputs (see the module docstring)."""
 
     name = "edit"
+    generative: GenerativePainter
 
     def __init__(self, cfg: RunConfig, root: str, run_id: str, upstream_root: str, upstream_run_id: str) -> None:
         super().__init__(cfg, root, run_id, upstream_root, upstream_run_id)
@@ -178,8 +182,9 @@ class PropagateStage(EditStage):
         """CogVideoX (and its hooks), once per actor; FLUX and the judge are the other pool's."""
         if self._ready:
             return
-        self.painter: GenerativePainter = _painter(self)
-        self.painter.setup(phases=("video",))
+        painter = _painter(self)
+        self.painter = self.generative = painter
+        self.generative.setup(phases=("video",))
         self._ready = True
 
     def _clip_inputs(self, ff: FirstFrameItem) -> tuple[Clip, RoadMasks, list[npt.NDArray[np.float32]] | None]:
@@ -204,9 +209,9 @@ class PropagateStage(EditStage):
             if raw is None or raw.shape != clip.frames.shape[1:]:
                 raise InputError(str(ff.first_frame), f"a {clip.width}x{clip.height} PNG first frame",
                                  "an unreadable file" if raw is None else f"shape {raw.shape}")
-            first = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
+            first = np.asarray(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             t0 = time.perf_counter()
-            job = GenerativeJob.resume(self.painter, clip, masks, spec, first, prompt=str(ff.prompt),
+            job = GenerativeJob.resume(self.generative, clip, masks, spec, first, prompt=str(ff.prompt),
                                        seed=int(ff.seed or 0), attempts=ff.attempts, flux_s=ff.flux_s,
                                        judge_s=ff.judge_s)
             verifier = str(ff.extra.get("verifier") or self.cfg.verify.backend)
