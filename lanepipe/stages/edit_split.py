@@ -20,9 +20,11 @@ stage and passed through the second. The first stage's items travel on (without 
 that pool's busy seconds and model loads (``manifest.json``, ``stages.edit.first_frame``).
 
 Split ratio: the pools keep pace when ``k / t_first = (N - k) / t_propagate`` (``N`` actors in all, each holding
-one GPU). With the per-clip times measured on one H200 (BENCHMARKS.md, issue 14: FLUX + judge about 3.6 s,
-CogVideoX about 74 s per clip) the balance is ``k = N * 3.6 / 77.6``, i.e. below 1 up to 21 GPUs: one first-frame
-actor (:func:`first_frame_share`). More QA attempts per clip lengthen ``t_first`` (about 3.6 s each).
+one GPU). With the per-clip times measured on one H200 (:data:`FIRST_FRAME_S`, :data:`PROPAGATE_S`: FLUX + judge
+3.6 s, CogVideoX + composite 77.7 s) the balance is ``k = N * 3.6 / 81.3``, under 1.5 up to 33 GPUs: one
+first-frame actor (:func:`first_frame_share`). Each further QA attempt adds about 3.6 s to ``t_first``. The split
+then runs at ``(N - 1) / 77.7`` clips/s against ``N / 81.3`` for ``whole``: below ``whole`` up to 22 GPUs (0.52 of it
+on 2, 0.78 on 4, 0.92 on 8); its gain is memory (a propagation GPU holds CogVideoX alone), not speed.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from lanepipe.metrics import original_flows
 from lanepipe.stages.edit import EditStage
 from lanepipe.types import Clip, RoadMasks
 
-#: Seconds per clip of each half on one H200 (BENCHMARKS.md, issue 14 "GPU pipeline": random-init weights, 20
-#: steps, 49 frames at 720x480; FLUX Fill + the Qwen judge, one attempt, vs the CogVideoX-5B-I2V window + composite).
-FIRST_FRAME_S = 3.6
-PROPAGATE_S = 74.0
+#: Seconds per clip of each half on one H200 (BENCHMARKS.md, "Generative stack on one H200 (issues 5 and 6)",
+#: editing one clip end to end, 50 steps, compiled blocks, 49 frames at 720x480 composited into 1280x720): the first
+#: frame 2.81 s + one judge call 0.82 s; CogVideoX propagation 73.66 s + compositing 4.02 s (CPU, in this stage).
+FIRST_FRAME_S = 2.81 + 0.82
+PROPAGATE_S = 73.66 + 4.02
 #: The stage name of the first-frame pool (its actors show as ``EditFirstFrameActor``).
 FIRST_FRAME_STAGE = "edit_first_frame"
 
