@@ -24,6 +24,9 @@ Device machine with N GPUs (wheels and clips carried as for ``benchmarks/gpu_pip
 ``cluster/gpu/pack_wheels.sh``)::
 
     python3 benchmarks/sweep_scaling.py --out $OUT                 # G in {1,2,4,8} <= N, 16 clips x 2
+    # one GPU count per call where calls are time-limited, the 1-GPU figure of the first as the reference:
+    python3 benchmarks/sweep_scaling.py --gpus 1 --out $OUT
+    python3 benchmarks/sweep_scaling.py --gpus 8 --baseline earlier/sweep_scaling.json --out $OUT
 
 CPU wiring check (tiny-random models, CPU actors with num_gpus=0; "GPUs" are then actors, on 2 cores they do not
 scale: it checks the wiring, not the speed)::
@@ -130,10 +133,12 @@ def measure(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict[s
     }
 
 
-def efficiency(results: list[dict[str, Any]]) -> None:
-    """Add ``efficiency_vs_linear`` (clips per hour / (G x the 1-GPU whole figure)) to each result, in place."""
-    base = next((r for r in results if r["gpus"] == 1 and r["placement"] == "whole" and r.get("clips_per_hour")),
-                None)
+def efficiency(results: list[dict[str, Any]], earlier: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """Add ``efficiency_vs_linear`` (clips per hour / (G x the 1-GPU whole figure)) to each result, in place; the
+    1-GPU figure from ``results``, else from ``earlier`` (the results of a previous invocation, ``--baseline``).
+    Returns the reference result used (None: no 1-GPU whole figure, efficiencies None)."""
+    base = next((r for r in [*results, *earlier] if r["gpus"] == 1 and r["placement"] == "whole"
+                 and r.get("clips_per_hour")), None)
     for r in results:
         for key, ref in (("efficiency_vs_linear", "clips_per_hour"), ("efficiency_vs_linear_wall",
                                                                       "clips_per_hour_wall")):
@@ -141,6 +146,7 @@ def efficiency(results: list[dict[str, Any]]) -> None:
                 r[key] = None
             else:
                 r[key] = round(float(r[ref]) / (r["gpus"] * float(base[ref])), 4)
+    return base
 
 
 def main() -> None:
@@ -161,6 +167,9 @@ def main() -> None:
     ap.add_argument("--segment", default="grid", help="segment.backend of the one segmentation run beforehand")
     ap.add_argument("--out", default=os.environ.get("OUT") or "sweep_scaling_out")
     ap.add_argument("--set", action="append", default=[], help="extra config override KEY=VALUE (every run)")
+    ap.add_argument("--baseline", type=Path, default=None, help="sweep_scaling.json of an earlier invocation on the "
+                    "same machine whose 1-GPU whole figure is the reference when --gpus leaves out 1 (one device "
+                    "call per GPU count when a call is time-limited)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,11 +224,15 @@ def main() -> None:
                   f"{res['clips_per_hour']} clips/h, wall {res['clips_per_hour_wall']} clips/h", flush=True)
     finally:
         sampler.stop()
-    efficiency(results)
+    earlier = json.loads(args.baseline.read_text())["results"] if args.baseline else []
+    base = efficiency(results, earlier)
     doc: dict[str, Any] = {"size": args.size, "gpus_present": have if args.size == "full" else 0,
                            "clips": len(clips), "instructions": args.instructions, "max_frames": max_frames,
                            "steps": args.steps if args.size == "full" else None, "segment_s": round(seg_s, 2),
                            "segment_backend": args.segment, "nvml": sampler.available, "nvml_error": sampler.error,
+                           "baseline": None if base is None else {k: base.get(k) for k in (
+                               "gpus", "placement", "clips_per_hour", "clips_per_hour_wall")},
+                           "baseline_from": str(args.baseline) if base is not None and base not in results else None,
                            "results": results}
     with contextlib.suppress(Exception):
         import torch

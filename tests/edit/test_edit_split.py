@@ -197,7 +197,10 @@ def test_sweep_scaling_cycles_clips_and_measures_against_linear(tmp_path: Path, 
     assert m["gpu_busy_fraction"] == {"0": 0.5} and m["actor_gpus"] == ["0"]
     results = [{"gpus": 1, "placement": "whole", "clips_per_hour": 100.0, "clips_per_hour_wall": 50.0},
                {"gpus": 4, "placement": "split", "clips_per_hour": 360.0, "clips_per_hour_wall": None}]
-    b.efficiency(results)
+    assert b.efficiency(results) is results[0]
     assert [r["efficiency_vs_linear"] for r in results] == [1.0, 0.9]
     assert results[1]["efficiency_vs_linear_wall"] is None
+    later = [{"gpus": 8, "placement": "whole", "clips_per_hour": 720.0, "clips_per_hour_wall": None}]
+    assert b.efficiency(later) is None and later[0]["efficiency_vs_linear"] is None  # no 1-GPU figure
+    assert b.efficiency(later, results) is results[0] and later[0]["efficiency_vs_linear"] == 0.9
     assert b.config_overrides(4, "split", 9)[-1] == "edit.split_first_frame_actors=3"
