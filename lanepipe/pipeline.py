@@ -274,6 +274,11 @@ def _plan_backends(cfg: RunConfig) -> dict[str, str]:
     out: dict[str, str] = {n: configured_backend(cfg, n) for n in cfg.stages if n != "render"}
     if "edit" in cfg.stages and cfg.edit.qa.enabled:
         out["qa"] = cfg.verify.backend
+    if "edit" in cfg.stages and cfg.edit.placement == "split":
+        from lanepipe.stages.edit_split import split_actors
+
+        first, rest = split_actors(cfg)
+        out["edit"] += f" (split: {first} first-frame + {rest} propagation actors)"
     return out
 
 

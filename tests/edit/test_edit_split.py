@@ -81,6 +81,7 @@ def test_whole_is_the_default_and_keeps_one_edit_stage() -> None:
     # resources per pool: the edit stage's per-actor figures, 1 + 7 actors (the measured ratio)
     first, prop = (s.build().resources() for s in specs)
     assert (first.concurrency, prop.concurrency) == (1, 7) and first.num_cpus == prop.num_cpus
+    assert pipeline._plan_backends(split)["edit"] == "flux_cogvideox (split: 1 first-frame + 7 propagation actors)"
 
 
 @pytest.mark.ray
