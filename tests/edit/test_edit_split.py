@@ -75,7 +75,7 @@ def test_whole_is_the_default_and_keeps_one_edit_stage() -> None:
     cfg = load_config(None, GEN)
     assert cfg.edit.placement == "whole"
     assert [s.name for s in pipeline.stage_specs("edit", cfg, "/r", "a", "/r", "a")] == ["edit"]
-    split = load_config(None, [*GEN, "edit.placement=split", "edit.resources.concurrency=8"])
+    split = load_config(None, [*GEN, "stages=segment,edit", "edit.placement=split", "edit.resources.concurrency=8"])
     specs = pipeline.stage_specs("edit", split, "/r", "a", "/r", "a")
     assert [s.name for s in specs] == ["edit_first_frame", "edit"]
     # resources per pool: the edit stage's per-actor figures, 1 + 7 actors (the measured ratio)
