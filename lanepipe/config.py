@@ -163,6 +163,14 @@ class EditConfig(_Strict):
     cameras: Literal["front", "all"] | list[str] = Field(
         "front", description="cameras of the clip's rig to edit: front (the clip's own), all, or a list of names; "
         "the one road-plane edit is painted into each (procedural painter)")
+    placement: Literal["whole", "split"] = Field(
+        "whole", description="flux_cogvideox on several actors: whole (each edit actor holds FLUX + judge + "
+        "CogVideoX) or split (a first-frame pool, FLUX Fill + the judge's QA loop, feeding a propagation pool, "
+        "CogVideoX + composite: a pipeline across clips; lanepipe.stages.edit_split)")
+    split_first_frame_actors: int | None = Field(
+        None, ge=1, description="placement=split: actors (GPUs, one each) of the first-frame pool out of "
+        "edit.resources.concurrency; the rest propagate. None: from the measured per-clip stage times "
+        "(lanepipe.stages.edit_split.first_frame_share)")
 
     @field_validator("backend")
     @classmethod
@@ -186,6 +194,25 @@ class EditConfig(_Strict):
         if self.cameras not in ("front", ["front"]) and self.backend != "procedural":
             raise ValueError(f"edit.cameras={self.cameras!r} paints the edit into other cameras through the road "
                              f"plane, which only the procedural painter provides; edit.backend is {self.backend!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _split_needs_two_phases(self) -> EditConfig:
+        if self.placement != "split":
+            return self
+        if self.backend != "flux_cogvideox":
+            raise ValueError(f"edit.placement=split runs the first frame and its propagation on different actors, "
+                             f"which only the flux_cogvideox painter has; edit.backend is {self.backend!r}")
+        n, k = self.resources.concurrency, self.split_first_frame_actors
+        if n < 2:
+            raise ValueError(f"edit.placement=split needs edit.resources.concurrency >= 2 (one first-frame and one "
+                             f"propagation actor at least), found {n}")
+        if k is not None and k >= n:
+            raise ValueError(f"edit.split_first_frame_actors must leave propagation actors: expected < "
+                             f"edit.resources.concurrency ({n}), found {k}")
+        if self.resources.min_concurrency is not None:
+            raise ValueError("edit.placement=split sizes two fixed pools from edit.resources.concurrency: leave "
+                             f"edit.resources.min_concurrency unset (found {self.resources.min_concurrency})")
         return self
 
     @model_validator(mode="before")

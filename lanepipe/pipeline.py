@@ -87,6 +87,33 @@ def stage_spec(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root:
                      backend=configured_backend(cfg, name), scratch=RunStore(root, run_id).scratch)
 
 
+#: ``edit.placement=split``: the edit stage as two pools (:mod:`lanepipe.stages.edit_split`), in order.
+SPLIT_EDIT_TARGETS: tuple[tuple[str, str], ...] = (
+    ("edit_first_frame", "lanepipe.stages.edit_split:FirstFrameStage"),
+    ("edit", "lanepipe.stages.edit_split:PropagateStage"))
+
+
+def stage_specs(name: str, cfg: RunConfig, root: str, run_id: str, upstream_root: str,
+                upstream_run_id: str) -> list[StageSpec]:
+    """The specs stage ``name`` runs as: one (:func:`stage_spec`), or for ``edit`` with ``edit.placement=split``
+    the first-frame and the propagation stage (two actor pools)."""
+    spec = stage_spec(name, cfg, root, run_id, upstream_root, upstream_run_id)
+    if name != "edit" or cfg.edit.placement != "split":
+        return [spec]
+    return [StageSpec(name=n, target=t, config=spec.config, cfg_json=spec.cfg_json, args=spec.args,
+                      backend=spec.backend, scratch=spec.scratch) for n, t in SPLIT_EDIT_TARGETS]
+
+
+def split_first_frame_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the first-frame pool of a split edit did (from its items): items, busy and setup seconds, model
+    loads (as :func:`~lanepipe.monitoring.summarise_loads` counts them)."""
+    name = SPLIT_EDIT_TARGETS[0][0]
+    mine = [r for r in rows if r.get("stage") == name]
+    return {"items": len(mine), "busy_s": round(sum(float(r.get(BUSY_KEY) or 0) for r in mine), 3),
+            "setup_s": round(sum(float(r.get(SETUP_KEY) or 0) for r in mine), 3),
+            "model_loads": summarise_loads(mine, [name])[name]}
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What a run is about to do (the CLI prints it before anything runs)."""
@@ -247,6 +274,11 @@ def _plan_backends(cfg: RunConfig) -> dict[str, str]:
     out: dict[str, str] = {n: configured_backend(cfg, n) for n in cfg.stages if n != "render"}
     if "edit" in cfg.stages and cfg.edit.qa.enabled:
         out["qa"] = cfg.verify.backend
+    if "edit" in cfg.stages and cfg.edit.placement == "split":
+        from lanepipe.stages.edit_split import split_actors
+
+        first, rest = split_actors(cfg)
+        out["edit"] += f" (split: {first} first-frame + {rest} propagation actors)"
     return out
 
 
@@ -386,7 +418,7 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
     store.write_manifest(manifest)
     state.manifest = manifest
 
-    specs = [stage_spec(n, cfg, root, run_id, upstream.root, upstream.run_id) for n in cfg.stages]
+    specs = [s for n in cfg.stages for s in stage_specs(n, cfg, root, run_id, upstream.root, upstream.run_id)]
     runner: Runner = (SequentialRunner(on_event, provide=provide) if provide is not None and executor == "sequential"
                       else make_run_runner(cfg, executor, store, on_event))
     state.in_runner = True
@@ -399,6 +431,7 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
             progress(rows[-1])
     if isinstance(runner, RayDataRunner):
         summary.ray_init_s = runner.ray_init_s
+    first_frame = split_first_frame_summary(rows) if len(specs) > len(cfg.stages) else None
     rows = [r for r in rows if r.get("stage") in cfg.stages]
     order = {str(i.get("name", i.get("clip"))): k for k, i in enumerate(items)}
     stage_order = {s: k for k, s in enumerate(STAGES)}
@@ -425,6 +458,8 @@ def _run(cfg: RunConfig, state: _RunState, *, executor: str, progress: ProgressF
     for name in cfg.stages:
         manifest["stages"][name]["model_loads"] = loads[name]
     manifest["model_loads"] = {n: v["loads"] for n, v in loads.items()}
+    if first_frame is not None:  # edit.placement=split: the first-frame pool of the edit stage
+        manifest["stages"]["edit"]["first_frame"] = first_frame
     random_models = random_weight_models(cfg)
     if random_models:  # tiny-random / random-init presets: outputs for wiring and timing only
         manifest["random_weights"] = {"models": random_models, "note": RANDOM_WEIGHTS_NOTE}

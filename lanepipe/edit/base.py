@@ -118,9 +118,38 @@ class QAOutcome:
         return str(self.iterations[-1]["verdict"])
 
 
+@dataclass
+class QAAttempts:
+    """The QA loop's attempts before the final edit (:func:`run_attempts`): the job (holding the last attempt),
+    one record per attempt, whether the last passed, and ``stopped`` (attempt, checks, reason) when an
+    :data:`UNRETRYABLE` check ended the loop early, else None."""
+
+    job: PaintJob
+    iterations: list[dict[str, Any]]
+    passed: bool
+    stopped: dict[str, Any] | None = None
+
+
 def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
            qa: QAConfig | None = None) -> QAOutcome:
-    """Paint → verify and check → adjust → retry until an attempt passes, or ``qa.max_iterations``.
+    """Paint → verify and check → adjust → retry until an attempt passes, or ``qa.max_iterations``
+    (:func:`run_attempts`), then the final edit from the last attempt (``job.finish``).
+
+    ``qa_fields`` gets the job's own fields and, when an :data:`UNRETRYABLE` check stopped the loop,
+    ``stopped_early`` (the attempt, the checks and the reason), for ``qa.json``.
+    """
+    tried = run_attempts(painter, verifier, clip, masks, spec, qa)
+    result = tried.job.finish(verifier.name)  # before qa_fields: finishing may settle them (the generative prompt)
+    fields = tried.job.qa_fields()
+    if tried.stopped is not None:
+        fields = {**fields, "stopped_early": tried.stopped}
+    return QAOutcome(result=result, iterations=tried.iterations, passed=tried.passed, qa_fields=fields)
+
+
+def run_attempts(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, spec: LaneSpec,
+                 qa: QAConfig | None = None) -> QAAttempts:
+    """The attempts of the QA loop, without the final ``job.finish`` (:func:`run_qa` does both; the split edit
+    placement finishes on another actor, :mod:`lanepipe.stages.edit_split`).
 
     The verifier sees the attempt's frames next to the same original frames and road masks
     (``clip.frames[:T']``, ``masks.masks[:T']``); with ``qa.checks.enabled`` the
@@ -130,8 +159,7 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
     ``qa.enabled`` false the first attempt is kept unchecked.
 
     When a check of :data:`UNRETRYABLE` fails the loop stops after that attempt (retrying would repaint the same
-    pixels ``max_iterations`` times): the attempt's record gets ``stopped`` (why, in words) and
-    ``qa_fields["stopped_early"]`` the attempt, the checks and the reason, for ``qa.json``.
+    pixels ``max_iterations`` times): the attempt's record gets ``stopped`` (why, in words), and so does the result.
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
@@ -162,8 +190,4 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
             stopped = {"attempt": k, "checks": final, "reason": why}
             break
         job.adjust(v)
-    result = job.finish(verifier.name)  # before qa_fields: finishing may settle them (the generative prompt)
-    fields = job.qa_fields()
-    if stopped is not None:
-        fields = {**fields, "stopped_early": stopped}
-    return QAOutcome(result=result, iterations=iterations, passed=passed, qa_fields=fields)
+    return QAAttempts(job=job, iterations=iterations, passed=passed, stopped=stopped)

@@ -169,6 +169,32 @@ class EditResult(ResultItem):
 
 
 @dataclass(kw_only=True)
+class FirstFrameItem(ResultItem):
+    """An edit half done (``edit.placement=split``): the first frame the QA loop settled on, on its way from the
+    first-frame pool to the propagation pool. Small and JSON-ready: the frame travels by reference (``first_frame``,
+    a lossless PNG), the clip and its masks are read again from their sources; the rest is the loop's state
+    (``prompt``, ``seed``, the ``iterations`` records, ``qa_fields``) and its seconds (``flux_s``, ``judge_s``,
+    ``qa_s``). Once propagated it travels on without ``iterations`` (the edit row has the verdict)."""
+
+    STAGE: ClassVar[str | None] = "edit_first_frame"
+
+    instruction: str | None = None
+    slug: str | None = None
+    caption: str | None = None
+    backend: str | None = None
+    first_frame: str | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    attempts: int = 0
+    passed: bool = False
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    qa_fields: dict[str, Any] = field(default_factory=dict)
+    flux_s: float = 0.0
+    judge_s: float = 0.0
+    qa_s: float = 0.0
+
+
+@dataclass(kw_only=True)
 class PredictionResult(ResultItem):
     """One predictor on one edit (original vs edited clip): where its evaluation document is."""
 
@@ -201,7 +227,8 @@ class DatasetResult(ResultItem):
 
 
 ITEM_TYPES: dict[str | None, type[StageItem]] = {
-    t.STAGE: t for t in (SegmentResult, EditResult, PredictionResult, RenderResult, DatasetResult)}
+    t.STAGE: t for t in (SegmentResult, EditResult, FirstFrameItem, PredictionResult, RenderResult,
+                         DatasetResult)}
 
 
 def item_from_row(row: Row | StageItem) -> StageItem:

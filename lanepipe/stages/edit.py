@@ -214,11 +214,17 @@ class EditStage:
 
         The image metrics (PSNR/SSIM in and out of the mask, warping errors; ``flows``: the original's, shared by
         the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
-        qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
-        outcome = run_qa(self.painter, self.verifier, clip, masks, spec, qa_cfg)
+        outcome = run_qa(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
+        self.write_outcome(clip, masks, spec, row, outcome, time.perf_counter() - t0, flows)
+
+    def write_outcome(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any], outcome: QAOutcome,
+                      paint_s: float, flows: list[npt.NDArray[np.float32]] | None = None) -> None:
+        """Write one instruction's outputs from its QA ``outcome`` (``paint_s``: its seconds) and fill ``row``:
+        image metrics, ``edited.mp4``, ``first_frame.png``, ``qa.json``, ``lanes.json``, the rig cameras, then
+        ``meta.json`` last."""
+        qa_cfg = self.cfg.edit.qa
         result, iterations = outcome.result, outcome.iterations
-        paint_s = time.perf_counter() - t0
         if result.frames.shape == clip.frames.shape:
             row.update(edit_metrics(clip.frames, result.frames, masks.masks, flows))
         d = self.store.edit_paths(clip.name, spec.slug)
@@ -355,6 +361,35 @@ class EditStage:
     def __call__(self, seg: SegmentResult) -> list[EditResult]:
         """Edit rows (one per instruction) for one segmented clip. Never raises."""
         self.setup()
+        rows, todo = self.plan(seg)
+        if not todo:
+            return [EditResult.from_row(r) for r in rows]
+        try:
+            clip, masks = self.load_inputs(seg)
+        except Exception as e:
+            msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
+            for _, row in todo:
+                row.update(status="failed", error=msg, error_type=type(e).__name__)
+            return [EditResult.from_row(r) for r in rows]
+        flows = original_flows(clip.frames) if clip.num_frames > 1 else None
+        for spec, row in todo:
+            try:
+                self.edit_one(clip, masks, spec, row, flows)
+            except LanepipeError as e:
+                row.update(status="failed", error=str(e), error_type=type(e).__name__)
+            except Exception as e:  # one bad instruction never stops the others
+                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                           error_type=type(e).__name__)
+        return [EditResult.from_row(r) for r in rows]
+
+    def load_inputs(self, seg: SegmentResult) -> tuple[Clip, RoadMasks]:
+        """The decoded clip (with its context) and its road masks from the segment stage."""
+        clip = self._load_clip(seg)
+        return clip, load_masks(self.upstream.segment_paths(clip.name).npz, clip)
+
+    def plan(self, seg: SegmentResult) -> tuple[list[dict[str, Any]], list[tuple[LaneSpec, dict[str, Any]]]]:
+        """The clip's edit rows, one per instruction in order (finished ones read back as skipped, all failed when
+        the segment stage failed), and the ``(instruction, row)`` pairs still to do (their rows are in the list)."""
         rows: list[dict[str, Any]] = []
         base = {"run_id": self.store.run_id, "clip": seg.clip, "source": seg.source,
                 "stage": "edit", "backend": self.cfg.edit.backend, "status": "ok", "error": None,
@@ -371,26 +406,7 @@ class EditStage:
             else:
                 todo.append((spec, row))
                 rows.append(row)
-        if not todo:
-            return [EditResult.from_row(r) for r in rows]
-        try:
-            clip = self._load_clip(seg)
-            masks = load_masks(self.upstream.segment_paths(clip.name).npz, clip)
-        except Exception as e:
-            msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
-            for _, row in todo:
-                row.update(status="failed", error=msg, error_type=type(e).__name__)
-            return [EditResult.from_row(r) for r in rows]
-        flows = original_flows(clip.frames) if clip.num_frames > 1 else None
-        for spec, row in todo:
-            try:
-                self.edit_one(clip, masks, spec, row, flows)
-            except LanepipeError as e:
-                row.update(status="failed", error=str(e), error_type=type(e).__name__)
-            except Exception as e:  # one bad instruction never stops the others
-                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                           error_type=type(e).__name__)
-        return [EditResult.from_row(r) for r in rows]
+        return rows, todo
 
     def process(self, item: StageItem) -> list[StageItem]:
         """Pipeline entry: a segment result → it passed through plus one edit result per instruction."""

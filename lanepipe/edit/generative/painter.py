@@ -88,15 +88,19 @@ class GenerativePainter:
         self.allocator = configure_allocator(self.cfg)
 
     # ------------------------------------------------------------------------------------------ loading
-    def setup(self) -> None:
+    def setup(self, phases: Sequence[Phase] = ("flux", "video")) -> None:
         """Load both pipelines once and place them (idempotent); with ``unload_between_phases`` the video
-        pipeline stays in CPU memory until :meth:`propagate` needs it.
+        pipeline stays in CPU memory until :meth:`propagate` needs it. ``phases``: only these pipelines (the split
+        edit placement: a first-frame actor loads FLUX only, a propagation actor CogVideoX only).
 
         Raises:
             BackendUnavailableError: diffusers missing, a model or the LoRA file not found or not loadable.
         """
-        self._activate("flux")
-        if self.cfg.unload_between_phases:
+        if "flux" in phases:
+            self._activate("flux")
+        if "video" not in phases:
+            return
+        if self.cfg.unload_between_phases and "flux" in phases:
             self._load("video")
         else:
             self._activate("video")
@@ -470,6 +474,16 @@ class GenerativeJob:
         self.first: U8 | None = None
         self.first_s = self.flux_s = self.judge_s = 0.0
         self.result: PaintResult | None = None
+
+    @classmethod
+    def resume(cls, painter: GenerativePainter, clip: Clip, masks: RoadMasks, spec: LaneSpec, first: U8, *,
+               prompt: str, seed: int, attempts: int, flux_s: float = 0.0, judge_s: float = 0.0) -> GenerativeJob:
+        """A job whose attempts ran elsewhere (the split placement's first-frame actor, with the ``prompt`` and
+        ``seed`` that made ``first``): :meth:`finish` propagates ``first`` as the job that made it would."""
+        job = cls(painter, clip, masks, spec)
+        job.first, job.prompt, job.pending, job.seed = first, prompt, prompt, seed
+        job.attempts, job.flux_s, job.judge_s = attempts, flux_s, judge_s
+        return job
 
     def attempt(self) -> U8:
         self.prompt = self.pending
