@@ -1,13 +1,16 @@
 """Accuracy of the `lane_detector` verifier on hand-labelled real frames, plus the synthetic sample check.
 
 Labels: tests/data/lane_labels.json (see tests/data/LABELS.md), paths relative to the shared data folder;
-``synthetic`` items are rendered with lanepipe.sample (their labels are its ground truth). For every labelled
+``synthetic`` items are rendered with lanepipe.sample (their labels are its ground truth); ``painted`` items
+(held out) are a real clip window or the 1080p sample with a double painted by the procedural painter (labelled
+with its instruction), made here from their recipe. For every labelled
 ego-lane boundary it compares count, colour and pattern; colour and pattern are scored on the boundaries that
 carry a marking in the labels (a missed line counts as wrong). Each item is read twice: the **clip view** (all
 its frames: a clip window, a synthetic clip; a still is one frame) and the **single-frame view** (one
 frame alone, as the generative QA judges one FLUX first frame: the middle one, since every synthetic render
 starts at the same place on the road). Prints per-source accuracy of each view, for
-the ``tuning`` part (used to choose thresholds) and the ``held_out`` part (never used for that) separately, the
+the ``tuning`` part (used to choose thresholds) and the ``held_out`` part (never used for that) separately, grouped
+also as real footage, painted-on-real and synthetic (and the painted boundaries alone), the
 inner line of mixed doubles, the same without ambiguous boundaries, the sample clip's answer, the time per
 analysed frame, the machine and the date.
 
