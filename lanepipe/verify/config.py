@@ -26,7 +26,7 @@ class LaneDetectorConfig(BaseModel):
     yellow_b: float = Field(12.0, gt=0.0, description="paint b* above pavement b* that makes a line yellow")
     dim_paint_l: float = Field(
         128.0, gt=0.0, le=255.0,
-        description="paint lightness (8-bit L) below which a line is dimly lit (night): its chroma is weak",
+        description="paint lightness (8-bit L) below which a line is dimly lit (night, deep shade): its chroma is weak",
     )
     dim_double_yellow_b: float = Field(
         3.0, gt=0.0, description="a dimly lit double line whose paint b* is this far above the pavement's is yellow "

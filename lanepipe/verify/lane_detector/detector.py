@@ -43,7 +43,7 @@ def _yellow_threshold(seen: list[LineObs], count: int, cfg: LaneDetectorConfig) 
     either colour is brighter than 160). There the colour alone cannot tell them apart and the kind of line
     decides: a dim double line is a yellow centre line (MUTCD 2009 §3A.05: yellow separates opposing traffic;
     double white lines, §3B.04, are rare) when its paint is at least ``dim_double_yellow_b`` yellower than the
-    pavement; a dim single line keeps the daylight threshold.
+    pavement; a dim single line keeps the daylight threshold. Deep shade dims paint the same way.
     """
     paint_l = float(np.median([o.paint_lab[0] for o in seen]))
     if count == 2 and paint_l < cfg.dim_paint_l:
