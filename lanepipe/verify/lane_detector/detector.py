@@ -39,8 +39,8 @@ def _yellow_threshold(seen: list[LineObs], count: int, cfg: LaneDetectorConfig) 
     In daylight yellow paint stands ``yellow_b`` or more above the pavement in b*, white paint well under it.
     Under street lights and headlights the paint is dim and its colour weak: night yellow paint may stand only
     4-6 b* above an amber-lit pavement, no more than white paint does (the shared night stills: a double yellow
-    at +5, white edge lines at +4 and +6, all with paint lightness under 110 of 255, where daylight paint of
-    either colour is brighter than 160). There the colour alone cannot tell them apart and the kind of line
+    at +5, white edge lines at +4 and +6, all with paint lightness under 110 of 255, where most daylight paint
+    is brighter than 160). There the colour alone cannot tell them apart and the kind of line
     decides: a dim double line is a yellow centre line (MUTCD 2009 §3A.05: yellow separates opposing traffic;
     double white lines, §3B.04, are rare) when its paint is at least ``dim_double_yellow_b`` yellower than the
     pavement; a dim single line keeps the daylight threshold. Deep shade dims paint the same way.
