@@ -1,18 +1,21 @@
 """Accuracy of the `lane_detector` verifier on hand-labelled real frames, plus the synthetic sample check.
 
 Labels: tests/data/lane_labels.json (see tests/data/LABELS.md), paths relative to the shared data folder;
-``synthetic`` items are rendered with lanepipe.sample (their labels are its ground truth). For every labelled
+``synthetic`` items are rendered with lanepipe.sample (their labels are its ground truth); ``painted`` items
+(held out) are a real clip window or the 1080p sample with a double painted by the procedural painter (labelled
+with its instruction), made here from their recipe. For every labelled
 ego-lane boundary it compares count, colour and pattern; colour and pattern are scored on the boundaries that
 carry a marking in the labels (a missed line counts as wrong). Each item is read twice: the **clip view** (all
 its frames: a clip window, a synthetic clip; a still is one frame) and the **single-frame view** (one
 frame alone, as the generative QA judges one FLUX first frame: the middle one, since every synthetic render
 starts at the same place on the road). Prints per-source accuracy of each view, for
-the ``tuning`` part (used to choose thresholds) and the ``held_out`` part (never used for that) separately, the
+the ``tuning`` part (used to choose thresholds) and the ``held_out`` part (never used for that) separately, grouped
+also as real footage, painted-on-real and synthetic (and the painted boundaries alone), the
 inner line of mixed doubles, the same without ambiguous boundaries, the sample clip's answer, the time per
 analysed frame, the machine and the date.
 
     LANEPIPE_DATA_DIR=../shared/data .venv/bin/python benchmarks/verifier_accuracy.py [--verbose] [--masks]
-        [--part tuning|held_out|all]
+        [--part tuning|held_out|all] [--source NAME ...]
 
 ``--masks`` also passes road masks from the `grid` segmentation backend (clips and stills alike).
 """
@@ -20,6 +23,7 @@ analysed frame, the machine and the date.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -32,35 +36,87 @@ from _common import data_dir, machine
 
 from lanepipe.io.video import decode
 from lanepipe.lanes.instructions import PRESETS, LaneSpec, parse_instruction
+from lanepipe.sample.truth import SampleClip
+from lanepipe.types import Clip
 from lanepipe.verify.base import BoundaryReport, LaneReport, verdict
 from lanepipe.verify.config import LaneDetectorConfig
 from lanepipe.verify.lane_detector import LaneDetector
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "lane_labels.json"
+#: sources that are not real footage as it was filmed; the others are real stills, clip windows and frames
+KIND = {"synthetic": "synthetic", "painted_synthetic": "synthetic", "painted_real": "painted-on-real"}
+GROUPS = ("ALL stills", "ALL real", "ALL painted-on-real", "ALL synthetic", "ALL")
 GOALS = {"count": 0.92, "color": 0.95, "pattern": 0.92}  # issue 13, clip view, held-out part
 SINGLE_GOAL = 0.85
 
 
 def load_frames(root: Path, item: dict[str, Any]) -> np.ndarray:
     """``(T, H, W, 3) uint8`` RGB frames of a labelled item (a still is T = 1)."""
+    if "painted" in item:
+        return painted_frames(root, item)
     if "synthetic" in item:
-        from lanepipe.sample import render_sample
-        from lanepipe.sample.road import with_centre_line
-
-        sy = item["synthetic"]
-        layout = with_centre_line(sy["space_m"], tuple(sy["stroke_patterns"]))
-        return render_sample(num_frames=sy["num_frames"], width=sy["width"], height=sy["height"], seed=sy["seed"],
-                             layout=layout).frames
+        return _sample(item["synthetic"]).frames
     path = root / item["path"]
     if "frames" not in item:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise SystemExit(f"{path}: expected an image, could not read it")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+    return _window(root / item["path"], item["frames"]).frames
+
+
+def _sample(sy: dict[str, Any]) -> SampleClip:
+    from lanepipe.sample import render_sample
+    from lanepipe.sample.road import LAYOUT, with_centre_line
+
+    layout = with_centre_line(sy["space_m"], tuple(sy["stroke_patterns"])) if "space_m" in sy else LAYOUT
+    return render_sample(num_frames=sy["num_frames"], width=sy["width"], height=sy["height"], seed=sy["seed"],
+                         layout=layout)
+
+
+def _window(path: Path, frames: dict[str, int]) -> Clip:
+    """The frames of a clip whose source index lies in ``[source_start, source_end)``, decoded at 8 fps."""
     clip = decode(str(path), target_fps=8.0, max_frames=150)
-    lo, hi = item["frames"]["source_start"], item["frames"]["source_end"]
-    keep = (clip.source_indices >= lo) & (clip.source_indices < hi)
-    return clip.frames[keep]
+    keep = (clip.source_indices >= frames["source_start"]) & (clip.source_indices < frames["source_end"])
+    if keep.sum() < 1:
+        raise SystemExit(f"{path}: expected decoded frames in source window {frames}, found none")
+    ts = clip.timestamps[keep]
+    return dataclasses.replace(clip, frames=clip.frames[keep], timestamps=ts - ts[0],
+                               source_indices=clip.source_indices[keep])
+
+
+def painted_frames(root: Path, item: dict[str, Any]) -> np.ndarray:
+    """Frames of a ``painted`` item: a real clip window (grid road masks) or a synthetic sample (its true road
+    masks, camera and ego poses) with ``instruction`` painted by the procedural painter, the two lines of a
+    double ``double_space_m`` apart. The painted boundary's label is the instruction (checked here), and the
+    painter must report that boundary visible in every frame; the other boundary keeps the base's markings."""
+    from lanepipe.edit.config import ProceduralConfig
+    from lanepipe.edit.procedural import ProceduralPainter
+    from lanepipe.lanes.instructions import MarkingSizes
+    from lanepipe.segment.grid import GridSegmenter
+    from lanepipe.types import RoadMasks
+
+    pt = item["painted"]
+    if "synthetic" in pt:
+        s = _sample(pt["synthetic"])
+        clip = dataclasses.replace(s.to_clip(), meta={"camera": s.camera.to_dict(), "ego": s.ego})
+        masks = RoadMasks(s.road_masks, "truth")
+    else:
+        clip = _window(root / pt["path"], pt["frames"])
+        masks = GridSegmenter().segment(clip)
+    spec = parse_instruction(pt["instruction"])
+    want = item[str(spec.side)]
+    got = {"count": spec.count, "color": spec.color, "pattern": spec.pattern}
+    if {k: want[k] for k in got} != got or (spec.pattern == "solid-dashed" and want.get("inner") != "solid"):
+        raise SystemExit(f"{item['path']}: expected the {spec.side} label to be the instruction {got} "
+                         "(inner solid for solid-dashed), found {want}")
+    painter = ProceduralPainter(ProceduralConfig(sizes=MarkingSizes(double_spacing=pt["double_space_m"])))
+    res = painter.paint(clip, masks, spec)
+    hidden = [t for t, lines in enumerate(res.lanes) if not any(ln.side == spec.side and ln.visible for ln in lines)]
+    if hidden:
+        raise SystemExit(f"{item['path']}: expected the painted {spec.side} boundary in every frame, "
+                         f"the painter reports it hidden in frames {hidden}")
+    return res.frames
 
 
 def road_masks(frames: np.ndarray) -> np.ndarray:
@@ -110,18 +166,21 @@ def table(rows: list[dict[str, Any]], title: str) -> None:
     for r in rows:
         groups[r["source"]].append(r)
         groups["ALL"].append(r)
-        if r["source"] not in ("clips", "clip_frames", "synthetic"):
+        groups[f"ALL {KIND.get(r['source'], 'real')}"].append(r)
+        if r["source"] not in ("clips", "clip_frames", *KIND):
             groups["ALL stills"].append(r)
     print(f"\n{title}")
-    print(f"{'source':<18}{'boundaries':>11}{'count':>14}{'color':>14}{'pattern':>14}{'all 3':>14}"
+    print(f"{'source':<22}{'boundaries':>11}{'count':>14}{'color':>14}{'pattern':>14}{'all 3':>14}"
           f"{'mixed inner':>14}")
-    for name in [*sorted(k for k in groups if not k.startswith("ALL")), "ALL stills", "ALL"]:
+    for name in [*sorted(k for k in groups if not k.startswith("ALL")), *GROUPS]:
         g = groups[name]
+        if not g:
+            continue
         cells = []
         for attr in ("count", "color", "pattern", "all", "inner"):
             vals = [r[attr] for r in g if r[attr] is not None]
             cells.append(f"{sum(vals)}/{len(vals)} {sum(vals) / len(vals):.2f}" if vals else "-")
-        print(f"{name:<18}{len(g):>11}" + "".join(f"{c:>14}" for c in cells))
+        print(f"{name:<22}{len(g):>11}" + "".join(f"{c:>14}" for c in cells))
 
 
 def sample_check(det: LaneDetector) -> None:
@@ -141,6 +200,8 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="one line per labelled item")
     ap.add_argument("--masks", action="store_true", help="also pass grid-backend road masks")
     ap.add_argument("--part", choices=["tuning", "held_out", "all"], default="all", help="which labelled part")
+    ap.add_argument("--source", action="append", default=None,
+                    help="only items of this source (repeatable), e.g. painted_real")
     args = ap.parse_args()
     root = data_dir()
     labels = json.loads(LABELS.read_text())
@@ -152,6 +213,8 @@ def main() -> None:
     n_frames, seconds = 0, 0.0
     for item in labels["items"]:
         if args.part != "all" and item["part"] != args.part:
+            continue
+        if args.source and item["source"] not in args.source:
             continue
         frames = load_frames(root, item)
         mid = len(frames) // 2
@@ -171,8 +234,10 @@ def main() -> None:
                 seen = rep.boundary(side)
                 s = score(seen, want)
                 all_ok = all(v for k, v in s.items() if v is not None and k != "inner")
+                painted_side = parse_instruction(item["painted"]["instruction"]).side if "painted" in item else None
                 rows[(item["part"], view)].append({"source": item["source"], **s, "all": all_ok,
-                                                   "ambiguous": bool(want.get("ambiguous"))})
+                                                   "ambiguous": bool(want.get("ambiguous")),
+                                                   "painted": side == painted_side})
                 if args.verbose:
                     exp = "none" if want["count"] == 0 else (
                         f"{'single' if want['count'] == 1 else 'double'} {want['color']} {want['pattern']}")
@@ -186,6 +251,8 @@ def main() -> None:
     for (part, view), rs in sorted(rows.items()):
         table(rs, f"[{part}] {view} view ({goals}){' with grid road masks' if args.masks else ''}")
         table([r for r in rs if not r["ambiguous"]], f"[{part}] {view} view, without boundaries labelled ambiguous")
+        if any(r["painted"] for r in rs):
+            table([r for r in rs if r["painted"]], f"[{part}] {view} view, painted boundaries only (the doubles)")
     print("\nnot a rubber stamp: labelled originals judged against every preset that differs from their labels")
     for (part, view), (failed, judged) in sorted(stamps.items()):
         print(f"  [{part}] {view} view: {failed}/{judged} = {failed / max(judged, 1):.2f} FAIL (goal >= 0.95)")

@@ -24,6 +24,15 @@ class LaneDetectorConfig(BaseModel):
     min_contrast: float = Field(9.0, gt=0.0, description="least paint lightness above the local pavement")
     noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the top-hat median")
     yellow_b: float = Field(12.0, gt=0.0, description="paint b* above pavement b* that makes a line yellow")
+    dim_paint_l: float = Field(
+        128.0, gt=0.0, le=255.0,
+        description="paint lightness (8-bit L) below which a line is dimly lit (night, deep shade): its chroma is weak",
+    )
+    dim_double_yellow_b: float = Field(
+        3.0, gt=0.0, description="a dimly lit double line whose paint b* is this far above the pavement's is yellow "
+                                 "(MUTCD 2009 3A.05, 3B.01: double lines are yellow centre lines, but for the rarer "
+                                 "double white lane line)",
+    )
     solid_coverage: float = Field(0.62, gt=0.0, lt=1.0, description="painted share of length above = solid")
     min_coverage: float = Field(0.2, ge=0.0, lt=1.0, description="painted share below which no line is seen")
     max_width_m: float = Field(0.45, gt=0.0, description="widest accepted line (half-maximum width, metres)")

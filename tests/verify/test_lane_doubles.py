@@ -1,8 +1,10 @@
 """The lane detector reads double lines stroke by stroke (issue 13 item 4): close doubles at 720p and 1080p, a
-passing zone's solid and dashed lines with the one next to the ego lane named, in clips and in single frames."""
+passing zone's solid and dashed lines with the one next to the ego lane named, in clips and in single frames; a
+dim (night) double yellow reads yellow; a double painted on real pavement reads double."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,9 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from lanepipe.lanes.instructions import parse_instruction
+from lanepipe.edit.config import ProceduralConfig
+from lanepipe.edit.procedural import ProceduralPainter
+from lanepipe.io.video import decode
+from lanepipe.lanes.instructions import MarkingSizes, parse_instruction
 from lanepipe.sample import render_sample
 from lanepipe.sample.road import with_centre_line
+from lanepipe.segment.grid import GridSegmenter
 from lanepipe.verify.base import verdict
 from lanepipe.verify.lane_detector import LaneDetector
 
@@ -74,3 +80,44 @@ def test_real_double_yellow_still_in_one_frame(detector: LaneDetector, data_dir:
     r = detector.inspect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None])
     assert r.left.describe() == "double yellow solid", r.left
     assert r.left.strokes == ("solid", "solid")
+
+
+def _still(data_dir: Path, name: str) -> np.ndarray:
+    bgr = cv2.imread(str(data_dir / "bdd100k_yolop_images" / name), cv2.IMREAD_COLOR)
+    assert bgr is not None, name
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+
+
+def test_night_double_yellow_reads_yellow(detector: LaneDetector, data_dir: Path) -> None:
+    """BDD100K night city street (shared data): the double yellow centre line, amber-lit and dim (its paint only
+    ~5 b* yellower than the pavement), is a yellow double and passes "double yellow solid" (before: white)."""
+    r = detector.inspect(_still(data_dir, "9aa94005-ff1d4c9a.jpg"))
+    assert r.left.describe() == "double yellow solid", r.left
+    assert verdict(r, parse_instruction("double yellow solid@left"))[0]
+    assert not verdict(r, parse_instruction("double white solid@left"))[0]
+
+
+def test_night_white_lines_stay_white(detector: LaneDetector, data_dir: Path) -> None:
+    """The other night still: headlight-lit white edge lines as yellow-tinted as that double yellow stay white
+    (the dim-light rule is for double lines only)."""
+    r = detector.inspect(_still(data_dir, "3c0e7240-96e390d2.jpg"))
+    assert (r.left.count, r.left.color) == (1, "white"), r.left
+    assert (r.right.count, r.right.color) == (1, "white"), r.right
+
+
+def test_double_painted_on_real_pavement_reads_double(detector: LaneDetector, data_dir: Path) -> None:
+    """A double yellow line painted 0.10 m apart (edge to edge) by the procedural painter on a real 720p highway
+    clip (1 s, 8 frames; grid road masks) reads as that double in the clip and in its middle frame alone."""
+    clip = decode(str(data_dir / "udacity_advanced_lane_lines/project_video_subclip_4s.mp4"), max_frames=16)
+    keep = (clip.source_indices >= 25) & (clip.source_indices < 50)
+    ts = clip.timestamps[keep]
+    clip = dataclasses.replace(clip, frames=clip.frames[keep], timestamps=ts - ts[0],
+                               source_indices=clip.source_indices[keep])
+    spec = parse_instruction("double yellow solid@left")
+    painter = ProceduralPainter(ProceduralConfig(sizes=MarkingSizes(double_spacing=0.10)))
+    frames = painter.paint(clip, GridSegmenter().segment(clip), spec).frames
+    mid = len(frames) // 2
+    for view in (frames, frames[mid:mid + 1]):
+        seen = detector.inspect(view).boundary(str(spec.side))
+        assert (seen.count, seen.color, seen.pattern) == (2, spec.color, "solid"), (len(view), seen)
+        assert seen.strokes == ("solid", "solid")

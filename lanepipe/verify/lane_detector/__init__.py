@@ -21,7 +21,8 @@ frame (at most ``max_frames``, evenly spread over the clip) is processed at ``wo
    (long enough, thin enough, brighter or yellower than the pavement beside it) is the boundary.
 4. **Attributes.** Along the traced curve: a cross profile in lateral metres (two humps with a gap = double),
    paint coverage over equal steps of *ground depth* (solid ~1; dashed, 10 ft lines with 30 ft gaps,
-   ~0.25-0.5 with blur), and the paint's Lab b* against the pavement beside it (yellow vs white).
+   ~0.25-0.5 with blur), and the paint's Lab b* against the pavement beside it (yellow vs white; a dimly lit
+   double line, at night, needs less: its colour is weak and double lines are mostly yellow centre lines).
 5. **Vote.** Frames vote on count; colour and coverage are pooled over the frames that saw the line (median,
    mean); the confidence combines the vote shares and the margins to the decision thresholds.
 

@@ -33,6 +33,24 @@ def _frame_pattern(o: LineObs, cfg: LaneDetectorConfig) -> PatternSeen:
     return "solid" if o.coverage >= cfg.solid_coverage else "dashed"
 
 
+def _yellow_threshold(seen: list[LineObs], count: int, cfg: LaneDetectorConfig) -> float:
+    """Paint b* above the pavement's that makes a boundary yellow.
+
+    In daylight yellow paint stands ``yellow_b`` or more above the pavement in b*, white paint well under it.
+    Under street lights and headlights the paint is dim and its colour weak: night yellow paint may stand only
+    4-6 b* above an amber-lit pavement, no more than white paint does (the shared night stills: a double yellow
+    at +5, white edge lines at +4 and +6, all with paint lightness under 110 of 255, where most daylight paint
+    is brighter than 160). There the colour alone cannot tell them apart and the kind of line
+    decides: a dim double line is a yellow centre line (MUTCD 2009 §3A.05: yellow separates opposing traffic;
+    double white lines, §3B.04, are rare) when its paint is at least ``dim_double_yellow_b`` yellower than the
+    pavement; a dim single line keeps the daylight threshold. Deep shade dims paint the same way.
+    """
+    paint_l = float(np.median([o.paint_lab[0] for o in seen]))
+    if count == 2 and paint_l < cfg.dim_paint_l:
+        return min(cfg.yellow_b, cfg.dim_double_yellow_b)
+    return cfg.yellow_b
+
+
 def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: float,
                    side: str = "left") -> BoundaryReport:
     n = len(obs)
@@ -59,8 +77,9 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
         solid_alone = sum(o.count == 1 and o.coverage >= cfg.solid_coverage for o in seen)
         count, count_share = 2, (len(passing) + solid_alone) / n_seen
         seen = passing  # the pair's attributes come from the frames that resolved it
-    yel_votes = sum(o.yellowness > cfg.yellow_b for o in seen) / len(seen)
-    color: ColorSeen = "yellow" if yel > cfg.yellow_b else "white"
+    yel_b = _yellow_threshold(seen, count, cfg)
+    yel_votes = sum(o.yellowness > yel_b for o in seen) / len(seen)
+    color: ColorSeen = "yellow" if yel > yel_b else "white"
     color_share = yel_votes if color == "yellow" else 1.0 - yel_votes
     cov = float(np.mean([o.coverage for o in seen]))
     pattern: PatternSeen
@@ -81,7 +100,7 @@ def _vote_boundary(obs: list[LineObs | None], cfg: LaneDetectorConfig, scale: fl
         strokes = ("solid",) if pattern == "solid" else ("dashed",)
     pat_votes = sum(_frame_pattern(o, cfg) == pattern for o in seen) / len(seen)
     pat_conf = min(1.0, pat_margin / 0.2) * 0.5 + 0.5 * pat_votes
-    col_conf = min(1.0, abs(yel - cfg.yellow_b) / 10.0) * 0.5 + 0.5 * color_share
+    col_conf = min(1.0, abs(yel - yel_b) / 10.0) * 0.5 + 0.5 * color_share
     conf = share_seen * count_share * math.sqrt(pat_conf * col_conf)
     xb = float(np.median([o.x_bottom for o in seen])) / scale
     return BoundaryReport(count=count, color=color, pattern=pattern, confidence=round(float(conf), 3),
