@@ -193,6 +193,7 @@ class ClipAnalyser:
             fit_range *= k
             diag["height_calibration_scale"] = round(k, 4)
         coefs = self._smooth_tracks(raw, lane_w, cam_w.fx)
+        diag["camera_model"] = "pinhole"
         diag["camera"] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cam.to_dict().items()}
         diag["pitch_deg"] = round(math.degrees(cam.pitch_rad), 3)
         diag["yaw_deg"] = round(math.degrees(cam.yaw_rad), 3)
