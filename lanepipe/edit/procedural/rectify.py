@@ -103,8 +103,8 @@ def rectify(clip: Clip, masks: RoadMasks, cam: FThetaCamera, max_half_fov_deg: f
     mu, mv = _maps(cam, pin)
     bu, bv = _maps(pin, cam)
     covered = (bu >= 0) & (bu <= pin.width - 1) & (bv >= 0) & (bv <= pin.height - 1)
-    frames = np.stack([cv2.remap(f, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                       for f in clip.frames])
+    frames = np.stack([np.asarray(cv2.remap(f, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                                  dtype=np.uint8) for f in clip.frames])
     inside = cv2.remap(np.ones(clip.frames.shape[1:3], np.uint8), mu, mv, cv2.INTER_NEAREST,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
     road = np.stack([(cv2.remap(m.astype(np.uint8), mu, mv, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
