@@ -91,14 +91,17 @@ def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, ba
         tot = float(col_w.sum())
         if tot >= min_weight:
             yc = float((col_w * ys_all[lo:hi]).sum() / tot)
+            # the point sits where the evidence is along x too: a dash filling part of the band is not at its
+            # centre (on a curve that would read as a lateral error)
+            xm = float((block.sum(axis=1, dtype=np.float64) * xs_all[r0:r1]).sum() / tot)
             if pts_x:
-                slope = 0.5 * slope + 0.5 * (yc - pts_y[-1]) / max(xc - pts_x[-1], 1e-3)
-            pts_x.append(xc)
+                slope = 0.5 * slope + 0.5 * (yc - pts_y[-1]) / max(xm - pts_x[-1], 1e-3)
+            pts_x.append(xm)
             pts_y.append(yc)
             pts_w.append(tot)
             y_pred = yc
             if guide is not None:
-                offset = yc - float(poly_eval(guide, xc))
+                offset = yc - float(poly_eval(guide, xm))
         nxt = float(xs_all[(edges[k + 1] + edges[min(k + 2, bands)] - 1) // 2]) if k + 1 < bands else xc
         y_pred += slope * (nxt - xc)
     if len(pts_x) < 2:
