@@ -380,8 +380,12 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
 
     Paint pixels: inside the road mask, on visible ground, within the erase corridor of the boundary, brighter or
     yellower (the instruction's colour) than the asphalt interpolated from outside the corridor. Their ground
-    points' lateral positions are averaged per x bin, each weighted by its contrast over the asphalt (a sub-pixel
-    centroid across the line; for a double line: the centre of the pair). A bin needs 3 paint pixels."""
+    points' lateral offsets from the edit's line (at each point's own x) are averaged per x bin, each weighted by
+    its contrast over the asphalt (a sub-pixel centroid across the line; for a double line: the centre of the
+    pair), and the bin's position is the edit's line at the bin centre plus that mean offset (the line's course
+    within the bin does not read as an offset). Pixels next to paint pixels count by their contrast when positive
+    (a far line is 1-2 pixels wide; the pixels it partly covers hold the rest of it). A bin needs 3 paint pixels
+    and no paint on the image border (a line the border cuts is only partly seen)."""
     t_n, h, w = frames.shape[:3]
     if (cam.width, cam.height) != (w, h):
         cam = cam.rescaled(w, h)
@@ -403,6 +407,10 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
             continue
         low = push_pull_fill(img, masks[t] & ~corridor)
         paint = _paint_like(img, low, color) & corridor
+        # the pixels around paint pixels count too, by their contrast when positive: a pixel the line only partly
+        # covers is below the paint test but holds the rest of the line (far, a line is 1-2 pixels wide and the
+        # centroid of the full pixels alone is off by up to half a pixel)
+        near = (cv2.dilate(paint.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & corridor
         # contrast over the asphalt weighs each paint pixel (a sub-pixel centroid across the line)
         if color == "yellow":
             weight = 0.5 * (img[..., 0] + img[..., 1] - low[..., 0] - low[..., 1]) - (img[..., 2] - low[..., 2])
@@ -414,17 +422,31 @@ def recover_lines(frames: U8, masks: Bool, cam: RigCamera, edit: RoadEdit, body:
             r, c = rows[sel], cols[sel]
             hit = paint[r, c]
             frac[side][t] = float(hit.mean()) if len(hit) >= 20 else np.nan
-            x = g.x[r[hit], c[hit]].astype(np.float64)
-            y = g.y[r[hit], c[hit]].astype(np.float64)
-            wt = np.maximum(weight[r[hit], c[hit]].astype(np.float64), 1e-3)
+            use = near[r, c]
+            x = g.x[r[use], c[use]].astype(np.float64)
+            y = g.y[r[use], c[use]].astype(np.float64)
+            wt = np.maximum(weight[r[use], c[use]].astype(np.float64), np.where(hit[use], 1e-3, 0.0))
+            hit = hit[use]
             k = np.floor((x - xb[0]) / bin_m + 0.5).astype(int)
             ok = (k >= 0) & (k < len(xb))
             if not ok.any():
                 continue
-            sums = np.bincount(k[ok], weights=(y * wt)[ok], minlength=len(xb))
+            # each pixel's offset from the edit's line at its own x, averaged per bin and put back on the line at
+            # the bin centre: the bin's few pixels (a far bin of an f-theta cross camera holds 1-3) rarely sit at
+            # its centre, and on a curve the line's course across a 1 m bin (0.12 m at 30 m on a 250 m radius)
+            # would read as an offset
+            resid = y - edit.boundary_y(t, side, x)
+            ok &= np.isfinite(resid)
+            sums = np.bincount(k[ok], weights=(resid * wt)[ok], minlength=len(xb))
             wsum = np.bincount(k[ok], weights=wt[ok], minlength=len(xb))
-            cnt = np.bincount(k[ok], minlength=len(xb))
-            ys[side][t] = np.where(cnt >= 3, sums / np.maximum(wsum, 1e-9), np.nan)
+            cnt = np.bincount(k[ok & hit], minlength=len(xb))
+            # a line the image border cuts is only partly seen: its centroid moves into the frame (a cross camera
+            # sees the road ahead at its image edge); such bins are not measured
+            ru, cu = r[use], c[use]
+            edge = (ru == 0) | (ru == h - 1) | (cu == 0) | (cu == w - 1)
+            cut = np.bincount(k[ok & edge], minlength=len(xb)) > 0
+            ys[side][t] = np.where((cnt >= 3) & ~cut, edit.boundary_y(t, side, xb) + sums / np.maximum(wsum, 1e-9),
+                                   np.nan)
     return RecoveredLines(x_bins=xb, y=ys, paint_fraction=frac)
 
 

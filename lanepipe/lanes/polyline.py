@@ -44,9 +44,16 @@ def fit_boundary(xs: F64, ys: F64, wts: F64, degree: int, ridge: tuple[float, ..
     return out
 
 
+#: Ridge of :func:`track_line`'s fit on the normalised heading, curvature and curvature-change terms (times the total
+#: weight, near windows weigh up to 1): weak, so that a 250 m highway curve (AASHTO's minimum radii at 100-110 km/h are
+#: 400-600 m, tighter on ramps) is followed rather than flattened; it only steadies fits on few, noisy windows.
+TRACK_RIDGE = (0.0, 1e-4, 1e-4, 1e-3)
+
+
 def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, bands: int,
-               min_weight: float) -> LineFit | None:
-    """Follow one line up the BEV from ``y_start`` with sliding windows and fit a quadratic.
+               min_weight: float, guide: F64 | None = None) -> LineFit | None:
+    """Follow one line up the BEV from ``y_start`` with sliding windows and fit a cubic (fewer terms on a short
+    or sparse track).
 
     Args:
         evidence: ``(rows, cols) float32`` paint score on ``grid``.
@@ -54,6 +61,10 @@ def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, ba
         window_m: half-width of each search window (metres).
         bands: number of windows along x.
         min_weight: least evidence sum for a window to count.
+        guide: a boundary cubic (e.g. the lane's other boundary, tracked on stronger evidence) whose course the
+            search follows at the offset last seen: across the gaps of a dashed line on a curve the window then
+            bends with the road instead of running on along the last heading. None: the windows follow the
+            line's own heading.
 
     Returns:
         The fit, or None with fewer than two supported windows.
@@ -65,9 +76,14 @@ def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, ba
     pts_y: list[float] = []
     pts_w: list[float] = []
     y_pred, slope = y_start, 0.0
+    offset: float | None = None  # y - guide(x) of the line, when guided
     for k in range(bands):
         r1, r0 = edges[k], edges[k + 1]  # rows r0..r1 (far..near); walk from near to far
         xc = float(xs_all[(r0 + r1 - 1) // 2])
+        if guide is not None:
+            if offset is None:
+                offset = y_start - float(poly_eval(guide, xc))
+            y_pred = float(poly_eval(guide, xc)) + offset
         lo = int(np.clip(np.floor((grid.y_max - (y_pred + window_m)) / grid.dy), 0, len(ys_all) - 1))
         hi = int(np.clip(np.ceil((grid.y_max - (y_pred - window_m)) / grid.dy), 0, len(ys_all) - 1)) + 1
         block = evidence[r0:r1, lo:hi]
@@ -75,12 +91,17 @@ def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, ba
         tot = float(col_w.sum())
         if tot >= min_weight:
             yc = float((col_w * ys_all[lo:hi]).sum() / tot)
+            # the point sits where the evidence is along x too: a dash filling part of the band is not at its
+            # centre (on a curve that would read as a lateral error)
+            xm = float((block.sum(axis=1, dtype=np.float64) * xs_all[r0:r1]).sum() / tot)
             if pts_x:
-                slope = 0.5 * slope + 0.5 * (yc - pts_y[-1]) / max(xc - pts_x[-1], 1e-3)
-            pts_x.append(xc)
+                slope = 0.5 * slope + 0.5 * (yc - pts_y[-1]) / max(xm - pts_x[-1], 1e-3)
+            pts_x.append(xm)
             pts_y.append(yc)
             pts_w.append(tot)
             y_pred = yc
+            if guide is not None:
+                offset = yc - float(poly_eval(guide, xm))
         nxt = float(xs_all[(edges[k + 1] + edges[min(k + 2, bands)] - 1) // 2]) if k + 1 < bands else xc
         y_pred += slope * (nxt - xc)
     if len(pts_x) < 2:
@@ -90,7 +111,7 @@ def track_line(evidence: F32, grid: BevGrid, y_start: float, window_m: float, ba
     pw = pw / pw.max() / (1.0 + (px / 20.0) ** 2)
     span = px.max() - px.min()
     degree = DEGREE if len(px) >= 5 and span > 15.0 else (2 if len(px) >= 4 and span > 10.0 else 1)
-    ridge = (0.0, 0.002, 0.01, 0.05)
+    ridge = TRACK_RIDGE
     coefs = fit_boundary(px, py, pw, degree, ridge)
     # one pass of outlier rejection
     res = np.abs(py - poly_eval(coefs, px))

@@ -43,6 +43,7 @@ from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.engine.stage import cluster_has_gpus, require_gpus
 from lanepipe.errors import ConfigError, InputError, LanepipeError
 from lanepipe.geometry.camera import PinholeCamera
+from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.geometry.rig import pixel_ground
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
@@ -195,12 +196,13 @@ class EditStage:
         return self.with_context(clip)
 
     def with_context(self, clip: Clip) -> Clip:
-        """``clip`` with the calibration and speed its context supplies (sample, PhysicalAI-AV) in its meta."""
+        """``clip`` with the calibration (a pinhole, or PhysicalAI-AV's f-theta: the procedural painter works through
+        it) and speed its context supplies (sample, PhysicalAI-AV) in its meta."""
         ctx = load_context(clip.source, clip.width, clip.height)
         if ctx.kind == "fallback":
             return clip
         meta = dict(clip.meta)
-        if isinstance(ctx.camera, PinholeCamera):
+        if isinstance(ctx.camera, PinholeCamera | FThetaCamera):
             meta["camera"] = ctx.camera
         if ctx.ego is not None:
             times = ctx.time_offset + clip.timestamps

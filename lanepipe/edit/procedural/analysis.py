@@ -34,6 +34,8 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.intp]
 _T = TypeVar("_T")
+#: Work pixels a boundary fit wanders from frame to frame on a straight road (see ``_smooth_tracks``).
+_AGREE_PX = 3.0
 
 @dataclass(frozen=True)
 class ClipAnalysis:
@@ -177,17 +179,21 @@ class ClipAnalyser:
         stamps.append(time.perf_counter())
 
         # ---- lane boundaries
-        coefs, found = self._track_boundaries(cam_w, evidence, masks_w, diag)
+        raw, found = self._track_boundaries(cam_w, evidence, masks_w, diag)
+        lane_w = float(diag["lane_width_assumed_m"])
         fit_range = cfg.bev_range_m
         width_meas = diag.get("lane_width_measured_m")
         if not known_camera and cfg.calibrate_height and width_meas is not None:
             k = float(np.clip(cfg.lane_width_m / width_meas, 0.8 / cam.mount_height_m, 3.5 / cam.mount_height_m))
             cam = geo.with_pose(cam, mount_height_m=cam.mount_height_m * k)
             cam_w = cam.rescaled(ww, hw)
-            for s in coefs:
-                coefs[s] = coefs[s] * k ** (1.0 - np.arange(geo.DEGREE + 1))
+            for s in raw:
+                raw[s] = raw[s] * k ** (1.0 - np.arange(geo.DEGREE + 1))
+            lane_w *= k
             fit_range *= k
             diag["height_calibration_scale"] = round(k, 4)
+        coefs = self._smooth_tracks(raw, lane_w, cam_w.fx)
+        diag["camera_model"] = "pinhole"
         diag["camera"] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cam.to_dict().items()}
         diag["pitch_deg"] = round(math.degrees(cam.pitch_rad), 3)
         diag["yaw_deg"] = round(math.degrees(cam.yaw_rad), 3)
@@ -262,21 +268,36 @@ class ClipAnalyser:
         found: dict[str, Bool] = {}
         support: dict[str, F64] = {}
         min_peak = 0.02 * near_rows
+        refs: dict[str, float] = {}
+        starts: dict[str, list[float]] = {}
         for side, (a, b) in ranges.items():
             peaks = [column_peaks(bev, grid, near_rows, a, b) for bev in bevs]
             strongest = [p[0][0] for p in peaks if p and p[0][1] > min_peak]
             default_ref = LANE_WIDTH_M / 2 if side == "left" else -LANE_WIDTH_M / 2
-            ref = float(np.median(strongest)) if strongest else default_ref
+            ref = refs[side] = float(np.median(strongest)) if strongest else default_ref
             raw = np.full((t_n, geo.DEGREE + 1), np.nan)
             support[side] = np.zeros(t_n)
+            starts[side] = []
             for t in range(t_n):
                 cands = [p for p in peaks[t] if abs(p[0] - ref) < 0.8 and p[1] > min_peak]
                 start = min(cands, key=lambda p: abs(p[0] - ref))[0] if cands else ref
+                starts[side].append(start)
                 fit = track_line(bevs[t], grid, start, 0.45, 9, min_weight=0.5)
                 if fit is not None and abs(fit.coefs[0] - ref) < 1.0 and fit.points >= 2:
                     raw[t] = fit.coefs
                     support[side][t] = fit.support
             coefs[side], found[side] = raw, np.isfinite(raw[:, 0])
+        # the weaker boundary of a frame (a dashed line, worn paint) is tracked again with its search windows
+        # following the stronger one's course: across a dash gap on a curve its own last heading runs off the road
+        # (the two boundaries of a lane are parallel)
+        for t in range(t_n):
+            if not (np.isfinite(coefs["left"][t, 0]) and np.isfinite(coefs["right"][t, 0])):
+                continue
+            weak, strong = ("left", "right") if support["left"][t] < support["right"][t] else ("right", "left")
+            fit = track_line(bevs[t], grid, starts[weak][t], 0.45, 9, min_weight=0.5, guide=coefs[strong][t])
+            if fit is not None and abs(fit.coefs[0] - refs[weak]) < 1.0 and fit.points >= 2:
+                coefs[weak][t] = fit.coefs
+                support[weak][t] = fit.support
         both = found["left"] & found["right"]
         width = coefs["left"][:, 0] - coefs["right"][:, 0]
         width_meas = float(np.median(width[both])) if both.sum() >= max(2, t_n // 5) else None
@@ -312,15 +333,7 @@ class ClipAnalyser:
             miss = ~found[side] & found[other]
             raw[miss] = coefs[other][miss]
             raw[miss, 0] += sign * lane_w
-        smooth: dict[str, F64] = {}
-        for side, sign in (("left", 1.0), ("right", -1.0)):
-            raw = coefs[side]
-            cols = []
-            for j, default in enumerate((sign * lane_w / 2,) + (0.0,) * geo.DEGREE):
-                col = geo.rolling_median(raw[:, j], cfg.temporal_radius) if cfg.temporal_radius else raw[:, j]
-                col = geo.fill_nan(col, default)
-                cols.append(geo.gaussian_smooth(col, cfg.temporal_sigma))
-            smooth[side] = np.stack(cols, axis=1)
+        diag["lane_width_assumed_m"] = round(lane_w, 3)
         diag["lines_found_fraction"] = {s: round(float(found[s].mean()), 3) for s in found}
         diag["lane_width_measured_m"] = None if width_meas is None else round(width_meas, 3)
         source = {}
@@ -332,7 +345,43 @@ class ClipAnalyser:
             else:
                 source[s] = "assumed: a lane centred on the camera"
         diag["geometry_source"] = source
-        return smooth, found
+        return coefs, found
+
+    def _smooth_tracks(self, raw: dict[str, F64], lane_w: float, fx_w: float) -> dict[str, F64]:
+        """Per-frame boundary cubics (NaN where not found) smoothed over time, gaps filled.
+
+        Each frame's cubic becomes a Gaussian-weighted mean (``temporal_sigma`` frames) of its neighbours' cubics,
+        each neighbour weighted down by how far its line lies from the frame's reference course (per distance ahead,
+        the median of the lines over ±``temporal_radius`` frames) at 10, 20 and 30 m, in work pixels (about
+        :data:`_AGREE_PX`: what one frame's fit wanders on a straight road). Neighbours on the same course are
+        averaged (jitter goes); a frame that saw the road differently is left out: where the car drives into a
+        curve, the frames before it saw less of the curve, and plainly averaging their coefficients (or taking
+        their median per coefficient) flattens the curve of the frames that see it; an outlier frame is far from
+        the median course and gets its neighbours' line.
+        """
+        cfg = self.cfg
+        t_n = len(next(iter(raw.values())))
+        out: dict[str, F64] = {}
+        xs = np.array([10.0, 20.0, 30.0])
+        px_per_m = fx_w / xs  # lateral work pixels per metre at those distances
+        r = math.ceil(3 * cfg.temporal_sigma)
+        for side, sign in (("left", 1.0), ("right", -1.0)):
+            filled = np.stack([geo.fill_nan(raw[side][:, j], d)
+                               for j, d in enumerate((sign * lane_w / 2,) + (0.0,) * geo.DEGREE)], axis=1)
+            ys = np.stack([geo.poly_eval(m, xs) for m in filled])
+            ref = np.stack([geo.rolling_median(ys[:, k], cfg.temporal_radius) for k in range(len(xs))], axis=1)
+            if cfg.temporal_sigma <= 0 and cfg.temporal_radius <= 0:
+                out[side] = filled
+                continue
+            sm = np.empty_like(filled)
+            for t in range(t_n):
+                lo, hi = max(0, t - r), min(t_n, t + r + 1)
+                w = np.exp(-0.5 * ((np.arange(lo, hi) - t) / max(cfg.temporal_sigma, 1e-3)) ** 2)
+                dev = (np.abs(ys[lo:hi] - ref[t]) * px_per_m).max(axis=1)
+                w = w * np.exp(-0.5 * (dev / _AGREE_PX) ** 2)
+                sm[t] = w @ filled[lo:hi] / w.sum() if w.sum() > 1e-6 else filled[lo + int(np.argmin(dev))]
+            out[side] = sm
+        return out
 
     def _travelled(self, clip: Clip, cam_w: PinholeCamera, lights: list[U8], masks_w: Bool, centre: F64,
                    diag: dict[str, Any]) -> F64:

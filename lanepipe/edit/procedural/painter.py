@@ -11,8 +11,10 @@ import numpy.typing as npt
 from lanepipe.edit.config import ProceduralConfig, QAConfig
 from lanepipe.edit.procedural.analysis import ClipAnalyser, ClipAnalysis, map_frames
 from lanepipe.edit.procedural.params import PaintedLine, PaintParams, PaintResult, RoadGeometry
+from lanepipe.edit.procedural.rectify import Rectified, back_to_ftheta, ftheta_from_meta, lines_to_ftheta, rectify
 from lanepipe.edit.procedural.render import FrameRenderer
 from lanepipe.errors import InputError
+from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict
@@ -33,6 +35,8 @@ class ProceduralPainter:
         self._renderer = FrameRenderer(self.cfg)
         self._cache_refs: tuple[Any, ...] | None = None
         self._cache: ClipAnalysis | None = None
+        self._rect_refs: tuple[Any, ...] | None = None
+        self._rect: Rectified | None = None
 
     # ------------------------------------------------------------------------------------------ public
     def prepare(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, qa: QAConfig | None = None) -> ProceduralJob:
@@ -44,7 +48,8 @@ class ProceduralPainter:
         """Paint ``spec`` on ``clip`` inside ``masks``.
 
         Args:
-            clip: ``(T, H, W, 3) uint8`` frames; ``meta["camera"]`` (pinhole dict) and ``meta["ego"]``
+            clip: ``(T, H, W, 3) uint8`` frames; ``meta["camera"]`` (a pinhole, or an f-theta camera: see
+                :mod:`~lanepipe.edit.procedural.rectify`; an object or its dict) and ``meta["ego"]``
                 (``(T, 4)`` x, y, yaw, speed) or ``meta["speed_mps"]`` are used when present.
             masks: ``(T, H, W) bool`` road masks, True = road.
             spec: the instruction.
@@ -61,6 +66,9 @@ class ProceduralPainter:
         params = params or PaintParams()
         t0 = time.perf_counter()
         masks.check_matches(clip)
+        ftheta = ftheta_from_meta(clip.meta)
+        if ftheta is not None:
+            return self._paint_ftheta(clip, masks, spec, params, ftheta)
         if not masks.masks.any():
             raise InputError(clip.source, "a road mask with road pixels to paint on",
                              "an all-zero mask in every frame", "segment the clip first or check the mask file")
@@ -87,6 +95,29 @@ class ProceduralPainter:
         road = RoadGeometry(camera=an.cam, coefs=coefs, fit_range_m=an.fit_range_m, travelled=an.travelled.copy(),
                             params=params)
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag, road=road)
+
+    def _paint_ftheta(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, params: PaintParams,
+                      cam: FThetaCamera) -> PaintResult:
+        """Paint through a level pinhole view of the f-theta frames (:mod:`~lanepipe.edit.procedural.rectify`)."""
+        t0 = time.perf_counter()
+        refs = (clip, masks, clip.frames, masks.masks)
+        if self._rect is None or self._rect_refs is None \
+                or not all(a is b for a, b in zip(self._rect_refs, refs, strict=True)):
+            self._rect_refs, self._rect = refs, rectify(clip, masks, cam)
+        rect = self._rect
+        t1 = time.perf_counter()
+        res = self.paint(rect.clip, rect.masks, spec, params)
+        t2 = time.perf_counter()
+        frames = back_to_ftheta(rect, clip.frames, res.frames)
+        diag = dict(res.diagnostics)
+        diag.update(camera_model="ftheta", camera=rect.ftheta.to_dict(),
+                    camera_source=f"clip meta: f-theta {rect.ftheta.name!r}, analysed and painted in a level pinhole "
+                                  f"view at its centre ({rect.pinhole.width}x{rect.pinhole.height}), mapped back",
+                    analysis_camera={k: (round(v, 5) if isinstance(v, float) else v)
+                                     for k, v in rect.pinhole.to_dict().items()})
+        diag["timing_s"] = {**diag.get("timing_s", {}), "rectify": round(t1 - t0, 3),
+                            "map_back": round(time.perf_counter() - t2, 3)}
+        return PaintResult(frames=frames, lanes=lines_to_ftheta(rect, res.lanes), diagnostics=diag, road=res.road)
 
     # ------------------------------------------------------------------------------------------ analysis
     def analysis(self, clip: Clip, masks: RoadMasks) -> ClipAnalysis:
