@@ -220,10 +220,11 @@ class CfgTruncation:
         self.cfg_steps = math.ceil(self.fraction * steps)
         self.calls = 0
 
-    def install(self, transformer: Any) -> None:
+    def install(self, transformer: Any) -> list[Any]:
+        """Register the hooks on ``transformer``; returns their handles (``.remove()`` undoes)."""
         # first among the pre-hooks, so other hooks see the batch the blocks will see
-        transformer.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True)
-        transformer.register_forward_hook(self._after)
+        return [transformer.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True),
+                transformer.register_forward_hook(self._after)]
 
     def _before(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.calls += 1
