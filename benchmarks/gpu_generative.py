@@ -778,7 +778,7 @@ def part_levers(tiny: bool, profile_top: int) -> None:
     ref, _, _ = timed(lambda: call(steps))
     base_step = step_s()
     record("levers", "steps", steps)
-    record("levers", "uncached", {"step_s": round(base_step, 3), "attention_runs": counter.n})
+    record("levers", "uncached", {"step_s": round(base_step, 4), "attention_runs": counter.n})
     if profile_top > 0:
         record("levers", "kernel_table_one_step", kernel_table(lambda: forward_once(tr, grab), profile_top))
 
@@ -791,7 +791,7 @@ def part_levers(tiny: bool, profile_top: int) -> None:
             finally:
                 undo()
             st = step_s()
-            record("levers", name, {"step_s": round(st, 3), "x_uncached": round(st / base_step, 3),
+            record("levers", name, {"step_s": round(st, 4), "x_uncached": round(st / base_step, 3),
                                     "attention_runs": counter.n, "rel_err_vs_uncached": round(rel_err(out, ref), 4),
                                     "peak_gib": pk})
         except Exception as e:  # one failing lever is reported, the others still run

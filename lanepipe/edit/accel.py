@@ -214,6 +214,8 @@ class CfgTruncation:
         self.calls = 0
         self.truncated_calls = 0
         self._active = False
+        #: the hook handles once installed (``.remove()`` each to undo)
+        self.handles: list[Any] = []
 
     def start(self, steps: int) -> None:
         """A new video of ``steps`` denoising steps begins."""
@@ -223,8 +225,9 @@ class CfgTruncation:
     def install(self, transformer: Any) -> list[Any]:
         """Register the hooks on ``transformer``; returns their handles (``.remove()`` undoes)."""
         # first among the pre-hooks, so other hooks see the batch the blocks will see
-        return [transformer.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True),
-                transformer.register_forward_hook(self._after)]
+        self.handles = [transformer.register_forward_pre_hook(self._before, with_kwargs=True, prepend=True),
+                        transformer.register_forward_hook(self._after)]
+        return self.handles
 
     def _before(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.calls += 1
