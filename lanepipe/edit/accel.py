@@ -232,9 +232,10 @@ class CfgTruncation:
     def _before(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.calls += 1
         hs = kwargs.get("hidden_states")
-        self._active = self.calls > self.cfg_steps and hs is not None and hs.shape[0] % 2 == 0 and not args
-        if not self._active:
+        if hs is None or args or self.calls <= self.cfg_steps or hs.shape[0] % 2:
+            self._active = False
             return None
+        self._active = True
         half = hs.shape[0] // 2
         out = dict(kwargs)
         for key in self.BATCHED:
