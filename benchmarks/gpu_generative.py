@@ -314,7 +314,7 @@ def part_flux(tiny: bool, rate: float) -> None:
                              "tflop_per_step": round(flops / 1e12, 2), "floor_ms": round(floor * 1e3, 1),
                              "ratio_to_floor": round(step / floor, 2)})
     ref = forward_once(pipe.transformer, grab)
-    variants = [accel.AccelConfig(attention="auto", fuse_qkv=True),
+    variants = [accel.AccelConfig(attention="auto", fuse_qkv=True, compile="none"),
                 accel.AccelConfig(attention="auto", fuse_qkv=True, compile="blocks")]
     applied: set[str] = set()
     for v in variants:
@@ -322,7 +322,7 @@ def part_flux(tiny: bool, rate: float) -> None:
                                         ("compile", v.compile == "blocks")) if on)
         try:
             if v.fuse_qkv and "fuse" not in applied:
-                accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True))
+                accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))
                 applied.add("fuse")
             if v.compile == "blocks" and "compile" not in applied:
                 accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
@@ -499,7 +499,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
     att = "auto"
     for a in (["flash", "cudnn"] if DEV == "cuda" else ["auto"]):
         variant(f"attn_{a}", accel.AccelConfig(attention=a))  # type: ignore[arg-type]
-    accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True))
+    accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))  # compile: its own variant
     variant(f"attn_{att}+fuse_qkv", accel.AccelConfig(attention=att))
     accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
     variant(f"attn_{att}+fuse_qkv+compile", accel.AccelConfig(attention=att), full=True)
@@ -510,7 +510,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
         pipe.transformer = build_cogvideox_transformer(tiny)
         with sdpa_kernels(att):
             ref8 = forward_once(pipe.transformer, grab)
-            accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True))
+            accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True, compile="none"))
             e8 = rel_err(forward_once(pipe.transformer, grab), ref8)
         record("cogvideox", "fp8_rel_err_one_forward", round(e8, 4))
         variant(f"attn_{att}+fuse_qkv+fp8", accel.AccelConfig(attention=att))
@@ -621,8 +621,9 @@ def part_branch(tiny: bool) -> None:
     pipe, build_s, _ = timed(fresh)
     record("branch", "build_s", round(build_s, 1))
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
+    eager = accel.AccelConfig(compile="none")  # as measured before compile became the CUDA default
     base = GenerativeConfig(**extra, video_device=DEV, flux_device=DEV, video_steps=steps, latent_blend=True,
-                            dtype="bfloat16" if DEV == "cuda" else "float32")
+                            dtype="bfloat16" if DEV == "cuda" else "float32", accel=eager, video_accel=eager)
 
     def run(cfg: GenerativeConfig, name: str, painter: GenerativePainter | None = None, index: int = 0) -> Any:
         clock = ClockHook()
