@@ -18,7 +18,7 @@ Parts (``--parts``, comma list):
   (random-init branch) in the same process, then a window with the VideoPainterID LoRA resampling: per-step cost,
   window end to end, peak memory.
 * ``train``    — FLUX Fill transformer + LoRA rank 16 training steps at 512x512 and 720x480, ± gradient checkpointing.
-* ``levers``   — issue 15: CogVideoX-I2V over ``BENCH_LEVER_STEPS`` (50) steps with CFG, uncached vs each step cache
+* ``levers``   — issue 15: CogVideoX-I2V over ``BENCH_LEVER_STEPS`` (20) steps with CFG, uncached vs each step cache
   (FasterCache, PAB, TaylorSeer; ``video_accel.cache``) and CFG truncation (0.5, 0.7): step time, attention runs,
   relative error of the final latents vs the uncached run on the same inputs; plus the profiler's kernel table of
   one denoising step (``--profile-top N`` rows by self CUDA time; ``$OUT/kernels.txt``).
@@ -39,7 +39,9 @@ Device machine (one call per group of parts; see BENCHMARKS.md)::
     python benchmarks/gpu_generative.py --parts matmul,flux,judge,sam2 --out $OUT
     python benchmarks/gpu_generative.py --parts matmul,cogvideox --out $OUT
     python benchmarks/gpu_generative.py --parts branch --out $OUT
-    python benchmarks/gpu_generative.py --parts matmul,levers,compile_cache,sam2,edit --out $OUT   # issue 15
+    python benchmarks/gpu_generative.py --parts matmul,levers --out $OUT          # issue 15 (each < 10 min)
+    python benchmarks/gpu_generative.py --parts compile_cache,sam2 --out $OUT
+    python benchmarks/gpu_generative.py --parts edit --out $OUT
 
 Local wiring check on CPU (tiny models, same code path)::
 
@@ -752,7 +754,7 @@ def part_levers(tiny: bool, profile_top: int) -> None:
     from PIL import Image
 
     w, h, n = _sizes(tiny)
-    steps = int(os.environ.get("BENCH_LEVER_STEPS", "8" if tiny else "50"))
+    steps = int(os.environ.get("BENCH_LEVER_STEPS", "8" if tiny else "20"))
     frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
     image = Image.fromarray(gen_masks.resize_frame(frames[0], w, h))
     pipe = build_cogvideox(tiny)
