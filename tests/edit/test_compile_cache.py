@@ -86,3 +86,30 @@ def test_cache_folder_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
                                                                   "artifacts_loaded": False}
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "run")
     assert torchkit.use_compile_cache("off") == {"dir": None, "artifacts_loaded": False}
+
+
+@pytest.mark.slow  # one CPU inductor compile of the tiny CogVideoX block: ~20-40 s on a 2-core laptop
+def test_painter_compiles_blocks_and_saves_the_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``video_accel.compile=blocks`` through the painter: blocks compiled with the cache folder, the portable
+    artifacts written there after the first window (for workers that start later), recorded in ``accel``."""
+    import numpy as np
+
+    from lanepipe.edit.config import AccelConfig, GenerativeConfig
+    from lanepipe.edit.generative import GenerativePainter
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after: the painter sets it
+    cache = tmp_path / "inductor"
+    painter = GenerativePainter(GenerativeConfig(
+        preset="tiny-random", seed=3, video_accel=AccelConfig(compile="blocks", compile_cache_dir=str(cache))))
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (9, 48, 64, 3), dtype=np.uint8)
+    masks = np.zeros((9, 48, 64), bool)
+    masks[:, 24:] = True
+    video, _ = painter.propagate_window(frames, masks, frames[0], "double yellow solid", 5)
+    assert video.shape == (9, 48, 64, 3) and np.isfinite(video).all()
+    done = painter.accel_applied["video"]
+    assert done["compiled_blocks"] == 1
+    assert done["compile_cache"]["dir"] == str(cache)
+    saved = Path(done["compile_cache"]["artifacts_saved"])
+    assert saved.parent == cache and saved.stat().st_size > 0
+    assert any((cache / "fxgraph").iterdir())  # inductor's FX-graph cache went to the configured folder
