@@ -870,6 +870,9 @@ def part_compile_cache(tiny: bool) -> None:
             res = json.loads(res_path.read_text())["compile_worker"]["result"]
             res["process_wall_s"] = round(wall, 1)
             record("compile_cache", label, res)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_headline(tiny: bool) -> None:
