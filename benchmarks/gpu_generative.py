@@ -18,6 +18,18 @@ Parts (``--parts``, comma list):
   (random-init branch) in the same process, then a window with the VideoPainterID LoRA resampling: per-step cost,
   window end to end, peak memory.
 * ``train``    — FLUX Fill transformer + LoRA rank 16 training steps at 512x512 and 720x480, ± gradient checkpointing.
+* ``levers``   — issue 15: CogVideoX-I2V over ``BENCH_LEVER_STEPS`` (20) steps with CFG, uncached vs each step cache
+  (FasterCache, PAB, TaylorSeer; ``video_accel.cache``) and CFG truncation (0.5, 0.7): step time, attention runs,
+  relative error of the final latents vs the uncached run on the same inputs; plus the profiler's kernel table of
+  one denoising step (``--profile-top N`` rows by self CUDA time; ``$OUT/kernels.txt``).
+* ``compile_cache`` — issue 15: compiled-blocks warm-up in two fresh worker processes sharing one cache folder
+  (cold, then warm), as two sweep actors would.
+
+Every run ends by writing ``headline.json`` (``edit_clip_s``, ``cogvideox_step_s``, ``sam2_150_frames_s``,
+``machine``, ``date``, ``commit``): on CUDA ``benchmarks/results/headline.json`` (keys not measured in this run
+keep their values); with ``--size tiny`` or without a GPU only ``$OUT/headline.json``, marked as a CPU check.
+The ``sam2`` part times float32, bfloat16 and bfloat16 + ``vos_optimized`` (``BENCH_SAM2_VARIANTS``) on 150
+frames at 960x540, each variant's mask disagreement with the float32 masks recorded.
 
 For each transformer the FLOPs of one denoising step are counted with ``torch.utils.flop_counter`` on the step's
 real inputs; floor = FLOPs / measured matmul rate; ratio = measured step time / floor.
@@ -27,10 +39,13 @@ Device machine (one call per group of parts; see BENCHMARKS.md)::
     python benchmarks/gpu_generative.py --parts matmul,flux,judge,sam2 --out $OUT
     python benchmarks/gpu_generative.py --parts matmul,cogvideox --out $OUT
     python benchmarks/gpu_generative.py --parts branch --out $OUT
+    python benchmarks/gpu_generative.py --parts matmul,levers --out $OUT          # issue 15 (each < 10 min)
+    python benchmarks/gpu_generative.py --parts compile_cache,sam2 --out $OUT
+    python benchmarks/gpu_generative.py --parts edit --out $OUT
 
 Local wiring check on CPU (tiny models, same code path)::
 
-    python benchmarks/gpu_generative.py --size tiny --parts flux,judge,sam2,cogvideox,train,branch
+    python benchmarks/gpu_generative.py --size tiny --parts flux,judge,sam2,cogvideox,train,branch,levers,compile_cache
 """
 
 from __future__ import annotations
@@ -301,7 +316,7 @@ def part_flux(tiny: bool, rate: float) -> None:
                              "tflop_per_step": round(flops / 1e12, 2), "floor_ms": round(floor * 1e3, 1),
                              "ratio_to_floor": round(step / floor, 2)})
     ref = forward_once(pipe.transformer, grab)
-    variants = [accel.AccelConfig(attention="auto", fuse_qkv=True),
+    variants = [accel.AccelConfig(attention="auto", fuse_qkv=True, compile="none"),
                 accel.AccelConfig(attention="auto", fuse_qkv=True, compile="blocks")]
     applied: set[str] = set()
     for v in variants:
@@ -309,7 +324,7 @@ def part_flux(tiny: bool, rate: float) -> None:
                                         ("compile", v.compile == "blocks")) if on)
         try:
             if v.fuse_qkv and "fuse" not in applied:
-                accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True))
+                accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))
                 applied.add("fuse")
             if v.compile == "blocks" and "compile" not in applied:
                 accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
@@ -404,17 +419,22 @@ def part_sam2(tiny: bool) -> None:
         torch.save({"model": model.state_dict()}, ckpt)
         free(model)
         seg = None
-        variants = os.environ.get("BENCH_SAM2_VARIANTS", "float32,bfloat16").split(",")
+        variants = os.environ.get("BENCH_SAM2_VARIANTS", "float32,bfloat16,bfloat16+vos").split(",")
+    ref: np.ndarray | None = None
     for dt in variants:
         if not tiny:  # "bfloat16+vos": sam2's torch.compile'd SAM2VideoPredictorVOS
             seg = s2.Sam2Segmenter(Sam2Config(model_cfg="configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint=str(ckpt),
                                               device=DEV, dtype=dt.split("+")[0],  # type: ignore[arg-type]
                                               vos_optimized=dt.endswith("+vos")))
         assert seg is not None
-        seg.segment(make_clip(frames[:8], "warm"))
+        _, warm_s, _ = timed(lambda: seg.segment(make_clip(frames[:8], "warm")))  # noqa: B023 (vos: compiles)
         masks, secs, peak = timed(lambda: seg.segment(make_clip(frames, "sam2")))  # noqa: B023
-        record("sam2", f"segment_{dt}", {"s": round(secs, 2), "frames_per_s": round(len(frames) / secs, 1),
-                                         "peak_gib": peak, "road_fraction": round(float(masks.masks.mean()), 3)})
+        if ref is None:  # the first variant (float32 eager) is the reference of the others
+            ref = masks.masks
+        record("sam2", f"segment_{dt}", {
+            "s": round(secs, 2), "frames_per_s": round(len(frames) / secs, 1), "peak_gib": peak,
+            "warmup_s": round(warm_s, 1), "options": seg.options, "road_fraction": round(float(masks.masks.mean()), 3),
+            "mask_disagreement_vs_first": round(float((masks.masks != ref).mean()), 5)})
         free(seg)
         seg = None
 
@@ -481,7 +501,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
     att = "auto"
     for a in (["flash", "cudnn"] if DEV == "cuda" else ["auto"]):
         variant(f"attn_{a}", accel.AccelConfig(attention=a))  # type: ignore[arg-type]
-    accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True))
+    accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))  # compile: its own variant
     variant(f"attn_{att}+fuse_qkv", accel.AccelConfig(attention=att))
     accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
     variant(f"attn_{att}+fuse_qkv+compile", accel.AccelConfig(attention=att), full=True)
@@ -492,7 +512,7 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
         pipe.transformer = build_cogvideox_transformer(tiny)
         with sdpa_kernels(att):
             ref8 = forward_once(pipe.transformer, grab)
-            accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True))
+            accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True, compile="none"))
             e8 = rel_err(forward_once(pipe.transformer, grab), ref8)
         record("cogvideox", "fp8_rel_err_one_forward", round(e8, 4))
         variant(f"attn_{att}+fuse_qkv+fp8", accel.AccelConfig(attention=att))
@@ -603,8 +623,9 @@ def part_branch(tiny: bool) -> None:
     pipe, build_s, _ = timed(fresh)
     record("branch", "build_s", round(build_s, 1))
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
+    eager = accel.AccelConfig(compile="none")  # as measured before compile became the CUDA default
     base = GenerativeConfig(**extra, video_device=DEV, flux_device=DEV, video_steps=steps, latent_blend=True,
-                            dtype="bfloat16" if DEV == "cuda" else "float32")
+                            dtype="bfloat16" if DEV == "cuda" else "float32", accel=eager, video_accel=eager)
 
     def run(cfg: GenerativeConfig, name: str, painter: GenerativePainter | None = None, index: int = 0) -> Any:
         clock = ClockHook()
@@ -687,12 +708,227 @@ def part_train(tiny: bool) -> None:
     free(tr)
 
 
+# ---------------------------------------------------------------------------------------------- issue 15 levers
+class AttnCount:
+    """Counts the attention processor runs of a CogVideoX transformer (``attn1.to_q`` / ``to_qkv`` calls): an
+    attention or block a cache reuses never reaches them."""
+
+    def __init__(self, transformer: Any) -> None:
+        self.n = 0
+        self.handles = []
+        for block in transformer.transformer_blocks:
+            q = getattr(block.attn1, "to_q", None) or getattr(block.attn1, "to_qkv", None)
+            if q is not None:
+                self.handles.append(q.register_forward_hook(self.hook))
+
+    def hook(self, *_: Any) -> None:
+        self.n += 1
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def kernel_table(fn: Callable[[], Any], top: int) -> list[dict[str, Any]]:
+    """``torch.profiler`` over one call of ``fn``: the ``top`` ops by self CUDA time (CPU time without a GPU),
+    also written as a text table to ``$OUT/kernels.txt``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        sync()
+    key = "self_device_time_total" if DEV == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    if OUT is not None:
+        (OUT / "kernels.txt").write_text(events.table(sort_by=key, row_limit=top))
+    rows = sorted(events, key=lambda e: float(getattr(e, key)), reverse=True)[:top]
+    total = sum(float(getattr(e, key)) for e in events) or 1.0
+    return [{"name": e.key[:80], "calls": int(e.count), "ms": round(float(getattr(e, key)) / 1e3, 2),
+             "share": round(float(getattr(e, key)) / total, 3)} for e in rows]
+
+
+def part_levers(tiny: bool, profile_top: int) -> None:
+    """Issue 15 levers on CogVideoX-I2V, each against the unaccelerated pipeline on the same inputs: step caches
+    (FasterCache, PAB, TaylorSeer with CogVideoX's layer names), CFG truncation, and a kernel table of one step."""
+    from PIL import Image
+
+    w, h, n = _sizes(tiny)
+    steps = int(os.environ.get("BENCH_LEVER_STEPS", "8" if tiny else "20"))
+    frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
+    image = Image.fromarray(gen_masks.resize_frame(frames[0], w, h))
+    pipe = build_cogvideox(tiny)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae.enable_slicing()
+    pipe.vae.enable_tiling()
+    tr = pipe.transformer
+    clock = StepClock()
+    grab = InputGrab(tr)
+
+    def call(k: int) -> Any:
+        clock.start()
+        return pipe(image=image, prompt="road with double yellow solid lane markings", height=h, width=w,
+                    num_frames=n, num_inference_steps=k, guidance_scale=6.0, max_sequence_length=16 if tiny else 226,
+                    generator=torch.Generator("cpu").manual_seed(0), output_type="latent",
+                    callback_on_step_end=clock).frames
+
+    call(1)  # warm-up (and the grabbed inputs of one step)
+    counter = AttnCount(tr)
+    def step_s() -> float:  # mean over the steps after the first (the first mark also holds prompt/VAE encoding)
+        st = clock.steps()
+        return float(np.mean(st[1:] if len(st) > 1 else st))
+
+    ref, _, _ = timed(lambda: call(steps))
+    base_step = step_s()
+    record("levers", "steps", steps)
+    record("levers", "uncached", {"step_s": round(base_step, 4), "attention_runs": counter.n})
+    if profile_top > 0:
+        record("levers", "kernel_table_one_step", kernel_table(lambda: forward_once(tr, grab), profile_top))
+
+    def lever(name: str, setup: Callable[[], Callable[[], None]]) -> None:
+        try:
+            undo = setup()
+            try:
+                counter.n = 0
+                out, _, pk = timed(lambda: call(steps))
+            finally:
+                undo()
+            st = step_s()
+            record("levers", name, {"step_s": round(st, 4), "x_uncached": round(st / base_step, 3),
+                                    "attention_runs": counter.n, "rel_err_vs_uncached": round(rel_err(out, ref), 4),
+                                    "peak_gib": pk})
+        except Exception as e:  # one failing lever is reported, the others still run
+            record("levers", name, f"failed: {type(e).__name__}: {e}")
+            traceback.print_exc()
+
+    def cache(kind: str) -> Callable[[], Callable[[], None]]:
+        def setup() -> Callable[[], None]:
+            accel.apply_cache(tr, kind, lambda: pipe.current_timestep, steps)
+            return tr.disable_cache
+        return setup
+
+    for kind in ("faster", "pab", "taylorseer"):
+        lever(f"cache_{kind}", cache(kind))
+
+    def truncation(fraction: float) -> Callable[[], Callable[[], None]]:
+        def setup() -> Callable[[], None]:
+            trunc = accel.CfgTruncation(fraction)
+            trunc.start(steps)
+            handles = trunc.install(tr)
+            return lambda: [hd.remove() for hd in handles] and None
+        return setup
+
+    for fraction in (0.5, 0.7):
+        lever(f"cfg_truncation_{fraction}", truncation(fraction))
+    counter.remove()
+    free(pipe)
+
+
+#: the compile-cache worker: build the CogVideoX pipeline, compile its blocks with the cache folder, one step
+COMPILE_WORKER = "compile_worker"
+
+
+def part_compile_worker(tiny: bool, cache_dir: str) -> None:
+    from PIL import Image
+    from torch._dynamo.utils import counters
+
+    w, h, n = _sizes(tiny)
+    pipe = build_cogvideox(tiny)
+    pipe.set_progress_bar_config(disable=True)
+    done = accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks", compile_cache_dir=cache_dir))
+    image = Image.fromarray(np.zeros((h, w, 3), np.uint8))
+    _, first, _ = timed(lambda: pipe(image=image, prompt="road", height=h, width=w, num_frames=n,
+                                     num_inference_steps=1, guidance_scale=6.0,
+                                     max_sequence_length=16 if tiny else 226, output_type="latent"))
+    from lanepipe import torchkit
+
+    saved = torchkit.save_compile_artifacts(cache_dir)
+    record("compile_worker", "result", {"first_step_s": round(first, 2), "cache": done["compile_cache"],
+                                        "saved": saved, "inductor": dict(counters["inductor"]),
+                                        "aot": dict(counters["aot_autograd"])})
+
+
+def part_compile_cache(tiny: bool) -> None:
+    """Compiled blocks' warm-up in a fresh worker process: cold (empty cache folder) vs warm (the folder the first
+    worker filled), each a separate ``python`` process as two sweep actors would be."""
+    import subprocess
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="lanepipe-inductor-")
+    for label in ("cold", "warm"):
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, __file__, "--parts", COMPILE_WORKER, "--size", "tiny" if tiny else "full",
+                   "--compile-cache-dir", folder, "--out", out]
+            env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            wall = time.perf_counter() - t
+            res_path = Path(out) / "gpu_generative.json"
+            if proc.returncode != 0 or not res_path.is_file():
+                record("compile_cache", label, f"failed: rc {proc.returncode}: {proc.stderr[-2000:]}")
+                continue
+            res = json.loads(res_path.read_text())["compile_worker"]["result"]
+            res["process_wall_s"] = round(wall, 1)
+            record("compile_cache", label, res)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_headline(tiny: bool) -> None:
+    """``headline.json`` (issue 15 keys): the GPU run rewrites ``benchmarks/results/headline.json`` (keys this run
+    did not measure keep their previous values); a tiny CPU run writes ``$OUT/headline.json`` only, machine
+    marked as a CPU wiring check."""
+    import datetime
+    import subprocess
+
+    def get(*keys: str) -> Any:
+        v: Any = RESULTS
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        return v
+
+    sam2 = [v["s"] for k, v in (RESULTS.get("sam2") or {}).items() if k.startswith("segment_") and
+            isinstance(v, dict)]
+    steps = [v["step_s"] for k, v in {**(RESULTS.get("cogvideox") or {}), **(RESULTS.get("levers") or {})}.items()
+             if isinstance(v, dict) and "step_s" in v and not k.startswith(("cache_", "cfg_truncation"))]
+    measured = {"edit_clip_s": get("edit", "ours_end_to_end", "total_s"),
+                "cogvideox_step_s": min(steps) if steps else None,
+                "sam2_150_frames_s": min(sam2) if sam2 and not tiny else None}
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = os.environ.get("LANEPIPE_COMMIT", "unknown")
+    if tiny or DEV != "cuda":
+        target = OUT / "headline.json" if OUT is not None else None
+        machine = f"cpu wiring check (--size tiny on {DEV}): not a GPU figure"
+        head: dict[str, Any] = {}
+    else:
+        target = here / "results" / "headline.json"
+        machine = torch.cuda.get_device_name()
+        head = json.loads(target.read_text()) if target.is_file() else {}
+    head.update({k: v for k, v in measured.items() if v is not None})
+    for k in measured:
+        head.setdefault(k, None)
+    head.update(machine=machine, date=datetime.date.today().isoformat(), commit=commit)
+    record("headline", "values", head)
+    if target is not None:
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(head, indent=1) + "\n")
+        tmp.replace(target)
+
+
 def main() -> None:
     global OUT  # noqa: PLW0603 - a script-level sink for incremental results
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="matmul,flux,judge,sam2")
     ap.add_argument("--size", choices=["full", "tiny"], default="full")
     ap.add_argument("--out", default=os.environ.get("OUT"))
+    ap.add_argument("--profile-top", type=int, default=25,
+                    help="levers: rows of the profiler's kernel table of one denoising step (0: no profile)")
+    ap.add_argument("--compile-cache-dir", default=None, help=argparse.SUPPRESS)  # compile_worker's folder
     args = ap.parse_args()
     OUT = Path(args.out) if args.out else None
     if OUT is not None:
@@ -722,14 +958,22 @@ def main() -> None:
                 part_train(tiny)
             elif p == "branch":
                 part_branch(tiny)
+            elif p == "levers":
+                part_levers(tiny, args.profile_top)
+            elif p == "compile_cache":
+                part_compile_cache(tiny)
+            elif p == COMPILE_WORKER:
+                part_compile_worker(tiny, args.compile_cache_dir)
             else:
                 sys.exit(f"--parts: unknown part {p!r}; choose from matmul, flux, judge, sam2, cogvideox, edit, "
-                         "train, branch")
+                         "train, branch, levers, compile_cache")
         except Exception as e:
             record(p, "error", f"{type(e).__name__}: {e}")
             traceback.print_exc()
             free()
         record("elapsed", p, round(time.perf_counter() - t0, 1))
+    if COMPILE_WORKER not in parts:
+        write_headline(tiny)
     print(json.dumps(RESULTS, indent=1, default=str))
 
 

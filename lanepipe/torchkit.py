@@ -13,6 +13,9 @@ only :mod:`lanepipe.errors`.
   :func:`count_parameters` counts them.
 - :func:`sdpa_kernels`: a context choosing ``scaled_dot_product_attention`` kernels by name, alone or with
   fallbacks.
+- :func:`use_compile_cache` / :func:`save_compile_artifacts`: one on-disk ``torch.compile`` cache for every worker
+  process (inductor's FX-graph and AOTAutograd caches under ``TORCHINDUCTOR_CACHE_DIR``, plus torch's portable
+  "mega-cache" artifacts file), so a second actor loads compiled kernels instead of compiling them again.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 
 from lanepipe.errors import BackendUnavailableError, ConfigError
 
-__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "build_on", "count_parameters", "cuda_peak_mib", "resolve_device",
-           "resolve_dtype", "sdpa_kernels", "wants_cuda"]
+__all__ = ["ATTENTION_NAMES", "DTYPE_NAMES", "build_on", "compile_cache_dir", "count_parameters", "cuda_peak_mib",
+           "resolve_device", "resolve_dtype", "save_compile_artifacts", "sdpa_kernels", "use_compile_cache",
+           "wants_cuda"]
 
 #: dtype spellings :func:`resolve_dtype` takes besides ``"auto"``, with the ``torch`` attribute each names
 DTYPE_NAMES: dict[str, str] = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
@@ -174,3 +178,78 @@ def cuda_peak_mib() -> float | None:
         return None
     peak = sum(int(torch.cuda.max_memory_allocated(i)) for i in range(torch.cuda.device_count()))
     return round(peak / 2**20, 1)
+
+
+# ---------------------------------------------------------------------------------------------- compile cache
+#: name of torch's portable cache artifacts (``torch.compiler.save_cache_artifacts``) inside the cache folder
+MEGA_CACHE_FILE = "lanepipe-mega-cache.bin"
+_loaded_mega: set[str] = set()
+
+
+def compile_cache_dir(setting: str | None) -> str | None:
+    """The folder a ``compile_cache_dir`` setting names: None → ``$TORCHINDUCTOR_CACHE_DIR`` when set, else
+    ``$XDG_CACHE_HOME/lanepipe/inductor`` (``~/.cache/lanepipe/inductor``); ``"off"`` → None (torch's default)."""
+    import os
+    from pathlib import Path
+
+    if setting == "off":
+        return None
+    if setting:
+        return str(Path(setting).expanduser())
+    env = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "lanepipe" / "inductor")
+
+
+def use_compile_cache(setting: str | None) -> dict[str, Any]:
+    """Point ``torch.compile``'s on-disk caches at :func:`compile_cache_dir` of ``setting`` and hot-load the
+    mega-cache artifacts saved there by an earlier process (once per process and folder).
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` each time it looks a graph up, so this works any time before the
+    first compile; its FX-graph cache is on by default (``torch._inductor.config.fx_graph_cache``). Returns what
+    was done: ``{"dir": ..., "artifacts_loaded": bool}`` (``dir`` None for ``"off"``).
+    """
+    import os
+    from pathlib import Path
+
+    folder = compile_cache_dir(setting)
+    if folder is None:
+        return {"dir": None, "artifacts_loaded": False}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    loaded = False
+    mega = Path(folder) / MEGA_CACHE_FILE
+    if folder not in _loaded_mega and mega.is_file():
+        import torch
+
+        try:
+            loaded = torch.compiler.load_cache_artifacts(mega.read_bytes()) is not None
+        except Exception as exc:  # a file from another torch version: compile afresh, say why
+            import logging
+
+            logging.getLogger(__name__).warning("compile cache %s not loaded (%s): compiling afresh", mega, exc)
+        _loaded_mega.add(folder)
+    return {"dir": folder, "artifacts_loaded": loaded}
+
+
+def save_compile_artifacts(setting: str | None) -> str | None:
+    """Write torch's cache artifacts of everything compiled so far in this process to the cache folder (atomic:
+    temp file + rename); returns the file, or None when caching is off or nothing was compiled."""
+    import os
+    from pathlib import Path
+
+    import torch
+
+    folder = compile_cache_dir(setting)
+    if folder is None:
+        return None
+    saved = torch.compiler.save_cache_artifacts()
+    if saved is None:
+        return None
+    path = Path(folder) / MEGA_CACHE_FILE
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(saved[0])
+    tmp.replace(path)
+    return str(path)

@@ -25,12 +25,25 @@ class AccelConfig(BaseModel):
     attention: Literal["auto", "flash", "cudnn", "efficient", "math"] = Field(
         "auto", description="scaled-dot-product-attention kernel: auto | flash | cudnn | efficient | math")
     fuse_qkv: bool = Field(False, description="fuse the query/key/value projections into one GEMM")
-    compile: Literal["none", "blocks"] = Field("none", description="torch.compile each repeated block ('blocks')")
+    compile: Literal["auto", "none", "blocks"] = Field(
+        "auto", description="torch.compile each repeated block ('blocks'); 'auto': blocks on CUDA, none elsewhere")
     fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
     quant_attention: Literal["none", "int8", "int8-fp8", "fp8"] = Field(
         "none", description="8-bit attention in the CogVideoX transformer's blocks only (lanepipe.edit.qattn, "
         "SageAttention-style): 'int8' Q·K with fp16 P·V, 'int8-fp8' with fp8 P·V, 'fp8' both in fp8 e4m3; a Triton "
         "kernel on CUDA, the PyTorch reference on CPU; 'none': PyTorch's attention")
+
+    compile_cache_dir: str | None = Field(
+        None, description="inductor's on-disk compile cache, shared by every worker process that points at it "
+        "(a later worker loads the compiled blocks instead of compiling them): None = $TORCHINDUCTOR_CACHE_DIR when "
+        "set, else ~/.cache/lanepipe/inductor; 'off' = leave torch's default (a per-user temp folder)")
+    cache: Literal["none", "faster", "pab", "taylorseer"] = Field(
+        "none", description="CogVideoX only (video_accel): reuse attention/block outputs across denoising steps: "
+        "'faster' (FasterCache), 'pab' (pyramid attention broadcast), 'taylorseer' (TaylorSeer, whole blocks); "
+        "changes the pictures: check with benchmarks/quality_check.py")
+    cfg_truncation: float = Field(
+        1.0, gt=0.0, le=1.0, description="CogVideoX only (video_accel): fraction of the denoising steps run with "
+        "classifier-free guidance; later steps drop the unconditional branch (batch 1). 1.0 = CFG on every step")
 
 
 class ProceduralConfig(BaseModel):
@@ -167,6 +180,21 @@ class GenerativeConfig(BaseModel):
                              "edit.generative.branch too (a folder, 'tiny-random' or 'random-init')")
         if self.id_lora is not None and self.video_accel.fuse_qkv:
             raise ValueError("id_lora needs separate key/value projections: turn video_accel.fuse_qkv off")
+        return self
+
+    @model_validator(mode="after")
+    def _video_only_levers(self) -> GenerativeConfig:
+        if self.accel.cache != "none" or self.accel.cfg_truncation != 1.0:
+            raise ValueError(f"edit.generative.accel.cache / cfg_truncation apply to CogVideoX only (FLUX Fill is "
+                             f"guidance-distilled): set them under video_accel; got cache={self.accel.cache!r}, "
+                             f"cfg_truncation={self.accel.cfg_truncation}")
+        va = self.video_accel
+        if va.cfg_truncation < 1.0 and va.cache == "faster":
+            raise ValueError("video_accel.cfg_truncation < 1 and cache='faster' both drop the unconditional batch "
+                             "(FasterCache reuses it); use one of them")
+        if va.cfg_truncation < 1.0 and self.branch is not None:
+            raise ValueError("video_accel.cfg_truncation is not wired for the VideoPainter context branch (its "
+                             "features are computed for the CFG batch of 2); unset branch or cfg_truncation")
         return self
 
     @field_validator("width", "height")

@@ -101,8 +101,12 @@ class Sam2Config(_Strict):
     seed: int = 0
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="compute dtype: 'auto' = bfloat16 autocast on CUDA (as upstream runs it), float32 on CPU")
-    vos_optimized: bool = Field(
-        False,
+    vos_optimized: bool | Literal["auto"] = Field(
+        "auto",
         description="sam2's SAM2VideoPredictorVOS: torch.compile of its modules; the first clip compiles "
-        "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU",
+        "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU; "
+        "'auto': on for CUDA, off elsewhere",
     )
+    compile_cache_dir: str | None = Field(
+        None, description="on-disk torch.compile cache for vos_optimized, shared by worker processes: None = "
+        "$TORCHINDUCTOR_CACHE_DIR when set, else ~/.cache/lanepipe/inductor; 'off' = torch's default")

@@ -358,6 +358,14 @@ class Sam2Segmenter:
         self.device = resolve_device(cfg.device)
         self.model_cfg = model_cfg
         self.checkpoint = checkpoint
+        on_cuda = self.device.startswith("cuda")
+        self.vos_optimized = on_cuda if cfg.vos_optimized == "auto" else bool(cfg.vos_optimized)
+        #: the speed options as resolved on this device (compiled predictor, its compile cache, compute dtype)
+        self.options: dict[str, Any] = {
+            "vos_optimized": self.vos_optimized,
+            "dtype": "bfloat16" if on_cuda and cfg.dtype != "float32" else "float32",
+            "compile_cache": torchkit.use_compile_cache(cfg.compile_cache_dir) if self.vos_optimized else None,
+        }
 
         import torch
 
@@ -376,13 +384,13 @@ class Sam2Segmenter:
         self._predictor = predictor.to(self.device).eval()
         self.image_size: int = int(predictor.image_size)
         log.info(
-            "sam2: %s (%s) at %d px on %s, %s",
-            model_cfg, type(predictor).__name__, self.image_size, self.device,
+            "sam2: %s (%s) at %d px on %s, %s, %s",
+            model_cfg, type(predictor).__name__, self.image_size, self.device, self.options,
             f"weights from {checkpoint}" if checkpoint else f"random weights (seed {cfg.seed})",
         )
 
     def _build(self, model_cfg: str, overrides: list[str], device: str = "cpu") -> Any:
-        return build_predictor(self._api, model_cfg, overrides, device, self.cfg.vos_optimized)
+        return build_predictor(self._api, model_cfg, overrides, device, self.vos_optimized)
 
     @property
     def predictor(self) -> Any:

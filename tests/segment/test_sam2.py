@@ -190,9 +190,21 @@ def test_in_memory_frames_match_upstream_jpeg_folder(tiny: Sam2Segmenter, tmp_pa
     np.testing.assert_array_equal(tiny.segment(clip).masks, upstream)
 
 
-def test_vos_optimized_builds_compiled_predictor() -> None:
-    seg = Sam2Segmenter(TINY.model_copy(update={"vos_optimized": True}))
+def test_vos_optimized_builds_compiled_predictor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after: use_compile_cache sets it
+    seg = Sam2Segmenter(TINY.model_copy(update={"vos_optimized": True, "compile_cache_dir": str(tmp_path)}))
     assert type(seg.predictor).__name__ == "SAM2VideoPredictorVOS"
+    assert seg.options == {"vos_optimized": True, "dtype": "float32",
+                           "compile_cache": {"dir": str(tmp_path), "artifacts_loaded": False}}
+
+
+def test_speed_options_default_to_off_on_cpu(tiny: Sam2Segmenter) -> None:
+    """``vos_optimized='auto'`` compiles on CUDA only; on CPU the eager predictor in float32, no compile cache."""
+    assert TINY.vos_optimized == "auto"
+    assert type(tiny.predictor).__name__ == "SAM2VideoPredictor"
+    assert tiny.options == {"vos_optimized": False, "dtype": "float32", "compile_cache": None}
+    with pytest.raises(ValueError, match="vos_optimized"):
+        Sam2Config(vos_optimized="fast")  # type: ignore[arg-type]
 
 
 def test_leaves_foreign_hydra_state_alone(tmp_path: Path) -> None:

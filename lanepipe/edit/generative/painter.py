@@ -85,6 +85,8 @@ class GenerativePainter:
         self.placement: list[str] = []
         #: what :func:`lanepipe.edit.accel.apply` did to each transformer
         self.accel_applied: dict[str, dict[str, Any]] = {}
+        self._truncation: accel.CfgTruncation | None = None
+        self._compile_saved: set[str] = set()
         self.allocator = configure_allocator(self.cfg)
 
     # ------------------------------------------------------------------------------------------ loading
@@ -206,9 +208,25 @@ class GenerativePainter:
                 self.placement.append(f"{phase} -> {dev}")
             self.resident[phase] = True
         if phase not in self.accel_applied:
-            self.accel_applied[phase] = accel.apply(pipe.transformer,
-                                                    self.cfg.accel if phase == "flux" else self.cfg.video_accel)
+            steps = self.cfg.flux_steps if phase == "flux" else self.cfg.video_steps
+            done = accel.apply(pipe.transformer, self.cfg.accel if phase == "flux" else self.cfg.video_accel,
+                               timestep=lambda: pipe.current_timestep, steps=steps)
+            trunc = done.pop("cfg_truncation", None)
+            if trunc is not None:
+                self._truncation = trunc
+                done["cfg_truncation"] = trunc.fraction
+            self.accel_applied[phase] = done
         return pipe
+
+    def _save_compiled(self, phase: Phase) -> None:
+        """After the first call of ``phase`` with compiled blocks, write torch's compile-cache artifacts next to
+        inductor's cache (:func:`lanepipe.torchkit.save_compile_artifacts`) for workers that start later."""
+        done = self.accel_applied.get(phase, {})
+        if phase in self._compile_saved or "compiled_blocks" not in done:
+            return
+        self._compile_saved.add(phase)
+        setting = (self.cfg.accel if phase == "flux" else self.cfg.video_accel).compile_cache_dir
+        done["compile_cache"]["artifacts_saved"] = torchkit.save_compile_artifacts(setting)
 
     # ------------------------------------------------------------------------------------------ steps
     @staticmethod
@@ -259,6 +277,7 @@ class GenerativePainter:
                 max_sequence_length=cfg.max_sequence_length,
                 generator=torch.Generator(device="cpu").manual_seed(cfg.seed if seed is None else seed),
                 output_type="np")
+        self._save_compiled("flux")
         first = to_u8(res.images[0])
         if cfg.keep_unmasked:
             first = blend(first, frame_w, feather_mask(gen_mask, cfg.mask_feather_px))
@@ -310,11 +329,15 @@ class GenerativePainter:
                 return {"latents": lat}
 
             kwargs.update(callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"])
+        accel.reset_cache(pipe.transformer)
+        if self._truncation is not None:
+            self._truncation.start(cfg.video_steps)
         with torch.inference_mode(), torchkit.sdpa_kernels(cfg.video_accel.attention):
             out = pipe(image=Image.fromarray(condition), prompt=prompt, height=h, width=w, num_frames=n,
                        num_inference_steps=cfg.video_steps, guidance_scale=cfg.video_guidance,
                        max_sequence_length=cfg.video_max_sequence_length,
                        generator=torch.Generator(device="cpu").manual_seed(seed), output_type=output_type, **kwargs)
+        self._save_compiled("video")
         if output_type == "latent":
             return out.frames, ctx
         video = np.asarray(out.frames[0])
