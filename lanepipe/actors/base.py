@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -186,6 +187,7 @@ class StageActor:
         self.stage.setup()
         self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
+        self._stamp_lock = threading.Lock()  # in_flight > 1: calls run in threads
         self.loads = tuple(take_model_loads())  # setup's loads, reported on the first own row
         self.metrics.record_loads(self.loads)
 
@@ -206,6 +208,10 @@ class StageActor:
         return rows
 
     def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        with self._stamp_lock:
+            self._stamp_rows(rows, seconds)
+
+    def _stamp_rows(self, rows: list[dict[str, Any]], seconds: float) -> None:
         new = take_model_loads()  # loads an item caused (a backend that loads lazily, a restarted worker)
         self.metrics.record_loads(new)
         self.loads = (*self.loads, *new)

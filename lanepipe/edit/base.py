@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from lanepipe.edit.config import QAConfig
 from lanepipe.lanes.instructions import LaneSpec
+from lanepipe.monitoring import span
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict, Verifier
 from lanepipe.verify.edit_checks import EditChecker
@@ -139,6 +140,7 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
                if qa.enabled and qa.checks.enabled else None)
     iterations: list[dict[str, Any]] = []
     passed = False
+    verify_kind = "device" if getattr(verifier, "device", None) is not None else "cpu"  # a model judge (Qwen) has one
     stopped: dict[str, Any] | None = None
     for k in range(qa.max_iterations):
         edited = job.attempt()
@@ -147,7 +149,8 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
             break
         n = len(edited)
         t0 = time.perf_counter()
-        v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
+        with span(verify_kind, "verify"):
+            v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
         v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
         record = job.record(v, time.perf_counter() - t0)
         iterations.append({"attempt": k, **record, "checks": [c.to_dict() for c in v.checks]})
