@@ -370,3 +370,28 @@ def release_device() -> None:
     turn = getattr(_SPANS, "turn", None)
     if turn is not None:
         turn.release()
+
+
+def idle_per_item(spans_by_item: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, float]]:
+    """The device's idle time charged to each item of one actor (the spans of each item, e.g. each clip's rows).
+
+    Items are ordered by their first device span; item ``i`` owns the window from its first device span to the
+    next item's (the first item's from the actor's first span, so its decode counts; the last item's to the
+    actor's last span, so its encode counts). ``idle_s`` is the part of the window no device span of any item
+    covers: the device waited on CPU work. Items without device spans are left out."""
+    starts = {k: min(t0 for t0, _ in spans_of(v, "device")) for k, v in spans_by_item.items()
+              if spans_of(v, "device")}
+    if not starts:
+        return {}
+    every = [s for v in spans_by_item.values() for s in v]
+    lo, hi = min(float(s["t0"]) for s in every), max(float(s["t1"]) for s in every)
+    device = _merged(spans_of(every, "device"))
+    order = sorted(starts, key=lambda k: starts[k])
+    out: dict[str, dict[str, float]] = {}
+    for i, k in enumerate(order):
+        a = lo if i == 0 else starts[k]
+        b = starts[order[i + 1]] if i + 1 < len(order) else hi
+        busy = overlap_s(device, [(a, b)])
+        out[k] = {"t0": round(a, 6), "t1": round(b, 6), "window_s": round(b - a, 6), "idle_s": round(b - a - busy, 6),
+                  "idle_fraction": round((b - a - busy) / (b - a), 6) if b > a else 0.0}
+    return out

@@ -136,8 +136,9 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
-    checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
-               if qa.enabled and qa.checks.enabled else None)
+    with span("cpu", "checks"):
+        checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
+                   if qa.enabled and qa.checks.enabled else None)
     iterations: list[dict[str, Any]] = []
     passed = False
     verify_kind = "device" if getattr(verifier, "device", None) is not None else "cpu"  # a model judge (Qwen) has one
@@ -151,7 +152,8 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
         t0 = time.perf_counter()
         with span(verify_kind, "verify"):
             v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
-        v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
+        with span("cpu", "checks"):
+            v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
         record = job.record(v, time.perf_counter() - t0)
         iterations.append({"attempt": k, **record, "checks": [c.to_dict() for c in v.checks]})
         passed = v.passed

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 import traceback
@@ -123,9 +124,11 @@ def qa_generative(painter: Painter, judge: Verifier, clip: Clip, masks: RoadMask
 
 
 def span_columns(spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """Row columns of one item's spans: ``spans`` (JSON list) and the seconds ``device_s``, ``cpu_s`` (unions of
-    the device / CPU spans) and ``device_wait_s`` (waiting for the device turn)."""
-    return {"spans": json.dumps(spans), "device_s": round(union_s(spans_of(spans, "device")), 6),
+    """Row columns of one item's spans: ``spans`` (JSON list), ``worker_pid`` (the actor's process: spans of one
+    actor share a device) and the seconds ``device_s``, ``cpu_s`` (unions of the device / CPU spans) and
+    ``device_wait_s`` (waiting for the device turn)."""
+    return {"spans": json.dumps(spans), "worker_pid": os.getpid(),
+            "device_s": round(union_s(spans_of(spans, "device")), 6),
             "cpu_s": round(union_s(spans_of(spans, "cpu")), 6),
             "device_wait_s": round(union_s(spans_of(spans, "wait")), 6)}
 
