@@ -19,6 +19,7 @@ from lanepipe.monitoring import (
     DeviceTurn,
     collect_spans,
     device_wait_summary,
+    idle_per_item,
     overlap_s,
     release_device,
     span,
@@ -54,6 +55,34 @@ def test_interval_sums() -> None:
                              {"kind": "cpu", "name": "encode", "t0": 2.5, "t1": 4}])
     assert (s["wall_s"], s["device_s"], s["idle_s"], s["overlap_s"]) == pytest.approx((4, 2, 2, 0.5))
     assert s["idle_fraction"] == pytest.approx(0.5)
+
+
+def _spans(*items: tuple[str, str, float, float]) -> list[dict]:
+    return [{"kind": k, "name": n, "t0": a, "t1": b} for k, n, a, b in items]
+
+
+def test_idle_per_item_charges_each_gap_to_the_clip_whose_window_holds_it() -> None:
+    a = _spans(("cpu", "decode", 0, 1), ("device", "flux", 1, 3), ("cpu", "encode", 3, 4))
+    b = _spans(("cpu", "decode", 1, 2), ("device", "flux", 3.5, 6), ("cpu", "encode", 6, 7))
+    out = idle_per_item({"b": b, "a": a, "c": _spans(("cpu", "decode", 7, 8))})  # c: no model call, left out
+    assert set(out) == {"a", "b"}
+    assert (out["a"]["t0"], out["a"]["t1"], out["a"]["idle_s"]) == pytest.approx((0, 3.5, 1.5))
+    assert (out["b"]["t0"], out["b"]["t1"], out["b"]["idle_s"]) == pytest.approx((3.5, 8, 2.0))
+    assert out["b"]["idle_fraction"] == pytest.approx(2.0 / 4.5)
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_pipeline_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_pipeline.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"clip": c, "stage": "edit", "worker_pid": 7, "spans": json.dumps(v)} for c, v in (("a", a), ("b", b))]
+    samples = [{"t": t, "gpu": 0, "util_pct": u} for t, u in ((0.5, 0), (2.0, 100), (5.0, 100), (7.5, 0))]
+    got = bench.gpu_wait_per_clip(rows, samples)
+    assert got["per_clip"]["a"]["gpu_idle_waiting_on_cpu_s"] == 1.5
+    assert got["per_clip"]["a"]["nvml_busy_fraction"] == pytest.approx(0.5)
+    assert got["median_fraction"] == pytest.approx((1.5 / 3.5 + 1.0 / 3.5) / 2, abs=1e-4)  # b ends at 7 here
 
 
 def test_device_turn_serialises_model_calls_and_hands_on_early() -> None:
