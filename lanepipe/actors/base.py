@@ -173,6 +173,7 @@ class StageActor:
     scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
     loads: tuple[dict[str, Any], ...] = ()  # model loads not yet reported on a row of this stage
     visible_gpus: str | None = None  # CUDA_VISIBLE_DEVICES of this Ray actor (None outside Ray)
+    _stamp_lock = threading.Lock()  # resources.in_flight > 1: the actor's calls run in threads
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
@@ -187,7 +188,6 @@ class StageActor:
         self.stage.setup()
         self.setup_s = time.perf_counter() - t
         self.metrics = StageMetrics(spec.name, spec.backend)
-        self._stamp_lock = threading.Lock()  # in_flight > 1: calls run in threads
         self.loads = tuple(take_model_loads())  # setup's loads, reported on the first own row
         self.metrics.record_loads(self.loads)
 
