@@ -90,19 +90,21 @@ def test_device_turn_serialises_model_calls_and_hands_on_early() -> None:
     the second holds the turn; spans go to each thread's own collection."""
     turn = DeviceTurn()
     got: dict[str, list[dict]] = {}
-    released = threading.Event()
+    released, b_done = threading.Event(), threading.Event()
 
     def work(name: str, first: bool) -> None:
         if not first:
-            released.wait(5)
+            assert released.wait(10)
         with collect_spans() as spans, turn.hold():
             with span("device", "model"):
                 time.sleep(0.05)
+            if not first:
+                b_done.set()
             release_device()
             if first:
                 released.set()
-            with span("cpu", "encode"):
-                time.sleep(0.2 if first else 0.0)
+            with span("cpu", "encode"):  # a encodes until b's model call is over
+                assert b_done.wait(10) if first else True
         got[name] = spans
 
     threads = [threading.Thread(target=work, args=(n, n == "a")) for n in ("a", "b")]
