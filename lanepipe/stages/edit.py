@@ -252,6 +252,9 @@ class EditStage:
         the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         qa_cfg = self.cfg.edit.qa
         t0 = time.perf_counter()
+        prepare = getattr(self.painter, "model_inputs", None)  # the generative painter's resized frames and masks
+        if callable(prepare):
+            prepare(clip, masks)  # before the turn: CPU work beside another clip's model calls
         # the device turn: the painter may end it early (after its last model call, before compositing)
         with self._turn.hold(), span("paint", "qa_loop"):
             outcome = run_qa(self.painter, self.verifier, clip, masks, spec, qa_cfg)

@@ -156,8 +156,10 @@ def test_clips_in_flight_overlap_cpu_work_with_model_calls_same_outputs(ray_loca
     spans = {c: json.loads(s) for c, s in two.spans.items()}
     for c, sp in spans.items():  # each clip: decode, model calls, compositing; encode where it got that far
         names = {s["name"] for s in sp}
-        assert {"decode", "flux", "cogvideox", "composite"} <= names, (c, names)
+        assert {"decode", "preprocess", "flux", "cogvideox", "composite"} <= names, (c, names)
         assert two.loc[c].device_s > 0 and two.loc[c].cpu_s > 0
+        paint = min(s["t0"] for s in sp if s["kind"] == "paint")  # the device turn's start
+        assert all(s["t1"] <= paint for s in sp if s["name"] in ("decode", "preprocess")), c  # before the turn
     ok = [c for c in spans if c != "clip2"]
     assert all("encode" in {s["name"] for s in spans[c]} for c in ok)
     devices = {c: spans_of(sp, "device") for c, sp in spans.items()}

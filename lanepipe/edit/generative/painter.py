@@ -6,6 +6,7 @@ See :mod:`lanepipe.edit.generative` for the steps, placement and extension point
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +87,7 @@ class GenerativePainter:
         #: what :func:`lanepipe.edit.accel.apply` did to each transformer
         self.accel_applied: dict[str, dict[str, Any]] = {}
         self.allocator = configure_allocator(self.cfg)
+        self._inputs = threading.local()  # model_inputs of the clip this thread works on
 
     # ------------------------------------------------------------------------------------------ loading
     def setup(self) -> None:
@@ -222,6 +224,21 @@ class GenerativePainter:
             return g
         return blend(g, original, inner_feather(road, cfg.mask_feather_px * original.shape[1] / cfg.width))
 
+    def model_inputs(self, clip: Clip, masks: RoadMasks) -> tuple[U8, Bool]:
+        """The clip's frames ``(T, h, w, 3)`` and dilated road masks ``(T, h, w)`` at model size, computed once per
+        clip and thread until :meth:`propagate` ends (the edit stage calls it before its device turn, so this CPU work
+        runs while another clip's models run; :meth:`first_frame` and :meth:`propagate` reuse it)."""
+        cached = getattr(self._inputs, "value", None)
+        if cached is not None and cached[0] is clip.frames and cached[1] is masks.masks:
+            return cached[2], cached[3]
+        cfg = self.cfg
+        w, h = cfg.width, cfg.height
+        with span("cpu", "preprocess"):
+            frames_w = np.stack([resize_frame(f, w, h) for f in clip.frames])
+            gen_masks = np.stack([dilate_mask(resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
+        self._inputs.value = (clip.frames, masks.masks, frames_w, gen_masks)  # held: the identity check stays valid
+        return frames_w, gen_masks
+
     def first_frame(self, clip: Clip, masks: RoadMasks, prompt: str, seed: int | None = None) -> U8:
         """Repaint the road of the clip's first frame with FLUX.1 Fill.
 
@@ -245,9 +262,8 @@ class GenerativePainter:
         self._check(clip, masks)
         fill = self._activate("flux")
         w, h = cfg.width, cfg.height
-        with span("cpu", "preprocess"):
-            frame_w = resize_frame(clip.frames[0], w, h)
-            gen_mask = dilate_mask(resize_mask(masks.masks[0], w, h), cfg.mask_dilate_px)
+        frames_w, gen_masks = self.model_inputs(clip, masks)
+        frame_w, gen_mask = frames_w[0], gen_masks[0]
         with span("device", "flux"), torch.inference_mode(), torchkit.sdpa_kernels(cfg.accel.attention):
             res = fill(
                 prompt=prompt, image=Image.fromarray(frame_w),
@@ -354,10 +370,8 @@ class GenerativePainter:
         t1 = time.perf_counter()
 
         w, h, n, total = cfg.width, cfg.height, cfg.num_frames, clip.num_frames
-        with span("cpu", "preprocess"):
-            frames_w = np.stack([resize_frame(f, w, h) for f in clip.frames])
-            gen_masks = np.stack([dilate_mask(resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
-            out_w: list[U8] = [resize_frame(first_frame, w, h)]
+        frames_w, gen_masks = self.model_inputs(clip, masks)
+        out_w: list[U8] = [resize_frame(first_frame, w, h)]
         for k, s in enumerate(starts):
             idx = [min(s + j, total - 1) for j in range(n)]
             with span("device", "cogvideox"):
@@ -373,6 +387,7 @@ class GenerativePainter:
                                  if cfg.keep_unmasked else g)
         for hook in self.hooks:
             hook.end_clip()
+        self._inputs.value = None  # the clip's frames are not held past its propagation
         t2 = time.perf_counter()
         release_device()  # the clip's last model call is done: another clip may take the device while this composites
 
