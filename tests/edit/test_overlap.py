@@ -169,6 +169,8 @@ def test_clips_in_flight_overlap_cpu_work_with_model_calls_same_outputs(ray_loca
                 assert overlap_s(devices[a], devices[b]) == 0.0, (a, b)
     hidden = sum(overlap_s(spans_of(spans[a], "cpu"), devices[b]) for a in spans for b in spans if a != b)
     assert hidden > 0  # another clip's CPU work ran during model calls
+    timing = json.loads((tmp_path / "two" / "manifest.json").read_text())["timing"]["spans_s"]["edit"]
+    assert timing["device_s"] == pytest.approx(two.device_s.sum(), abs=0.01) and timing["cpu_s"] > 0
     serial = {c: json.loads(s) for c, s in one.spans.items()}
     assert sum(overlap_s(spans_of(serial[a], "cpu"), spans_of(serial[b], "device"))
                for a in serial for b in serial if a != b) == 0.0  # one clip at a time: nothing hidden
