@@ -6,7 +6,11 @@ Reports per clip and per stage wall (busy) time, the GPU busy fraction while the
 ``utilization.gpu``: the share of each sample period in which a kernel ran), the edit stage's idle gaps (the CPU
 stages making the GPU wait), peak GPU memory per actor (NVML per process, and torch's peak on each actor's rows),
 model loads and their seconds, clips per hour per GPU, and the pipeline's wall time against the sum of its stages'
-compute (Ray's overhead). Writes ``gpu_pipeline.json`` (and ``nvml_samples.csv``) to ``--out``.
+compute (Ray's overhead). Per clip, "GPU idle waiting on CPU" from the spans the edit rows record (issue 15, lever 5:
+:func:`lanepipe.monitoring.idle_per_item`: the part of the clip's window on its edit actor in which no model call
+ran) beside NVML's busy fraction in that window; ``--set edit.resources.in_flight=1`` gives the figure without the
+overlap (the generative edit stage runs two clips in flight by default). Writes ``gpu_pipeline.json`` (and
+``nvml_samples.csv``) to ``--out``.
 
 Device machine, 1 x H200 (wheels the image lacks: ``cluster/gpu/pack_wheels.sh`` here first, then see its
 docstring for the two-call install)::
@@ -28,6 +32,7 @@ import contextlib
 import json
 import os
 import re
+import statistics
 import sys
 import threading
 import time
@@ -140,6 +145,25 @@ def process_stages(pids: Iterable[int]) -> dict[int, str]:
     return out
 
 
+def gpu_wait_per_clip(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per clip of the edit stage: its window on its actor, the seconds and share of it in which no model call ran
+    (the GPU waiting on CPU work, from the rows' spans) and NVML's busy fraction in the window; the median share."""
+    from lanepipe.monitoring import idle_per_item
+
+    by_actor: dict[Any, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.get("stage") == "edit" and r.get("spans") and not r.get("skipped"):
+            by_actor[r.get("worker_pid")][str(r["clip"])].extend(json.loads(r["spans"]))
+    per_clip: dict[str, dict[str, Any]] = {}
+    for by_clip in by_actor.values():
+        for clip, v in idle_per_item(by_clip).items():
+            per_clip[clip] = {"window_s": round(v["window_s"], 3), "gpu_idle_waiting_on_cpu_s": round(v["idle_s"], 3),
+                              "gpu_idle_waiting_on_cpu_fraction": round(v["idle_fraction"], 4),
+                              "nvml_busy_fraction": busy_fraction(samples, [(v["t0"], v["t1"])])}
+    shares = [v["gpu_idle_waiting_on_cpu_fraction"] for v in per_clip.values()]
+    return {"per_clip": per_clip, "median_fraction": round(statistics.median(shares), 4) if shares else None}
+
+
 def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict[str, Any]]],
               manifest: dict[str, Any], samples: Sequence[dict[str, Any]], proc_peak: dict[int, float],
               pid_stage: dict[int, str], gpus: int, wall_s: float) -> dict[str, Any]:
@@ -184,6 +208,7 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
         "overhead_s": round(wall_s - compute, 2), "overhead_fraction": round((wall_s - compute) / wall_s, 4)
         if wall_s else None, "model_loads": manifest.get("model_loads"),
         "random_weights": manifest.get("random_weights"),
+        "gpu_idle_waiting_on_cpu": gpu_wait_per_clip(rows, samples),
     }
 
 

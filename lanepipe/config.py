@@ -51,6 +51,9 @@ class Resources(_Strict):
     min_concurrency: int | None = Field(None, ge=1, description="smallest pool size: the pool grows from it to "
                                         "concurrency and shrinks back when idle (unset: a fixed pool)")
     batch_size: int = Field(1, ge=1, description="clips per actor call")
+    in_flight: int = Field(1, ge=1, le=8, description="clips one actor works on at once: > 1 overlaps one clip's "
+                           "CPU work (decode, compositing, encoding, writing) with another's model calls, which "
+                           "the stage runs one clip at a time (the generative edit stage defaults to 2)")
     custom_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. "
                                                "{alpamayo: 1} to land on the Alpamayo worker group")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of this stage's actors (pip "

@@ -46,7 +46,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -247,3 +247,151 @@ class StageMetrics:
             self._warned = True
             log.warning("lanepipe metrics of stage %s: %s: %s (logged once; the stage goes on)", self.stage,
                         type(e).__name__, e)
+
+
+# ---------------------------------------------------------------------------------------------- device / CPU spans
+#: Span kinds: ``device`` (model calls: denoising, transformer, VAE, the judge's forward), ``cpu`` (decode,
+#: pre-processing, compositing, metrics, encoding, writing) and ``wait`` (a clip waiting for its device turn).
+SPAN_KINDS: tuple[str, ...] = ("device", "cpu", "wait")
+_SPANS = threading.local()
+
+
+@contextlib.contextmanager
+def collect_spans() -> Iterator[list[dict[str, Any]]]:
+    """Collect the :func:`span` records of this thread inside the block into the yielded list (nested blocks
+    collect their own; the outer one resumes afterwards)."""
+    prev = getattr(_SPANS, "sink", None)
+    out: list[dict[str, Any]] = []
+    _SPANS.sink = out
+    try:
+        yield out
+    finally:
+        _SPANS.sink = prev
+
+
+@contextlib.contextmanager
+def span(kind: str, name: str) -> Iterator[None]:
+    """Record ``{"kind", "name", "t0", "t1"}`` (wall-clock seconds, ``time.time``: comparable across the threads of
+    an actor and with NVML samples) for the block, into this thread's :func:`collect_spans` list; a no-op outside
+    one. The span is recorded when the block raises too."""
+    sink = getattr(_SPANS, "sink", None)
+    t0 = time.time()
+    try:
+        yield
+    finally:
+        if sink is not None:
+            sink.append({"kind": kind, "name": name, "t0": round(t0, 6), "t1": round(time.time(), 6)})
+
+
+def _merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted((float(a), float(b)) for a, b in intervals if b > a):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def union_s(intervals: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``(t0, t1)`` intervals."""
+    return sum(b - a for a, b in _merged(intervals))
+
+
+def overlap_s(a: Iterable[tuple[float, float]], b: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by both the union of ``a`` and the union of ``b``."""
+    ma, mb = _merged(a), _merged(b)
+    i = j = 0
+    total = 0.0
+    while i < len(ma) and j < len(mb):
+        lo, hi = max(ma[i][0], mb[j][0]), min(ma[i][1], mb[j][1])
+        total += max(0.0, hi - lo)
+        if ma[i][1] < mb[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total
+
+
+def spans_of(spans: Iterable[Mapping[str, Any]], kind: str) -> list[tuple[float, float]]:
+    """The ``(t0, t1)`` of the spans of one kind."""
+    return [(float(s["t0"]), float(s["t1"])) for s in spans if s.get("kind") == kind]
+
+
+def device_wait_summary(spans: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """How much of a window of work the device spent waiting on the CPU, from spans of one actor (any clips).
+
+    The window runs from the first span's start to the last one's end; ``device_s`` is the union of the device
+    spans, ``cpu_s`` of the CPU spans, ``idle_s = wall_s - device_s`` (the device had nothing to run: the actor was
+    on CPU work, or between items), ``overlap_s`` the CPU seconds that ran while a device span ran (another clip's
+    CPU work hidden behind this one's model calls) and ``idle_fraction = idle_s / wall_s``."""
+    if not spans:
+        return {"wall_s": 0.0, "device_s": 0.0, "cpu_s": 0.0, "idle_s": 0.0, "overlap_s": 0.0, "idle_fraction": 0.0}
+    lo = min(float(s["t0"]) for s in spans)
+    hi = max(float(s["t1"]) for s in spans)
+    dev, cpu = spans_of(spans, "device"), spans_of(spans, "cpu")
+    wall, d = hi - lo, union_s(dev)
+    return {"wall_s": round(wall, 6), "device_s": round(d, 6), "cpu_s": round(union_s(cpu), 6),
+            "idle_s": round(wall - d, 6), "overlap_s": round(overlap_s(cpu, dev), 6),
+            "idle_fraction": round((wall - d) / wall, 6) if wall > 0 else 0.0}
+
+
+class DeviceTurn:
+    """One clip at a time on the device, while other clips of the same actor do their CPU work.
+
+    A stage that works on several items at once in one actor (``resources.in_flight > 1``) holds the turn around
+    its device work (:meth:`hold`); a backend ends it early with :func:`release_device` once its last model call
+    of the item is done (e.g. before compositing), so the next item's model calls start while this one
+    composites and encodes. Time spent waiting for the turn is recorded as a ``wait`` span."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with span("wait", "device_turn"):
+            self._lock.acquire()
+        _SPANS.turn = self
+        try:
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """End this thread's turn (no-op where it holds none)."""
+        if getattr(_SPANS, "turn", None) is self:
+            _SPANS.turn = None
+            self._lock.release()
+
+
+def release_device() -> None:
+    """End the current thread's :class:`DeviceTurn` early: its remaining work for the item is CPU work. A no-op
+    outside a turn (a backend used on its own, one item at a time)."""
+    turn = getattr(_SPANS, "turn", None)
+    if turn is not None:
+        turn.release()
+
+
+def idle_per_item(spans_by_item: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, float]]:
+    """The device's idle time charged to each item of one actor (the spans of each item, e.g. each clip's rows).
+
+    Items are ordered by their first device span; item ``i`` owns the window from its first device span to the
+    next item's (the first item's from the actor's first span, so its decode counts; the last item's to the
+    actor's last span, so its encode counts). ``idle_s`` is the part of the window no device span of any item
+    covers: the device waited on CPU work. Items without device spans are left out."""
+    starts = {k: min(t0 for t0, _ in spans_of(v, "device")) for k, v in spans_by_item.items()
+              if spans_of(v, "device")}
+    if not starts:
+        return {}
+    every = [s for v in spans_by_item.values() for s in v]
+    lo, hi = min(float(s["t0"]) for s in every), max(float(s["t1"]) for s in every)
+    device = _merged(spans_of(every, "device"))
+    order = sorted(starts, key=lambda k: starts[k])
+    out: dict[str, dict[str, float]] = {}
+    for i, k in enumerate(order):
+        a = lo if i == 0 else starts[k]
+        b = starts[order[i + 1]] if i + 1 < len(order) else hi
+        busy = overlap_s(device, [(a, b)])
+        out[k] = {"t0": round(a, 6), "t1": round(b, 6), "window_s": round(b - a, 6), "idle_s": round(b - a - busy, 6),
+                  "idle_fraction": round((b - a - busy) / (b - a), 6) if b > a else 0.0}
+    return out

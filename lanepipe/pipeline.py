@@ -293,8 +293,13 @@ def _totals(cfg: RunConfig, n: int) -> dict[str, int]:
 def _timing(cfg: RunConfig, rows: list[dict[str, Any]], wall_s: float, ray_start_s: float) -> dict[str, Any]:
     """Where the run's wall time went: Ray start-up, each stage's worker set-up and busy time (its ``process``
     calls, summed over workers: parallel workers can add up to more than the wall time), decoding (part of the
-    segment stage's busy time) and the rest (planning, queueing between stages, results and report writing)."""
+    segment stage's busy time) and the rest (planning, queueing between stages, results and report writing).
+    ``spans_s``: per stage whose rows record spans (edit), the sums of their ``device_s`` (model calls), ``cpu_s``
+    and ``device_wait_s`` (clips in flight waiting for the device turn)."""
     busy = {n: sum(float(r.get(BUSY_KEY) or 0) for r in rows if r["stage"] == n) for n in cfg.stages}
+    spans = {n: {k: round(sum(float(r.get(k) or 0) for r in rows if r["stage"] == n and not r.get("skipped")), 3)
+                 for k in ("device_s", "cpu_s", "device_wait_s")}
+             for n in cfg.stages if any(r["stage"] == n and r.get("device_s") is not None for r in rows)}
     setup = {n: sum(float(r.get(SETUP_KEY) or 0) for r in rows if r["stage"] == n) for n in cfg.stages}
     accounted = ray_start_s + sum(busy.values()) + sum(setup.values())
     return {"wall_s": round(wall_s, 3), "ray_start_s": round(ray_start_s, 3),
@@ -302,7 +307,7 @@ def _timing(cfg: RunConfig, rows: list[dict[str, Any]], wall_s: float, ray_start
             "busy_s": {n: round(v, 3) for n, v in busy.items()},
             "decode_s": round(sum(float(r.get("decode_s") or 0) for r in rows if r["stage"] == "segment"), 3),
             "other_s": round(max(0.0, wall_s - accounted), 3),
-            "parallel_overlap_s": round(max(0.0, accounted - wall_s), 3)}
+            "parallel_overlap_s": round(max(0.0, accounted - wall_s), 3), "spans_s": spans}
 
 
 @dataclass

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -172,6 +173,7 @@ class StageActor:
     scratch: str = ""  # the run's scratch folder for writers' temp files (class default: an actor built bare)
     loads: tuple[dict[str, Any], ...] = ()  # model loads not yet reported on a row of this stage
     visible_gpus: str | None = None  # CUDA_VISIBLE_DEVICES of this Ray actor (None outside Ray)
+    _stamp_lock = threading.Lock()  # resources.in_flight > 1: the actor's calls run in threads
 
     def __init__(self, spec: StageSpec, run_id: str = "", events: Any = None) -> None:
         self.stage_name = spec.name
@@ -206,6 +208,10 @@ class StageActor:
         return rows
 
     def _stamp(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        with self._stamp_lock:
+            self._stamp_rows(rows, seconds)
+
+    def _stamp_rows(self, rows: list[dict[str, Any]], seconds: float) -> None:
         new = take_model_loads()  # loads an item caused (a backend that loads lazily, a restarted worker)
         self.metrics.record_loads(new)
         self.loads = (*self.loads, *new)

@@ -4,9 +4,9 @@
 Fault tolerance (knobs checked in ray/data/_internal/execution/operators/actor_pool_map_operator.py,
 ray/data/context.py, ray/data/_internal/execution/streaming_executor_state.py of Ray 2.60): an actor whose process
 dies is restarted (Ray Data's default ``max_restarts=-1`` for actor pools) and the task it was running is retried
-on it, up to :data:`~lanepipe.actors.base.MAX_TASK_RETRIES` times; one task in flight per actor, so a crash takes
-down only the item being processed. An item whose actor keeps dying is dropped from the stream (not the whole
-sweep) and reported by the runner's ``lost`` callback.
+on it, up to :data:`~lanepipe.actors.base.MAX_TASK_RETRIES` times; one task in flight per actor (``resources.in_flight``
+where a stage overlaps clips), so a crash takes down only the items being processed. An item whose actor keeps
+dying is dropped from the stream (not the whole sweep) and reported by the runner's ``lost`` callback.
 """
 
 from __future__ import annotations
@@ -156,10 +156,20 @@ def item_stream(items: list[Row]) -> Any:
 
 def pool_strategy(res: Resources) -> Any:
     """``ActorPoolStrategy`` for ``res``: ``min_concurrency``..``concurrency`` actors (a fixed pool when no
-    minimum is set), one task in flight per actor."""
+    minimum is set), ``res.in_flight`` tasks in flight per actor (default one).
+
+    With ``in_flight > 1`` that many calls run at once in each actor, in threads (Ray 2.60's
+    ``max_concurrent_calls_per_actor`` with ``enable_true_multi_threading``, ray/data/_internal/compute.py): the
+    stage itself runs its model calls one clip at a time (:class:`lanepipe.monitoring.DeviceTurn`) while the other
+    clips decode, composite and encode. A crash of such an actor retries each of its in-flight clips."""
     import ray.data
 
     lo = res.concurrency if res.min_concurrency is None else res.min_concurrency
+    if res.in_flight > 1:
+        return ray.data.ActorPoolStrategy(min_size=lo, max_size=res.concurrency,
+                                          max_tasks_in_flight_per_actor=res.in_flight,
+                                          max_concurrent_calls_per_actor=res.in_flight,
+                                          enable_true_multi_threading=True)
     return ray.data.ActorPoolStrategy(min_size=lo, max_size=res.concurrency, max_tasks_in_flight_per_actor=1)
 
 

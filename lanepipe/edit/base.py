@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from lanepipe.edit.config import QAConfig
 from lanepipe.lanes.instructions import LaneSpec
+from lanepipe.monitoring import span
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict, Verifier
 from lanepipe.verify.edit_checks import EditChecker
@@ -163,10 +164,12 @@ def run_attempts(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMa
     """
     qa = qa or QAConfig()
     job = painter.prepare(clip, masks, spec, qa)
-    checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
-               if qa.enabled and qa.checks.enabled else None)
+    with span("cpu", "checks"):
+        checker = (EditChecker(clip.frames, masks.masks, spec, qa.checks, hood_top=masks.hood_top)
+                   if qa.enabled and qa.checks.enabled else None)
     iterations: list[dict[str, Any]] = []
     passed = False
+    verify_kind = "device" if getattr(verifier, "device", None) is not None else "cpu"  # a model judge (Qwen) has one
     stopped: dict[str, Any] | None = None
     for k in range(qa.max_iterations):
         edited = job.attempt()
@@ -175,8 +178,10 @@ def run_attempts(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMa
             break
         n = len(edited)
         t0 = time.perf_counter()
-        v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
-        v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
+        with span(verify_kind, "verify"):
+            v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
+        with span("cpu", "checks"):
+            v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
         record = job.record(v, time.perf_counter() - t0)
         iterations.append({"attempt": k, **record, "checks": [c.to_dict() for c in v.checks]})
         passed = v.passed

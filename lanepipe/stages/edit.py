@@ -16,12 +16,32 @@ loop drives any pair (:func:`lanepipe.edit.base.run_qa`):
 * ``flux_cogvideox``: FLUX first frame → verify → revised caption (``qwen_vl``) and next seed → repeat until PASS
   or ``edit.qa.max_iterations``, then propagate the last first frame once (``lane_detector`` inspects the single
   generated frame with its road mask).
+
+CPU work off the device's critical path (issue 15, lever 5). Design: **several clips in flight in one edit actor,
+one at a time on the device.** The runner gives the actor ``resources.in_flight`` clips at once (2 by default for
+``flux_cogvideox``; Ray 2.60 runs that many calls of a stateful actor in threads: ``max_concurrent_calls_per_actor``
+with ``enable_true_multi_threading``, :func:`lanepipe.actors.runner.pool_strategy`). Each clip decodes, loads its
+masks and computes its optical flow outside the device turn (:class:`lanepipe.monitoring.DeviceTurn`); it holds
+the turn for its QA loop (FLUX, judge, CogVideoX with the VAE), and the painter hands the turn on as soon as its
+last model call is done (:func:`lanepipe.monitoring.release_device`), so the clip-size compositing, the image
+metrics, the encode and the writes run while the next clip denoises. Chosen over moving decode and encode into
+CPU actor pools because the frames would then cross the object store twice per clip (a 49-frame 1080p clip is
+~300 MB as uint8) and the atomic-write / resume rules would be split over two stages; here each clip's outputs are
+still written by the call that made them (temp + rename, ``meta.json`` last), a failing encode fails that clip's
+row only, and a call returns only when its writes are done, so nothing is pending when the actor stops. Models
+stay resident once per actor (the threads share them; the turn keeps their calls apart).
+
+Each row records its clip's work as spans (:func:`lanepipe.monitoring.span`): ``spans`` (JSON: ``kind``
+device / cpu / wait / paint, ``name``, wall-clock ``t0``, ``t1``; the first instruction's row also carries the
+clip's decode) and the sums ``device_s``, ``cpu_s``, ``device_wait_s`` (seconds waiting for the turn).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -51,13 +71,14 @@ from lanepipe.io.layout import RunLayout
 from lanepipe.io.video import encode
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import edit_metrics, original_flows
+from lanepipe.monitoring import DeviceTurn, collect_spans, span, spans_of, union_s
 from lanepipe.segment.base import Segmenter
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import LaneInspector, LaneReport, Verifier
 from lanepipe.verify.config import QwenJudgeConfig
 
 __all__ = ["EditStage", "NullEdit", "QAOutcome", "judge_config", "lanes_to_json", "load_masks", "next_prompt",
-           "null_edit_specs", "qa_edit", "qa_generative"]
+           "null_edit_specs", "qa_edit", "qa_generative", "span_columns"]
 
 
 def load_masks(url: str, clip: Clip) -> RoadMasks:
@@ -101,6 +122,16 @@ def qa_generative(painter: Painter, judge: Verifier, clip: Clip, masks: RoadMask
     (:class:`lanepipe.edit.generative.GenerativeJob` driven by :func:`lanepipe.edit.base.run_qa`)."""
     return run_qa(painter, judge, clip, masks, spec,
                   QAConfig(max_iterations=max_iterations, enabled=enabled, vary_seed=vary_seed))
+
+
+def span_columns(spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Row columns of one item's spans: ``spans`` (JSON list), ``worker_pid`` (the actor's process: spans of one
+    actor share a device) and the seconds ``device_s``, ``cpu_s`` (unions of the device / CPU spans) and
+    ``device_wait_s`` (waiting for the device turn)."""
+    return {"spans": json.dumps(spans), "worker_pid": os.getpid(),
+            "device_s": round(union_s(spans_of(spans, "device")), 6),
+            "cpu_s": round(union_s(spans_of(spans, "cpu")), 6),
+            "device_wait_s": round(union_s(spans_of(spans, "wait")), 6)}
 
 
 def judge_config(cfg: RunConfig) -> QwenJudgeConfig:
@@ -168,6 +199,8 @@ class EditStage:
         self._ready = False
         self._segmenter: Segmenter | None = None
         self._rig_cache: dict[tuple[str, str], tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]] = {}
+        self._turn = DeviceTurn()  # clips in flight in this actor take turns on the device
+        self._setup_lock = threading.Lock()
 
     def resources(self) -> Resources:
         """The painter's default resources (:mod:`lanepipe.registry`) under ``edit.resources``; a GPU judge
@@ -177,16 +210,19 @@ class EditStage:
         merged = painter if painter.num_gpus >= judge.num_gpus else judge
         require_gpus(full_size_gpu_models(self.cfg), self.cfg.edit.resources)
         res: Resources = merged.under(self.cfg.edit.resources, cluster_has_gpus())
+        if self.cfg.edit.backend == "flux_cogvideox" and "in_flight" not in self.cfg.edit.resources.model_fields_set:
+            res = res.model_copy(update={"in_flight": 2})  # decode/encode of one clip beside another's denoising
         return res
 
     def setup(self) -> None:
         """Build the painter and the verifier through the registry (models load here, once per worker)."""
-        if self._ready:
-            return
-        # the painter first: the generative one sets the CUDA allocator before a judge on CUDA starts CUDA
-        self.painter: Painter = registry.create_from("painter", self.cfg.edit)
-        self.verifier: Verifier = registry.create_from("verifier", self.cfg.verify)
-        self._ready = True
+        with self._setup_lock:
+            if self._ready:
+                return
+            # the painter first: the generative one sets the CUDA allocator before a judge on CUDA starts CUDA
+            self.painter: Painter = registry.create_from("painter", self.cfg.edit)
+            self.verifier: Verifier = registry.create_from("verifier", self.cfg.verify)
+            self._ready = True
 
     def _load_clip(self, seg: SegmentResult) -> Clip:
         """Decode the clip; attach the calibration and speed its context supplies (sample, PhysicalAI-AV)."""
@@ -217,7 +253,12 @@ class EditStage:
         The image metrics (PSNR/SSIM in and out of the mask, warping errors; ``flows``: the original's, shared by
         the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         t0 = time.perf_counter()
-        outcome = run_qa(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
+        prepare = getattr(self.painter, "model_inputs", None)  # the generative painter's resized frames and masks
+        if callable(prepare):
+            prepare(clip, masks)  # before the turn: CPU work beside another clip's model calls
+        # the device turn: the painter may end it early (after its last model call, before compositing)
+        with self._turn.hold(), span("paint", "qa_loop"):
+            outcome = run_qa(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
         self.write_outcome(clip, masks, spec, row, outcome, time.perf_counter() - t0, flows)
 
     def write_outcome(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any], outcome: QAOutcome,
@@ -228,13 +269,15 @@ class EditStage:
         qa_cfg = self.cfg.edit.qa
         result, iterations = outcome.result, outcome.iterations
         if result.frames.shape == clip.frames.shape:
-            row.update(edit_metrics(clip.frames, result.frames, masks.masks, flows))
+            with span("cpu", "metrics"):
+                row.update(edit_metrics(clip.frames, result.frames, masks.masks, flows))
         d = self.store.edit_paths(clip.name, spec.slug)
-        encode(result.frames, d.video, clip.fps)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(result.frames[0], cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise RuntimeError(f"PNG encoding of the first frame of {clip.name} failed")
-        storage.write_bytes_atomic(d.first_frame, png.tobytes())
+        with span("cpu", "encode"):
+            encode(result.frames, d.video, clip.fps)
+            ok, png = cv2.imencode(".png", cv2.cvtColor(result.frames[0], cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise RuntimeError(f"PNG encoding of the first frame of {clip.name} failed")
+            storage.write_bytes_atomic(d.first_frame, png.tobytes())
         final = iterations[-1]["verdict"]
         qa = {"instruction": spec.to_text(), "caption": spec.caption(), "backend": self.cfg.edit.backend,
               "verifier": self.cfg.verify.backend, "max_iterations": qa_cfg.max_iterations, "final_verdict": final,
@@ -247,7 +290,8 @@ class EditStage:
                    num_frames=clip.num_frames, fps=clip.fps, width=clip.width, height=clip.height,
                    geometry=json.dumps(result.diagnostics, default=str))
         if self.cfg.edit.cameras not in ("front", ["front"]):
-            row.update(self.edit_rig(clip, masks.masks, result, spec))
+            with span("cpu", "rig"):
+                row.update(self.edit_rig(clip, masks.masks, result, spec))
         storage.write_text_atomic(d.meta, json.dumps(row, indent=2, default=str))
 
     # ------------------------------------------------------------------------------------------ rig
@@ -366,22 +410,27 @@ class EditStage:
         rows, todo = self.plan(seg)
         if not todo:
             return [EditResult.from_row(r) for r in rows]
-        try:
-            clip, masks = self.load_inputs(seg)
-        except Exception as e:
-            msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
-            for _, row in todo:
-                row.update(status="failed", error=msg, error_type=type(e).__name__)
-            return [EditResult.from_row(r) for r in rows]
-        flows = original_flows(clip.frames) if clip.num_frames > 1 else None
-        for spec, row in todo:
+        with collect_spans() as clip_spans:
             try:
-                self.edit_one(clip, masks, spec, row, flows)
-            except LanepipeError as e:
-                row.update(status="failed", error=str(e), error_type=type(e).__name__)
-            except Exception as e:  # one bad instruction never stops the others
-                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                           error_type=type(e).__name__)
+                with span("cpu", "decode"):
+                    clip, masks = self.load_inputs(seg)
+            except Exception as e:
+                msg = str(e) if isinstance(e, LanepipeError) else f"{type(e).__name__}: {e}"
+                for _, row in todo:
+                    row.update(status="failed", error=msg, error_type=type(e).__name__)
+                return [EditResult.from_row(r) for r in rows]
+            with span("cpu", "flows"):
+                flows = original_flows(clip.frames) if clip.num_frames > 1 else None
+        for k, (spec, row) in enumerate(todo):
+            with collect_spans() as spans:
+                try:
+                    self.edit_one(clip, masks, spec, row, flows)
+                except LanepipeError as e:
+                    row.update(status="failed", error=str(e), error_type=type(e).__name__)
+                except Exception as e:  # one bad instruction never stops the others
+                    row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                               error_type=type(e).__name__)
+            row.update(span_columns([*clip_spans, *spans] if k == 0 else spans))
         return [EditResult.from_row(r) for r in rows]
 
     def load_inputs(self, seg: SegmentResult) -> tuple[Clip, RoadMasks]:

@@ -82,7 +82,9 @@ def split_actors(cfg: RunConfig) -> tuple[int, int]:
 
 
 def _pool(res: Resources, actors: int) -> Resources:
-    out: Resources = res.model_copy(update={"concurrency": actors, "min_concurrency": None})
+    """``res`` for a pool of ``actors``, one clip in flight per actor: the split stages do not take the whole
+    stage's device turn (:class:`~lanepipe.monitoring.DeviceTurn`), so two clips in one actor would share its GPU."""
+    out: Resources = res.model_copy(update={"concurrency": actors, "min_concurrency": None, "in_flight": 1})
     return out
 
 

@@ -6,6 +6,7 @@ See :mod:`lanepipe.edit.generative` for the steps, placement and extension point
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from lanepipe.edit.generative.tiny import tiny_fill_pipeline, tiny_video_pipelin
 from lanepipe.edit.procedural import PaintedLine, PaintParams, PaintResult
 from lanepipe.errors import BackendUnavailableError, InputError
 from lanepipe.lanes.instructions import LaneSpec
-from lanepipe.monitoring import model_load
+from lanepipe.monitoring import model_load, release_device, span
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict
 from lanepipe.verify.qwen_vl import caption_core
@@ -88,6 +89,7 @@ class GenerativePainter:
         self._truncation: accel.CfgTruncation | None = None
         self._compile_saved: set[str] = set()
         self.allocator = configure_allocator(self.cfg)
+        self._inputs = threading.local()  # model_inputs of the clip this thread works on
 
     # ------------------------------------------------------------------------------------------ loading
     def setup(self, phases: Sequence[Phase] = ("flux", "video")) -> None:
@@ -244,6 +246,21 @@ class GenerativePainter:
             return g
         return blend(g, original, inner_feather(road, cfg.mask_feather_px * original.shape[1] / cfg.width))
 
+    def model_inputs(self, clip: Clip, masks: RoadMasks) -> tuple[U8, Bool]:
+        """The clip's frames ``(T, h, w, 3)`` and dilated road masks ``(T, h, w)`` at model size, computed once per
+        clip and thread until :meth:`propagate` ends (the edit stage calls it before its device turn, so this CPU work
+        runs while another clip's models run; :meth:`first_frame` and :meth:`propagate` reuse it)."""
+        cached = getattr(self._inputs, "value", None)
+        if cached is not None and cached[0] is clip.frames and cached[1] is masks.masks:
+            return cached[2], cached[3]
+        cfg = self.cfg
+        w, h = cfg.width, cfg.height
+        with span("cpu", "preprocess"):
+            frames_w = np.stack([resize_frame(f, w, h) for f in clip.frames])
+            gen_masks = np.stack([dilate_mask(resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
+        self._inputs.value = (clip.frames, masks.masks, frames_w, gen_masks)  # held: the identity check stays valid
+        return frames_w, gen_masks
+
     def first_frame(self, clip: Clip, masks: RoadMasks, prompt: str, seed: int | None = None) -> U8:
         """Repaint the road of the clip's first frame with FLUX.1 Fill.
 
@@ -267,9 +284,9 @@ class GenerativePainter:
         self._check(clip, masks)
         fill = self._activate("flux")
         w, h = cfg.width, cfg.height
-        frame_w = resize_frame(clip.frames[0], w, h)
-        gen_mask = dilate_mask(resize_mask(masks.masks[0], w, h), cfg.mask_dilate_px)
-        with torch.inference_mode(), torchkit.sdpa_kernels(cfg.accel.attention):
+        frames_w, gen_masks = self.model_inputs(clip, masks)
+        frame_w, gen_mask = frames_w[0], gen_masks[0]
+        with span("device", "flux"), torch.inference_mode(), torchkit.sdpa_kernels(cfg.accel.attention):
             res = fill(
                 prompt=prompt, image=Image.fromarray(frame_w),
                 mask_image=Image.fromarray(gen_mask.astype(np.uint8) * 255, mode="L"), height=h, width=w,
@@ -278,10 +295,11 @@ class GenerativePainter:
                 generator=torch.Generator(device="cpu").manual_seed(cfg.seed if seed is None else seed),
                 output_type="np")
         self._save_compiled("flux")
-        first = to_u8(res.images[0])
-        if cfg.keep_unmasked:
-            first = blend(first, frame_w, feather_mask(gen_mask, cfg.mask_feather_px))
-        return self._to_clip(first, clip.frames[0], masks.masks[0])
+        with span("cpu", "composite"):
+            first = to_u8(res.images[0])
+            if cfg.keep_unmasked:
+                first = blend(first, frame_w, feather_mask(gen_mask, cfg.mask_feather_px))
+            return self._to_clip(first, clip.frames[0], masks.masks[0])
 
     def propagate_window(self, frames: U8, masks: Bool, condition: U8, prompt: str, seed: int, *, index: int = 0,
                          start: int = 0, output_type: Literal["np", "latent"] = "np") -> tuple[Any, WindowContext]:
@@ -379,28 +397,32 @@ class GenerativePainter:
         t1 = time.perf_counter()
 
         w, h, n, total = cfg.width, cfg.height, cfg.num_frames, clip.num_frames
-        frames_w = np.stack([resize_frame(f, w, h) for f in clip.frames])
-        gen_masks = np.stack([dilate_mask(resize_mask(m, w, h), cfg.mask_dilate_px) for m in masks.masks])
+        frames_w, gen_masks = self.model_inputs(clip, masks)
         out_w: list[U8] = [resize_frame(first_frame, w, h)]
         for k, s in enumerate(starts):
             idx = [min(s + j, total - 1) for j in range(n)]
-            video, _ = self.propagate_window(frames_w[idx], gen_masks[idx], out_w[s], prompt, base + 1 + k,
-                                             index=k, start=s)
-            for j in range(1, n):
-                t = s + j
-                if t >= total:
-                    break
-                g = to_u8(video[j])
-                out_w.append(blend(g, frames_w[t], feather_mask(gen_masks[t], cfg.mask_feather_px))
-                             if cfg.keep_unmasked else g)
+            with span("device", "cogvideox"):
+                video, _ = self.propagate_window(frames_w[idx], gen_masks[idx], out_w[s], prompt, base + 1 + k,
+                                                 index=k, start=s)
+            with span("cpu", "composite"):  # the next window's condition is this one's blended last frame
+                for j in range(1, n):
+                    t = s + j
+                    if t >= total:
+                        break
+                    g = to_u8(video[j])
+                    out_w.append(blend(g, frames_w[t], feather_mask(gen_masks[t], cfg.mask_feather_px))
+                                 if cfg.keep_unmasked else g)
         for hook in self.hooks:
             hook.end_clip()
+        self._inputs.value = None  # the clip's frames are not held past its propagation
         t2 = time.perf_counter()
+        release_device()  # the clip's last model call is done: another clip may take the device while this composites
 
-        out = np.empty_like(clip.frames)
-        out[0] = first_frame
-        for t in range(1, total):
-            out[t] = self._to_clip(out_w[t], clip.frames[t], masks.masks[t])
+        with span("cpu", "composite"):
+            out = np.empty_like(clip.frames)
+            out[0] = first_frame
+            for t in range(1, total):
+                out[t] = self._to_clip(out_w[t], clip.frames[t], masks.masks[t])
         t3 = time.perf_counter()
         lanes: list[list[PaintedLine]] = [[] for _ in range(total)]
         diag: dict[str, Any] = {
