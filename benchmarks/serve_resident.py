@@ -1,10 +1,11 @@
-"""Serve with resident models: latency of the first request (the model deployment loads its models) against the
-second (must load nothing), through the real Ray Serve app on loopback.
+"""Serve with resident models: latency of the first request (each stage's model deployment loads its models)
+against the second (must load nothing), through the real Ray Serve app on loopback (ingress + ``lanepipe-segment``,
+``lanepipe-edit``, ``lanepipe-evaluate``).
 
 Starts a private local Ray (every CPU and GPU of the machine), the app on a free 127.0.0.1 port, renders the
 sample clip and submits it twice, one after the other, polling each to done. Prints per request: HTTP submit →
-done seconds, the job's ``model_loads`` and the run's status; then ``/v1/metrics`` (loads per stage of the model
-deployment) and the machine and date.
+done seconds, the job's ``model_loads`` and the run's status; then, per model deployment, the loads and load seconds
+and the Ray resources its replica got (``/v1/metrics``), and the machine and date.
 
 Sizes: ``tiny`` (CPU: tiny-random SAM2 + FLUX/CogVideoX painter + Qwen2.5-VL judge, 4 frames 160x96, segment
 → edit) and ``full`` (GPU: random-init SAM2.1 hiera-large, FLUX.1 Fill + CogVideoX-5B-I2V, Qwen2.5-VL-7B, 16
@@ -87,7 +88,10 @@ def main() -> int:
         for name, r in zip(("first", "second"), results, strict=True):
             print(f"{name} request: {r['seconds']} s, model_loads {r['model_loads']}, {r['status']}"
                   + (f" ({r['error']})" if r["error"] else ""))
-        print("model deployment:", json.dumps(metrics))
+        for name, m in metrics.items():
+            if name != "lanepipe-models":
+                print(f"{name}: model_loads {json.dumps(m['model_loads'])}, load_s {json.dumps(m['model_load_s'])}, "
+                      f"items {m['calls']}, resources {json.dumps(m['resources'])}")
         print("machine:", machine(), "| date:", time.strftime("%Y-%m-%d"))
         ok = all(r["status"] == "done" for r in results) and results[1]["model_loads"] == 0
         return 0 if ok else 1

@@ -398,8 +398,11 @@ def serve_cmd(
         "default: none, uploads only)")] = None,
     input_root: Annotated[list[str] | None, typer.Option("--input-root", hidden=True,
                                                          help="deprecated: same as --allow-url-prefix")] = None,
-    min_replicas: Annotated[int, typer.Option(help="fewest replicas of the model deployment (models resident)")] = 1,
-    max_replicas: Annotated[int, typer.Option(help="most replicas of the model deployment (autoscaling)")] = 1,
+    min_replicas: Annotated[int, typer.Option(help="fewest replicas of each model deployment (models resident)")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="most replicas of each model deployment (autoscaling)")] = 1,
+    replicas: Annotated[list[str] | None, typer.Option(
+        "--replicas", help="STAGE=MIN:MAX (or STAGE=N): bounds of one model deployment (segment, edit, evaluate), "
+        "overriding --min-replicas/--max-replicas for it (repeatable)")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -417,13 +420,18 @@ def serve_cmd(
     from lanepipe import pipeline
     from lanepipe.errors import ConfigError
     from lanepipe.serve.app import ServeSettings, start, stop
+    from lanepipe.serve.settings import parse_replicas
 
     cfg = _build_config(config, set_, address=address)
+    try:
+        per_stage = dict(parse_replicas(r) for r in replicas or [])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     try:
         settings = ServeSettings(output=output, token=token or None, max_queue=max_queue, workers=workers,
                                  max_upload_bytes=int(max_upload_mb * 2**20), predictors=cfg.evaluate.predictors,
                                  allow_url_prefixes=[*(allow_url_prefix or []), *(input_root or [])],
-                                 min_replicas=min_replicas, max_replicas=max_replicas,
+                                 min_replicas=min_replicas, max_replicas=max_replicas, stage_replicas=per_stage,
                                  # only what was set: backend default resources (GPUs) still apply in the replicas
                                  base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"},
                                                             exclude_unset=True))

@@ -369,12 +369,14 @@ class RunConfig(_Strict):
         if not (isinstance(edit, dict) and edit.get("preset") in RANDOM_PRESETS):
             return data
         verify = data.get("verify") if data.get("verify") is not None else {}
-        if isinstance(verify, VerifyConfig):
+        model = isinstance(verify, VerifyConfig)  # also every assignment to a built config (validate_assignment)
+        if model:
             verify = verify.model_dump(exclude_unset=True)
         if not isinstance(verify, dict):
             return data  # pydantic reports the bad section
-        return {**data, "verify": {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl",
-                                                                            edit["preset"])}}
+        judge = {**verify, "qwen_vl": tiny_preset_section(verify.get("qwen_vl"), "verify.qwen_vl", edit["preset"])}
+        # a model stays a model: an assignment keeps the section as the validator returns it
+        return {**data, "verify": VerifyConfig.model_validate(judge) if model else judge}
 
     @field_validator("run_id")
     @classmethod

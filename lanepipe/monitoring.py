@@ -87,6 +87,13 @@ def take_model_loads() -> list[dict[str, Any]]:
     return out
 
 
+def record_model_loads(loads: Iterable[Mapping[str, Any]]) -> None:
+    """Count loads that happened in another process (a Serve model replica) as this process's, so the runner here
+    reports them on its rows (``[{"model", "seconds"}, ...]`` as :func:`take_model_loads` gave them there)."""
+    with _LOADS_LOCK:
+        _LOADS.extend({"model": str(x["model"]), "seconds": float(x["seconds"])} for x in loads)
+
+
 def loads_columns(loads: list[dict[str, Any]]) -> dict[str, Any]:
     """The results-row columns of some model loads: ``model_loads`` (count), ``model_load_s`` (seconds) and
     ``models_loaded`` (the models' names, comma-separated, in load order)."""

@@ -27,16 +27,18 @@ API (JSON unless said; every ``/v1`` route needs ``Authorization: Bearer <token>
     path that leaves the folder are refused with 403.
 ``GET /v1/health`` → ``{"status": "ok", "queued", "running", "max_queue"}`` (no token needed).
 ``GET /v1/metrics`` → the queue counts and ``models``: per model deployment, ``model_loads`` and
-    ``model_load_s`` per stage of the replica that answered, its ``resident`` stages and ``jobs`` run.
+    ``model_load_s`` per stage of the replica that answered, its ``resident`` stages, ``calls`` (items processed)
+    and Ray ``resources``; ``lanepipe-models``: the loads of all of them and the ``jobs`` run on them.
 ``GET /`` → the web page (``/?job=<id>`` shows an existing job).
 
 A job is a run: its id is the run id (``<UTC timestamp>-<config hash>-<random>``) and its folder
 ``<output>/<id>/`` holds the upload (``input/``), the run's outputs and ``serve_job.json`` (the job record,
 read back after a restart; a job a restart cut short reads ``failed`` with ``interrupted: true``). Jobs run the
-real pipeline (``pipeline.run(cfg, executor="sequential")``) on the model deployment
-(:mod:`lanepipe.serve.models`), whose replicas keep the stages' models resident: a job's status carries the
-``model_loads`` it caused (0 once a replica has loaded them). Requests choose only the instructions, stages and
-predictors — everything else comes from the server's base config.
+real pipeline (``pipeline.run(cfg, executor="sequential")``) from the ingress's job threads, each model stage on
+its own deployment (:mod:`lanepipe.serve.models`: ``lanepipe-segment`` → ``lanepipe-edit`` →
+``lanepipe-evaluate``, then ``render`` here), whose replicas keep that stage's models resident: a job's status
+carries the ``model_loads`` it caused (0 once the replicas have loaded them). Requests choose only the
+instructions, stages and predictors — everything else comes from the server's base config.
 
 Modules: :mod:`~lanepipe.serve.settings` (settings, error answers), :mod:`~lanepipe.serve.ingress` (request
 checks and uploads), :mod:`~lanepipe.serve.jobs` (job state and queue); this one holds the FastAPI routes, the
@@ -61,7 +63,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
 from lanepipe.config import STAGES, RunConfig, load_config
-from lanepipe.engine.stage import config_json
 from lanepipe.errors import InputError, LanepipeError
 from lanepipe.io import storage
 from lanepipe.io.video import decode, probe
@@ -102,17 +103,23 @@ def _page() -> str:
 class EditService:
     """The HTTP face of :class:`JobQueue` (one replica: jobs live in its memory and run folders)."""
 
-    def __init__(self, settings: dict[str, Any], models: Any = None) -> None:
+    def __init__(self, settings: dict[str, Any], models: dict[str, Any] | None = None) -> None:
         self.settings = ServeSettings.model_validate(settings)
-        self.models = models  # a DeploymentHandle of ModelService, or None (jobs load their models themselves)
-        self.jobs = JobQueue(self.settings, runner=self._on_models if models is not None else None)
+        # per model stage, a DeploymentHandle of its deployment; None: jobs load their models themselves
+        self.models = models
+        self.jobs = JobQueue(self.settings, runner=self._on_models if models else None)
+        self.model_jobs = 0
         self.page = _page()
         logger.info("lanepipe serve: output %s, max_queue %d, workers %d, token %s", self.settings.output,
                     self.settings.max_queue, self.settings.workers, "set" if self.settings.token else "none")
 
     def _on_models(self, cfg: RunConfig) -> Any:
-        """Run a job on the model deployment (called from a job thread: the blocking ``result`` is fine)."""
-        out = self.models.run.remote(config_json(cfg)).result()
+        """Run a job with its model stages on their deployments (called from a job thread: blocking is fine)."""
+        from lanepipe.serve.models import run_job
+
+        assert self.models is not None
+        out = run_job(cfg, self.models)
+        self.model_jobs += 1
         return SimpleNamespace(rows=out["rows"])
 
     def _auth(self, request: Request) -> None:
@@ -147,11 +154,22 @@ class EditService:
 
     @api.get("/v1/metrics")
     async def metrics(self, request: Request) -> dict[str, Any]:
-        """Queue counts and, per model deployment, the model loads and load seconds per stage of the replica
-        that answered (``models``: null when jobs run without the model deployment)."""
+        """Queue counts and ``models``: per model deployment (``lanepipe-segment``, ``lanepipe-edit``,
+        ``lanepipe-evaluate``) the model loads and load seconds per stage of the replica that answered, its
+        resident stages, items processed and Ray resources; ``lanepipe-models`` sums the loads over them, with
+        the jobs run on them (``models``: null when jobs run without the model deployments)."""
         self._auth(request)
-        models = await self.models.stats.remote() if self.models is not None else None
-        return {**self.jobs.counts(), "models": {"lanepipe-models": models} if models is not None else None}
+        if not self.models:
+            return {**self.jobs.counts(), "models": None}
+        from lanepipe.serve.models import deployment_name
+
+        per = {deployment_name(stage): await h.stats.remote() for stage, h in self.models.items()}
+        total: dict[str, Any] = {"model_loads": {}, "model_load_s": {}, "resident": [], "jobs": self.model_jobs}
+        for m in per.values():
+            total["model_loads"].update(m["model_loads"])
+            total["model_load_s"].update(m["model_load_s"])
+            total["resident"] = sorted({*total["resident"], *m["resident"]})
+        return {**self.jobs.counts(), "models": {"lanepipe-models": total, **per}}
 
     @api.post("/v1/edits", status_code=202)
     async def submit(self, request: Request) -> JSONResponse:
@@ -323,29 +341,28 @@ class EditService:
 
 
 def build_app(settings: ServeSettings) -> Any:
-    """The Serve application (``serve.run(build_app(settings))``): one ingress replica (job state, HTTP) composed
-    with the model deployment (:class:`~lanepipe.serve.models.ModelService`: models resident, GPUs from the
-    backends' default resources when the cluster has GPUs, autoscaled between ``min_replicas`` and
-    ``max_replicas``) unless ``resident_models`` is off."""
-    from lanepipe.serve.models import ModelService, model_resources
+    """The Serve application (``serve.run(build_app(settings))``): one ingress replica (HTTP, job state, the
+    jobs' runner) composed through DeploymentHandles with one model deployment per model stage
+    (:class:`~lanepipe.serve.models.StageModels`: ``lanepipe-segment``, ``lanepipe-edit``, ``lanepipe-evaluate``;
+    models resident, each with its stage's Ray resources and autoscaling bounds:
+    :func:`~lanepipe.serve.models.stage_options`) unless ``resident_models`` is off."""
+    from lanepipe.serve.models import ModelDeployment, stage_options
 
     deployment: Any = EditService  # a serve.Deployment at run time
     options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
     env = storage.storage_env()
     if env:  # the replica is a Ray worker: it sees the Ray node's environment, not this process's storage settings
         options["runtime_env"] = {"env_vars": env}
-    models: Any = None
+    models: dict[str, Any] | None = None
     if settings.resident_models:
-        base = copy.deepcopy(settings.base_config)
-        base["output"] = settings.output
-        for key in ("from_run", "run_id"):
-            base.pop(key, None)
-        model_options = {**options, **model_resources(load_config(None, [], base=base))}
-        models_deployment: Any = ModelService
-        models = models_deployment.options(
-            ray_actor_options=model_options, max_ongoing_requests=max(1, settings.workers),
-            autoscaling_config={"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
-                                "target_ongoing_requests": settings.target_ongoing_requests}).bind()
+        models = {}
+        for stage, opts in stage_options(settings).items():
+            actor = dict(opts["ray_actor_options"])
+            if env:  # the stage's own runtime_env (pip pins, py_executable) keeps its keys; storage env added
+                renv = dict(actor.get("runtime_env") or {})
+                renv["env_vars"] = {**env, **(renv.get("env_vars") or {})}
+                actor["runtime_env"] = renv
+            models[stage] = ModelDeployment.options(**{**opts, "ray_actor_options": actor}).bind(stage)
     return deployment.options(ray_actor_options=options).bind(settings.model_dump(mode="json"), models)
 
 

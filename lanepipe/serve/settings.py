@@ -7,10 +7,44 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TOKEN_COOKIE = "lanepipe_token"
 ECHO_MAX = 200  # characters of a request's own input an error answer repeats
+
+
+#: Stages with a model deployment (:data:`lanepipe.serve.models.MODEL_STAGES`).
+REPLICA_STAGES: tuple[str, ...] = ("segment", "edit", "evaluate")
+
+
+class ReplicaBounds(BaseModel):
+    """Autoscaling bounds of one model deployment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_replicas: int = Field(1, ge=0, le=1000)
+    max_replicas: int = Field(1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _order(self) -> "ReplicaBounds":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        return self
+
+
+def parse_replicas(text: str) -> tuple[str, ReplicaBounds]:
+    """``STAGE=MIN:MAX`` (or ``STAGE=N``: a fixed count) as given to ``lanepipe serve --replicas``.
+
+    Raises:
+        ValueError: naming the text, the expected form and the stages that have a deployment.
+    """
+    stage, sep, bounds = text.partition("=")
+    stage = stage.strip()
+    lo, _, hi = bounds.partition(":")
+    if not sep or stage not in REPLICA_STAGES or not lo.strip().isdigit() or not (hi or lo).strip().isdigit():
+        raise ValueError(f"--replicas {text!r}: expected STAGE=MIN:MAX or STAGE=N with STAGE among "
+                         f"{', '.join(REPLICA_STAGES)}, e.g. edit=1:4")
+    return stage, ReplicaBounds(min_replicas=int(lo), max_replicas=int(hi or lo))
 
 
 class ServeSettings(BaseModel):
@@ -37,13 +71,40 @@ class ServeSettings(BaseModel):
     url_read_timeout_s: float = Field(3.0, gt=0, le=120, description="read timeout of a remote `url` check")
     url_attempts: int = Field(2, ge=1, le=5, description="attempts of a remote `url` check (retry budget)")
     max_instruction_chars: int = Field(200, ge=16, le=10_000, description="longest accepted instruction")
-    replica_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved by the replica")
-    resident_models: bool = Field(True, description="run jobs on the model deployment, models loaded once per "
-                                  "replica (False: in the ingress's threads, models loaded per job)")
-    min_replicas: int = Field(1, ge=0, le=1000, description="fewest model replicas (autoscaling lower bound)")
-    max_replicas: int = Field(1, ge=1, le=1000, description="most model replicas (autoscaling upper bound)")
+    replica_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved by the ingress replica; when set, by "
+                                "every model replica too (unset: each model stage's own resources)")
+    resident_models: bool = Field(True, description="run the model stages on their deployments, models loaded "
+                                  "once per replica (False: in the ingress's threads, models loaded per job)")
+    min_replicas: int = Field(1, ge=0, le=1000, description="fewest replicas of each model deployment "
+                              "(autoscaling lower bound)")
+    max_replicas: int = Field(1, ge=1, le=1000, description="most replicas of each model deployment "
+                              "(autoscaling upper bound)")
+    stage_replicas: dict[str, ReplicaBounds] = Field(
+        default_factory=dict, description="per model stage (segment, edit, evaluate): bounds that override "
+        "min_replicas/max_replicas for its deployment")
     target_ongoing_requests: float = Field(1.0, gt=0, description="jobs per model replica the autoscaler aims at")
     default_retry_after_s: int = Field(30, ge=1, description="Retry-After before any job has finished")
+
+    @field_validator("stage_replicas")
+    @classmethod
+    def _stages(cls, v: dict[str, ReplicaBounds]) -> dict[str, ReplicaBounds]:
+        bad = sorted(set(v) - set(REPLICA_STAGES))
+        if bad:
+            raise ValueError(f"stage_replicas: expected stages among {', '.join(REPLICA_STAGES)}, found {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ServeSettings":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        return self
+
+    def replicas(self, stage: str) -> dict[str, int]:
+        """``{"min_replicas", "max_replicas"}`` of ``stage``'s deployment: its override, else the global bounds."""
+        b = self.stage_replicas.get(stage)
+        if b is not None:
+            return {"min_replicas": b.min_replicas, "max_replicas": b.max_replicas}
+        return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas}
 
     @field_validator("output")
     @classmethod

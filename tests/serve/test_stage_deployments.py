@@ -1,0 +1,151 @@
+"""One Serve deployment per model stage (issue 14, item 5), through real Ray Serve on local Ray with tiny-random
+models on CPU: the ingress composes ``lanepipe-segment`` (tiny-random SAM2) → ``lanepipe-edit`` (tiny-random FLUX
+Fill + CogVideoX painter, QA loop) → ``lanepipe-evaluate`` (lane_keep) → render; two jobs load each stage's models
+once; each deployment runs with its stage's Ray resources; killing the edit replica between jobs loses nothing.
+The resource rule matches batch runs: a GPU backend reserves its GPU share only on a cluster with GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"input": {"max_frames": 4},
+        "segment": {"backend": "sam2", "sam2": {"preset": "tiny-random"}, "overlay": False},
+        "edit": {"backend": "flux_cogvideox", "preset": "tiny-random", "qa": {"max_iterations": 1}}}
+#: The session's local Ray has one logical GPU: SAM2's default 0.5 and the painter set to 0.5 share it.
+LIVE = {**TINY, "edit": {**TINY["edit"], "resources": {"num_gpus": 0.5}}}
+APP = "stages"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _submit(base: str, clip: Path) -> str:
+    with clip.open("rb") as f:
+        r = requests.post(base + "v1/edits", files={"clip": (clip.name, f, "video/mp4")},
+                          data={"instructions": ["double yellow solid"], "stages": "all"}, timeout=30)
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def _wait(base: str, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = requests.get(f"{base}v1/edits/{job_id}", timeout=10).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not finished after {timeout} s")
+
+
+def _models(base: str) -> dict[str, Any]:
+    r = requests.get(base + "v1/metrics", timeout=60)
+    assert r.status_code == 200, r.text
+    return dict(r.json()["models"])
+
+
+def test_stage_options_follow_the_backends_and_the_cluster(ray_local) -> None:
+    """Per stage: the backend's default GPU share on a cluster with GPUs, none on a GPU-less one (a fresh Ray in
+    a subprocess), an explicit ``resources.num_gpus`` either way; autoscaling bounds global with stage overrides."""
+    from lanepipe.serve.models import stage_options
+    from lanepipe.serve.settings import ReplicaBounds, ServeSettings, parse_replicas
+
+    settings = ServeSettings(output="runs", base_config=TINY, min_replicas=1, max_replicas=2,
+                             stage_replicas={"edit": ReplicaBounds(min_replicas=0, max_replicas=3)})
+    gpu = stage_options(settings)  # the session's Ray has a (logical) GPU
+    assert {n: o["ray_actor_options"]["num_gpus"] for n, o in gpu.items()} == {
+        "segment": 0.5, "edit": 1.0, "evaluate": 0.0}
+    assert {n: o["name"] for n, o in gpu.items()} == {
+        "segment": "lanepipe-segment", "edit": "lanepipe-edit", "evaluate": "lanepipe-evaluate"}
+    assert gpu["segment"]["ray_actor_options"]["num_cpus"] == 1.0  # replica_cpus unset: the stage's own CPUs
+    assert gpu["segment"]["autoscaling_config"]["max_replicas"] == 2
+    assert (gpu["edit"]["autoscaling_config"]["min_replicas"], gpu["edit"]["autoscaling_config"]["max_replicas"]) == (
+        0, 3)
+    assert parse_replicas("edit=2:5") == ("edit", ReplicaBounds(min_replicas=2, max_replicas=5))
+    assert parse_replicas("segment=3") == ("segment", ReplicaBounds(min_replicas=3, max_replicas=3))
+    for bad in ("render=1:2", "edit", "edit=a:b"):
+        with pytest.raises(ValueError, match="STAGE=MIN:MAX"):
+            parse_replicas(bad)
+    with pytest.raises(ValueError, match="min_replicas"):
+        ServeSettings(min_replicas=3, max_replicas=2)
+
+    code = ("import json, ray\n"
+            "ray.init(address='local', num_cpus=1, num_gpus=0, include_dashboard=False, logging_level='ERROR')\n"
+            "from lanepipe.serve.models import stage_options\n"
+            "from lanepipe.serve.settings import ServeSettings\n"
+            f"for cfg in ({TINY!r}, {LIVE!r}):\n"
+            "    o = stage_options(ServeSettings(output='runs', base_config=cfg))\n"
+            "    print(json.dumps({n: v['ray_actor_options']['num_gpus'] for n, v in o.items()}))\n"
+            "ray.shutdown()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    defaults, explicit = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert defaults == {"segment": 0.0, "edit": 0.0, "evaluate": 0.0}  # GPU backends fall back to CPU
+    assert explicit == {"segment": 0.0, "edit": 0.5, "evaluate": 0.0}  # the config's own share is kept
+
+
+def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing(ray_local, tmp_path: Path) -> None:
+    import ray
+    from ray import serve
+
+    from lanepipe.sample import write_sample
+    from lanepipe.serve.app import ServeSettings, start
+
+    clip = write_sample(tmp_path / "clip", num_frames=4, width=160, height=96)
+    settings = ServeSettings(output=str(tmp_path / "runs"), replica_cpus=0, base_config=LIVE)
+    port = _port()
+    base = start(settings, port=port, name=APP, route_prefix="/", ready_timeout_s=300)
+    try:
+        deployments = serve.status().applications[APP].deployments
+        assert set(deployments) == {"lanepipe", "lanepipe-segment", "lanepipe-edit", "lanepipe-evaluate"}
+        assert {d.status for d in deployments.values()} == {"HEALTHY"}
+
+        first = _wait(base, _submit(base, clip))
+        second = _wait(base, _submit(base, clip))
+        assert first["status"] == second["status"] == "done", (first["error"], second["error"])
+        assert first["links"]["comparison"] and first["edits"][0]["predictions"][0]["status"] == "ok"
+        models = _models(base)
+        seg, edit, ev = (models[f"lanepipe-{s}"] for s in ("segment", "edit", "evaluate"))
+        # each replica was scheduled with its stage's resources: SAM2's default share, the painter's configured one
+        assert seg["resources"].get("GPU") == 0.5 and edit["resources"].get("GPU") == 0.5
+        assert not ev["resources"].get("GPU")
+        # one load per model per deployment for both jobs: SAM2 once; the painter's FLUX + CogVideoX once
+        assert seg["model_loads"] == {"segment": 1}
+        assert edit["model_loads"]["edit"] >= 2 and ev["model_loads"] == {}
+        assert first["model_loads"] == 1 + edit["model_loads"]["edit"] and second["model_loads"] == 0
+        assert min(seg["calls"], edit["calls"], ev["calls"]) >= 2  # each job's items went through each deployment
+        assert models["lanepipe-models"]["jobs"] == 2
+        manifest = json.loads((tmp_path / "runs" / first["id"] / "manifest.json").read_text())
+        assert manifest["model_loads"]["segment"] == 1 and manifest["model_loads"]["render"] == 0
+
+        # kill the edit replica; the next job's edit call reaches it dead, is sent again and lands on its successor
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["name"].startswith(f"SERVE_REPLICA::{APP}#lanepipe-edit#")]
+        assert len(names) == 1, names
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+        third = _wait(base, _submit(base, clip))
+        assert third["status"] == "done", third["error"]
+        assert third["model_loads"] == edit["model_loads"]["edit"]  # the new edit replica loads once; SAM2 stays
+        again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
+        assert again["status"] == "done" and again["model_loads"] == first["model_loads"]
+        assert requests.get(f"http://127.0.0.1:{port}{again['links']['edited']}", timeout=10).status_code == 200
+    finally:
+        serve.shutdown()
