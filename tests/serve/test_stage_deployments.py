@@ -95,7 +95,8 @@ def test_stage_options_follow_the_backends_and_the_cluster(ray_local) -> None:
             "ray.shutdown()\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, check=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180,
+                         check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     defaults, explicit = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
     assert defaults == {"segment": 0.0, "edit": 0.0, "evaluate": 0.0}  # GPU backends fall back to CPU
