@@ -368,9 +368,9 @@ class RunConfig(_Strict):
             edit = {"preset": edit.preset}
         if not (isinstance(edit, dict) and edit.get("preset") in RANDOM_PRESETS):
             return data
-        verify = data.get("verify") if data.get("verify") is not None else {}
+        verify: Any = data.get("verify") if data.get("verify") is not None else {}
         model = isinstance(verify, VerifyConfig)  # also every assignment to a built config (validate_assignment)
-        if model:
+        if isinstance(verify, VerifyConfig):
             verify = verify.model_dump(exclude_unset=True)
         if not isinstance(verify, dict):
             return data  # pydantic reports the bad section

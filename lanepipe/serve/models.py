@@ -162,10 +162,10 @@ class StageModels:
             load_s = {self.stage: round(self.load_s, 3)} if self.loads else {}
             calls = self.calls
         return {"model_loads": loads, "model_load_s": load_s, "resident": self.stages.resident(), "calls": calls,
-                "resources": ray.get_runtime_context().get_assigned_resources()}
+                "resources": ray.get_runtime_context().get_assigned_resources()}  # type: ignore[no-untyped-call]
 
 
-ModelDeployment = serve.deployment(StageModels, name="lanepipe-models", max_ongoing_requests=4)
+ModelDeployment: Any = serve.deployment(StageModels, name="lanepipe-models", max_ongoing_requests=4)
 
 
 def _dead_replica_errors() -> tuple[type[BaseException], ...]:
