@@ -29,6 +29,26 @@ class AccelConfig(BaseModel):
     fp8_linear: bool = Field(False, description="fp8 e4m3 GEMMs with row-wise scales in the blocks (Hopper/Ada)")
 
 
+class ParallelConfig(BaseModel):
+    """One clip across several processes (``edit.generative.parallel``; :mod:`lanepipe.edit.generative.parallel`):
+    ``cfg`` x ``ulysses`` ranks, one Ray actor each, run CogVideoX propagation together (default 1 x 1: off)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cfg: Literal[1, 2] = Field(1, description="2: the conditional and unconditional CFG branches on two rank groups")
+    ulysses: int = Field(1, ge=1, le=64, description="ranks per CFG branch splitting CogVideoX's sequence "
+                         "(Ulysses attention; must divide the transformer's attention heads, 48 for CogVideoX-5B)")
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="torch.distributed backend: 'auto' = nccl on CUDA, gloo on CPU")
+    worker_cpus: float = Field(1.0, ge=0.0, le=64.0, description="CPUs each rank's Ray actor reserves")
+    timeout_s: float = Field(600.0, gt=0.0, description="torch.distributed timeout of one collective (seconds)")
+
+    @property
+    def world(self) -> int:
+        """Ranks in the group (``cfg * ulysses``); 1 = no group."""
+        return self.cfg * self.ulysses
+
+
 class ProceduralConfig(BaseModel):
     """Settings of the procedural painter (lengths in metres on the ground unless named ``_px``)."""
 
@@ -133,6 +153,9 @@ class GenerativeConfig(BaseModel):
     expandable_segments: bool = Field(
         True, description="set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before CUDA starts (when a "
         "pipeline runs on CUDA and the variable is not already set)")
+    parallel: ParallelConfig = Field(
+        default_factory=ParallelConfig, description="one clip's CogVideoX propagation across cfg x ulysses ranks "
+        "(GPUs, or CPU processes with gloo); default 1 x 1: in the painter's own process")
 
     @model_validator(mode="before")
     @classmethod
@@ -163,6 +186,17 @@ class GenerativeConfig(BaseModel):
                              "edit.generative.branch too (a folder, 'tiny-random' or 'random-init')")
         if self.id_lora is not None and self.video_accel.fuse_qkv:
             raise ValueError("id_lora needs separate key/value projections: turn video_accel.fuse_qkv off")
+        return self
+
+    @model_validator(mode="after")
+    def _parallel_fits(self) -> GenerativeConfig:
+        par = self.parallel
+        if par.cfg == 2 and self.video_guidance <= 1.0:
+            raise ValueError(f"edit.generative.parallel.cfg=2 splits the classifier-free guidance batch, which "
+                             f"CogVideoX only runs with video_guidance > 1; got video_guidance={self.video_guidance}")
+        if par.ulysses > 1 and self.branch is not None:
+            raise ValueError("edit.generative.parallel.ulysses > 1 splits the token sequence, which the VideoPainter "
+                             "branch's per-token features do not support yet: set parallel.ulysses=1 or branch=None")
         return self
 
     @field_validator("width", "height")
