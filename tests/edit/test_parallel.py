@@ -154,3 +154,15 @@ def test_group_equals_one_process(ray_local, sample, reference, degrees) -> None
     finally:
         if painter.group is not None:
             painter.group.close()
+
+
+@pytest.mark.ray
+def test_group_bad_degree_names_the_setting(ray_local, sample, reference) -> None:
+    """ulysses=3 over the tiny model's 2 heads: every rank refuses at setup, the group closes, the caller gets the
+    rank's ConfigError (not a hang in a collective)."""
+    clip, masks = sample
+    first = reference[0]
+    painter = GenerativePainter(GenerativeConfig(**TINY, parallel={"ulysses": 3, "worker_cpus": 0.5}))
+    with pytest.raises(ConfigError, match=r"edit\.generative\.parallel\.ulysses=3 must divide .* 2 attention heads"):
+        painter.propagate(clip, masks, first, SPEC.caption())
+    assert painter.group is not None and painter.group.closed

@@ -24,7 +24,7 @@ from typing import Any
 from lanepipe.edit.config import GenerativeConfig
 from lanepipe.edit.generative import parallel
 from lanepipe.edit.procedural import PaintResult
-from lanepipe.errors import BackendUnavailableError, ConfigError
+from lanepipe.errors import BackendUnavailableError, ConfigError, LanepipeError
 from lanepipe.lanes.instructions import LaneSpec
 from lanepipe.types import Clip, RoadMasks
 
@@ -154,7 +154,7 @@ class ParallelGroup:
             self.meshes: list[dict[str, Any]] = ray.get([a.join.remote(host, port) for a in self.ranks],
                                                         timeout=par.timeout_s)
         except (ray.exceptions.RayError, TimeoutError) as exc:
-            self.close()
+            self.close(graceful=False)
             raise BackendUnavailableError(f"edit.generative.parallel: the {par.world} ranks could not form a "
                                           f"process group: {exc}") from exc
 
@@ -166,14 +166,31 @@ class ParallelGroup:
             return False
         return dev.startswith("cuda") or cluster_gpus >= cfg.parallel.world
 
+    @property
+    def closed(self) -> bool:
+        return not self.ranks
+
     def _all(self, method: str, *args: Any) -> Any:
+        """Call ``method`` on every rank at once; rank 0's return value. The first rank that fails closes the group
+        (its peers would otherwise wait in a collective until ``timeout_s``) and its error is raised."""
         import ray
 
+        if self.closed:
+            raise BackendUnavailableError("edit.generative.parallel: this group was closed (after an error or "
+                                          "close()); the painter starts a new one on its next call")
         refs = [getattr(a, method).remote(*args) for a in self.ranks]
-        try:
-            return ray.get(refs)[0]
-        except ray.exceptions.RayTaskError as exc:  # the rank's own error (e.g. ConfigError) when it has one
-            raise exc.as_instanceof_cause() from None
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done[0])
+            except ray.exceptions.RayError as exc:
+                self.close(graceful=False)
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, LanepipeError):  # the rank's own error, e.g. ConfigError naming the setting
+                    raise cause from None
+                raise BackendUnavailableError(f"edit.generative.parallel: a rank failed in {method}: {exc}") from exc
+        return ray.get(refs[0])
 
     def setup(self) -> None:
         """Load the models on every rank (otherwise the first call does)."""
@@ -200,12 +217,14 @@ class ParallelGroup:
                                        "on_cuda": self.on_cuda}
         return res
 
-    def close(self) -> None:
-        """Leave the process group and end the actors."""
+    def close(self, graceful: bool = True) -> None:
+        """End the actors; ``graceful``: let them leave the process group first (not after an error: a rank
+        still waiting in a collective would not answer)."""
         import ray
 
         ranks, self.ranks = getattr(self, "ranks", []), []
-        with contextlib.suppress(ray.exceptions.RayError, TimeoutError):  # a dead rank has nothing to leave
-            ray.get([a.close.remote() for a in ranks], timeout=60)
+        if graceful:
+            with contextlib.suppress(ray.exceptions.RayError, TimeoutError):  # a dead rank has nothing to leave
+                ray.get([a.close.remote() for a in ranks], timeout=60)
         for a in ranks:
             ray.kill(a)

@@ -115,7 +115,7 @@ class GenerativePainter:
         return self.cfg.parallel.world > 1 and parallel.current_mesh() is None
 
     def _parallel_group(self) -> ParallelGroup:
-        if self.group is None:
+        if self.group is None or self.group.closed:
             self.group = ParallelGroup(self.cfg, functools.partial(
                 type(self), hooks=self._extra_hooks, video_pipeline=self._video_factory))
         return self.group
