@@ -66,7 +66,7 @@ class ParallelRank:
         """Rank 0: where the other ranks meet it (this node's IP, a free port)."""
         import ray
 
-        return str(ray.util.get_node_ip_address()), _free_port()
+        return str(ray.util.get_node_ip_address()), _free_port()  # type: ignore[no-untyped-call]
 
     def join(self, host: str, port: int) -> dict[str, Any]:
         """Join the process group (all ranks call this at once), split it into the CFG / Ulysses groups."""
@@ -142,13 +142,15 @@ class ParallelGroup:
         if not ray.is_initialized():
             ray.init()
         self.cfg = cfg
-        self.on_cuda = self._wants_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
+        self.on_cuda = self._wants_gpus(cfg, gpus)
         resolve_backend(cfg, self.on_cuda)  # refuse nccl on CPU before starting anything
         options: dict[str, Any] = {"num_cpus": par.worker_cpus, "num_gpus": 1 if self.on_cuda else 0}
         if not self.on_cuda:  # CPU ranks: no GPU visible, whatever the node has
             options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
-        actor = ray.remote(ParallelRank)
-        self.ranks = [actor.options(**options).remote(cfg, r, self.on_cuda, make_painter) for r in range(par.world)]
+        actor: Any = ray.remote(ParallelRank)
+        self.ranks: list[Any] = [actor.options(**options).remote(cfg, r, self.on_cuda, make_painter)
+                                 for r in range(par.world)]
         try:
             host, port = ray.get(self.ranks[0].address.remote())
             self.meshes: list[dict[str, Any]] = ray.get([a.join.remote(host, port) for a in self.ranks],

@@ -235,9 +235,10 @@ class UlyssesAttnProcessor:
         full = torch.cat([text.permute(0, 1, 3, 2, 4), video], dim=3)  # (3, B, H/u, T + S, D)
         query, key, value = full[0], full[1], full[2]
         if image_rotary_emb is not None:
-            query[:, :, n_text:] = apply_rotary_emb(query[:, :, n_text:], image_rotary_emb)
+            rotate: Any = apply_rotary_emb  # returns one tensor for CogVideoX's real (cos, sin) tables
+            query[:, :, n_text:] = rotate(query[:, :, n_text:], image_rotary_emb)
             if not attn.is_cross_attention:
-                key[:, :, n_text:] = apply_rotary_emb(key[:, :, n_text:], image_rotary_emb)
+                key[:, :, n_text:] = rotate(key[:, :, n_text:], image_rotary_emb)
         out = scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)  # (B, H/u, T+S, D)
         text_out = gather_dim(out[:, :, :n_text].contiguous(), 1, group)  # (B, H, T, D), heads in rank order
         text_out = text_out.transpose(1, 2).reshape(b, n_text, h * d)
