@@ -72,7 +72,8 @@ class Single:
     def __init__(self, cfg: GenerativeConfig) -> None:
         self.painter = GenerativePainter(cfg)
 
-    def setup(self) -> None:
+    def setup(self, flux: bool = True) -> None:
+        del flux  # the reference always holds both pipelines
         self.painter.setup()
 
     def paint(self, clip: Clip, masks: RoadMasks, spec: LaneSpec) -> Any:
@@ -107,7 +108,7 @@ def run_layout(cfg: GenerativeConfig, clip: Clip, masks: RoadMasks, spec: LaneSp
         call = lambda name, *a: getattr(group, name)(*a)  # noqa: E731
         close = group.close
     try:
-        call("setup")
+        call("setup", True)  # FLUX + CogVideoX on every rank
         t1 = time.perf_counter()
         warm_s = None
         if warmup:

@@ -83,11 +83,15 @@ class ParallelRank:
         parallel.set_mesh(mesh)
         return mesh.describe()
 
-    def setup(self) -> None:
-        """Load both pipelines on this rank (the video transformer gets :func:`.parallel.install`)."""
+    def setup(self, flux: bool = False) -> None:
+        """Load the video pipeline on this rank (its transformer gets :func:`.parallel.install`), and FLUX too
+        with ``flux`` (otherwise FLUX loads only if :meth:`paint` runs here)."""
         if self.painter is None:
             self.painter = self.make_painter(self.cfg)
-        self.painter.setup()
+        if flux:
+            self.painter.setup()
+        else:
+            self.painter.setup_video()
 
     def propagate(self, clip: Clip, masks: RoadMasks, first_frame: Any, prompt: str, seed: int | None,
                   spec: LaneSpec | None) -> PaintResult | None:
@@ -194,9 +198,10 @@ class ParallelGroup:
                 raise BackendUnavailableError(f"edit.generative.parallel: a rank failed in {method}: {exc}") from exc
         return ray.get(refs[0])
 
-    def setup(self) -> None:
-        """Load the models on every rank (otherwise the first call does)."""
-        self._all("setup")
+    def setup(self, flux: bool = False) -> None:
+        """Load CogVideoX on every rank (and FLUX with ``flux``, for :meth:`paint`); otherwise the first call
+        does."""
+        self._all("setup", flux)
 
     def propagate(self, clip: Clip, masks: RoadMasks, first_frame: Any, prompt: str, seed: int | None = None,
                   spec: LaneSpec | None = None) -> PaintResult:

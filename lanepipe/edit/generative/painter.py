@@ -110,6 +110,10 @@ class GenerativePainter:
         else:
             self._activate("video")
 
+    def setup_video(self) -> None:
+        """Load and place the video pipeline only (a rank of a parallel group that propagates only)."""
+        self._activate("video")
+
     def _delegates(self) -> bool:
         """Whether propagation runs on a :class:`ParallelGroup` (``parallel`` set, not already inside one)."""
         return self.cfg.parallel.world > 1 and parallel.current_mesh() is None
