@@ -46,6 +46,26 @@ class AccelConfig(BaseModel):
         "classifier-free guidance; later steps drop the unconditional branch (batch 1). 1.0 = CFG on every step")
 
 
+class ParallelConfig(BaseModel):
+    """One clip across several processes (``edit.generative.parallel``; :mod:`lanepipe.edit.generative.parallel`):
+    ``cfg`` x ``ulysses`` ranks, one Ray actor each, run CogVideoX propagation together (default 1 x 1: off)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cfg: Literal[1, 2] = Field(1, description="2: the conditional and unconditional CFG branches on two rank groups")
+    ulysses: int = Field(1, ge=1, le=64, description="ranks per CFG branch splitting CogVideoX's sequence "
+                         "(Ulysses attention; must divide the transformer's attention heads, 48 for CogVideoX-5B)")
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="torch.distributed backend: 'auto' = nccl on CUDA, gloo on CPU")
+    worker_cpus: float = Field(1.0, ge=0.0, le=64.0, description="CPUs each rank's Ray actor reserves")
+    timeout_s: float = Field(600.0, gt=0.0, description="torch.distributed timeout of one collective (seconds)")
+
+    @property
+    def world(self) -> int:
+        """Ranks in the group (``cfg * ulysses``); 1 = no group."""
+        return self.cfg * self.ulysses
+
+
 class ProceduralConfig(BaseModel):
     """Settings of the procedural painter (lengths in metres on the ground unless named ``_px``)."""
 
@@ -150,6 +170,9 @@ class GenerativeConfig(BaseModel):
     expandable_segments: bool = Field(
         True, description="set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True before CUDA starts (when a "
         "pipeline runs on CUDA and the variable is not already set)")
+    parallel: ParallelConfig = Field(
+        default_factory=ParallelConfig, description="one clip's CogVideoX propagation across cfg x ulysses ranks "
+        "(GPUs, or CPU processes with gloo); default 1 x 1: in the painter's own process")
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +218,24 @@ class GenerativeConfig(BaseModel):
         if va.cfg_truncation < 1.0 and self.branch is not None:
             raise ValueError("video_accel.cfg_truncation is not wired for the VideoPainter context branch (its "
                              "features are computed for the CFG batch of 2); unset branch or cfg_truncation")
+        return self
+
+    @model_validator(mode="after")
+    def _parallel_fits(self) -> GenerativeConfig:
+        par = self.parallel
+        if par.cfg == 2 and self.video_guidance <= 1.0:
+            raise ValueError(f"edit.generative.parallel.cfg=2 splits the classifier-free guidance batch, which "
+                             f"CogVideoX only runs with video_guidance > 1; got video_guidance={self.video_guidance}")
+        if par.ulysses > 1 and self.branch is not None:
+            raise ValueError("edit.generative.parallel.ulysses > 1 splits the token sequence, which the VideoPainter "
+                             "branch's per-token features do not support yet: set parallel.ulysses=1 or branch=None")
+        if par.world > 1 and (self.video_accel.cache != "none" or self.video_accel.cfg_truncation < 1.0):
+            raise ValueError("edit.generative.parallel splits the CFG batch / token sequence across ranks, which the "
+                             "step caches and cfg_truncation (they reuse or drop batch halves) are not wired for: set "
+                             "video_accel.cache=none and cfg_truncation=1.0, or parallel to 1 x 1")
+        if par.ulysses > 1 and self.video_accel.quant_attention != "none":
+            raise ValueError("edit.generative.parallel.ulysses > 1 installs its own attention processors, which would "
+                             "replace video_accel.quant_attention: use one of them")
         return self
 
     @field_validator("width", "height")

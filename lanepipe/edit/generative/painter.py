@@ -5,6 +5,7 @@ See :mod:`lanepipe.edit.generative` for the steps, placement and extension point
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import time
@@ -17,7 +18,8 @@ import numpy as np
 from lanepipe import torchkit
 from lanepipe.edit import accel
 from lanepipe.edit.config import GenerativeConfig, QAConfig
-from lanepipe.edit.generative import published
+from lanepipe.edit.generative import parallel, published
+from lanepipe.edit.generative.group import ParallelGroup
 from lanepipe.edit.generative.hooks import LatentBlendHook, PropagationHook, WindowContext, encode_video
 from lanepipe.edit.generative.loading import configure_allocator, from_pretrained, import_diffusers
 from lanepipe.edit.generative.masks import (
@@ -76,6 +78,11 @@ class GenerativePainter:
             builtin.append(VideoPainterHook(self.cfg))
         self.hooks: list[PropagationHook] = [*builtin, *hooks]
         self._video_factory = video_pipeline
+        self._extra_hooks = tuple(hooks)
+        #: the Ray actors that propagate for this painter when ``cfg.parallel`` asks for several ranks
+        self.group: ParallelGroup | None = None
+        #: what :func:`lanepipe.edit.generative.parallel.install` did (this process is a rank of a group)
+        self.parallel_info: dict[str, Any] | None = None
         self._fill: Any = None
         self._video: Any = None
         self._fill_device = "cpu"
@@ -104,10 +111,26 @@ class GenerativePainter:
             self._activate("flux")
         if "video" not in phases:
             return
-        if self.cfg.unload_between_phases and "flux" in phases:
+        if self._delegates():
+            self._parallel_group().setup()
+        elif self.cfg.unload_between_phases and "flux" in phases:
             self._load("video")
         else:
             self._activate("video")
+
+    def setup_video(self) -> None:
+        """Load and place the video pipeline only (a rank of a parallel group that propagates only)."""
+        self._activate("video")
+
+    def _delegates(self) -> bool:
+        """Whether propagation runs on a :class:`ParallelGroup` (``parallel`` set, not already inside one)."""
+        return self.cfg.parallel.world > 1 and parallel.current_mesh() is None
+
+    def _parallel_group(self) -> ParallelGroup:
+        if self.group is None or self.group.closed:
+            self.group = ParallelGroup(self.cfg, functools.partial(
+                type(self), hooks=self._extra_hooks, video_pipeline=self._video_factory))
+        return self.group
 
     def _device_of(self, phase: Phase) -> str:
         return self._fill_device if phase == "flux" else self._video_device
@@ -218,6 +241,9 @@ class GenerativePainter:
                 self._truncation = trunc
                 done["cfg_truncation"] = trunc.fraction
             self.accel_applied[phase] = done
+        mesh = parallel.current_mesh()
+        if phase == "video" and mesh is not None and self.parallel_info is None:  # after accel: sets processors
+            self.parallel_info = parallel.install(pipe.transformer, mesh)
         return pipe
 
     def _save_compiled(self, phase: Phase) -> None:
@@ -384,6 +410,8 @@ class GenerativePainter:
             InputError: masks or first frame of another shape, or an all-zero mask.
             BackendUnavailableError: see :meth:`setup`.
         """
+        if self._delegates():
+            return self._parallel_group().propagate(clip, masks, first_frame, prompt, seed, spec)
         cfg = self.cfg
         t0 = time.perf_counter()
         self._check(clip, masks)
@@ -433,7 +461,7 @@ class GenerativePainter:
             "branch": self.branch_info(),
             "devices": {"flux": self._fill_device, "video": self._video_device},
             "placement": list(self.placement), "resident": dict(self.resident), "accel": dict(self.accel_applied),
-            "allocator": self.allocator,
+            "allocator": self.allocator, "parallel": self.parallel_info,
             "timing_s": {"setup": round(t1 - t0, 3), "propagate": round(t2 - t1, 3), "composite": round(t3 - t2, 3)},
         }
         return PaintResult(frames=out, lanes=lanes, diagnostics=diag)
