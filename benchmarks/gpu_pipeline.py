@@ -99,6 +99,77 @@ class NvmlSampler:
             self._stop.wait(self.period_s)
 
 
+class MetricsScraper:
+    """Scrapes this node's Ray metrics endpoint (Prometheus text, what a Prometheus server or the Grafana dashboard in
+    ``cluster/monitoring/`` reads) every ``period_s`` once Ray is up in this process, keeping Ray's node GPU series
+    (:data:`lanepipe.monitoring.RAY_GPU_METRICS`) and lanepipe's own stage metrics (issue 14, item 7)."""
+
+    PREFIXES = ("ray_node_gpus_", "ray_node_gram_", "ray_lanepipe_")
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        self.period_s = period_s
+        self.port: int | None = None
+        self.scrapes = 0
+        self.samples: list[tuple[float, str, dict[str, str], float]] = []  # t, name, labels, value
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-scrape", daemon=True)
+
+    def start(self) -> MetricsScraper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                if self.port is None:
+                    import ray
+
+                    if not ray.is_initialized():
+                        continue
+                    self.port = int(ray._private.worker.global_worker.node.metrics_export_port)  # type: ignore[union-attr]
+                self.scrape_once()
+            except Exception as e:  # keep trying; say what failed once
+                self.error = self.error or f"{type(e).__name__}: {e}"
+
+    def scrape_once(self) -> None:
+        from urllib.request import urlopen
+
+        text = urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10).read().decode()
+        self.scrapes += 1
+        t = time.time()
+        self.samples.extend((t, name, labels, value) for name, labels, value in parse_metrics(text, self.PREFIXES))
+
+    def summary(self) -> dict[str, Any]:
+        """Per metric: series count, max and last value over the run; Ray's GPU utilisation as a time series."""
+        per: dict[str, dict[str, Any]] = {}
+        for t, name, labels, value in self.samples:
+            d = per.setdefault(name, {"series": set(), "max": value, "last": value, "last_t": t})
+            d["series"].add(tuple(sorted(labels.items())))
+            d["max"] = max(d["max"], value)
+            if t >= d["last_t"]:
+                d["last"], d["last_t"] = value, t
+        return {"port": self.port, "scrapes": self.scrapes, "error": self.error,
+                "metrics": {k: {"series": len(v["series"]), "max": v["max"], "last": v["last"]}
+                            for k, v in sorted(per.items())},
+                "gpu_utilization": [[round(t, 1), labels.get("GpuIndex", ""), v] for t, n, labels, v in self.samples
+                                    if n == "ray_node_gpus_utilization"]}
+
+
+def parse_metrics(text: str, prefixes: Sequence[str]) -> list[tuple[str, dict[str, str], float]]:
+    """``(name, labels, value)`` of each sample in a Prometheus text exposition whose name starts with one of
+    ``prefixes``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(s.name, dict(s.labels), float(s.value)) for fam in text_string_to_metric_families(text)
+            for s in fam.samples if s.name.startswith(tuple(prefixes))]
+
+
 # ---------------------------------------------------------------------------------------------- analysis
 def union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
     """Sorted, merged ``[start, end]`` intervals."""
@@ -269,18 +340,20 @@ def main() -> None:
                                              "output": str(out / "runs")})
     events: list[tuple[float, dict[str, Any]]] = []
     sampler.start()
+    scraper = MetricsScraper().start()
     t0 = time.time()
     try:
         summary = pipeline.run(cfg, on_event=lambda e: events.append((time.time(), dict(e))))
     finally:
         sampler.stop()
+        scraper.stop()
     wall = time.time() - t0
     manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
     result = summarise(summary.rows, events, manifest, sampler.samples, sampler.proc_peak_mib,
                        process_stages(sampler.proc_peak_mib), gpus, wall)
     result.update(size=args.size, overrides=overrides, nvml=sampler.available, nvml_error=sampler.error,
                   failed=[{k: r.get(k) for k in ("clip", "stage", "instruction", "error")} for r in summary.failed],
-                  run=summary.url)
+                  run=summary.url, ray_metrics=scraper.summary())
     with contextlib.suppress(Exception):
         import torch
 

