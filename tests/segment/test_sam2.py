@@ -199,10 +199,13 @@ def test_vos_optimized_builds_compiled_predictor(tmp_path: Path, monkeypatch: py
 
 
 def test_speed_options_default_to_off_on_cpu(tiny: Sam2Segmenter) -> None:
-    """``vos_optimized='auto'`` compiles on CUDA only; on CPU the eager predictor in float32, no compile cache."""
-    assert TINY.vos_optimized == "auto"
+    """``vos_optimized`` is off by default and ``'auto'`` compiles on CUDA only; on CPU the eager predictor in
+    float32, no compile cache."""
+    assert TINY.vos_optimized is False
     assert type(tiny.predictor).__name__ == "SAM2VideoPredictor"
     assert tiny.options == {"vos_optimized": False, "dtype": "float32", "compile_cache": None}
+    auto = Sam2Segmenter(TINY.model_copy(update={"vos_optimized": "auto"}))
+    assert type(auto.predictor).__name__ == "SAM2VideoPredictor" and auto.options == tiny.options
     with pytest.raises(ValueError, match="vos_optimized"):
         Sam2Config(vos_optimized="fast")  # type: ignore[arg-type]
 
