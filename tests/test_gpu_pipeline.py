@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,33 @@ def test_gpu_pipeline_figures_from_samples_and_events() -> None:
     assert out["gpu_busy_fraction_edit_items"] == pytest.approx(0.6)  # samples at 0.5, 1.5, 3.5
     assert out["sum_stage_compute_s"] == 5.0 and out["overhead_s"] == 5.0 and out["overhead_fraction"] == 0.5
     assert out["clips_per_hour_per_gpu"] == 360.0 and out["peak_gpu_mib_per_actor_nvml"][0]["stage"] == "edit"
+
+
+def test_metrics_scraper_reads_the_ray_node_endpoint(ray_local) -> None:
+    """The scraper finds this process's Ray, reads its Prometheus endpoint and keeps the series asked for (the node
+    CPU series here: the GPU ones need a GPU node)."""
+    b = _bench()
+    scraper = b.MetricsScraper(period_s=0.5)
+    scraper.PREFIXES = ("ray_node_cpu_", "ray_node_mem_used")
+    scraper.start()
+    deadline = time.monotonic() + 60  # the node agent reports every few seconds
+    while time.monotonic() < deadline and "ray_node_cpu_count" not in scraper.summary()["metrics"]:
+        time.sleep(0.5)
+    scraper.stop()
+    out = scraper.summary()
+    assert out["port"] == ray_local.nodes()[0]["MetricsExportPort"] and out["scrapes"] >= 1, out
+    assert out["metrics"]["ray_node_cpu_count"]["max"] >= 1 and out["error"] is None
+    assert not any(m.startswith("ray_lanepipe_") for m in out["metrics"])  # only the prefixes asked for
+
+
+def test_an_interrupted_run_still_reports_what_finished() -> None:
+    b = _bench()
+    sampler, scraper = b.NvmlSampler(), b.MetricsScraper()
+    sampler.samples = [{"t": 1.0, "gpu": 0, "util_pct": 50.0, "mem_used_mib": 900.0},
+                       {"t": 2.0, "gpu": 0, "util_pct": 100.0, "mem_used_mib": 1200.0}]
+    events = [(10.0, {"stage": "segment", "clip": "a", "status": "ok", "busy_s": 4.0, "setup_s": 30.0}),
+              (50.0, {"stage": "edit", "clip": "a", "status": "ok", "busy_s": 35.0, "setup_s": 80.0})]
+    out = b.partial_report(events, sampler, scraper, 120.0, KeyboardInterrupt("SIGTERM"))
+    assert out["items_done"] == {"segment:ok": 1, "edit:ok": 1} and out["interrupted"].startswith("KeyboardInterrupt")
+    assert [e["t"] for e in out["events"]] == [4.0, 44.0]  # seconds since the first item started
+    assert out["nvml_mean_busy_fraction"] == 0.75 and out["nvml_max_mem_used_mib"] == 1200.0
