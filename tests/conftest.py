@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,19 +88,32 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, real_clip: Path) -> dic
             "empty_dir": empty_dir}
 
 
+def _road_clip(path: Path, shade: int, frames: int = 8, fps: float = 8.0) -> Path:
+    """A 160x96 road picture, ``frames`` frames at ``fps`` (real PyAV file): blue sky, green verge, a grey
+    carriageway trapezoid of value ``shade`` (different shades make clips differ)."""
+    import numpy as np
+
+    h, w = 96, 160
+    video = np.zeros((frames, h, w, 3), np.uint8)
+    video[:, : h // 2] = (120, 160, 220)
+    video[:, h // 2 :] = (70, 110, 60)
+    for y in range(h // 2, h):
+        half = int((y - h // 2) / (h / 2) * w * 0.6)
+        video[:, y, max(0, w // 2 - half) : w // 2 + half] = (shade, shade, shade + 2)
+    return make_video(path, video, fps=fps)
+
+
+@pytest.fixture(scope="session")
+def make_road_clip() -> Callable[[Path, int], Path]:
+    """Factory: ``make_road_clip(path, shade)`` writes an 8-frame 8 fps 160x96 road clip (see :func:`_road_clip`)
+    and returns its path."""
+    return _road_clip
+
+
 @pytest.fixture
 def synthetic_clip_file(tmp_path: Path) -> Path:
     """A small 16-frame 25 fps clip: grey road trapezoid under a blue sky."""
-    import numpy as np
-
-    t, h, w = 16, 96, 160
-    frames = np.zeros((t, h, w, 3), np.uint8)
-    frames[:, : h // 2] = (120, 160, 220)
-    frames[:, h // 2 :] = (70, 110, 60)
-    for y in range(h // 2, h):
-        half = int((y - h // 2) / (h / 2) * w * 0.6)
-        frames[:, y, max(0, w // 2 - half) : w // 2 + half] = (90, 90, 92)
-    return make_video(tmp_path / "synthetic.mp4", frames, fps=25.0)
+    return _road_clip(tmp_path / "synthetic.mp4", 90, frames=16, fps=25.0)
 
 
 @pytest.fixture(scope="session")
