@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,28 @@ def make_road_clip() -> Callable[[Path, int], Path]:
 def synthetic_clip_file(tmp_path: Path) -> Path:
     """A small 16-frame 25 fps clip: grey road trapezoid under a blue sky."""
     return _road_clip(tmp_path / "synthetic.mp4", 90, frames=16, fps=25.0)
+
+
+def _cogvideox_inputs(transformer: Any) -> dict[str, Any]:
+    """Seeded inputs of one forward call of a CogVideoX transformer at its sample size: a batch of 2 latent
+    videos, text embeddings of the full text length, timestep 500."""
+    import torch
+
+    g = torch.Generator().manual_seed(2)
+    c = transformer.config
+    frames = (c.sample_frames - 1) // c.temporal_compression_ratio + 1
+    return {
+        "hidden_states": torch.randn(2, frames, c.in_channels, c.sample_height, c.sample_width, generator=g),
+        "encoder_hidden_states": torch.randn(2, c.max_text_seq_length, c.text_embed_dim, generator=g),
+        "timestep": torch.tensor([500, 500]), "return_dict": False,
+    }
+
+
+@pytest.fixture(scope="session")
+def cogvideox_inputs() -> Callable[[Any], dict[str, Any]]:
+    """Factory: ``cogvideox_inputs(transformer)`` gives the seeded keyword arguments of one forward call of a
+    (tiny-random) CogVideoX transformer (see :func:`_cogvideox_inputs`)."""
+    return _cogvideox_inputs
 
 
 @pytest.fixture(scope="session")
