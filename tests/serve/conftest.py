@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class ServeApp:
     """One Serve app under test on a free loopback ``port``: :meth:`start` deploys it (again, after a
-    ``serve.delete``, on the same port), :meth:`submit` posts a clip and :meth:`wait` polls the job."""
+    ``serve.delete``, on the same port), :meth:`submit` posts a clip and :meth:`wait` polls its job."""
 
     def __init__(self) -> None:
         with socket.socket() as s:
@@ -49,6 +49,11 @@ class ServeApp:
                 return job
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} not {until} after {timeout} s")
+
+    def submit_and_wait(self, clip: Path, instructions: Sequence[str], stages: str,
+                        timeout: float = 60) -> dict[str, Any]:
+        """:meth:`submit`, then :meth:`wait` until the job is done or failed."""
+        return self.wait(self.submit(clip, instructions, stages), timeout=timeout)
 
 
 @pytest.fixture

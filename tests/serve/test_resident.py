@@ -6,7 +6,6 @@ job state survives redeploying the app (a finished job reads back done, a job cu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -28,11 +27,8 @@ def test_two_requests_one_load_and_state_survives_a_redeploy(serve_app, tmp_path
     app = serve_app
     base = app.start(settings, "resident")
 
-    def job() -> dict[str, Any]:
-        return app.wait(app.submit(clip, ["none"], "segment"))
-
-    first = job()
-    second = job()
+    first = app.submit_and_wait(clip, ["none"], "segment")
+    second = app.submit_and_wait(clip, ["none"], "segment")
     assert first["status"] == second["status"] == "done", (first["error"], second["error"])
     assert first["model_loads"] >= 1  # the replica's first job loads SAM2
     assert second["model_loads"] == 0  # the second finds it resident
@@ -51,5 +47,5 @@ def test_two_requests_one_load_and_state_survives_a_redeploy(serve_app, tmp_path
     cut = requests.get(f"{base}v1/edits/{third}", timeout=10).json()
     if cut["status"] != "done":  # it could have finished before the delete reached its replica
         assert cut["status"] == "failed" and cut["interrupted"] and "interrupted" in cut["error"]
-    fresh = job()
+    fresh = app.submit_and_wait(clip, ["none"], "segment")
     assert fresh["status"] == "done" and fresh["model_loads"] >= 1  # a new replica loads again, once

@@ -89,15 +89,12 @@ def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing
     app = serve_app
     base = app.start(settings, APP, ready_timeout_s=300)
 
-    def job() -> dict[str, Any]:
-        return app.wait(app.submit(clip, ["double yellow solid"], "all"), timeout=240)
-
     deployments = serve.status().applications[APP].deployments
     assert set(deployments) == {"lanepipe", "lanepipe-segment", "lanepipe-edit", "lanepipe-evaluate"}
     assert {d.status for d in deployments.values()} == {"HEALTHY"}
 
-    first = job()
-    second = job()
+    first = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
+    second = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
     assert first["status"] == second["status"] == "done", (first["error"], second["error"])
     assert first["links"]["comparison"] and first["edits"][0]["predictions"][0]["status"] == "ok"
     models = _models(base)
@@ -119,7 +116,7 @@ def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing
              if a["name"].startswith(f"SERVE_REPLICA::{APP}#lanepipe-edit#")]
     assert len(names) == 1, names
     ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-    third = job()
+    third = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
     assert third["status"] == "done", third["error"]
     assert third["model_loads"] == edit["model_loads"]["edit"]  # the new edit replica loads once; SAM2 stays
     again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
