@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,19 +89,54 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, real_clip: Path) -> dic
             "empty_dir": empty_dir}
 
 
+def _road_clip(path: Path, shade: int, frames: int = 8, fps: float = 8.0) -> Path:
+    """A 160x96 road picture, ``frames`` frames at ``fps`` (real PyAV file): blue sky, green verge, a grey
+    carriageway trapezoid of value ``shade`` (different shades make clips differ)."""
+    import numpy as np
+
+    h, w = 96, 160
+    video = np.zeros((frames, h, w, 3), np.uint8)
+    video[:, : h // 2] = (120, 160, 220)
+    video[:, h // 2 :] = (70, 110, 60)
+    for y in range(h // 2, h):
+        half = int((y - h // 2) / (h / 2) * w * 0.6)
+        video[:, y, max(0, w // 2 - half) : w // 2 + half] = (shade, shade, shade + 2)
+    return make_video(path, video, fps=fps)
+
+
+@pytest.fixture(scope="session")
+def make_road_clip() -> Callable[[Path, int], Path]:
+    """Factory: ``make_road_clip(path, shade)`` writes an 8-frame 8 fps 160x96 road clip (see :func:`_road_clip`)
+    and returns its path."""
+    return _road_clip
+
+
 @pytest.fixture
 def synthetic_clip_file(tmp_path: Path) -> Path:
     """A small 16-frame 25 fps clip: grey road trapezoid under a blue sky."""
-    import numpy as np
+    return _road_clip(tmp_path / "synthetic.mp4", 90, frames=16, fps=25.0)
 
-    t, h, w = 16, 96, 160
-    frames = np.zeros((t, h, w, 3), np.uint8)
-    frames[:, : h // 2] = (120, 160, 220)
-    frames[:, h // 2 :] = (70, 110, 60)
-    for y in range(h // 2, h):
-        half = int((y - h // 2) / (h / 2) * w * 0.6)
-        frames[:, y, max(0, w // 2 - half) : w // 2 + half] = (90, 90, 92)
-    return make_video(tmp_path / "synthetic.mp4", frames, fps=25.0)
+
+def _cogvideox_inputs(transformer: Any) -> dict[str, Any]:
+    """Seeded inputs of one forward call of a CogVideoX transformer at its sample size: a batch of 2 latent
+    videos, text embeddings of the full text length, timestep 500."""
+    import torch
+
+    g = torch.Generator().manual_seed(2)
+    c = transformer.config
+    frames = (c.sample_frames - 1) // c.temporal_compression_ratio + 1
+    return {
+        "hidden_states": torch.randn(2, frames, c.in_channels, c.sample_height, c.sample_width, generator=g),
+        "encoder_hidden_states": torch.randn(2, c.max_text_seq_length, c.text_embed_dim, generator=g),
+        "timestep": torch.tensor([500, 500]), "return_dict": False,
+    }
+
+
+@pytest.fixture(scope="session")
+def cogvideox_inputs() -> Callable[[Any], dict[str, Any]]:
+    """Factory: ``cogvideox_inputs(transformer)`` gives the seeded keyword arguments of one forward call of a
+    (tiny-random) CogVideoX transformer (see :func:`_cogvideox_inputs`)."""
+    return _cogvideox_inputs
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,22 +29,11 @@ def _flux_inputs(t: Any) -> dict[str, Any]:
     }
 
 
-def _cog_inputs(t: Any) -> dict[str, Any]:
-    g = torch.Generator().manual_seed(2)
-    c = t.config
-    frames = (c.sample_frames - 1) // c.temporal_compression_ratio + 1
-    return {
-        "hidden_states": torch.randn(2, frames, c.in_channels, c.sample_height, c.sample_width, generator=g),
-        "encoder_hidden_states": torch.randn(2, c.max_text_seq_length, c.text_embed_dim, generator=g),
-        "timestep": torch.tensor([500, 500]), "return_dict": False,
-    }
-
-
 @pytest.mark.parametrize("which", ["flux", "cogvideox"])
-def test_fused_qkv_computes_the_same_function(which: str) -> None:
+def test_fused_qkv_computes_the_same_function(which: str, cogvideox_inputs: Callable[[Any], dict[str, Any]]) -> None:
     cfg = GenerativeConfig(preset="tiny-random")
     t = (tiny_fill_pipeline(cfg) if which == "flux" else tiny_video_pipeline(cfg)).transformer
-    x = _flux_inputs(t) if which == "flux" else _cog_inputs(t)
+    x = _flux_inputs(t) if which == "flux" else cogvideox_inputs(t)
     with torch.inference_mode():
         ref = t(**x)[0]
         done = accel.apply(t, accel.AccelConfig(fuse_qkv=True))

@@ -9,9 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lanepipe import pipeline
@@ -22,25 +22,10 @@ from lanepipe.monitoring import loads_columns, model_load, summarise_loads, take
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _clip(path: Path, shade: int) -> Path:
-    """An 8-frame 160x96 road picture (real PyAV file); ``shade`` makes clips differ."""
-    from lanepipe.io.video import encode
-
-    t, h, w = 8, 96, 160
-    frames = np.zeros((t, h, w, 3), np.uint8)
-    frames[:, : h // 2] = (120, 160, 220)
-    frames[:, h // 2 :] = (70, 110, 60)
-    for y in range(h // 2, h):
-        half = int((y - h // 2) / (h / 2) * w * 0.6)
-        frames[:, y, max(0, w // 2 - half): w // 2 + half] = (shade, shade, shade + 2)
-    encode(frames, str(path), 8.0)
-    return path
-
-
 @pytest.fixture(scope="module")
-def four_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+def four_clips(tmp_path_factory: pytest.TempPathFactory, make_road_clip: Callable[[Path, int], Path]) -> list[Path]:
     d = tmp_path_factory.mktemp("clips")
-    return [_clip(d / f"clip{i}.mp4", 80 + 4 * i) for i in range(4)]
+    return [make_road_clip(d / f"clip{i}.mp4", 80 + 4 * i) for i in range(4)]
 
 
 # ------------------------------------------------------------------------------------------ random-init shapes

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,17 +146,6 @@ def test_triton_kernel_matches_the_reference_under_the_interpreter() -> None:
 
 
 # ============================================================================================== CogVideoX
-def _cog_inputs(t: Any) -> dict[str, Any]:
-    g = torch.Generator().manual_seed(2)
-    c = t.config
-    frames = (c.sample_frames - 1) // c.temporal_compression_ratio + 1
-    return {
-        "hidden_states": torch.randn(2, frames, c.in_channels, c.sample_height, c.sample_width, generator=g),
-        "encoder_hidden_states": torch.randn(2, c.max_text_seq_length, c.text_embed_dim, generator=g),
-        "timestep": torch.tensor([500, 500]), "return_dict": False,
-    }
-
-
 def _rope(t: Any) -> Any:
     from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_3d_rotary_pos_embed
 
@@ -168,10 +158,11 @@ def _rope(t: Any) -> Any:
 
 @pytest.mark.parametrize("mode", qattn.MODES)
 @pytest.mark.parametrize("fuse", [False, True])
-def test_cogvideox_blocks_get_the_quantised_attention(mode: str, fuse: bool) -> None:
+def test_cogvideox_blocks_get_the_quantised_attention(mode: str, fuse: bool,
+                                                       cogvideox_inputs: Callable[[Any], dict[str, Any]]) -> None:
     pipe = tiny_video_pipeline(GenerativeConfig(preset="tiny-random"))
     t = pipe.transformer
-    x = {**_cog_inputs(t), "image_rotary_emb": _rope(t)}
+    x = {**cogvideox_inputs(t), "image_rotary_emb": _rope(t)}
     ids = pipe.tokenizer(["double yellow solid"], return_tensors="pt").input_ids
     with torch.inference_mode():
         ref = t(**x)[0]

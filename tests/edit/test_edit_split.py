@@ -5,6 +5,7 @@ the split ratio and the config's refusals."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from lanepipe import pipeline
 from lanepipe.config import load_config
 from lanepipe.errors import ConfigError
-from lanepipe.io.video import decode, encode
+from lanepipe.io.video import decode
 from lanepipe.stages.edit_split import first_frame_share
 
 GEN = ["edit.backend=flux_cogvideox", "edit.preset=tiny-random", "verify.backend=qwen_vl",
@@ -22,23 +23,10 @@ GEN = ["edit.backend=flux_cogvideox", "edit.preset=tiny-random", "verify.backend
 TIMES = ("first_frame_s", "judge_s")
 
 
-def _clip(path: Path, shade: int) -> Path:
-    """An 8-frame 160x96 road picture with a grey carriageway (real PyAV file); ``shade`` makes clips differ."""
-    t, h, w = 8, 96, 160
-    frames = np.zeros((t, h, w, 3), np.uint8)
-    frames[:, : h // 2] = (120, 160, 220)
-    frames[:, h // 2 :] = (70, 110, 60)
-    for y in range(h // 2, h):
-        half = int((y - h // 2) / (h / 2) * w * 0.6)
-        frames[:, y, max(0, w // 2 - half): w // 2 + half] = (shade, shade, shade + 2)
-    encode(frames, str(path), 8.0)
-    return path
-
-
 @pytest.fixture(scope="module")
-def three_clips(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def three_clips(tmp_path_factory: pytest.TempPathFactory, make_road_clip: Callable[[Path, int], Path]) -> list[str]:
     d = tmp_path_factory.mktemp("clips")
-    return [str(_clip(d / f"clip{i}.mp4", 80 + 6 * i)) for i in range(3)]
+    return [str(make_road_clip(d / f"clip{i}.mp4", 80 + 6 * i)) for i in range(3)]
 
 
 def _qa(path: Path) -> dict:

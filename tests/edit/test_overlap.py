@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from lanepipe import pipeline
 from lanepipe.config import load_config
-from lanepipe.io.video import decode, encode
+from lanepipe.io.video import decode
 from lanepipe.monitoring import (
     DeviceTurn,
     collect_spans,
@@ -30,19 +31,6 @@ from lanepipe.monitoring import (
 GEN = ["edit.backend=flux_cogvideox", "edit.preset=tiny-random", "edit.qa.max_iterations=1",
        "edit.instructions=[double yellow solid]", "input.max_frames=8"]
 SLUG = "double-yellow-solid"
-
-
-def _clip(path: Path, shade: int) -> Path:
-    """An 8-frame 160x96 road picture (a real PyAV file); ``shade`` makes the clips differ."""
-    t, h, w = 8, 96, 160
-    frames = np.zeros((t, h, w, 3), np.uint8)
-    frames[:, : h // 2] = (120, 160, 220)
-    frames[:, h // 2:] = (70, 110, 60)
-    for y in range(h // 2, h):
-        half = int((y - h // 2) / (h / 2) * w * 0.6)
-        frames[:, y, max(0, w // 2 - half): w // 2 + half] = (shade, shade, shade + 2)
-    encode(frames, str(path), 8.0)
-    return path
 
 
 # ------------------------------------------------------------------------------------------ spans and the turn
@@ -122,11 +110,12 @@ def test_device_turn_serialises_model_calls_and_hands_on_early() -> None:
 
 # ------------------------------------------------------------------------------------------ through Ray
 @pytest.mark.ray
-def test_clips_in_flight_overlap_cpu_work_with_model_calls_same_outputs(ray_local, tmp_path: Path) -> None:
+def test_clips_in_flight_overlap_cpu_work_with_model_calls_same_outputs(
+        ray_local, tmp_path: Path, make_road_clip: Callable[[Path, int], Path]) -> None:
     """4 clips through a Ray edit actor (flux_cogvideox, tiny-random), one clip at a time vs two in flight: the same
     frames; with two in flight one clip's CPU work runs during another's model calls; an encode that fails (its
     output path is taken by a folder) fails that clip's row only."""
-    clips = [_clip(tmp_path / f"clip{i}.mp4", 80 + 6 * i) for i in range(4)]
+    clips = [make_road_clip(tmp_path / f"clip{i}.mp4", 80 + 6 * i) for i in range(4)]
     up = load_config(None, ["stages=segment", "run_id=up", "input.max_frames=8", "segment.overlay=false",
                             "segment.videopainter=false"],
                      base={"input": {"paths": [str(p) for p in clips]}, "output": str(tmp_path)})

@@ -5,10 +5,7 @@ job state survives redeploying the app (a finished job reads back done, a job cu
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -19,62 +16,36 @@ BASE = {"input": {"max_frames": 4},
         "segment": {"backend": "sam2", "sam2": {"preset": "tiny-random"}, "overlay": False}}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _submit(base: str, clip: Path) -> str:
-    with clip.open("rb") as f:
-        r = requests.post(base + "v1/edits", files={"clip": (clip.name, f, "video/mp4")},
-                          data={"instructions": ["none"], "stages": "segment"}, timeout=30)
-    assert r.status_code == 202, r.text
-    return str(r.json()["id"])
-
-
-def _wait(base: str, job_id: str, until: tuple[str, ...] = ("done", "failed"), timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = requests.get(f"{base}v1/edits/{job_id}", timeout=10).json()
-        if job["status"] in until:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not {until} after {timeout} s")
-
-
-def test_two_requests_one_load_and_state_survives_a_redeploy(ray_local, tmp_path: Path) -> None:
+def test_two_requests_one_load_and_state_survives_a_redeploy(serve_app, tmp_path: Path) -> None:
     from ray import serve
 
     from lanepipe.sample import write_sample
-    from lanepipe.serve.app import ServeSettings, start
+    from lanepipe.serve.app import ServeSettings
 
     clip = write_sample(tmp_path / "clip", num_frames=4, width=160, height=96)
     settings = ServeSettings(output=str(tmp_path / "runs"), replica_cpus=0, base_config=BASE, max_replicas=2)
-    port = _port()
-    base = start(settings, port=port, name="resident", route_prefix="/")
-    try:
-        first = _wait(base, _submit(base, clip))
-        second = _wait(base, _submit(base, clip))
-        assert first["status"] == second["status"] == "done", (first["error"], second["error"])
-        assert first["model_loads"] >= 1  # the replica's first job loads SAM2
-        assert second["model_loads"] == 0  # the second finds it resident
-        metrics = requests.get(base + "v1/metrics", timeout=30).json()["models"]["lanepipe-models"]
-        assert metrics["model_loads"] == {"segment": first["model_loads"]} and metrics["jobs"] == 2
+    app = serve_app
+    base = app.start(settings, "resident")
 
-        # a job cut short by the redeploy reads back interrupted; the finished one reads back done, with its files
-        third = _submit(base, clip)
-        _wait(base, third, until=("running", "done", "failed"))
-        serve.delete("resident")
-        base = start(settings, port=port, name="resident", route_prefix="/")
-        again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
-        assert again["status"] == "done" and again["model_loads"] == first["model_loads"]
-        assert requests.get(again["links"]["original"] and f"http://127.0.0.1:{port}" + again["links"]["original"],
-                            timeout=10).status_code == 200
-        cut = requests.get(f"{base}v1/edits/{third}", timeout=10).json()
-        if cut["status"] != "done":  # it could have finished before the delete reached its replica
-            assert cut["status"] == "failed" and cut["interrupted"] and "interrupted" in cut["error"]
-        fresh = _wait(base, _submit(base, clip))
-        assert fresh["status"] == "done" and fresh["model_loads"] >= 1  # a new replica loads again, once
-    finally:
-        serve.shutdown()  # the proxy too: the next module starts Serve on its own port
+    first = app.submit_and_wait(clip, ["none"], "segment")
+    second = app.submit_and_wait(clip, ["none"], "segment")
+    assert first["status"] == second["status"] == "done", (first["error"], second["error"])
+    assert first["model_loads"] >= 1  # the replica's first job loads SAM2
+    assert second["model_loads"] == 0  # the second finds it resident
+    metrics = requests.get(base + "v1/metrics", timeout=30).json()["models"]["lanepipe-models"]
+    assert metrics["model_loads"] == {"segment": first["model_loads"]} and metrics["jobs"] == 2
+
+    # a job cut short by the redeploy reads back interrupted; the finished one reads back done, with its files
+    third = app.submit(clip, ["none"], "segment")
+    app.wait(third, until=("running", "done", "failed"))
+    serve.delete("resident")
+    base = app.start(settings, "resident")
+    again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
+    assert again["status"] == "done" and again["model_loads"] == first["model_loads"]
+    assert requests.get(again["links"]["original"] and f"http://127.0.0.1:{app.port}" + again["links"]["original"],
+                        timeout=10).status_code == 200
+    cut = requests.get(f"{base}v1/edits/{third}", timeout=10).json()
+    if cut["status"] != "done":  # it could have finished before the delete reached its replica
+        assert cut["status"] == "failed" and cut["interrupted"] and "interrupted" in cut["error"]
+    fresh = app.submit_and_wait(clip, ["none"], "segment")
+    assert fresh["status"] == "done" and fresh["model_loads"] >= 1  # a new replica loads again, once

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +26,6 @@ TINY = {"input": {"max_frames": 4},
 #: The session's local Ray has one logical GPU: SAM2's default 0.5 and the painter set to 0.5 share it.
 LIVE = {**TINY, "edit": {**TINY["edit"], "resources": {"num_gpus": 0.5}}}
 APP = "stages"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _submit(base: str, clip: Path) -> str:
-    with clip.open("rb") as f:
-        r = requests.post(base + "v1/edits", files={"clip": (clip.name, f, "video/mp4")},
-                          data={"instructions": ["double yellow solid"], "stages": "all"}, timeout=30)
-    assert r.status_code == 202, r.text
-    return str(r.json()["id"])
-
-
-def _wait(base: str, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = requests.get(f"{base}v1/edits/{job_id}", timeout=10).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not finished after {timeout} s")
 
 
 def _models(base: str) -> dict[str, Any]:
@@ -103,50 +77,48 @@ def test_stage_options_follow_the_backends_and_the_cluster(ray_local) -> None:
     assert explicit == {"segment": 0.0, "edit": 0.5, "evaluate": 0.0}  # the config's own share is kept
 
 
-def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing(ray_local, tmp_path: Path) -> None:
+def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing(serve_app, tmp_path: Path) -> None:
     import ray
     from ray import serve
 
     from lanepipe.sample import write_sample
-    from lanepipe.serve.app import ServeSettings, start
+    from lanepipe.serve.app import ServeSettings
 
     clip = write_sample(tmp_path / "clip", num_frames=4, width=160, height=96)
     settings = ServeSettings(output=str(tmp_path / "runs"), replica_cpus=0, base_config=LIVE)
-    port = _port()
-    base = start(settings, port=port, name=APP, route_prefix="/", ready_timeout_s=300)
-    try:
-        deployments = serve.status().applications[APP].deployments
-        assert set(deployments) == {"lanepipe", "lanepipe-segment", "lanepipe-edit", "lanepipe-evaluate"}
-        assert {d.status for d in deployments.values()} == {"HEALTHY"}
+    app = serve_app
+    base = app.start(settings, APP, ready_timeout_s=300)
 
-        first = _wait(base, _submit(base, clip))
-        second = _wait(base, _submit(base, clip))
-        assert first["status"] == second["status"] == "done", (first["error"], second["error"])
-        assert first["links"]["comparison"] and first["edits"][0]["predictions"][0]["status"] == "ok"
-        models = _models(base)
-        seg, edit, ev = (models[f"lanepipe-{s}"] for s in ("segment", "edit", "evaluate"))
-        # each replica was scheduled with its stage's resources: SAM2's default share, the painter's configured one
-        assert seg["resources"].get("GPU") == 0.5 and edit["resources"].get("GPU") == 0.5
-        assert not ev["resources"].get("GPU")
-        # one load per model per deployment for both jobs: SAM2 once; the painter's FLUX + CogVideoX once
-        assert seg["model_loads"] == {"segment": 1}
-        assert edit["model_loads"]["edit"] >= 2 and ev["model_loads"] == {}
-        assert first["model_loads"] == 1 + edit["model_loads"]["edit"] and second["model_loads"] == 0
-        assert min(seg["calls"], edit["calls"], ev["calls"]) >= 2  # each job's items went through each deployment
-        assert models["lanepipe-models"]["jobs"] == 2
-        manifest = json.loads((tmp_path / "runs" / first["id"] / "manifest.json").read_text())
-        assert manifest["model_loads"]["segment"] == 1 and manifest["model_loads"]["render"] == 0
+    deployments = serve.status().applications[APP].deployments
+    assert set(deployments) == {"lanepipe", "lanepipe-segment", "lanepipe-edit", "lanepipe-evaluate"}
+    assert {d.status for d in deployments.values()} == {"HEALTHY"}
 
-        # kill the edit replica; the next job's edit call reaches it dead, is sent again and lands on its successor
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                 if a["name"].startswith(f"SERVE_REPLICA::{APP}#lanepipe-edit#")]
-        assert len(names) == 1, names
-        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
-        third = _wait(base, _submit(base, clip))
-        assert third["status"] == "done", third["error"]
-        assert third["model_loads"] == edit["model_loads"]["edit"]  # the new edit replica loads once; SAM2 stays
-        again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
-        assert again["status"] == "done" and again["model_loads"] == first["model_loads"]
-        assert requests.get(f"http://127.0.0.1:{port}{again['links']['edited']}", timeout=10).status_code == 200
-    finally:
-        serve.shutdown()
+    first = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
+    second = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
+    assert first["status"] == second["status"] == "done", (first["error"], second["error"])
+    assert first["links"]["comparison"] and first["edits"][0]["predictions"][0]["status"] == "ok"
+    models = _models(base)
+    seg, edit, ev = (models[f"lanepipe-{s}"] for s in ("segment", "edit", "evaluate"))
+    # each replica was scheduled with its stage's resources: SAM2's default share, the painter's configured one
+    assert seg["resources"].get("GPU") == 0.5 and edit["resources"].get("GPU") == 0.5
+    assert not ev["resources"].get("GPU")
+    # one load per model per deployment for both jobs: SAM2 once; the painter's FLUX + CogVideoX once
+    assert seg["model_loads"] == {"segment": 1}
+    assert edit["model_loads"]["edit"] >= 2 and ev["model_loads"] == {}
+    assert first["model_loads"] == 1 + edit["model_loads"]["edit"] and second["model_loads"] == 0
+    assert min(seg["calls"], edit["calls"], ev["calls"]) >= 2  # each job's items went through each deployment
+    assert models["lanepipe-models"]["jobs"] == 2
+    manifest = json.loads((tmp_path / "runs" / first["id"] / "manifest.json").read_text())
+    assert manifest["model_loads"]["segment"] == 1 and manifest["model_loads"]["render"] == 0
+
+    # kill the edit replica; the next job's edit call reaches it dead, is sent again and lands on its successor
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["name"].startswith(f"SERVE_REPLICA::{APP}#lanepipe-edit#")]
+    assert len(names) == 1, names
+    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+    third = app.submit_and_wait(clip, ["double yellow solid"], "all", timeout=240)
+    assert third["status"] == "done", third["error"]
+    assert third["model_loads"] == edit["model_loads"]["edit"]  # the new edit replica loads once; SAM2 stays
+    again = requests.get(f"{base}v1/edits/{first['id']}", timeout=10).json()
+    assert again["status"] == "done" and again["model_loads"] == first["model_loads"]
+    assert requests.get(f"http://127.0.0.1:{app.port}{again['links']['edited']}", timeout=10).status_code == 200
