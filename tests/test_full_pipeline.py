@@ -90,3 +90,21 @@ def test_a_predictor_that_raises_fails_only_its_item(tmp_path: Path, sample_file
     assert by["lane_keep"]["status"] == "ok"
     assert by["broken_predictor:Broken"]["status"] == "failed"
     assert "predictor exploded" in by["broken_predictor:Broken"]["error"]
+
+
+def test_removing_both_ego_boundaries_of_the_demo_clip_passes_qa(ray_local, tmp_path: Path) -> None:
+    """The demo's `none@both` (preset no-ego-lane-markings) on its own sample clip: the QA takes the right edge line,
+    which the removal uncovers, for the next line out, not for a left-over ego boundary (it used to, and failed
+    after 10 attempts that erased ever wider; verify.base.lines_beyond_removed)."""
+    from lanepipe.sample import write_sample
+
+    clip = write_sample(tmp_path / "sample")  # the demo's clip: 960x540, 48 frames
+    cfg = load_config(None, ["stages=segment,edit", "edit.instructions=[none@both]", "edit.qa.max_iterations=2"],
+                      base={"input": {"paths": [str(clip)]}, "output": str(tmp_path / "runs")})
+    summary = pipeline.run(cfg)
+    qa = json.loads(next(Path(summary.url).glob("edit/*/none-at-both/qa.json")).read_text())
+    assert qa["final_verdict"] == "PASS", [it["verdict"] for it in qa["iterations"]]
+    first = qa["iterations"][0]
+    assert first["verdict"] == "PASS", first.get("reasons")
+    beyond = first["seen"]["diagnostics"].get("beyond_removed", {})
+    assert all(b["ratio"] >= 1.6 for b in beyond.values())

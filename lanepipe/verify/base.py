@@ -15,6 +15,7 @@ The QA loop drives every verify backend (``verify.backend``) through one contrac
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -425,11 +426,51 @@ class Verifier(Protocol):
         ...
 
 
+#: A line seen where a removed boundary was is that boundary unless it lies at least this many times farther from
+#: the vanishing point's column (at the lowest road row) than the original boundary did: then it is the next line
+#: out, which the removal uncovered. Lane edges are a lane width apart (2.7-3.6 m, AASHTO "Green Book" 2018
+#: §4.3; 12 ft = 3.66 m is the US norm) and an ego boundary lies at most ~2.7 m from the camera, so the next line
+#: out is at least ~2x farther; a double line's two strokes (0.1-0.3 m apart) stay near 1x.
+BEYOND_REMOVED_RATIO = 1.6
+
+
+def lines_beyond_removed(report: LaneReport, original: LaneReport, spec: LaneSpec, width: int,
+                         ratio: float = BEYOND_REMOVED_RATIO) -> LaneReport:
+    """``report`` with each boundary the spec removes set to none where what was seen there is the next line out
+    (see :data:`BEYOND_REMOVED_RATIO`), judged against ``original`` (the same inspector on the frames before the
+    edit; ``width``: their width in pixels). Each such line is listed in ``diagnostics["beyond_removed"]``."""
+    if spec.count != 0:
+        return report
+    vp = original.diagnostics.get("vanishing_point")
+    work = original.diagnostics.get("work_size")
+    if not vp or not work:
+        return report
+    vpx = float(vp[0]) * width / float(work[0])  # the vanishing point is in the inspector's working size
+    sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
+    out, beyond = report, {}
+    for side in sides:
+        o, e = original.boundary(side), report.boundary(side)
+        if o.count == 0 or e.count == 0 or o.x_bottom is None or e.x_bottom is None:
+            continue
+        d_o, d_e = o.x_bottom - vpx, e.x_bottom - vpx
+        if d_o * d_e > 0 and abs(d_e) >= ratio * abs(d_o):
+            beyond[side] = {"seen": e.describe(), "x_bottom": round(e.x_bottom, 1),
+                            "original_x_bottom": round(o.x_bottom, 1), "ratio": round(abs(d_e / d_o), 2)}
+            none = BoundaryReport(0, None, None, e.confidence, frames_seen=0, frames_used=e.frames_used)
+            out = replace(out, left=none) if side == "left" else replace(out, right=none)
+    if beyond:
+        out = replace(out, diagnostics={**out.diagnostics, "beyond_removed": beyond})
+    return out
+
+
 class InspectingVerifier:
     """Base of a :class:`LaneInspector` backend: ``check`` inspects all edited frames (with their road masks) and
-    compares the report with the instruction (:meth:`Verdict.from_report`)."""
+    compares the report with the instruction (:meth:`Verdict.from_report`). For a removal it also inspects the
+    original frames (once per clip) so that the next line out, which the removal uncovers, is not taken for the
+    removed boundary (:func:`lines_beyond_removed`)."""
 
     name: str
+    _original: tuple[str, LaneReport] | None = None
 
     def inspect(self, frames: npt.NDArray[np.uint8],
                 road_masks: npt.NDArray[np.bool_] | None = None) -> LaneReport:
@@ -437,8 +478,23 @@ class InspectingVerifier:
 
     def check(self, original: npt.NDArray[np.uint8], edited: npt.NDArray[np.uint8],
               road_masks: npt.NDArray[np.bool_], spec: LaneSpec) -> Verdict:
-        del original
-        return Verdict.from_report(self.inspect(edited, road_masks), spec, self.name)
+        report = self.inspect(edited, road_masks)
+        sides: tuple[BoundaryName, ...] = ("left", "right") if spec.side == "both" else (spec.side,)
+        if spec.count == 0 and any(report.boundary(side).count for side in sides):
+            report = lines_beyond_removed(report, self._inspect_original(original, road_masks), spec,
+                                          int(original.shape[2]))
+        return Verdict.from_report(report, spec, self.name)
+
+    def _inspect_original(self, original: npt.NDArray[np.uint8], road_masks: npt.NDArray[np.bool_]) -> LaneReport:
+        """The report on the original frames; kept for the next QA attempt on the same clip."""
+        h = hashlib.blake2b(np.ascontiguousarray(original[:, ::8, ::8]).tobytes(), digest_size=16)
+        h.update(repr(original.shape).encode())
+        key = h.hexdigest()
+        cached = self._original  # one local read: two clips in flight on one actor may share this verifier
+        if cached is None or cached[0] != key:
+            cached = (key, self.inspect(original, road_masks))
+            self._original = cached
+        return cached[1]
 
 
 class JudgingVerifier:

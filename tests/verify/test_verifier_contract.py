@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lanepipe.lanes.instructions import parse_instruction
 from lanepipe.verify.base import (
@@ -46,3 +47,30 @@ def test_builtins_and_judges_share_the_contract() -> None:
     v = Judge().check(frames, frames, np.ones((2, 24, 32), bool), parse_instruction("double yellow solid"))
     assert (v.passed, v.reasons, v.verifier, v.raw, v.mismatches) == (False, ["too faint"], "judge", "FAIL", [])
     assert isinstance(Judge(), Verifier) and isinstance(LaneDetector(), Verifier)
+
+
+def test_a_line_far_beyond_a_removed_boundary_is_the_next_line_out() -> None:
+    """For a removal, a line seen at least 1.6x farther from the vanishing point's column than the original boundary
+    is the line the removal uncovered (the edge line a lane width out), not a left-over boundary; one near the old
+    boundary's place still counts."""
+    from lanepipe.verify.base import BoundaryReport, LaneReport, lines_beyond_removed
+
+    def report(left: float | None, right: float | None) -> LaneReport:
+        def side(x: float | None) -> BoundaryReport:
+            if x is None:
+                return BoundaryReport(0, None, None, 1.0)
+            return BoundaryReport(1, "white", "solid", 0.9, x_bottom=x)
+        return LaneReport(side(left), side(right), "lane_detector",
+                          {"vanishing_point": [320.0, 180.0], "work_size": [640, 360]})
+
+    original = report(80.0, 878.0)  # 960 px wide frames: the vanishing point's column is 480
+    spec = parse_instruction("none@both")
+    out = lines_beyond_removed(report(None, 1599.0), original, spec, 960)
+    assert out.right.count == 0 and out.diagnostics["beyond_removed"]["right"]["ratio"] == pytest.approx(2.81, 0.01)
+    assert verdict(out, spec)[0]
+    kept = lines_beyond_removed(report(None, 900.0), original, spec, 960)  # where the old boundary was: a remnant
+    assert kept.right.count == 1 and "beyond_removed" not in kept.diagnostics and not verdict(kept, spec)[0]
+    other_side = lines_beyond_removed(report(None, 300.0), original, spec, 960)  # left of the vanishing point
+    assert other_side.right.count == 1
+    painted = parse_instruction("single white solid")  # not a removal: nothing changes
+    assert lines_beyond_removed(report(None, 1599.0), original, painted, 960).right.count == 1
