@@ -214,6 +214,17 @@ class EditCheckConfig(BaseModel):
     paint_border_px: int = Field(3, ge=0, description="erased paint's blurred border: paint grown by this many pixels")
     hood_max_share: float = Field(0.002, ge=0.0, le=1.0,
                                   description="largest share of the hood's pixels changed in a frame")
+    seam_share: float = Field(
+        0.006, ge=0.0, le=0.05,
+        description="the hood's blurred rim: rows below its first row, a share of the height (>= 3 rows); an old "
+                    "line's last piece straddles it. There a change that leaves a pixel less paint-like is no "
+                    "change of the hood, and old paint left is a remnant")
+    seam_b: float = Field(12.0, gt=0.0, description="a rim pixel is paint: Lab b* above the hood below it by more")
+    seam_l: float = Field(18.0, gt=0.0, description="... or lightness above the hood below it by more")
+    rim_remnant_max: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="largest share, in any frame, of the old paint on the hood's rim still paint: the rim is a few "
+                    "rows of blurred pixels, a faint tint left on part of it is no fleck; most of it left is")
     hood_static_ratio: float = Field(
         0.3, gt=0.0, lt=1.0,
         description="bottom rows whose change over time is below this share of the road's are the hood")

@@ -32,6 +32,7 @@ on the original; the hood from the clip's static bottom block (:func:`static_hoo
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -419,7 +420,7 @@ class EditChecker:
         for side in named:
             band = orig.bands.get(side)
             tight = None if band is None else self._corridor(view, band, cfg.remnant_margin_m)
-            out.append(self._remnants(side, o, e, untouched, tight, view))
+            out.append(self._remnants(side, o, e, untouched, tight, view, edited))
         for side in named:
             out.extend(self._plausible(side, o, e, changed, corridors.get(side), view))
         out.extend(full)
@@ -463,15 +464,16 @@ class EditChecker:
         return out
 
     def _per_frame(self, num: npt.NDArray[np.int64], den: npt.NDArray[np.int64],
-                   limit: float) -> tuple[float | None, tuple[int, ...]]:
+                   limit: float, min_px: int | None = None) -> tuple[float | None, tuple[int, ...]]:
         """Per-frame share ``num / den`` over frames with ``den >= min_px``: the worst share and the frames where
         it is above ``limit`` with at least ``min_px`` samples in ``num`` (a few specks of texture are no
-        finding)."""
-        ok = den >= self.cfg.min_px
+        finding); ``min_px`` defaults to the config's."""
+        least = self.cfg.min_px if min_px is None else min_px
+        ok = den >= least
         if not ok.any():
             return None, ()
         share = np.where(ok, num / np.maximum(den, 1), 0.0)
-        bad = ok & (share > limit) & (num >= self.cfg.min_px)
+        bad = ok & (share > limit) & (num >= least)
         return float(share[ok].max()), tuple(int(i) for i in np.nonzero(bad)[0])
 
     def _unnamed(self, o: _Samples, e: _Samples, changed: Bool, corridors: dict[str, Bool],
@@ -496,7 +498,7 @@ class EditChecker:
         return out
 
     def _remnants(self, side: str, o: _Samples, e: _Samples, untouched: Bool, cols: Bool | None,
-                  view: RoadView) -> CheckResult:
+                  view: RoadView, edited: U8) -> CheckResult:
         cfg, spec = self.cfg, self.spec
         if cols is None:
             return CheckResult("remnants", side, "not applicable", note="no old paint on this boundary")
@@ -515,9 +517,68 @@ class EditChecker:
                 what += " or still yellow"
             what += " (worst frame)"
         worst, frames = self._per_frame(left.sum(axis=(1, 2)), old.sum(axis=(1, 2)), cfg.remnant_max)
+        rim = self._rim_remnants(side, edited)
+        note = ""
+        if rim is not None:  # old paint on the hood's blurred rim, where the road view does not reach
+            rim_worst, rim_frames = rim
+            note = (f"hood rim: {rim_worst:.3g} of its old paint pixels still paint (worst frame; limit "
+                    f"{cfg.rim_remnant_max:g})")
+            if worst is None:
+                worst = rim_worst
+            frames = tuple(sorted(set(frames) | set(rim_frames)))
         if worst is None:
             return CheckResult("remnants", side, "not applicable", note="too little old paint in any frame")
-        return CheckResult("remnants", side, "fail" if frames else "pass", worst, cfg.remnant_max, frames, what)
+        return CheckResult("remnants", side, "fail" if frames else "pass", worst, cfg.remnant_max, frames, what,
+                           note=note)
+
+    def _rim_lab(self, frames: U8, hood: npt.NDArray[np.intp]) -> tuple[F32, int, int]:
+        """Lab (float) of the rows around the hood's rim, ``(T, rows, W, 3)``, and their first row and seam rows."""
+        h = frames.shape[1]
+        s = max(3, math.ceil(self.cfg.seam_share * h))
+        top, bottom = max(int(hood.min()) - 8, 0), min(int(hood.max()) + 2 * s + 1, h)
+        lab = np.stack([cv2.cvtColor(np.ascontiguousarray(f[top:bottom]), cv2.COLOR_RGB2LAB) for f in frames])
+        return lab.astype(np.float32), top, s
+
+    def _rim_remnants(self, side: str, edited: U8) -> tuple[float, tuple[int, ...]] | None:
+        """Old paint of boundary ``side`` left on the hood's blurred rim: per frame, the share of the original's
+        paint pixels there (yellower or brighter than the hood below them by ``seam_b`` / ``seam_l``, within the
+        boundary's corridor) that the edit left as paint (also than the pavement just above); the worst share and
+        the frames over ``rim_remnant_max``. None without a hood, old paint on its rim, or where the new paint may
+        stand there (a line of the same colour)."""
+        cfg, spec = self.cfg, self.spec
+        hood = self.hood()
+        n, h, w = edited.shape[:3]
+        if hood is None or int(hood.min()) >= h or int(hood.min()) < 8:
+            return None
+        if not spec.is_removal and spec.color == "yellow":
+            return None
+        corridor = self._named_corridors(n, h, w, [side])
+        if corridor is None:
+            return None
+        lab_o, top, s = self._rim_lab(self.original[:n], hood)
+        lab_e, _, _ = self._rim_lab(edited, hood)
+        rr = np.arange(top, top + lab_o.shape[1])[:, None]
+        seam = (rr >= hood[None, :] - 2) & (rr < hood[None, :] + s) & corridor[top:top + lab_o.shape[1]]
+        below = (rr >= hood[None, :] + s) & (rr < hood[None, :] + 2 * s)
+        above = (rr >= hood[None, :] - 8) & (rr < hood[None, :] - 4)
+
+        def ref(lab: F32, sel: Bool) -> F32:  # (T, 1, W, 3) per-column median over the rows selected
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+                med: F32 = np.nanmedian(np.where(sel[None, :, :, None], lab, np.nan), axis=1, keepdims=True)
+            return med
+
+        def paint(lab: F32, refs: list[F32]) -> Bool:
+            up_b = np.fmax.reduce([r[..., 2] for r in refs]) if len(refs) > 1 else refs[0][..., 2]
+            up_l = np.fmax.reduce([r[..., 0] for r in refs]) if len(refs) > 1 else refs[0][..., 0]
+            yellow = lab[..., 2] > up_b + cfg.seam_b
+            return yellow | (lab[..., 0] > up_l + cfg.seam_l) if spec.is_removal else yellow
+
+        old = paint(lab_o, [ref(lab_o, below)]) & seam[None]
+        left = old & paint(lab_e, [ref(lab_e, below), ref(lab_e, above)])
+        worst, frames = self._per_frame(left.sum(axis=(1, 2)), old.sum(axis=(1, 2)), cfg.rim_remnant_max,
+                                        min_px=10)
+        return None if worst is None else (worst, frames)
 
     def _plausible(self, side: str, o: _Samples, e: _Samples, changed: Bool, cols: Bool | None,
                    view: RoadView) -> list[CheckResult]:
@@ -604,11 +665,11 @@ class EditChecker:
                             cfg.outside_max_share, frames, "share of the pixels outside the road mask changed",
                             note=note)]
 
-    def _named_corridors(self, n: int, h: int, w: int) -> Bool | None:
-        """``(H, W) bool`` image pixels on the ground within ``corridor_margin_m`` of the named boundaries' paint
-        bands (flat road, ``camera_height_m``), or None when the original shows none of them."""
+    def _named_corridors(self, n: int, h: int, w: int, sides: list[str] | None = None) -> Bool | None:
+        """``(H, W) bool`` image pixels on the ground within ``corridor_margin_m`` of the named boundaries' (or
+        ``sides``') paint bands (flat road, ``camera_height_m``), or None when the original shows none of them."""
         orig = self._original_of(n)
-        named = ["left", "right"] if self.spec.side == "both" else [str(self.spec.side)]
+        named = sides or (["left", "right"] if self.spec.side == "both" else [str(self.spec.side)])
         bands = [orig.bands[s] for s in named if s in orig.bands]
         if orig.view is None or not bands:
             return None
@@ -630,14 +691,30 @@ class EditChecker:
         if hood is None or int(hood.min()) >= h:
             return CheckResult("on_hood", "frame", "not applicable", note="no hood found")
         top = int(hood.min())
-        region = np.arange(top, h)[:, None] >= hood[None, :]
+        rr = np.arange(top, h)[:, None]
+        region = rr >= hood[None, :]
+        # the blurred rim: a change there counts only where it made a pixel yellower, or brighter without losing
+        # its yellow (paint put on the hood); an old line's last piece cleaned off it is no change of the hood
+        s = max(3, math.ceil(cfg.seam_share * h))
+        rim = region & (rr < hood[None, :] + s)
         n = len(edited)
-        share = np.array([(_changed(edited[t, top:], self.original[t, top:], cfg.outside_tol) & region).sum()
-                          for t in range(n)]) / max(int(region.sum()), 1)
+        counts = []
+        for t in range(n):
+            changed = _changed(edited[t, top:], self.original[t, top:], cfg.outside_tol) & region
+            on_rim = changed & rim
+            if on_rim.any():
+                lo = cv2.cvtColor(np.ascontiguousarray(self.original[t, top:]), cv2.COLOR_RGB2LAB).astype(np.int16)
+                le = cv2.cvtColor(np.ascontiguousarray(edited[t, top:]), cv2.COLOR_RGB2LAB).astype(np.int16)
+                more_paint = (le[..., 2] > lo[..., 2] + 4) | ((le[..., 0] > lo[..., 0] + 4)
+                                                               & (le[..., 2] >= lo[..., 2] - cfg.seam_b))
+                changed &= ~on_rim | more_paint
+            counts.append(int(changed.sum()))
+        share = np.array(counts) / max(int(region.sum()), 1)
         frames = tuple(int(t) for t in np.nonzero(share > cfg.hood_max_share)[0])
         return CheckResult("on_hood", "frame", "fail" if frames else "pass", float(share.max()), cfg.hood_max_share,
                            frames, "share of the hood's pixels changed",
-                           note=f"hood from row {top} (highest) to {int(hood.max())} (lowest)")
+                           note=f"hood from row {top} (highest) to {int(hood.max())} (lowest); rim changes that "
+                                "left pixels less paint-like not counted")
 
     def _erase_band(self, o: _Samples, e: _Samples, off_path: Bool, changed: Bool, view: RoadView) -> CheckResult:
         """Changed samples (``off_path``: those off the named boundaries' paths) farther than ``erase_band_m``

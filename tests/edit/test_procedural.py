@@ -312,6 +312,48 @@ def test_real_clip_smoke(real_clip: Path) -> None:
     assert paint_s < max(10.0, 8.0 * decode_s)
 
 
+def test_an_old_line_is_cleaned_off_the_hood_rim_and_the_qa_sees_what_is_left(data_dir: Path) -> None:
+    """Camera B's yellow line straddles the blurred rim of the hood: its last rows lie on rows the segmenter calls
+    hood. The erase used to stop at the hood, leaving a ~25x5 px yellow fleck that QA passed. Now the rim is cleaned
+    (only paint-coloured pixels, nothing else on the hood) and QA's remnant check reads the rim."""
+    import cv2
+
+    from lanepipe.io.video import decode
+    from lanepipe.segment.grid import GridSegmenter
+    from lanepipe.verify.edit_checks import EditChecker
+
+    clip = decode(str(data_dir / "udacity_advanced_lane_lines" / "project_video_subclip_4s.mp4"), max_frames=16)
+    masks = GridSegmenter().segment(clip)
+    assert masks.hood_top is not None
+    spec = parse_instruction("single white dashed")  # the left boundary is a solid yellow line
+    res = ProceduralPainter().paint(clip, masks, spec)
+    hood = np.asarray(masks.hood_top)
+    h = clip.height
+    rr = np.arange(h)[:, None]
+    rim = (rr >= hood[None, :] - 2) & (rr < hood[None, :] + 8)
+    rim[:, clip.width // 2:] = False  # the yellow line meets the hood on the left half
+
+    def yellow(frames: np.ndarray) -> np.ndarray:
+        b = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[..., 2] for f in frames]).astype(np.int16)
+        below = np.nanmedian(np.where((rr >= hood[None, :] + 10) & (rr < hood[None, :] + 20), b, np.nan)[0])
+        return b > below + 10
+
+    before, after = (yellow(clip.frames) & rim).sum(), (yellow(res.frames) & rim).sum()
+    assert before > 16 * 40 and after < 0.1 * before, (before, after)
+    deep = rr >= hood[None, :] + 8  # below the rim the hood is untouched
+    assert np.array_equal(res.frames[:, deep], clip.frames[:, deep])
+    # QA: the cleaned edit passes the remnant check; with the rim pasted back from the original it fails
+    checker = EditChecker(clip.frames, masks.masks, spec, hood_top=masks.hood_top)
+    ok = next(c for c in checker.check(res.frames) if c.check == "remnants")
+    assert ok.status == "pass" and "hood rim" in ok.note, ok
+    fleck = res.frames.copy()
+    fleck[:, rim] = clip.frames[:, rim]
+    bad = next(c for c in checker.check(fleck) if c.check == "remnants")
+    assert bad.status == "fail" and "hood rim" in bad.note, bad
+    on_hood = next(c for c in checker.check(res.frames) if c.check == "on_hood")
+    assert on_hood.status == "pass", on_hood
+
+
 # ------------------------------------------------------------------------------------------------ pure helpers
 def test_ground_maps_match_the_camera() -> None:
     from lanepipe.geometry.camera import PinholeCamera

@@ -87,7 +87,30 @@ def test_procedural_edit_paints_nothing_on_the_hood(bridge: Clip) -> None:
     out = ProceduralPainter().paint(bridge, masks, parse_instruction("single white solid"))
     changed = np.abs(out.frames.astype(np.int16) - bridge.frames.astype(np.int16)).max(axis=-1) > 0
     assert changed[:, ~hood].sum() > 1000  # the edit happened
-    assert changed[:, hood].sum() == 0
+    _hood_untouched_but_its_rim(bridge.frames, out.frames, masks.hood_top, changed)
+
+
+def _hood_untouched_but_its_rim(before: np.ndarray, after: np.ndarray, hood_top: np.ndarray,
+                                changed: np.ndarray) -> None:
+    """No hood pixel changes, except on its blurred rim (render._SEAM of the height) where old paint was cleaned
+    off: there a changed pixel gets no yellower, and brighter only where it lost its yellow."""
+    import math
+
+    import cv2
+
+    from lanepipe.edit.procedural.render import _SEAM
+
+    h = before.shape[1]
+    rows = np.arange(h)[:, None]
+    hood = rows >= hood_top[None, :]
+    deep = rows >= hood_top[None, :] + math.ceil(_SEAM * h)
+    assert changed[:, deep].sum() == 0
+    on_rim = changed & (hood & ~deep)[None]
+    for t in np.flatnonzero(on_rim.any(axis=(1, 2))):
+        lo = cv2.cvtColor(before[t], cv2.COLOR_RGB2LAB).astype(np.int16)[on_rim[t]]
+        le = cv2.cvtColor(after[t], cv2.COLOR_RGB2LAB).astype(np.int16)[on_rim[t]]
+        assert (le[:, 2] <= lo[:, 2] + 2).all()
+        assert ((le[:, 0] <= lo[:, 0] + 3) | (le[:, 2] < lo[:, 2] - 6)).all()
 
 
 @pytest.mark.parametrize("frames", [4, 8])
@@ -107,7 +130,7 @@ def test_short_clips_take_no_road_for_a_hood(data_dir: Path, frames: int) -> Non
 def test_none_at_both_erases_the_old_paint_down_to_the_hood(real_clip: Path) -> None:
     """Camera B, ``none@both``: the mask stops at the hood, and the old yellow line's last piece in the band just
     above the hood (where the grid mask often stops a few pixels short) is erased like the rest, without tinting
-    the fill; no hood pixel changes."""
+    the fill; no hood pixel changes but the paint on its blurred rim."""
     import cv2
 
     clip = decode(str(real_clip), max_frames=12)  # the hood finder's minimum
@@ -126,4 +149,4 @@ def test_none_at_both_erases_the_old_paint_down_to_the_hood(real_clip: Path) -> 
         assert before > 200, (t, before)  # the clip's yellow line reaches the hood
         assert after <= 0.03 * before, (t, before, after)
     changed = np.abs(out.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 0
-    assert changed[:, hood].sum() == 0
+    _hood_untouched_but_its_rim(clip.frames, out, masks.hood_top, changed)

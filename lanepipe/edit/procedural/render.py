@@ -9,6 +9,7 @@ that the mask misses (:meth:`FrameRenderer.old_paint`). Frames are ``(H, W, 3) u
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,67 @@ _WEAR_TEXEL_D = 0.02
 #: pixels short of it, and the line's last piece in that gap is old paint like the rest (left there it would
 #: also tint the fill yellow)
 _HOOD_BAND = 0.05
+
+
+#: The hood's rim is blurred over a few rows (motion, focus, coding): an old line's last piece straddles it, half
+#: on the rows the segmenter calls hood. Seam rows below the hood's first row, as a share of the height (>= 3 rows).
+_SEAM = 0.01
+#: A seam pixel still shows old paint when its Lab b* (yellow) or L (white) exceeds both the erased pavement above
+#: and the hood below by this much (OpenCV 8-bit Lab units).
+_SEAM_B, _SEAM_L = 6.0, 18.0
+
+
+def clean_hood_seam(out: U8, rows: Ints, cols: Ints, hood_top: Ints) -> int:
+    """Inpaint what is left of an erased line on the hood's blurred rim, in place; the number of pixels changed.
+
+    Where the erase (``rows``, ``cols``: the full-resolution pixels it filled) reached within 3 rows of the hood
+    (``hood_top``, first hood row per column), seam pixels from 2 rows above to ``_SEAM`` of the height below the
+    hood's first row that are yellower or brighter than both the fill above and the hood below (its colour some
+    rows further down) are filled from their surroundings (OpenCV's Telea inpainting): the pavement above blends
+    into the hood below, as on a clip without the line. Nothing else on the hood changes."""
+    h, w = out.shape[:2]
+    reach = rows >= hood_top[cols] - 3
+    if not reach.any():
+        return 0
+    touched = np.zeros(w, np.uint8)
+    touched[cols[reach]] = 1
+    touched = cv2.dilate(touched[None, :], np.ones((1, 5), np.uint8))[0] > 0
+    c_idx = np.flatnonzero(touched)
+    s = max(3, math.ceil(_SEAM * h))
+    top = int(max(hood_top[c_idx].min() - 8, 0))
+    bottom = int(min(hood_top[c_idx].max() + 2 * s + 1, h))
+    if bottom - top < 4:
+        return 0
+    c0, c1 = int(c_idx.min()), int(c_idx.max()) + 1
+    crop = out[top:bottom, c0:c1]
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
+    rr = np.arange(top, bottom)[:, None]
+    ht = hood_top[None, c0:c1]
+    seam = (rr >= ht - 2) & (rr < ht + s) & touched[None, c0:c1]
+    above = (rr >= ht - 8) & (rr < ht - 4)
+    below = (rr >= ht + s) & (rr < ht + 2 * s)
+
+    def ref(sel: Bool, ch: int) -> F32:  # per column median of a channel over the rows selected (NaN: none)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            med: F32 = np.nanmedian(np.where(sel, lab[..., ch], np.nan), axis=0)
+        return med
+
+    b_ref = np.fmax(ref(above, 2), ref(below, 2))
+    l_ref = np.fmax(ref(above, 0), ref(below, 0))
+    tint = seam & ((lab[..., 2] > b_ref[None, :] + _SEAM_B) | (lab[..., 0] > l_ref[None, :] + _SEAM_L))
+    tint &= np.isfinite(b_ref)[None, :] & np.isfinite(l_ref)[None, :]
+    if not tint.any():
+        return 0
+    mask = (cv2.dilate(tint.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & seam
+    filled = cv2.inpaint(np.ascontiguousarray(crop), mask.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    # a pixel only ever gets less paint-like: no yellower, and brighter only where it lost its yellow (a faint
+    # yellow tint is darker than the hood it is cleaned to); a border pixel's fill may draw on a yellower neighbour
+    lab_f = cv2.cvtColor(filled, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mask &= (lab_f[..., 2] <= lab[..., 2] + 1.0) & ((lab_f[..., 0] <= lab[..., 0] + 2.0)
+                                                    | (lab_f[..., 2] < lab[..., 2] - _SEAM_B))
+    crop[mask] = filled[mask]
+    return int(mask.sum())
 
 
 def hood_rows(an: ClipAnalysis, height: int, width: int) -> Ints | None:
@@ -364,6 +426,8 @@ class FrameRenderer:
         cur = frame[rows, cols].astype(np.float32)
         val = cur + alpha * (low_px + tex - cur)
         out[rows, cols] = np.clip(val + 0.5, 0, 255).astype(np.uint8)
+        if an.hood_top is not None:
+            clean_hood_seam(out, rows, cols, an.hood_top)
 
     def _paint_side(self, out: U8, mask: Bool, an: ClipAnalysis, t: int, c: F64, stripes: list[_Stripe],
                     color: Color | str, params: PaintParams, low_img: F32, scale: tuple[float, float]) -> None:
