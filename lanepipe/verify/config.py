@@ -219,8 +219,8 @@ class EditCheckConfig(BaseModel):
         description="the hood's blurred rim: rows below its first row, a share of the height (>= 3 rows); an old "
                     "line's last piece straddles it. There a change that leaves a pixel less paint-like is no "
                     "change of the hood, and old paint left is a remnant")
-    seam_b: float = Field(12.0, gt=0.0, description="a rim pixel is paint: Lab b* above the hood below it by more")
-    seam_l: float = Field(18.0, gt=0.0, description="... or lightness above the hood below it by more")
+    seam_b: float = Field(12.0, gt=0.0,
+                          description="a rim pixel is yellow paint: Lab b* above the hood below it by more")
     rim_remnant_max: float = Field(
         0.5, ge=0.0, le=1.0,
         description="largest share, in any frame, of the old paint on the hood's rim still paint: the rim is a few "

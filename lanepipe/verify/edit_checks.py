@@ -540,11 +540,11 @@ class EditChecker:
         return lab.astype(np.float32), top, s
 
     def _rim_remnants(self, side: str, edited: U8) -> tuple[float, tuple[int, ...]] | None:
-        """Old paint of boundary ``side`` left on the hood's blurred rim: per frame, the share of the original's
-        paint pixels there (yellower or brighter than the hood below them by ``seam_b`` / ``seam_l``, within the
-        boundary's corridor) that the edit left as paint (also than the pavement just above); the worst share and
-        the frames over ``rim_remnant_max``. None without a hood, old paint on its rim, or where the new paint may
-        stand there (a line of the same colour)."""
+        """Old yellow paint of boundary ``side`` left on the hood's blurred rim: per frame, the share of the
+        original's yellow pixels there (yellower than the hood below them by ``seam_b``, within the boundary's
+        corridor; brightness is no test there: a hood's rim often carries a bright trim) that the edit left yellow
+        (also than the pavement just above); the worst share and the frames over ``rim_remnant_max``. None without
+        a hood, old paint on its rim, or where the new paint may stand there (a yellow line)."""
         cfg, spec = self.cfg, self.spec
         hood = self.hood()
         n, h, w = edited.shape[:3]
@@ -568,11 +568,10 @@ class EditChecker:
                 med: F32 = np.nanmedian(np.where(sel[None, :, :, None], lab, np.nan), axis=1, keepdims=True)
             return med
 
-        def paint(lab: F32, refs: list[F32]) -> Bool:
+        def paint(lab: F32, refs: list[F32]) -> Bool:  # yellow only: a hood's rim often has a bright trim
             up_b = np.fmax.reduce([r[..., 2] for r in refs]) if len(refs) > 1 else refs[0][..., 2]
-            up_l = np.fmax.reduce([r[..., 0] for r in refs]) if len(refs) > 1 else refs[0][..., 0]
-            yellow = lab[..., 2] > up_b + cfg.seam_b
-            return yellow | (lab[..., 0] > up_l + cfg.seam_l) if spec.is_removal else yellow
+            yellow: Bool = lab[..., 2] > up_b + cfg.seam_b
+            return yellow
 
         old = paint(lab_o, [ref(lab_o, below)]) & seam[None]
         left = old & paint(lab_e, [ref(lab_e, below), ref(lab_e, above)])

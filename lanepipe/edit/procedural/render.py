@@ -91,9 +91,9 @@ _HOOD_BAND = 0.05
 #: The hood's rim is blurred over a few rows (motion, focus, coding): an old line's last piece straddles it, half
 #: on the rows the segmenter calls hood. Seam rows below the hood's first row, as a share of the height (>= 3 rows).
 _SEAM = 0.01
-#: A seam pixel still shows old paint when its Lab b* (yellow) or L (white) exceeds both the erased pavement above
-#: and the hood below by this much (OpenCV 8-bit Lab units).
-_SEAM_B, _SEAM_L = 6.0, 18.0
+#: A seam pixel still shows old yellow paint when its Lab b* exceeds both the erased pavement above and the hood
+#: below by this much (OpenCV 8-bit Lab units).
+_SEAM_B = 6.0
 
 
 def clean_hood_seam(out: U8, rows: Ints, cols: Ints, hood_top: Ints) -> int:
@@ -101,8 +101,8 @@ def clean_hood_seam(out: U8, rows: Ints, cols: Ints, hood_top: Ints) -> int:
 
     Where the erase (``rows``, ``cols``: the full-resolution pixels it filled) reached within 3 rows of the hood
     (``hood_top``, first hood row per column), seam pixels from 2 rows above to ``_SEAM`` of the height below the
-    hood's first row that are yellower or brighter than both the fill above and the hood below (its colour some
-    rows further down) are filled from their surroundings (OpenCV's Telea inpainting): the pavement above blends
+    hood's first row that are yellower than both the fill above and the hood below (its colour some rows further
+    down) are filled from their surroundings (OpenCV's Telea inpainting): the pavement above blends
     into the hood below, as on a clip without the line. Nothing else on the hood changes."""
     h, w = out.shape[:2]
     reach = rows >= hood_top[cols] - 3
@@ -133,9 +133,9 @@ def clean_hood_seam(out: U8, rows: Ints, cols: Ints, hood_top: Ints) -> int:
         return med
 
     b_ref = np.fmax(ref(above, 2), ref(below, 2))
-    l_ref = np.fmax(ref(above, 0), ref(below, 0))
-    tint = seam & ((lab[..., 2] > b_ref[None, :] + _SEAM_B) | (lab[..., 0] > l_ref[None, :] + _SEAM_L))
-    tint &= np.isfinite(b_ref)[None, :] & np.isfinite(l_ref)[None, :]
+    # yellow only: a hood's rim often carries a bright trim or reflection of its own, which no brightness test
+    # tells from white paint
+    tint = seam & (lab[..., 2] > b_ref[None, :] + _SEAM_B) & np.isfinite(b_ref)[None, :]
     if not tint.any():
         return 0
     mask = (cv2.dilate(tint.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & seam
