@@ -221,10 +221,27 @@ def detect_hood(frames: npt.NDArray[np.uint8], cfg: HoodConfig | None = None) ->
     edge = _refine(frames, (prof_full.astype(np.float64) + 0.5) * height / h - 0.5, height / h, cfg)
     # the rows from the edge down are hood, and a margin above it (its blurred rim matches neither side)
     top_px = np.clip(np.ceil(edge - cfg.margin), 0, height).astype(np.int32)
+    top_px = _fill_notches(top_px, inside_full, max(5, (width // 32) | 1))
     top_px[~inside_full] = height
     if inside_full.any() and int(np.ptp(top_px[inside_full])) > cfg.max_spread * height:
         return None  # not the gentle curve of a bonnet: road or scenery that happened to look static
     return Hood(top=top_px, height=height)
+
+
+def _fill_notches(top: npt.NDArray[np.int32], inside: npt.NDArray[np.bool_], win: int) -> npt.NDArray[np.int32]:
+    """``top`` with narrow upward notches filled: a solid line's near end is as static as the hood, and the refined
+    edge can climb it over the line's few columns (a bonnet's edge has no such notch). A column above the median of
+    the ``win`` columns around it (inside the hood's span) by more than a row is lowered to that median."""
+    idx = np.flatnonzero(inside)
+    if len(idx) < win:
+        return top
+    vals = top[idx].astype(np.float64)
+    pad = np.pad(vals, win // 2, mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(pad, win), axis=1)
+    out = top.copy()
+    notch = vals < med - 1.0
+    out[idx[notch]] = np.floor(med[notch]).astype(np.int32)
+    return out
 
 
 def exclude_hood(masks: RoadMasks, frames: npt.NDArray[np.uint8], cfg: HoodConfig | None = None) -> RoadMasks:

@@ -150,3 +150,22 @@ def test_none_at_both_erases_the_old_paint_down_to_the_hood(real_clip: Path) -> 
         assert after <= 0.03 * before, (t, before, after)
     changed = np.abs(out.astype(np.int16) - clip.frames.astype(np.int16)).max(axis=-1) > 0
     _hood_untouched_but_its_rim(clip.frames, out, masks.hood_top, changed)
+
+
+def test_a_solid_lines_near_end_does_not_notch_the_hood(data_dir: Path) -> None:
+    """The solid yellow line's near end is as static as the hood: the refined edge used to climb it (10 rows up
+    over ~15 columns on this clip), the road mask lost the line's last piece and the erase left it yellow."""
+    from lanepipe.segment.hood import _fill_notches
+
+    clip = decode(str(data_dir / "udacity_advanced_lane_lines" / "vehicle_detection_test_video.mp4"), max_frames=16)
+    hood = detect_hood(clip.frames)
+    assert hood is not None
+    # where the line meets the hood (x ~296-311 at 1280x720) the edge stays on the bonnet's curve around it
+    around = float(np.median(hood.top[250:360]))
+    assert hood.top[290:320].min() >= around - 1.5, hood.top[290:320]
+    # the filter itself: a narrow notch is filled, a broad rise (the bonnet's curve) and the span outside stay
+    prof = np.full(200, 100, np.int32)
+    prof[50:56] = 90  # a notch 6 columns wide
+    prof[120:200] = 95  # a broad step
+    out = _fill_notches(prof, np.arange(200) < 190, 21)
+    assert (out[50:56] == 100).all() and (out[130:190] == 95).all() and out[195] == 95
