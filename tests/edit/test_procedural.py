@@ -362,6 +362,14 @@ def test_an_old_line_is_cleaned_off_the_hood_rim_and_the_qa_sees_what_is_left(da
     fleck[:, rim] = clip.frames[:, rim]
     bad = next(c for c in checker.check(fleck) if c.check == "remnants")
     assert bad.status == "fail" and "hood rim" in bad.note, bad
+    # a short piece of the old line left just above the hood (rows hood-7..hood-2, ~25x5 px) is a remnant too,
+    # though a small share of the whole boundary (it passed QA)
+    above = (rr >= hood[None, :] - 7) & (rr < hood[None, :] - 2)
+    above[:, clip.width // 2:] = False
+    fleck = res.frames.copy()
+    fleck[:, above] = clip.frames[:, above]
+    bad = next(c for c in checker.check(fleck) if c.check == "remnants" and c.boundary == "left")
+    assert bad.status == "fail" and len(bad.frames) >= 8 and "nearest rows" in bad.note, bad
     on_hood = next(c for c in checker.check(res.frames) if c.check == "on_hood")
     assert on_hood.status == "pass", on_hood
 
