@@ -192,6 +192,11 @@ class EditCheckConfig(BaseModel):
         0.15, ge=0.0, le=1.0,
         description="largest share, in any frame, of the named boundary's old paint left untouched (a removal: "
                     "still paint; a colour change: still of the old colour)")
+    remnant_near_share: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="the remnant share is also measured on its own over the rows of the road view nearest the hood "
+                    "(or the frame's bottom), this share of the frame height")
+    remnant_near_min_px: int = Field(8, ge=1, description="least old paint samples in those near rows to count")
     yellow_b: float = Field(12.0, gt=0.0, description="paint b* above the pavement's that makes a sample yellow")
     stripe_tol: float = Field(6.0, gt=0.0,
                               description="a changed sample is new paint when it differs from the pavement by more")

@@ -176,6 +176,18 @@ def test_none_removes_the_markings(painter: ProceduralPainter, clip_ego: Clip, s
     assert 0.4 * white_before < white_after < 0.97 * white_before
     assert all(lines == [] for lines in res.lanes)
     assert np.array_equal(res.frames[~road], sample.frames[~road])
+    # every old dash of the right boundary is erased where it was painted (issue 13: the erase followed the
+    # guide-tracked course of issue 18, which missed the old dashes), in every frame, out to the far rows
+    top = sample.camera.horizon_row() + 25
+    for t in range(len(sample.frames)):
+        right = next(ln for ln in sample.lanes[t] if ln.side == "right").points
+        u, v = _near_points(right, road[t], top)
+        band = np.zeros(road[t].shape, bool)
+        for du in range(-3, 4):  # the dash's width around its centre curve
+            band[v, np.clip(u + du, 0, band.shape[1] - 1)] = True
+        band &= road[t]
+        before, after = int(_white(sample.frames[t][band]).sum()), int(_white(res.frames[t][band]).sum())
+        assert after <= max(3, 0.03 * before), (t, before, after)
     # the verifier does not take the right edge line, which the removal uncovered, for the ego lane's right
     # boundary (it did: QA failed after 10 attempts, each erasing harder, on the demo's sample)
     verdict = LaneDetector().check(sample.frames, res.frames, road, parse_instruction("none@both"))
@@ -350,6 +362,14 @@ def test_an_old_line_is_cleaned_off_the_hood_rim_and_the_qa_sees_what_is_left(da
     fleck[:, rim] = clip.frames[:, rim]
     bad = next(c for c in checker.check(fleck) if c.check == "remnants")
     assert bad.status == "fail" and "hood rim" in bad.note, bad
+    # a short piece of the old line left just above the hood (rows hood-7..hood-2, ~25x5 px) is a remnant too,
+    # though a small share of the whole boundary (it passed QA)
+    above = (rr >= hood[None, :] - 7) & (rr < hood[None, :] - 2)
+    above[:, clip.width // 2:] = False
+    fleck = res.frames.copy()
+    fleck[:, above] = clip.frames[:, above]
+    bad = next(c for c in checker.check(fleck) if c.check == "remnants" and c.boundary == "left")
+    assert bad.status == "fail" and len(bad.frames) >= 8 and "nearest rows" in bad.note, bad
     on_hood = next(c for c in checker.check(res.frames) if c.check == "on_hood")
     assert on_hood.status == "pass", on_hood
 
