@@ -50,18 +50,45 @@ _ACTOR_TITLE = re.compile(r"MapBatches\((\w+?)Actor\)")
 
 
 # ---------------------------------------------------------------------------------------------- NVML sampling
-class NvmlSampler:
+class _Periodic:
+    """A daemon thread that calls ``tick`` every ``period_s`` (first after one period) until :meth:`stop`; an
+    exception in ``tick`` is kept in ``error`` (the first one) and sampling goes on."""
+
+    def __init__(self, period_s: float, name: str) -> None:
+        self.period_s = period_s
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> Any:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                self.tick()
+            except Exception as e:  # keep going; say what failed once
+                self.error = self.error or f"{type(e).__name__}: {e}"
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class NvmlSampler(_Periodic):
     """Samples every GPU's utilisation and memory, and each process's GPU memory, every ``period_s`` in a thread.
 
     ``available`` is False where ``pynvml`` (nvidia-ml-py) or a driver is missing: nothing is sampled."""
 
     def __init__(self, period_s: float = 0.25) -> None:
-        self.period_s = period_s
+        super().__init__(period_s, "nvml")
         self.samples: list[dict[str, Any]] = []  # t, gpu, util_pct, mem_used_mib
         self.proc_peak_mib: dict[int, float] = {}
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="nvml", daemon=True)
         try:
             import pynvml
 
@@ -77,29 +104,22 @@ class NvmlSampler:
             self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _loop(self) -> None:
+    def tick(self) -> None:
         nv = self._nvml
-        while not self._stop.is_set():
-            t = time.time()
-            for i, h in enumerate(self.handles):
-                try:
-                    util = nv.nvmlDeviceGetUtilizationRates(h).gpu
-                    mem = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
-                    self.samples.append({"t": t, "gpu": i, "util_pct": float(util), "mem_used_mib": round(mem, 1)})
-                    for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
-                        used = (p.usedGpuMemory or 0) / 2**20
-                        self.proc_peak_mib[p.pid] = max(self.proc_peak_mib.get(p.pid, 0.0), round(used, 1))
-                except Exception as e:  # keep sampling the rest; say what failed once
-                    self.error = self.error or f"{type(e).__name__}: {e}"
-            self._stop.wait(self.period_s)
+        t = time.time()
+        for i, h in enumerate(self.handles):
+            try:
+                util = nv.nvmlDeviceGetUtilizationRates(h).gpu
+                mem = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
+                self.samples.append({"t": t, "gpu": i, "util_pct": float(util), "mem_used_mib": round(mem, 1)})
+                for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
+                    used = (p.usedGpuMemory or 0) / 2**20
+                    self.proc_peak_mib[p.pid] = max(self.proc_peak_mib.get(p.pid, 0.0), round(used, 1))
+            except Exception as e:  # keep sampling the rest; say what failed once
+                self.error = self.error or f"{type(e).__name__}: {e}"
 
 
-class MetricsScraper:
+class MetricsScraper(_Periodic):
     """Scrapes this node's Ray metrics endpoint (Prometheus text, what a Prometheus server or the Grafana dashboard in
     ``cluster/monitoring/`` reads) every ``period_s`` once Ray is up in this process, keeping Ray's node GPU series
     (:data:`lanepipe.monitoring.RAY_GPU_METRICS`) and lanepipe's own stage metrics (issue 14, item 7)."""
@@ -107,35 +127,23 @@ class MetricsScraper:
     PREFIXES = ("ray_node_gpus_", "ray_node_gram_", "ray_lanepipe_")
 
     def __init__(self, period_s: float = 5.0) -> None:
-        self.period_s = period_s
+        super().__init__(period_s, "metrics-scrape")
         self.port: int | None = None
         self.scrapes = 0
         self.samples: list[tuple[float, str, dict[str, str], float]] = []  # t, name, labels, value
-        self.error: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="metrics-scrape", daemon=True)
 
     def start(self) -> MetricsScraper:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def tick(self) -> None:
+        if self.port is None:
+            import ray
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                if self.port is None:
-                    import ray
-
-                    if not ray.is_initialized():
-                        continue
-                    self.port = int(ray._private.worker.global_worker.node.metrics_export_port)  # type: ignore[union-attr]
-                self.scrape_once()
-            except Exception as e:  # keep trying; say what failed once
-                self.error = self.error or f"{type(e).__name__}: {e}"
+            if not ray.is_initialized():
+                return
+            self.port = int(ray._private.worker.global_worker.node.metrics_export_port)  # type: ignore[union-attr]
+        self.scrape_once()
 
     def scrape_once(self) -> None:
         from urllib.request import urlopen
