@@ -89,6 +89,7 @@ class NvmlSampler(_Periodic):
         super().__init__(period_s, "nvml")
         self.samples: list[dict[str, Any]] = []  # t, gpu, util_pct, mem_used_mib
         self.proc_peak_mib: dict[int, float] = {}
+        self.proc_now_mib: dict[int, float] = {}  # the last sample's GPU memory per process
         try:
             import pynvml
 
@@ -98,6 +99,11 @@ class NvmlSampler(_Periodic):
             self.available = bool(self.handles)
         except Exception as e:  # no nvidia-ml-py, no driver: the GPU columns stay empty
             self.available, self.handles, self.error = False, [], f"{type(e).__name__}: {e}"
+
+    def total_gib(self) -> float | None:
+        """The smallest GPU's memory in GiB (None without NVML)."""
+        sizes = [self._nvml.nvmlDeviceGetMemoryInfo(h).total / 2**30 for h in self.handles]
+        return min(sizes) if sizes else None
 
     def start(self) -> NvmlSampler:
         if self.available:
@@ -114,6 +120,7 @@ class NvmlSampler(_Periodic):
                 self.samples.append({"t": t, "gpu": i, "util_pct": float(util), "mem_used_mib": round(mem, 1)})
                 for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
                     used = (p.usedGpuMemory or 0) / 2**20
+                    self.proc_now_mib[p.pid] = round(used, 1)
                     self.proc_peak_mib[p.pid] = max(self.proc_peak_mib.get(p.pid, 0.0), round(used, 1))
             except Exception as e:  # keep sampling the rest; say what failed once
                 self.error = self.error or f"{type(e).__name__}: {e}"
@@ -167,6 +174,77 @@ class MetricsScraper(_Periodic):
                             for k, v in sorted(per.items())},
                 "gpu_utilization": [[round(t, 1), labels.get("GpuIndex", ""), v] for t, n, labels, v in self.samples
                                     if n == "ray_node_gpus_utilization"]}
+
+
+class Heartbeat(_Periodic):
+    """One progress line every ``period_s`` while the run goes on: GPU busy and memory (NVML's last sample), GPU
+    memory of each Ray actor process by stage, and the stage items finished so far. While no edit item has finished
+    after ``dump_after_s`` (and again every ``dump_after_s``), it prints a ``py-spy dump`` of each actor process
+    holding GPU memory (where a slow model build or compile is spending its time), when py-spy is installed."""
+
+    def __init__(self, sampler: NvmlSampler, events: list[tuple[float, dict[str, Any]]], period_s: float = 30.0,
+                 dump_after_s: float = 200.0, out: Any = print) -> None:
+        super().__init__(period_s, "heartbeat")
+        self.sampler, self.events, self.dump_after_s, self.out = sampler, events, dump_after_s, out
+        self.t0 = time.time()
+        self._last_dump = self.t0
+
+    def line(self) -> str:
+        """The progress line of now."""
+        last = self.sampler.samples[-1] if self.sampler.samples else None
+        gpu = f"util {last['util_pct']:.0f}% mem {last['mem_used_mib']:.0f} MiB" if last else "no NVML sample"
+        stages = process_stages(self.sampler.proc_now_mib)
+        now_mib = sorted(self.sampler.proc_now_mib.items())
+        procs = ", ".join(f"{stages.get(pid, pid)} {mib:.0f} MiB" for pid, mib in now_mib)
+        done: dict[str, int] = defaultdict(int)
+        for _, e in list(self.events):
+            done[f"{e.get('stage')}:{e.get('status')}"] += 1
+        items = " ".join(f"{k}={v}" for k, v in sorted(done.items())) or "none"
+        return f"[{time.time() - self.t0:7.1f}s] heartbeat: {gpu}; {procs or 'no GPU process'}; items {items}"
+
+    def tick(self) -> None:
+        self.out(self.line(), flush=True)
+        now = time.time()
+        if any(e.get("stage") == "edit" for _, e in list(self.events)) or now - self._last_dump < self.dump_after_s:
+            return
+        self._last_dump = now
+        spy = py_spy()
+        if spy is None:
+            return
+        import subprocess
+
+        for pid in list(self.sampler.proc_now_mib):
+            dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60,
+                                  check=False)
+            self.out(f"--- py-spy dump of pid {pid} ---\n{(dump.stdout or dump.stderr)[-6000:]}", flush=True)
+
+
+def py_spy() -> str | None:
+    """The ``py-spy`` executable on PATH or in a ``bin/`` beside an import path (``pip install --target``)."""
+    import shutil
+
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    for entry in sys.path:
+        cand = Path(entry or ".") / "bin" / "py-spy"
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return None
+
+
+def worker_log_tails(logs: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of each Ray worker log (``worker-*.out``/``.err`` under ``logs``) that belongs to a
+    Ray Data actor (its text names ``MapWorker``): what each stage actor said, kept beside the report."""
+    parts: list[str] = []
+    for f in sorted(logs.glob("worker-*.*")) if logs.is_dir() else []:
+        if f.suffix not in (".out", ".err"):
+            continue
+        with contextlib.suppress(OSError):
+            text = f.read_text(errors="replace")
+            if "MapWorker" in text and text.strip():
+                parts.append(f"=== {f.name}\n" + "\n".join(text.splitlines()[-lines:]))
+    return "\n".join(parts)
 
 
 def parse_metrics(text: str, prefixes: Sequence[str]) -> list[tuple[str, dict[str, str], float]]:
@@ -257,6 +335,9 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
     edit_items = [(t - float(e.get("busy_s") or 0.0), t) for t, e in events if e.get("stage") == "edit"]
     edit_union = union(edit_items)
     span = [(edit_union[0][0], edit_union[-1][1])] if edit_union else []
+    # after the first edit item finished (it holds the compiled blocks' warm-up): the steady state of the stage
+    first_end = min((b for _, b in edit_items), default=None)
+    steady = [(max(a, first_end), b) for a, b in edit_union if first_end is not None and b > first_end]
     timing = manifest.get("timing", {})
     busy = timing.get("busy_s", {})
     setup = timing.get("setup_s", {})
@@ -279,6 +360,7 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
                        for r in rows if r.get("setup_s") is not None],
         "gpu_busy_fraction_edit_items": busy_fraction(samples, edit_union),
         "gpu_busy_fraction_edit_span": busy_fraction(samples, span),
+        "gpu_busy_fraction_edit_after_first_item": busy_fraction(samples, steady),
         "edit_span_s": round(covered(span), 2), "edit_idle_gaps_s": round(covered(span) - covered(edit_union), 2),
         "clips_per_hour_per_gpu": round(clips / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,
         "clips_per_hour": round(clips / (wall_s / 3600), 2) if wall_s else None,
@@ -322,8 +404,10 @@ def find_clips(n: int) -> list[str]:
 
 
 def run_overrides(size: str, gpus: int, steps: int, max_frames: int, instructions: Sequence[str],
-                  cpus: int) -> list[str]:
-    """The ``--set`` overrides of the measured run (see the module docstring for the GPU split)."""
+                  cpus: int, gpu_gib: float | None = None) -> list[str]:
+    """The ``--set`` overrides of the measured run (see the module docstring for the GPU split). Below 100 GiB a
+    GPU (an H100's 80 GB) cannot hold FLUX, CogVideoX, the judge and SAM2 at once (79 GiB peak measured for the
+    edit alone on an H200): the edit parks the idle phase's pipeline in CPU memory (``unload_between_phases``)."""
     common = ["stages=all", f"input.max_frames={max_frames}", "segment.backend=sam2",
               "edit.backend=flux_cogvideox", "verify.backend=qwen_vl", "edit.qa.max_iterations=1",
               "evaluate.predictors=[lane_keep]", f"edit.instructions=[{','.join(instructions)}]",
@@ -335,7 +419,8 @@ def run_overrides(size: str, gpus: int, steps: int, max_frames: int, instruction
     return [*common, "segment.sam2.preset=random-init", "edit.preset=random-init",
             f"edit.generative.flux_steps={steps}", f"edit.generative.video_steps={steps}",
             f"segment.resources.num_gpus={0.2 if one else 0.5}", f"edit.resources.num_gpus={0.8 if one else 1}",
-            f"edit.resources.concurrency={1 if one else max(1, gpus - 1)}"]
+            f"edit.resources.concurrency={1 if one else max(1, gpus - 1)}",
+            *(["edit.generative.unload_between_phases=true"] if gpu_gib is not None and gpu_gib < 100 else [])]
 
 
 def main() -> None:
@@ -361,12 +446,14 @@ def main() -> None:
         sys.exit(f"--size full needs NVIDIA GPUs and nvidia-ml-py ({sampler.error}); use --size tiny on CPU")
     cpus = (os.cpu_count() or 2) if args.size == "full" else 2
     max_frames = args.max_frames or (49 if args.size == "full" else 9)
-    overrides = [*run_overrides(args.size, gpus, args.steps, max_frames, args.instructions, cpus), *args.set]
+    overrides = [*run_overrides(args.size, gpus, args.steps, max_frames, args.instructions, cpus,
+                                sampler.total_gib()), *args.set]
     cfg = load_config(None, overrides, base={"input": {"paths": find_clips(args.clips)},
                                              "output": str(out / "runs")})
     events: list[tuple[float, dict[str, Any]]] = []
     sampler.start()
     scraper = MetricsScraper().start()
+    heartbeat = Heartbeat(sampler, events).start()
     t0 = time.time()
 
     def on_event(e: Any) -> None:  # live progress in the log: one line per stage item as it finishes
@@ -384,8 +471,11 @@ def main() -> None:
         print(json.dumps({k: v for k, v in partial.items() if k != "events"}, indent=1, default=str))
         raise
     finally:
+        heartbeat.stop()
         sampler.stop()
         scraper.stop()
+        tails = worker_log_tails(Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "session_latest" / "logs")
+        (out / "ray_worker_tails.txt").write_text(tails)
     wall = time.time() - t0
     manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
     result = summarise(summary.rows, events, manifest, sampler.samples, sampler.proc_peak_mib,

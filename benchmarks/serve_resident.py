@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import sys
 import tempfile
@@ -41,6 +42,28 @@ SIZES: dict[str, dict[str, Any]] = {
                                  "generative": {"flux_steps": 20, "video_steps": 20}},
                         "verify": {"backend": "qwen_vl"}}},
 }
+
+
+def smallest_gpu_gib() -> float | None:
+    """The smallest GPU's memory in GiB from NVML (None without a GPU or nvidia-ml-py)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        sizes = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total / 2**30
+                 for i in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:
+        return None
+    return min(sizes) if sizes else None
+
+
+def sized_config(size: str, gpu_gib: float | None) -> dict[str, Any]:
+    """The base config of ``size``; on a GPU under 100 GiB (an H100's 80 GB) the full edit parks the idle phase's
+    pipeline in CPU memory: FLUX, CogVideoX, the judge and SAM2 together peak near 79 GiB."""
+    cfg: dict[str, Any] = json.loads(json.dumps(SIZES[size]["config"]))
+    if size == "full" and gpu_gib is not None and gpu_gib < 100:
+        cfg["edit"]["generative"]["unload_between_phases"] = True
+    return cfg
 
 
 def free_port() -> int:
@@ -80,9 +103,10 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="lanepipe-serve-resident-"))
     clip = write_sample(tmp / "clip", num_frames=size["frames"], width=size["width"], height=size["height"])
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
-        settings = ServeSettings(output=str(tmp / "runs"), replica_cpus=0, base_config=size["config"])
+        settings = ServeSettings(output=str(tmp / "runs"), replica_cpus=0,
+                                 base_config=sized_config(args.size, smallest_gpu_gib()))
         base = start(settings, port=free_port(), ready_timeout_s=600)
         results = [one_request(base, clip, args.stages, args.deadline) for _ in range(2)]
         metrics = requests.get(base + "v1/metrics", timeout=60).json()["models"]
@@ -97,7 +121,7 @@ def main() -> int:
         ok = all(r["status"] == "done" for r in results) and results[1]["model_loads"] == 0
         return 0 if ok else 1
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 

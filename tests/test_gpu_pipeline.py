@@ -284,6 +284,7 @@ def test_gpu_pipeline_figures_from_samples_and_events() -> None:
     assert out["per_clip_stage_busy_s"] == {"a": {"edit": 3.0, "render": 0.5}}
     assert out["edit_span_s"] == 4.0 and out["edit_idle_gaps_s"] == 1.0  # the GPU waited 1 s between edits
     assert out["gpu_busy_fraction_edit_items"] == pytest.approx(0.6)  # samples at 0.5, 1.5, 3.5
+    assert out["gpu_busy_fraction_edit_after_first_item"] == 0.0  # after t=2 only the sample at 3.5 (idle)
     assert out["sum_stage_compute_s"] == 5.0 and out["overhead_s"] == 5.0 and out["overhead_fraction"] == 0.5
     assert out["clips_per_hour_per_gpu"] == 360.0 and out["peak_gpu_mib_per_actor_nvml"][0]["stage"] == "edit"
 
@@ -316,3 +317,33 @@ def test_an_interrupted_run_still_reports_what_finished() -> None:
     assert out["items_done"] == {"segment:ok": 1, "edit:ok": 1} and out["interrupted"].startswith("KeyboardInterrupt")
     assert [e["t"] for e in out["events"]] == [4.0, 44.0]  # seconds since the first item started
     assert out["nvml_mean_busy_fraction"] == 0.75 and out["nvml_max_mem_used_mib"] == 1200.0
+
+
+def test_the_heartbeat_says_what_each_gpu_process_holds_and_what_finished(tmp_path: Path) -> None:
+    b = _bench()
+    sampler = b.NvmlSampler()
+    sampler.samples = [{"t": 1.0, "gpu": 0, "util_pct": 97.0, "mem_used_mib": 61000.0}]
+    sampler.proc_now_mib = {999999: 60000.0}  # no such process: shown by pid
+    events = [(1.0, {"stage": "segment", "status": "ok"}), (2.0, {"stage": "segment", "status": "ok"})]
+    lines: list[str] = []
+    hb = b.Heartbeat(sampler, events, dump_after_s=1e9, out=lambda line, flush=False: lines.append(line))
+    hb.tick()
+    assert "util 97% mem 61000 MiB" in lines[0] and "999999 60000 MiB" in lines[0]
+    assert "items segment:ok=2" in lines[0] and len(lines) == 1  # no py-spy dump before dump_after_s
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "worker-ab.err").write_text(":actor_name:MapWorker(MapBatches(EditActor))\n" + "\n".join(
+        f"line {i}" for i in range(100)))
+    (logs / "worker-cd.err").write_text("some other worker\n")
+    tails = b.worker_log_tails(logs, lines=5)
+    assert tails.startswith("=== worker-ab.err") and "line 99" in tails and "line 94" not in tails
+    assert "other worker" not in tails and b.worker_log_tails(tmp_path / "absent") == ""
+
+
+def test_an_80_gb_gpu_parks_the_idle_edit_phase() -> None:
+    b = _bench()
+    args = ("full", 1, 20, 49, ["double yellow solid"], 16)
+    h100, h200 = b.run_overrides(*args, gpu_gib=79.2), b.run_overrides(*args, gpu_gib=139.8)
+    assert "edit.generative.unload_between_phases=true" in h100
+    assert not any("unload_between_phases" in o for o in h200)
+    assert "segment.resources.num_gpus=0.2" in h200 and "edit.resources.num_gpus=0.8" in h200

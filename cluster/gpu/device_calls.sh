@@ -6,12 +6,13 @@
 # and the clips in .device_data/.
 #
 #   A  carry [".whl/part2", ".whl/part3", ".device_data"]: install them, then (issue 15)
-#        gpu_generative.py --parts levers          (the step caches, CFG truncation, the kernel table)
-#        gpu_generative.py --parts compile_cache,sam2   (compile cache cold vs warm; SAM2 fp32/bf16/bf16+vos)
+#        gpu_generative.py --parts sam2            (SAM2.1 hiera-large, 150 frames: fp32/bf16/bf16+vos)
+#        gpu_generative.py --parts levers          (the step caches, CFG truncation; 10 steps)
 #   B  carry [".whl/part1", ".whl/part4"] (ray and its extras): install them; the GPU install trial (lanepipe
 #        installed with pip, every requirement of lanepipe[gpu] checked); gpu_pipeline.py (issue 14 items 4 and 7:
 #        Ray metrics scraped; a partial report if the call's time runs out)
-#   C  carry []: serve_resident.py --size full (issue 14 item 5), edit_overlap.py --size full (issue 15 lever 5)
+#   C  carry []: serve_resident.py --size full (issue 14 item 5), the compile cache cold vs warm (issue 15 lever 1),
+#        edit_overlap.py --size full (issue 15 lever 5)
 # Run on 2026-12-05 (A: branch, attention kernels, levers in part; B: install trial, pipeline timed out; C: Serve
 # failed on the image's old grpcio, edit end to end): BENCHMARKS.md, "GPU session 2026-12-05".
 #
@@ -57,8 +58,10 @@ A)
   cp .device_data/*.mp4 /root/clips/
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, diffusers, av, sam2; print(torch.__version__, diffusers.__version__, av.__version__)"
-  step levers 300 python3 benchmarks/gpu_generative.py --parts levers --out "$RES/levers"
-  step sam2 600 python3 benchmarks/gpu_generative.py --parts compile_cache,sam2 --out "$RES/sam2"
+  step sam2 280 python3 benchmarks/gpu_generative.py --parts sam2 --out "$RES/sam2"
+  # the kernel table was taken on 2026-12-05 (--profile-top 0 skips it); 10 steps keep every cache in the call
+  BENCH_LEVER_STEPS=${BENCH_LEVER_STEPS:-10} step levers 300 \
+    python3 benchmarks/gpu_generative.py --parts levers --profile-top 0 --out "$RES/levers"
   ;;
 B)
   install .whl/part1/*.whl .whl/part4/*.whl
@@ -66,11 +69,12 @@ B)
   # requirement of lanepipe[gpu] checked against what is importable (image + carried wheels)
   step install 120 bash -c "python3 -m pip install --no-index --no-deps --no-build-isolation --target /root/lp . \
     && PYTHONPATH=/root/lp:/root/site python3 cluster/gpu/check_requirements.py gpu"
-  TAIL=12 step pipeline 600 python3 benchmarks/gpu_pipeline.py --out "$RES/pipeline"
+  TAIL=16 step pipeline 600 python3 benchmarks/gpu_pipeline.py --steps "${PIPELINE_STEPS:-10}" --out "$RES/pipeline"
   rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null
   ;;
 C)
   TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full
+  step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache --out "$RES/compile_cache"
   step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips 2 --out "$RES/overlap"
   ;;
 *) echo "unknown call $call"; exit 2 ;;
