@@ -20,7 +20,7 @@
 # /root/res/<step>/ and comes back as $OUT/res-<call>.tgz (a call returns at most 8 files).
 #     bash cluster/gpu/device_calls.sh A      # on the device machine, from the repository root
 set -uo pipefail
-call=${1:?call A, B or C}
+call=${1:?call A, B, C or D}
 : "${OUT:?set by the device tool}"
 RES=/root/res
 mkdir -p "$RES" /root/site /root/clips /root/wheels
@@ -76,6 +76,10 @@ C)
   TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full
   step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache --out "$RES/compile_cache"
   step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips 2 --out "$RES/overlap"
+  ;;
+D)  # a short call on a fresh machine: carry [".whl/part2"]; the compile cache alone (issue 15 lever 1)
+  install .whl/part2/*.whl
+  step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache --out "$RES/compile_cache"
   ;;
 *) echo "unknown call $call"; exit 2 ;;
 esac
