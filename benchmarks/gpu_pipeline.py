@@ -183,9 +183,10 @@ class Heartbeat(_Periodic):
     holding GPU memory (where a slow model build or compile is spending its time), when py-spy is installed."""
 
     def __init__(self, sampler: NvmlSampler, events: list[tuple[float, dict[str, Any]]], period_s: float = 30.0,
-                 dump_after_s: float = 200.0, out: Any = print) -> None:
+                 dump_after_s: float = 200.0, out: Any = print, on_tick: Any = None) -> None:
         super().__init__(period_s, "heartbeat")
         self.sampler, self.events, self.dump_after_s, self.out = sampler, events, dump_after_s, out
+        self.on_tick = on_tick  # e.g. rewrite the partial report: a run killed outright still leaves one
         self.t0 = time.time()
         self._last_dump = self.t0
 
@@ -204,6 +205,8 @@ class Heartbeat(_Periodic):
 
     def tick(self) -> None:
         self.out(self.line(), flush=True)
+        if self.on_tick is not None:
+            self.on_tick()
         now = time.time()
         if any(e.get("stage") == "edit" for _, e in list(self.events)) or now - self._last_dump < self.dump_after_s:
             return
@@ -453,8 +456,18 @@ def main() -> None:
     events: list[tuple[float, dict[str, Any]]] = []
     sampler.start()
     scraper = MetricsScraper().start()
-    heartbeat = Heartbeat(sampler, events).start()
     t0 = time.time()
+
+    def write_partial(exc: BaseException) -> dict[str, Any]:  # atomic: a kill mid-write leaves the previous one
+        partial = partial_report(events, sampler, scraper, time.time() - t0, exc)
+        tmp = out / "gpu_pipeline_partial.json.tmp"
+        tmp.write_text(json.dumps(partial, indent=1, default=str))
+        tmp.replace(out / "gpu_pipeline_partial.json")
+        return partial
+
+    # every 30 s: a progress line and the partial report so far (the call's hard kill at its limit, 10 s after
+    # SIGTERM, came before the interrupted run had shut Ray down on 2026-12-05)
+    heartbeat = Heartbeat(sampler, events, on_tick=lambda: write_partial(RuntimeError("still running"))).start()
 
     def on_event(e: Any) -> None:  # live progress in the log: one line per stage item as it finishes
         events.append((time.time(), dict(e)))
@@ -464,10 +477,10 @@ def main() -> None:
     try:
         summary = pipeline.run(cfg, on_event=on_event)
     except BaseException as exc:  # SIGTERM at a call's time limit, a crash: keep what was seen so far
+        heartbeat.stop()
         sampler.stop()
         scraper.stop()
-        partial = partial_report(events, sampler, scraper, time.time() - t0, exc)
-        (out / "gpu_pipeline_partial.json").write_text(json.dumps(partial, indent=1, default=str))
+        partial = write_partial(exc)
         print(json.dumps({k: v for k, v in partial.items() if k != "events"}, indent=1, default=str))
         raise
     finally:
@@ -490,6 +503,7 @@ def main() -> None:
         if torch.cuda.is_available():
             result["gpu_name"] = torch.cuda.get_device_name()
     (out / "gpu_pipeline.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "gpu_pipeline_partial.json").unlink(missing_ok=True)  # the finished report replaces it
     if sampler.samples:
         lines = ["t,gpu,util_pct,mem_used_mib", *(f"{s['t']:.3f},{s['gpu']},{s['util_pct']},{s['mem_used_mib']}"
                                                   for s in sampler.samples)]

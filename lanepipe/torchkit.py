@@ -253,3 +253,73 @@ def save_compile_artifacts(setting: str | None) -> str | None:
     tmp.write_bytes(saved[0])
     tmp.replace(path)
     return str(path)
+
+
+class HostParking:
+    """Parks modules' weights in host memory and brings them back, copying each tensor to the host only once.
+
+    ``pipe.to("cpu")`` copies every weight back to pageable memory at each park and again to the GPU at each
+    activation; on an 80 GB GPU that alternates FLUX (+ T5-XXL) and CogVideoX for every edit, that was ~30 s of
+    each edit (the GPU run of 2026-12-05, BENCHMARKS.md). Inference never changes the weights, so the first
+    :meth:`park` keeps a host copy of each tensor (pinned where CUDA can pin it, so the copy back is a fast DMA)
+    and later parks only point the tensor back at that copy (no device-to-host traffic); :meth:`activate` copies
+    host -> device. Tensors are the modules' parameters and buffers, each once even when modules share them (one
+    T5-XXL for both pipelines). ``to_host`` makes the host copy (default: pinned memory, pageable when pinning
+    fails); a tensor whose shape or dtype changed since its copy is copied again.
+    """
+
+    def __init__(self, to_host: Any = None) -> None:
+        self._to_host = to_host or _pinned_copy
+        self._host: dict[int, tuple[Any, Any]] = {}  # id(tensor) -> (tensor, its host copy): the ref keeps the id
+        self.copies = 0  # device -> host copies made (each tensor once, unless its shape/dtype changed)
+
+    @staticmethod
+    def tensors(*modules: Any) -> list[Any]:
+        """Parameters and buffers of ``modules`` (each tensor object once)."""
+        seen: dict[int, Any] = {}
+        for m in modules:
+            for t in [*m.parameters(), *m.buffers()]:
+                seen.setdefault(id(t), t)
+        return list(seen.values())
+
+    def park(self, *modules: Any) -> int:
+        """Point every tensor of ``modules`` not already in host memory at its host copy; returns how many moved."""
+        moved = 0
+        for t in self.tensors(*modules):
+            if t.device.type == "cpu":
+                continue
+            entry = self._host.get(id(t))
+            if entry is None or entry[1].shape != t.shape or entry[1].dtype != t.dtype:
+                entry = (t, self._to_host(t.data))
+                self._host[id(t)] = entry
+                self.copies += 1
+            t.data = entry[1]
+            moved += 1
+        return moved
+
+    def activate(self, device: Any, *modules: Any) -> int:
+        """Copy every tensor of ``modules`` not on ``device`` there (non-blocking from pinned memory, then one
+        synchronisation); returns how many moved."""
+        import torch
+
+        dev = torch.device(device)
+        moved = 0
+        for t in self.tensors(*modules):
+            if t.device != dev:
+                t.data = t.data.to(dev, non_blocking=True)
+                moved += 1
+        if moved and dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return moved
+
+
+def _pinned_copy(t: Any) -> Any:
+    """A host copy of ``t`` in pinned memory (pageable where CUDA cannot pin, e.g. a CPU-only build)."""
+    import torch
+
+    try:
+        host = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=True)
+    except RuntimeError:
+        host = torch.empty(t.shape, dtype=t.dtype, device="cpu")
+    host.copy_(t)
+    return host

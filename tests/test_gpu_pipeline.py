@@ -326,8 +326,11 @@ def test_the_heartbeat_says_what_each_gpu_process_holds_and_what_finished(tmp_pa
     sampler.proc_now_mib = {999999: 60000.0}  # no such process: shown by pid
     events = [(1.0, {"stage": "segment", "status": "ok"}), (2.0, {"stage": "segment", "status": "ok"})]
     lines: list[str] = []
-    hb = b.Heartbeat(sampler, events, dump_after_s=1e9, out=lambda line, flush=False: lines.append(line))
+    ticks: list[int] = []
+    hb = b.Heartbeat(sampler, events, dump_after_s=1e9, out=lambda line, flush=False: lines.append(line),
+                     on_tick=lambda: ticks.append(1))
     hb.tick()
+    assert ticks == [1]
     assert "util 97% mem 61000 MiB" in lines[0] and "999999 60000 MiB" in lines[0]
     assert "items segment:ok=2" in lines[0] and len(lines) == 1  # no py-spy dump before dump_after_s
     logs = tmp_path / "logs"

@@ -60,3 +60,41 @@ def test_sdpa_fallback_runs_where_the_first_kernel_cannot() -> None:
 def test_bad_kernel_name() -> None:
     with pytest.raises(ConfigError, match=r"sdpa: expected one of .*'fast'"):
         torchkit.sdpa_kernels("fast", key="sdpa")
+
+
+
+def _shared_modules(device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Two modules sharing one layer, as both edit pipelines share T5-XXL."""
+    with torch.device(device):
+        shared = torch.nn.Linear(4, 3)
+        a = torch.nn.Sequential(shared, torch.nn.BatchNorm1d(3))
+        b = torch.nn.Sequential(shared, torch.nn.Linear(3, 2, bias=False))
+    return a, b
+
+
+def test_host_parking_leaves_host_modules_alone() -> None:
+    """On a CPU pipeline (the embedded default) parking and activation move nothing and copy nothing."""
+    a, b = _shared_modules("cpu")
+    park = torchkit.HostParking()
+    assert len(park.tensors(a, b)) == 2 + 2 + 3 + 1  # shared weight/bias once; BN's 2 params + 3 buffers
+    before = [t.data.data_ptr() for t in park.tensors(a, b)]
+    assert park.park(a, b) == 0 and park.activate("cpu", a, b) == 0 and park.copies == 0
+    assert [t.data.data_ptr() for t in park.tensors(a, b)] == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="moves weights between a CUDA GPU and host memory")
+def test_host_parking_copies_each_weight_to_the_host_once() -> None:
+    """The first park makes one (pinned) host copy per tensor; activation moves them back; the second park makes
+    none and points the tensors at the same host copies; outputs are unchanged."""
+    a, b = _shared_modules("cuda")
+    x = torch.randn(5, 4, device="cuda")
+    a.eval()
+    ref = a(x).cpu()
+    park = torchkit.HostParking()
+    assert park.park(a, b) == 8 and park.copies == 8
+    assert all(t.device.type == "cpu" and t.is_pinned() for t in park.tensors(a, b))
+    host = [t.data for t in park.tensors(a, b)]
+    assert park.activate("cuda", a) == 5 and b[1].weight.device.type == "cpu"
+    torch.testing.assert_close(a(x).cpu(), ref)
+    assert park.activate("cuda", b) == 1 and park.park(b, a) == 8 and park.copies == 8
+    assert all(t.data is h for t, h in zip(park.tensors(a, b), host, strict=True))

@@ -52,6 +52,14 @@ def _dtype(cfg: GenerativeConfig, device: str) -> Any:
     return torchkit.resolve_dtype(cfg.dtype, device, key="edit.generative.dtype")
 
 
+
+def pipeline_modules(pipe: Any) -> list[Any]:
+    """The ``torch.nn.Module`` components of a diffusers pipeline (transformer, VAE, text encoders), in order."""
+    import torch
+
+    return [c for c in pipe.components.values() if isinstance(c, torch.nn.Module)]
+
+
 class GenerativePainter:
     """FLUX.1 Fill first frame → CogVideoX-I2V propagation (see :mod:`lanepipe.edit.generative`).
 
@@ -95,6 +103,8 @@ class GenerativePainter:
         self.accel_applied: dict[str, dict[str, Any]] = {}
         self._truncation: accel.CfgTruncation | None = None
         self._compile_saved: set[str] = set()
+        self._parking = torchkit.HostParking()  # unload_between_phases: weights parked in (pinned) host memory
+        self._parked: set[str] = set()  # phases parked at least once (activated from their host copies)
         self.allocator = configure_allocator(self.cfg)
         self._inputs = threading.local()  # model_inputs of the clip this thread works on
 
@@ -210,7 +220,8 @@ class GenerativePainter:
         import torch
 
         pipe = self._fill if phase == "flux" else self._video
-        pipe.to("cpu")
+        self._parking.park(*pipeline_modules(pipe))  # host copies made once, reused by every later park
+        self._parked.add(phase)
         self.resident[phase] = False
         gc.collect()
         if self._device_of(phase).startswith("cuda") and torch.cuda.is_available():
@@ -228,6 +239,9 @@ class GenerativePainter:
             if self._offloaded(phase):
                 pipe.enable_model_cpu_offload(device=dev)
                 self.placement.append(f"{phase} -> {dev} (model CPU offload)")
+            elif phase in self._parked:  # back from host memory (pinned: one DMA per tensor)
+                self._parking.activate(dev, *pipeline_modules(pipe))
+                self.placement.append(f"{phase} -> {dev}")
             else:
                 pipe.to(dev)
                 self.placement.append(f"{phase} -> {dev}")
