@@ -880,6 +880,15 @@ def part_compile_cache(tiny: bool) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def merged_headline(previous: dict[str, Any], measured: dict[str, Any], machine: str, date: str,
+                    commit: str) -> dict[str, Any]:
+    """The headline after a run: the keys it measured, the previous values of the others only when they came from
+    the same kind of GPU (an H100 run never keeps an H200 figure under its own name), None otherwise."""
+    keep = previous if previous.get("machine") == machine else {}
+    head = {k: measured.get(k) if measured.get(k) is not None else keep.get(k) for k in measured}
+    return head | {"machine": machine, "date": date, "commit": commit}
+
+
 def write_headline(tiny: bool) -> None:
     """``headline.json`` (issue 15 keys): the GPU run rewrites ``benchmarks/results/headline.json`` (keys this run
     did not measure keep their previous values); a tiny CPU run writes ``$OUT/headline.json`` only, machine
@@ -914,10 +923,7 @@ def write_headline(tiny: bool) -> None:
         target = here / "results" / "headline.json"
         machine = torch.cuda.get_device_name()
         head = json.loads(target.read_text()) if target.is_file() else {}
-    head.update({k: v for k, v in measured.items() if v is not None})
-    for k in measured:
-        head.setdefault(k, None)
-    head.update(machine=machine, date=datetime.date.today().isoformat(), commit=commit)
+    head = merged_headline(head, measured, machine, datetime.date.today().isoformat(), commit)
     record("headline", "values", head)
     if target is not None:
         tmp = target.with_name(target.name + ".tmp")
