@@ -45,12 +45,9 @@ def test_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_sweep_job_entrypoint(ray_local, tmp_path: Path, synthetic_clip_file: Path, capsys) -> None:
-    import importlib.util
+    from lanepipe.testing import load_script
 
-    spec = importlib.util.spec_from_file_location("sweep", Path(__file__).parents[1] / "jobs" / "sweep.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("jobs/sweep.py", "sweep")
     rc = mod.main(["-c", str(Path(__file__).parents[1] / "jobs/configs/segment_sweep.yaml"), "--address", "local",
                    "--set", f"input.paths=['{synthetic_clip_file}']", "--set", f"output={tmp_path}",
                    "--set", "run_id=job"])

@@ -256,13 +256,10 @@ def test_grafana_dashboard_references_metrics_lanepipe_and_ray_export() -> None:
 
 
 def _bench():
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gpu_pipeline_bench", REPO / "benchmarks" / "gpu_pipeline.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from lanepipe.testing import load_script
+
+    return load_script("benchmarks/gpu_pipeline.py", "gpu_pipeline_bench")
 
 
 def test_gpu_pipeline_figures_from_samples_and_events() -> None:

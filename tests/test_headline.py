@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from lanepipe.testing import load_script
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("gpu_generative_bench", REPO / "benchmarks" / "gpu_generative.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _bench() -> Any:
+    return load_script("benchmarks/gpu_generative.py", "gpu_generative_bench")
 
 
 def test_a_run_keeps_earlier_figures_of_the_same_gpu_only() -> None:

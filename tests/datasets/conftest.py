@@ -7,8 +7,6 @@ here by path: tests/ has no packages). Run together with tests/storage, the sess
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,12 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-_spec = importlib.util.spec_from_file_location("lanepipe_tests_storage_fixtures",
-                                               Path(__file__).resolve().parents[1] / "storage" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_storage = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _storage
-_spec.loader.exec_module(_storage)
+from lanepipe.testing import load_script
+
+_storage = load_script("tests/storage/conftest.py", "lanepipe_tests_storage_fixtures", register=True)
 seaweedfs = _storage.seaweedfs  # session fixture: one SeaweedFS (S3) on a free loopback port
 
 

@@ -153,14 +153,9 @@ def test_propagation_failure_is_recorded_with_the_qa_verdict(tmp_path: Path, thr
 
 
 def _bench():
-    import importlib.util
+    from lanepipe.testing import load_script
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_scaling.py"
-    spec = importlib.util.spec_from_file_location("sweep_scaling_bench", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/sweep_scaling.py", "sweep_scaling_bench")
 
 
 def test_sweep_scaling_cycles_clips_and_measures_against_linear(tmp_path: Path, three_clips: list[str]) -> None:

@@ -58,13 +58,9 @@ def test_idle_per_item_charges_each_gap_to_the_clip_whose_window_holds_it() -> N
     assert (out["b"]["t0"], out["b"]["t1"], out["b"]["idle_s"]) == pytest.approx((3.5, 8, 2.0))
     assert out["b"]["idle_fraction"] == pytest.approx(2.0 / 4.5)
 
-    import importlib.util
+    from lanepipe.testing import load_script
 
-    spec = importlib.util.spec_from_file_location(
-        "gpu_pipeline_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_pipeline.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/gpu_pipeline.py", "gpu_pipeline_bench")
     rows = [{"clip": c, "stage": "edit", "worker_pid": 7, "spans": json.dumps(v)} for c, v in (("a", a), ("b", b))]
     samples = [{"t": t, "gpu": 0, "util_pct": u} for t, u in ((0.5, 0), (2.0, 100), (5.0, 100), (7.5, 0))]
     got = bench.gpu_wait_per_clip(rows, samples)

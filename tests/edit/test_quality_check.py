@@ -3,7 +3,6 @@ on the tiny random models (CPU wiring) and, marked ``weights``, on the real chec
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -17,16 +16,11 @@ pytest.importorskip("diffusers")
 
 from lanepipe.edit.config import GenerativeConfig
 from lanepipe.sample import render_sample
-
-REPO = Path(__file__).resolve().parents[2]
+from lanepipe.testing import load_script
 
 
 def _qc() -> Any:
-    spec = importlib.util.spec_from_file_location("quality_check", REPO / "benchmarks" / "quality_check.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/quality_check.py", "quality_check")
 
 
 def test_psnr_known_answer() -> None:

@@ -445,18 +445,10 @@ def test_unreachable_s3_url_is_json_502_or_504_in_bounded_time(s3_app: tuple[str
 
 def _storage_fixtures() -> Any:
     """tests/storage/conftest.py as a module (SeaweedFS, storage_env_for): its fixtures are not visible here."""
-    import importlib.util
-    import sys
+    from lanepipe.testing import load_script
 
-    path = Path(__file__).resolve().parents[1] / "storage" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("lanepipe_storage_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    mod = sys.modules.get(spec.name)
-    if mod is None:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod  # its dataclasses look their module up
-        spec.loader.exec_module(mod)
-    return mod
+    # registered: its dataclasses look their module up
+    return load_script("tests/storage/conftest.py", "lanepipe_storage_fixtures", register=True)
 
 
 def test_allowed_s3_url_on_a_real_s3_is_accepted(server: Server, sample_clip: Path, tmp_path: Path,

@@ -7,7 +7,6 @@ random FLUX Fill (``tiny-random``) on CPU.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import itertools
 import json
 import shutil
@@ -25,11 +24,11 @@ pytest.importorskip("peft")
 import torch
 
 from lanepipe.errors import ConfigError, InputError
+from lanepipe.testing import load_script
 from lanepipe.train import checkpoints, fill, lora
 from lanepipe.train import config as train_config
 from lanepipe.train.data import load_rows
 
-REPO = Path(__file__).resolve().parents[2]
 CAPTION = "road with double yellow solid lane markings"
 STILLS = ("solidYellowLeft.jpg", "solidWhiteRight.jpg", "solidYellowCurve.jpg", "whiteCarLaneSwitch.jpg")
 
@@ -326,10 +325,7 @@ def test_missing_model_refused_before_ray(tiny_dataset, tmp_path: Path) -> None:
 
 
 def test_job_entrypoint_reports_an_empty_dataset(tmp_path: Path, capsys) -> None:
-    spec = importlib.util.spec_from_file_location("train_lora_job", REPO / "jobs" / "train_lora.py")
-    assert spec is not None and spec.loader is not None
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = load_script("jobs/train_lora.py", "train_lora_job")
     root = write_dataset(tmp_path / "empty", [], rows=[])
     assert job.main(["--dataset", str(root), "--output", str(tmp_path / "out"), "--set", "preset=tiny-random"]) == 2
     assert "no rows" in capsys.readouterr().err
