@@ -52,7 +52,6 @@ def _dtype(cfg: GenerativeConfig, device: str) -> Any:
     return torchkit.resolve_dtype(cfg.dtype, device, key="edit.generative.dtype")
 
 
-
 def pipeline_modules(pipe: Any) -> list[Any]:
     """The ``torch.nn.Module`` components of a diffusers pipeline (transformer, VAE, text encoders), in order."""
     import torch
