@@ -100,11 +100,6 @@ class NvmlSampler(_Periodic):
         except Exception as e:  # no nvidia-ml-py, no driver: the GPU columns stay empty
             self.available, self.handles, self.error = False, [], f"{type(e).__name__}: {e}"
 
-    def total_gib(self) -> float | None:
-        """The smallest GPU's memory in GiB (None without NVML)."""
-        sizes = [self._nvml.nvmlDeviceGetMemoryInfo(h).total / 2**30 for h in self.handles]
-        return min(sizes) if sizes else None
-
     def start(self) -> NvmlSampler:
         if self.available:
             self._thread.start()
@@ -408,9 +403,12 @@ def find_clips(n: int) -> list[str]:
 
 def run_overrides(size: str, gpus: int, steps: int, max_frames: int, instructions: Sequence[str],
                   cpus: int, gpu_gib: float | None = None) -> list[str]:
-    """The ``--set`` overrides of the measured run (see the module docstring for the GPU split). Below 100 GiB a
-    GPU (an H100's 80 GB) cannot hold FLUX, CogVideoX, the judge and SAM2 at once (79 GiB peak measured for the
-    edit alone on an H200): the edit parks the idle phase's pipeline in CPU memory (``unload_between_phases``)."""
+    """The ``--set`` overrides of the measured run (see the module docstring for the GPU split). A GPU too small
+    for FLUX, CogVideoX, the judge and SAM2 at once (an H100's 80 GB,
+    :func:`lanepipe.edit.generative.published.parks_between_phases`) parks the idle phase's pipeline in host memory
+    (``unload_between_phases``)."""
+    from lanepipe.edit.generative.published import parks_between_phases
+
     common = ["stages=all", f"input.max_frames={max_frames}", "segment.backend=sam2",
               "edit.backend=flux_cogvideox", "verify.backend=qwen_vl", "edit.qa.max_iterations=1",
               "evaluate.predictors=[lane_keep]", f"edit.instructions=[{','.join(instructions)}]",
@@ -423,7 +421,7 @@ def run_overrides(size: str, gpus: int, steps: int, max_frames: int, instruction
             f"edit.generative.flux_steps={steps}", f"edit.generative.video_steps={steps}",
             f"segment.resources.num_gpus={0.2 if one else 0.5}", f"edit.resources.num_gpus={0.8 if one else 1}",
             f"edit.resources.concurrency={1 if one else max(1, gpus - 1)}",
-            *(["edit.generative.unload_between_phases=true"] if gpu_gib is not None and gpu_gib < 100 else [])]
+            *(["edit.generative.unload_between_phases=true"] if parks_between_phases(gpu_gib) else [])]
 
 
 def main() -> None:
@@ -449,8 +447,10 @@ def main() -> None:
         sys.exit(f"--size full needs NVIDIA GPUs and nvidia-ml-py ({sampler.error}); use --size tiny on CPU")
     cpus = (os.cpu_count() or 2) if args.size == "full" else 2
     max_frames = args.max_frames or (49 if args.size == "full" else 9)
+    from lanepipe import torchkit
+
     overrides = [*run_overrides(args.size, gpus, args.steps, max_frames, args.instructions, cpus,
-                                sampler.total_gib()), *args.set]
+                                torchkit.smallest_gpu_gib()), *args.set]
     cfg = load_config(None, overrides, base={"input": {"paths": find_clips(args.clips)},
                                              "output": str(out / "runs")})
     events: list[tuple[float, dict[str, Any]]] = []

@@ -29,6 +29,7 @@ from typing import Any
 import requests
 from _common import machine
 
+from lanepipe import torchkit
 from lanepipe.sample import write_sample
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -44,24 +45,14 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def smallest_gpu_gib() -> float | None:
-    """The smallest GPU's memory in GiB from NVML (None without a GPU or nvidia-ml-py)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        sizes = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total / 2**30
-                 for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:
-        return None
-    return min(sizes) if sizes else None
-
-
 def sized_config(size: str, gpu_gib: float | None) -> dict[str, Any]:
-    """The base config of ``size``; on a GPU under 100 GiB (an H100's 80 GB) the full edit parks the idle phase's
-    pipeline in CPU memory: FLUX, CogVideoX, the judge and SAM2 together peak near 79 GiB."""
+    """The base config of ``size``; on a GPU too small for the whole edit stack (an H100's 80 GB,
+    :func:`lanepipe.edit.generative.published.parks_between_phases`) the full edit parks the idle phase's pipeline
+    in host memory."""
+    from lanepipe.edit.generative.published import parks_between_phases
+
     cfg: dict[str, Any] = json.loads(json.dumps(SIZES[size]["config"]))
-    if size == "full" and gpu_gib is not None and gpu_gib < 100:
+    if size == "full" and parks_between_phases(gpu_gib):
         cfg["edit"]["generative"]["unload_between_phases"] = True
     return cfg
 
@@ -106,7 +97,7 @@ def main() -> int:
     ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         settings = ServeSettings(output=str(tmp / "runs"), replica_cpus=0,
-                                 base_config=sized_config(args.size, smallest_gpu_gib()))
+                                 base_config=sized_config(args.size, torchkit.smallest_gpu_gib()))
         base = start(settings, port=free_port(), ready_timeout_s=600)
         results = [one_request(base, clip, args.stages, args.deadline) for _ in range(2)]
         metrics = requests.get(base + "v1/metrics", timeout=60).json()["models"]

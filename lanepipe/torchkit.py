@@ -255,6 +255,20 @@ def save_compile_artifacts(setting: str | None) -> str | None:
     return str(path)
 
 
+def smallest_gpu_gib() -> float | None:
+    """The smallest NVIDIA GPU's memory in GiB from NVML (nvidia-ml-py), without starting CUDA in this process;
+    None without a GPU, a driver or nvidia-ml-py."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        sizes = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total / 2**30
+                 for i in range(pynvml.nvmlDeviceGetCount())]
+    except Exception:  # no library, no driver, no GPU
+        return None
+    return min(sizes) if sizes else None
+
+
 class HostParking:
     """Parks modules' weights in host memory and brings them back, copying each tensor to the host only once.
 

@@ -347,3 +347,19 @@ def test_an_80_gb_gpu_parks_the_idle_edit_phase() -> None:
     assert "edit.generative.unload_between_phases=true" in h100
     assert not any("unload_between_phases" in o for o in h200)
     assert "segment.resources.num_gpus=0.2" in h200 and "edit.resources.num_gpus=0.8" in h200
+    assert not any("unload_between_phases" in o for o in b.run_overrides(*args, gpu_gib=None))  # size unknown
+
+
+def test_no_gpu_size_without_a_gpu() -> None:
+    from lanepipe import torchkit
+
+    if torch_cuda_count() == 0:
+        assert torchkit.smallest_gpu_gib() is None
+    else:
+        assert (torchkit.smallest_gpu_gib() or 0) > 1
+
+
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()

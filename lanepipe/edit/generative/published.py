@@ -63,6 +63,18 @@ PUBLISHED_PARAMS: dict[str, float] = {"flux_transformer": 11.9e9, "t5_xxl": 4.76
                                       "flux_vae": 84e6, "cogvideox_transformer": 5.6e9, "cogvideox_vae": 216e6}
 
 
+#: GPU memory (GiB) below which the edit stack cannot stay resident next to SAM2: 42.2 GiB of bf16 FLUX + T5-XXL +
+#: CLIP + VAEs + CogVideoX weights (:func:`parameter_counts`), the Qwen2.5-VL-7B judge's 15.4 GiB, and activations
+#: (the edit peaked at 79.1 GiB with everything resident on an H200, BENCHMARKS.md "GPU session 2026-12-05").
+PARK_BELOW_GIB = 100.0
+
+
+def parks_between_phases(gpu_gib: float | None) -> bool:
+    """Whether a full-size edit on a GPU of ``gpu_gib`` GiB needs ``unload_between_phases`` (an 80 GB card does);
+    False when the size is unknown (no GPU)."""
+    return gpu_gib is not None and gpu_gib < PARK_BELOW_GIB
+
+
 def _text_encoders(device: str, dtype: Any) -> tuple[Any, Any]:
     """CLIP-L text tower and T5-XXL encoder, random weights on ``device``. The in-memory CLIP tokenizer's
     begin/end ids (0, 1) are the ones the config points at (the pooled output is read at the end token)."""
