@@ -5,8 +5,9 @@ Data with GPU actor pools on shared clips x instructions, random-init weights (S
 Reports per clip and per stage wall (busy) time, the GPU busy fraction while the edit stage works (NVML
 ``utilization.gpu``: the share of each sample period in which a kernel ran), the edit stage's idle gaps (the CPU
 stages making the GPU wait), peak GPU memory per actor (NVML per process, and torch's peak on each actor's rows),
-model loads and their seconds, clips per hour per GPU, and the pipeline's wall time against the sum of its stages'
-compute (Ray's overhead). Per clip, "GPU idle waiting on CPU" from the spans the edit rows record (issue 15, lever 5:
+model loads and their seconds, clips per hour per GPU, and Ray's overhead: the part of the pipeline's wall time in
+which no stage computed (no Ray start-up, worker set-up or stage item running: :func:`summarise`). Per clip, "GPU
+idle waiting on CPU" from the spans the edit rows record (issue 15, lever 5:
 :func:`lanepipe.monitoring.idle_per_item`: the part of the clip's window on its edit actor in which no model call
 ran) beside NVML's busy fraction in that window; ``--set edit.resources.in_flight=1`` gives the figure without the
 overlap (the generative edit stage runs two clips in flight by default). Writes ``gpu_pipeline.json`` (and
@@ -270,6 +271,34 @@ def covered(intervals: Sequence[tuple[float, float]]) -> float:
     return sum(b - a for a, b in intervals)
 
 
+def item_intervals(events: Sequence[tuple[float, dict[str, Any]]], stage: str | None = None,
+                   gap_s: float = 2.0) -> list[dict[str, Any]]:
+    """The stage items behind live events ``(arrival time, row)`` (of ``stage``, or every stage): the rows one
+    ``process`` call emitted (same stage and clip, equal ``busy_s``, since the call's time is split evenly over its
+    rows, arriving within ``gap_s`` of each other) form one item, which ran ``[last arrival - sum of busy_s,
+    last arrival]``; its worker's ``setup_s`` (on the first row of a worker) ran just before it. Returns
+    ``{"stage", "clip", "start", "end", "setup_start"}`` per item (``setup_start`` None without a set-up)."""
+    groups: list[list[tuple[float, dict[str, Any]]]] = []
+    for t, e in sorted(events, key=lambda te: te[0]):
+        if (stage is not None and e.get("stage") != stage) or e.get("busy_s") is None or e.get("skipped"):
+            continue
+        key = (e.get("stage"), e.get("clip"), e.get("busy_s"))
+        mine = next((g for g in reversed(groups) if t - g[-1][0] <= gap_s
+                     and (g[-1][1].get("stage"), g[-1][1].get("clip"), g[-1][1].get("busy_s")) == key), None)
+        if mine is None:
+            groups.append([(t, e)])
+        else:
+            mine.append((t, e))
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        end = g[-1][0]
+        start = end - sum(float(e["busy_s"]) for _, e in g)
+        setup = sum(float(e.get("setup_s") or 0.0) for _, e in g)
+        out.append({"stage": g[0][1].get("stage"), "clip": g[0][1].get("clip"), "start": start, "end": end,
+                    "setup_start": start - setup if setup else None})
+    return out
+
+
 def busy_fraction(samples: Sequence[dict[str, Any]], intervals: Sequence[tuple[float, float]],
                   gpu: int | None = None) -> float | None:
     """Mean NVML ``utilization.gpu`` (as a fraction) of the samples inside ``intervals`` (of GPU ``gpu``, or all);
@@ -321,16 +350,22 @@ def gpu_wait_per_clip(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str
 
 def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict[str, Any]]],
               manifest: dict[str, Any], samples: Sequence[dict[str, Any]], proc_peak: dict[int, float],
-              pid_stage: dict[int, str], gpus: int, wall_s: float) -> dict[str, Any]:
+              pid_stage: dict[int, str], gpus: int, wall_s: float, t0: float | None = None) -> dict[str, Any]:
     """Every figure of the module docstring from the run's rows, live stage events (driver arrival time, row),
-    manifest and NVML samples."""
+    manifest and NVML samples; ``t0``: when the run started (default: ``wall_s`` before the last event).
+
+    Ray's overhead is the part of the wall time in which nothing computed: neither Ray's start-up, nor a worker's
+    set-up, nor any stage's item (:func:`item_intervals`). The stages' busy seconds are also summed
+    (``sum_stage_compute_s``), but pipelined stages and clips in flight overlap, so that sum exceeds the wall time
+    of a run that overlaps well; it is not the overhead's reference."""
     stages = list(manifest.get("stages", {}))
     per_clip: dict[str, dict[str, float]] = defaultdict(dict)
     for r in rows:
         if r.get("busy_s") is not None and not r.get("skipped"):
             d = per_clip[str(r["clip"])]
             d[r["stage"]] = round(d.get(r["stage"], 0.0) + float(r["busy_s"]), 3)
-    edit_items = [(t - float(e.get("busy_s") or 0.0), t) for t, e in events if e.get("stage") == "edit"]
+    items = item_intervals(events)
+    edit_items = [(it["start"], it["end"]) for it in items if it["stage"] == "edit"]
     edit_union = union(edit_items)
     span = [(edit_union[0][0], edit_union[-1][1])] if edit_union else []
     # after the first edit item finished (it holds the compiled blocks' warm-up): the steady state of the stage
@@ -340,6 +375,13 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
     busy = timing.get("busy_s", {})
     setup = timing.get("setup_s", {})
     compute = sum(busy.values()) + sum(setup.values()) + float(timing.get("ray_start_s") or 0.0)
+    ray_start = float(timing.get("ray_start_s") or 0.0)
+    start = t0 if t0 is not None else (max((t for t, _ in events), default=wall_s) - wall_s)
+    end = start + wall_s
+    activity = union([(start, start + ray_start),
+                      *((it["setup_start"] if it["setup_start"] is not None else it["start"], it["end"])
+                        for it in items)])
+    active = covered([(max(a, start), min(b, end)) for a, b in activity if min(b, end) > max(a, start)])
     peak_rows: dict[str, float] = {}
     for r in rows:
         if r.get("gpu_peak_mib") is not None:
@@ -364,8 +406,9 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
         "clips_per_hour": round(clips / (wall_s / 3600), 2) if wall_s else None,
         "edits_per_hour_per_gpu": round(edits / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,
         "sum_stage_compute_s": round(compute, 2), "ray_start_s": timing.get("ray_start_s"),
-        "overhead_s": round(wall_s - compute, 2), "overhead_fraction": round((wall_s - compute) / wall_s, 4)
-        if wall_s else None, "model_loads": manifest.get("model_loads"),
+        "active_s": round(active, 2), "overhead_s": round(wall_s - active, 2),
+        "overhead_fraction": round((wall_s - active) / wall_s, 4) if wall_s else None,
+        "model_loads": manifest.get("model_loads"),
         "random_weights": manifest.get("random_weights"),
         "gpu_idle_waiting_on_cpu": gpu_wait_per_clip(rows, samples),
     }
@@ -492,7 +535,8 @@ def main() -> None:
     wall = time.time() - t0
     manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
     result = summarise(summary.rows, events, manifest, sampler.samples, sampler.proc_peak_mib,
-                       process_stages(sampler.proc_peak_mib), gpus, wall)
+                       process_stages(sampler.proc_peak_mib), gpus, wall, t0)
+    result["events"] = [{"t": round(t - t0, 3), **e} for t, e in events]  # seconds since the run started
     result.update(size=args.size, overrides=overrides, nvml=sampler.available, nvml_error=sampler.error,
                   failed=[{k: r.get(k) for k in ("clip", "stage", "instruction", "error")} for r in summary.failed],
                   run=summary.url, ray_metrics=scraper.summary())

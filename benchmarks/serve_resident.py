@@ -38,9 +38,12 @@ SIZES: dict[str, dict[str, Any]] = {
                         "edit": {"backend": "flux_cogvideox", "preset": "tiny-random", "qa": {"max_iterations": 1}},
                         "verify": {"backend": "qwen_vl"}}},
     "full": {"frames": 16, "width": 960, "height": 540,
-             "config": {"segment": {"backend": "sam2", "sam2": {"preset": "random-init"}},
+             # one GPU shared: SAM2 0.2 + the edit stack 0.8 (the defaults, 0.5 + 1, cannot both be reserved)
+             "config": {"segment": {"backend": "sam2", "sam2": {"preset": "random-init"},
+                                    "resources": {"num_gpus": 0.2}},
                         "edit": {"backend": "flux_cogvideox", "preset": "random-init", "qa": {"max_iterations": 1},
-                                 "generative": {"flux_steps": 20, "video_steps": 20}},
+                                 "generative": {"flux_steps": 20, "video_steps": 20},
+                                 "resources": {"num_gpus": 0.8}},
                         "verify": {"backend": "qwen_vl"}}},
 }
 
@@ -98,8 +101,13 @@ def main() -> int:
     try:
         settings = ServeSettings(output=str(tmp / "runs"), replica_cpus=0,
                                  base_config=sized_config(args.size, torchkit.smallest_gpu_gib()))
+        t = time.perf_counter()
         base = start(settings, port=free_port(), ready_timeout_s=600)
-        results = [one_request(base, clip, args.stages, args.deadline) for _ in range(2)]
+        print(f"app ready in {time.perf_counter() - t:.1f} s: {base}", flush=True)
+        results = []
+        for name in ("first", "second"):
+            results.append(one_request(base, clip, args.stages, args.deadline))
+            print(f"{name} request finished: {results[-1]}", flush=True)
         metrics = requests.get(base + "v1/metrics", timeout=60).json()["models"]
         for name, r in zip(("first", "second"), results, strict=True):
             print(f"{name} request: {r['seconds']} s, model_loads {r['model_loads']}, {r['status']}"

@@ -276,14 +276,45 @@ def test_gpu_pipeline_figures_from_samples_and_events() -> None:
     manifest = {"stages": {"edit": {"model_loads": {"loads": 1}}, "render": {}},
                 "timing": {"busy_s": {"edit": 3.0, "render": 0.5}, "setup_s": {"edit": 1.0, "render": 0.0},
                            "ray_start_s": 0.5}}
-    events = [(2.0, {"stage": "edit", "busy_s": 2.0}), (4.0, {"stage": "edit", "busy_s": 1.0})]
-    out = b.summarise(rows, events, manifest, samples, {7: 1000.0}, {7: "edit"}, 1, 10.0)
+    events = [(2.0, {"stage": "edit", "clip": "a", "busy_s": 2.0}),
+              (4.0, {"stage": "edit", "clip": "b", "busy_s": 1.0})]
+    out = b.summarise(rows, events, manifest, samples, {7: 1000.0}, {7: "edit"}, 1, 10.0, t0=-1.0)
     assert out["per_clip_stage_busy_s"] == {"a": {"edit": 3.0, "render": 0.5}}
     assert out["edit_span_s"] == 4.0 and out["edit_idle_gaps_s"] == 1.0  # the GPU waited 1 s between edits
     assert out["gpu_busy_fraction_edit_items"] == pytest.approx(0.6)  # samples at 0.5, 1.5, 3.5
     assert out["gpu_busy_fraction_edit_after_first_item"] == 0.0  # after t=2 only the sample at 3.5 (idle)
-    assert out["sum_stage_compute_s"] == 5.0 and out["overhead_s"] == 5.0 and out["overhead_fraction"] == 0.5
+    # Ray started over [-1, -0.5]; items ran [0, 2] and [3, 4]: 3.5 s of the 10 s wall computed something
+    assert out["sum_stage_compute_s"] == 5.0 and out["active_s"] == 3.5 and out["overhead_fraction"] == 0.65
     assert out["clips_per_hour_per_gpu"] == 360.0 and out["peak_gpu_mib_per_actor_nvml"][0]["stage"] == "edit"
+
+
+def test_rows_of_one_call_form_one_item_and_overlapping_stages_are_not_overhead() -> None:
+    """The two edit rows of a clip (one call, its 156 s split 78 + 78) are one item of 156 s; items in flight at
+    once and pipelined stages overlap, so the busy sum exceeds the wall, while the overhead (time nothing ran) stays
+    what it is — the figures of the H200 run of 2026-12-05, in small."""
+    b = _bench()
+    events = [(12.0, {"stage": "segment", "clip": "a", "busy_s": 6.0, "setup_s": 4.0}),
+              (20.0, {"stage": "segment", "clip": "b", "busy_s": 6.0}),
+              (180.0, {"stage": "edit", "clip": "a", "busy_s": 78.0, "setup_s": 12.0}),
+              (180.5, {"stage": "edit", "clip": "a", "busy_s": 78.0}),
+              (200.0, {"stage": "edit", "clip": "b", "busy_s": 90.0}),
+              (200.2, {"stage": "edit", "clip": "b", "busy_s": 90.0}),
+              (201.0, {"stage": "render", "clip": "a", "busy_s": 0.5}),
+              (201.2, {"stage": "render", "clip": "a", "busy_s": 0.7})]  # two items: their busy differs
+    items = b.item_intervals(events)
+    assert [(i["stage"], i["clip"], round(i["start"], 6), i["end"]) for i in items] == [
+        ("segment", "a", 6.0, 12.0), ("segment", "b", 14.0, 20.0), ("edit", "a", 24.5, 180.5),
+        ("edit", "b", 20.2, 200.2), ("render", "a", 200.5, 201.0), ("render", "a", 200.5, 201.2)]
+    assert items[0]["setup_start"] == 2.0 and items[2]["setup_start"] == 12.5 and items[1]["setup_start"] is None
+    assert [i["clip"] for i in b.item_intervals(events, "edit")] == ["a", "b"]
+    manifest = {"stages": {"segment": {}, "edit": {}, "render": {}},
+                "timing": {"busy_s": {"segment": 12.0, "edit": 336.0, "render": 1.2},
+                           "setup_s": {"segment": 4.0, "edit": 12.0}, "ray_start_s": 2.0}}
+    out = b.summarise([], events, manifest, [], {}, {}, 1, 205.0, t0=0.0)
+    assert out["sum_stage_compute_s"] > out["wall_s"]  # overlapping work: no reference for the overhead
+    # nothing ran over [12, 12.5] (before the edit worker's set-up), [200.2, 200.5] and after 201.2
+    assert out["active_s"] == pytest.approx(200.4) and out["overhead_s"] == pytest.approx(4.6)
+    assert out["edit_span_s"] == pytest.approx(180.0)
 
 
 def test_metrics_scraper_reads_the_ray_node_endpoint(ray_local) -> None:

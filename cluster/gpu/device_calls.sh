@@ -54,35 +54,40 @@ pack() {
   tar czf "$OUT/res-$call.tgz" -C "$RES" --exclude='*.mp4' --exclude='*.png' --exclude='*.npz' . && ls -la "$OUT"
 }
 
+run_step() {  # the steps a call may run, by name
+  case $1 in
+    sam2) step sam2 280 python3 benchmarks/gpu_generative.py --parts sam2 --out "$RES/sam2" ;;
+    # the kernel table was taken on 2026-12-05 (--profile-top 0 skips it); 10 steps keep every cache in the call
+    levers) BENCH_LEVER_STEPS=${BENCH_LEVER_STEPS:-10} step levers 300 \
+      python3 benchmarks/gpu_generative.py --parts levers --profile-top 0 --out "$RES/levers" ;;
+    compile_cache) step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache \
+      --out "$RES/compile_cache" ;;
+    install)  # the GPU install trial: lanepipe itself installed by pip (no index: nothing can be fetched there),
+      # then every requirement of lanepipe[gpu] checked against what is importable (image + carried wheels)
+      step install 120 bash -c "python3 -m pip install --no-index --no-deps --no-build-isolation --target /root/lp . \
+        && PYTHONPATH=/root/lp:/root/site python3 cluster/gpu/check_requirements.py gpu" ;;
+    pipeline) TAIL=16 step pipeline 600 python3 benchmarks/gpu_pipeline.py --steps "${PIPELINE_STEPS:-10}" \
+      --out "$RES/pipeline"
+      rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null ;;
+    serve) TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full ;;
+    overlap) step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips "${OVERLAP_CLIPS:-2}" \
+      --out "$RES/overlap" ;;
+    *) echo "unknown step $1"; exit 2 ;;
+  esac
+}
+
+# STEPS="..." replaces a call's steps (its installs stay): e.g. STEPS=compile_cache for call A on a later lease
 case $call in
 A)
   install .whl/part2/*.whl .whl/part3/*.whl
   cp .device_data/*.mp4 /root/clips/
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, diffusers, av, sam2; print(torch.__version__, diffusers.__version__, av.__version__)"
-  step sam2 280 python3 benchmarks/gpu_generative.py --parts sam2 --out "$RES/sam2"
-  # the kernel table was taken on 2026-12-05 (--profile-top 0 skips it); 10 steps keep every cache in the call
-  BENCH_LEVER_STEPS=${BENCH_LEVER_STEPS:-10} step levers 300 \
-    python3 benchmarks/gpu_generative.py --parts levers --profile-top 0 --out "$RES/levers"
-  ;;
-B)
-  install .whl/part1/*.whl .whl/part4/*.whl
-  # the GPU install trial: lanepipe itself installed by pip (no index: nothing can be fetched there), then every
-  # requirement of lanepipe[gpu] checked against what is importable (image + carried wheels)
-  step install 120 bash -c "python3 -m pip install --no-index --no-deps --no-build-isolation --target /root/lp . \
-    && PYTHONPATH=/root/lp:/root/site python3 cluster/gpu/check_requirements.py gpu"
-  TAIL=16 step pipeline 600 python3 benchmarks/gpu_pipeline.py --steps "${PIPELINE_STEPS:-10}" --out "$RES/pipeline"
-  rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null
-  ;;
-C)
-  TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full
-  step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache --out "$RES/compile_cache"
-  step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips 2 --out "$RES/overlap"
-  ;;
-D)  # a short call on a fresh machine: carry [".whl/part2"]; the compile cache alone (issue 15 lever 1)
-  install .whl/part2/*.whl
-  step compile_cache 400 python3 benchmarks/gpu_generative.py --parts compile_cache --out "$RES/compile_cache"
-  ;;
+  default="sam2 levers" ;;
+B) install .whl/part1/*.whl .whl/part4/*.whl; default="install pipeline" ;;
+C) default="serve compile_cache overlap" ;;
+D) install .whl/part2/*.whl; default="compile_cache" ;;  # a short call on a fresh machine: carry [".whl/part2"]
 *) echo "unknown call $call"; exit 2 ;;
 esac
+for s in ${STEPS:-$default}; do run_step "$s"; done
 pack

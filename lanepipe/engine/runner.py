@@ -17,7 +17,7 @@ ProgressFn = Callable[[Row], None]
 #: the rows it emitted for its own stage) and, on the first such row of each worker, its ``setup`` seconds.
 BUSY_KEY, SETUP_KEY = "busy_s", "setup_s"
 #: Keys of a stage event: a light copy of a row, sent as soon as its stage emitted it (live progress).
-EVENT_KEYS = ("stage", "clip", "instruction", "predictor", "status", "skipped", "error", BUSY_KEY)
+EVENT_KEYS = ("stage", "clip", "instruction", "predictor", "status", "skipped", "error", BUSY_KEY, SETUP_KEY)
 
 
 def stage_event(row: Row | Item) -> Row:

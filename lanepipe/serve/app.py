@@ -346,7 +346,9 @@ def build_app(settings: ServeSettings) -> Any:
     (:class:`~lanepipe.serve.models.StageModels`: ``lanepipe-segment``, ``lanepipe-edit``, ``lanepipe-evaluate``;
     models resident, each with its stage's Ray resources and autoscaling bounds:
     :func:`~lanepipe.serve.models.stage_options`) unless ``resident_models`` is off."""
-    from lanepipe.serve.models import ModelDeployment, stage_options
+    import ray
+
+    from lanepipe.serve.models import ModelDeployment, check_gpu_fit, stage_options
 
     deployment: Any = EditService  # a serve.Deployment at run time
     options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
@@ -356,7 +358,10 @@ def build_app(settings: ServeSettings) -> Any:
     models: dict[str, Any] | None = None
     if settings.resident_models:
         models = {}
-        for stage, opts in stage_options(settings).items():
+        per_stage = stage_options(settings)
+        if ray.is_initialized() and not settings.wait_for_gpus:
+            check_gpu_fit(per_stage, float(ray.cluster_resources().get("GPU", 0.0)))  # type: ignore[no-untyped-call]
+        for stage, opts in per_stage.items():
             actor = dict(opts["ray_actor_options"])
             if env:  # the stage's own runtime_env (pip pins, py_executable) keeps its keys; storage env added
                 renv = dict(actor.get("runtime_env") or {})

@@ -31,6 +31,7 @@ from ray import serve
 from lanepipe.config import RunConfig, load_config
 from lanepipe.engine import Stage, StageSpec
 from lanepipe.engine.items import StageItem
+from lanepipe.errors import ConfigError
 from lanepipe.monitoring import record_model_loads, take_model_loads
 from lanepipe.serve.jobs import summarize_rows
 from lanepipe.serve.settings import ServeSettings
@@ -280,5 +281,41 @@ def stage_options(settings: ServeSettings, cfg: RunConfig | None = None) -> dict
     return out
 
 
+def gpu_demand(options: dict[str, dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """Per model stage whose replicas reserve GPUs: ``(min_replicas, num_gpus per replica)`` from
+    :func:`stage_options`."""
+    out: dict[str, tuple[int, float]] = {}
+    for stage, opts in options.items():
+        share = float(opts["ray_actor_options"].get("num_gpus") or 0.0)
+        if share > 0:
+            out[stage] = (int(opts["autoscaling_config"]["min_replicas"]), share)
+    return out
+
+
+def check_gpu_fit(options: dict[str, dict[str, Any]], cluster_gpus: float) -> None:
+    """Refuse model deployments whose minimum replicas reserve more GPUs than the cluster has: Serve would wait
+    for them forever (the app never becomes ready, no error; seen on one H200 on 2026-12-05 with SAM2's default
+    0.5 GPU beside the edit stack's 1). Suggests shares that fit, scaled to the cluster's GPUs.
+
+    Raises:
+        ConfigError: naming each deployment's ask, the cluster's GPUs and the ways out.
+    """
+    demand = gpu_demand(options)
+    total = sum(n * share for n, share in demand.values())
+    if total <= cluster_gpus + 1e-9:
+        return
+    asks = ", ".join(f"{deployment_name(s)} {n} x {share:g}" for s, (n, share) in demand.items())
+    way = ""
+    if cluster_gpus > 0:
+        scale = cluster_gpus / total
+        fit = " ".join(f"{s}.resources.num_gpus={int(share * scale * 100) / 100:g}" for s, (_, share) in demand.items())
+        way = f"set fractional shares that fit (e.g. --set {fit}: the replicas then share the GPUs), "
+    raise ConfigError(
+        f"serve: the model deployments' minimum replicas reserve {total:g} GPUs ({asks}) but the Ray cluster has "
+        f"{cluster_gpus:g}: their replicas would wait for GPUs forever and the app would never become ready; "
+        f"{way}lower --min-replicas / --replicas STAGE=MIN:MAX, add GPU nodes, or pass --wait-for-gpus where an "
+        "autoscaler adds them")
+
+
 __all__ = ["MODEL_STAGES", "ModelDeployment", "ModelStages", "RemoteStage", "ResidentStages", "StageModels",
-           "deployment_name", "model_key", "run_job", "stage_options", "summarize_rows"]
+           "check_gpu_fit", "deployment_name", "gpu_demand", "model_key", "run_job", "stage_options", "summarize_rows"]

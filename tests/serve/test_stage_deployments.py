@@ -77,6 +77,37 @@ def test_stage_options_follow_the_backends_and_the_cluster(ray_local) -> None:
     assert explicit == {"segment": 0.0, "edit": 0.5, "evaluate": 0.0}  # the config's own share is kept
 
 
+def test_model_replicas_that_cannot_get_their_gpus_are_refused_with_shares_that_fit(ray_local) -> None:
+    """On the session's one (logical) GPU, SAM2's default 0.5 beside the painter's 1 cannot all be reserved: Serve
+    would wait for the replicas forever (the hang of 2026-12-05 on one H200), so building the app is refused,
+    naming each deployment's ask and the cluster's GPUs; the suggested shares fit; ``wait_for_gpus`` (an autoscaler
+    adds GPU nodes) and zero minimum replicas are let through."""
+    import re
+
+    from lanepipe.errors import ConfigError
+    from lanepipe.serve.app import build_app
+    from lanepipe.serve.models import check_gpu_fit, gpu_demand, stage_options
+    from lanepipe.serve.settings import ServeSettings
+
+    settings = ServeSettings(output="runs", base_config=TINY)
+    with pytest.raises(ConfigError) as err:
+        build_app(settings)
+    msg = str(err.value)
+    assert "reserve 1.5 GPUs" in msg and "lanepipe-segment 1 x 0.5" in msg and "lanepipe-edit 1 x 1" in msg
+    assert "cluster has 1:" in msg
+    shares = dict(re.findall(r"(\w+)\.resources\.num_gpus=([\d.]+)", msg))
+    assert set(shares) == {"segment", "edit"} and float(shares["segment"]) < float(shares["edit"])
+    fitted = {**TINY, **{s: {**TINY[s], "resources": {"num_gpus": float(v)}} for s, v in shares.items()}}
+    options = stage_options(ServeSettings(output="runs", base_config=fitted))
+    assert sum(n * g for n, g in gpu_demand(options).values()) <= 1.0
+    check_gpu_fit(options, 1.0)  # the suggestion fits
+    build_app(ServeSettings(output="runs", base_config=LIVE))  # 0.5 + 0.5: fits
+    build_app(ServeSettings(output="runs", base_config=TINY, wait_for_gpus=True))
+    check_gpu_fit(stage_options(ServeSettings(output="runs", base_config=TINY, min_replicas=0)), 1.0)
+    with pytest.raises(ConfigError, match="cluster has 0:"):  # no GPU at all: no shares to suggest
+        check_gpu_fit(stage_options(settings), 0.0)
+
+
 def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing(serve_app, tmp_path: Path) -> None:
     import ray
     from ray import serve
