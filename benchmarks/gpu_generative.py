@@ -28,8 +28,9 @@ Parts (``--parts``, comma list):
 Every run ends by writing ``headline.json`` (``edit_clip_s``, ``cogvideox_step_s``, ``sam2_150_frames_s``,
 ``machine``, ``date``, ``commit``): on CUDA ``benchmarks/results/headline.json`` (keys not measured in this run
 keep their values); with ``--size tiny`` or without a GPU only ``$OUT/headline.json``, marked as a CPU check.
-The ``sam2`` part times float32, bfloat16 and bfloat16 + ``vos_optimized`` (``BENCH_SAM2_VARIANTS``) on 150
-frames at 960x540, each variant's mask disagreement with the float32 masks recorded.
+The ``sam2`` part times float32, bfloat16 with frames encoded 1, 8 and 16 at a time (``segment.sam2.encode_batch``)
+and bfloat16 + ``vos_optimized`` (``BENCH_SAM2_VARIANTS``) on 150 frames at 960x540, each variant's mask
+disagreement with the float32 masks recorded.
 
 For each transformer the FLOPs of one denoising step are counted with ``torch.utils.flop_counter`` on the step's
 real inputs; floor = FLOPs / measured matmul rate; ratio = measured step time / floor.
@@ -419,13 +420,17 @@ def part_sam2(tiny: bool) -> None:
         torch.save({"model": model.state_dict()}, ckpt)
         free(model)
         seg = None
-        variants = os.environ.get("BENCH_SAM2_VARIANTS", "float32,bfloat16,bfloat16+vos").split(",")
+        # DTYPE[+vos][+bN]: "+vos" sam2's torch.compile'd SAM2VideoPredictorVOS, "+bN" frames encoded N at a time
+        variants = os.environ.get("BENCH_SAM2_VARIANTS",
+                                  "float32+b1,bfloat16+b1,bfloat16+b8,bfloat16+b16,bfloat16+vos").split(",")
     ref: np.ndarray | None = None
     for dt in variants:
-        if not tiny:  # "bfloat16+vos": sam2's torch.compile'd SAM2VideoPredictorVOS
+        if not tiny:
+            flags = dt.split("+")[1:]
+            batch = next((int(f[1:]) for f in flags if f.startswith("b")), 1)
             seg = s2.Sam2Segmenter(Sam2Config(model_cfg="configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint=str(ckpt),
                                               device=DEV, dtype=dt.split("+")[0],  # type: ignore[arg-type]
-                                              vos_optimized=dt.endswith("+vos")))
+                                              vos_optimized="vos" in flags, encode_batch=batch))
         assert seg is not None
         _, warm_s, _ = timed(lambda: seg.segment(make_clip(frames[:8], "warm")))  # noqa: B023 (vos: compiles)
         masks, secs, peak = timed(lambda: seg.segment(make_clip(frames, "sam2")))  # noqa: B023

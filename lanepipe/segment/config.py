@@ -108,6 +108,10 @@ class Sam2Config(_Strict):
         "still autotuning after 170 s, never timed to the end), later ones may run faster on GPU; 'auto': on "
         "for CUDA, off elsewhere. Off by default until its speed-up is measured",
     )
+    encode_batch: int = Field(
+        8, ge=1, le=256, description="frames whose image features (Hiera backbone + FPN) are computed in one batch "
+        "ahead of tracking (sam2 encodes one frame per step); 1 = sam2's own per-frame path. Ignored with "
+        "vos_optimized (its compiled encoder has a fixed batch of 1). Same masks as 1 up to float rounding")
     compile_cache_dir: str | None = Field(
         None, description="on-disk torch.compile cache for vos_optimized, shared by worker processes: None = "
         "$TORCHINDUCTOR_CACHE_DIR when set, else ~/.cache/lanepipe/inductor; 'off' = torch's default")

@@ -365,6 +365,7 @@ class Sam2Segmenter:
             "vos_optimized": self.vos_optimized,
             "dtype": "bfloat16" if on_cuda and cfg.dtype != "float32" else "float32",
             "compile_cache": torchkit.use_compile_cache(cfg.compile_cache_dir) if self.vos_optimized else None,
+            "encode_batch": 1 if self.vos_optimized else cfg.encode_batch,
         }
 
         import torch
@@ -452,10 +453,12 @@ class Sam2Segmenter:
             )
         masks = np.zeros((session.num_frames, session.height, session.width), dtype=np.bool_)
         seen = np.zeros(session.num_frames, dtype=np.bool_)
-        for frame_idx, obj_ids, logits in self._predictor.propagate_in_video(session._state):
-            k = list(obj_ids).index(ROAD_OBJ_ID)
-            masks[frame_idx] = (logits[k, 0] > 0).cpu().numpy()
-            seen[frame_idx] = True
+        batch = int(self.options["encode_batch"])
+        with batched_features(self._predictor, session._state, batch) if batch > 1 else contextlib.nullcontext():
+            for frame_idx, obj_ids, logits in self._predictor.propagate_in_video(session._state):
+                k = list(obj_ids).index(ROAD_OBJ_ID)
+                masks[frame_idx] = (logits[k, 0] > 0).cpu().numpy()
+                seen[frame_idx] = True
         if not seen.all():  # sam2 yields every frame from the first prompt on; guard against changes
             missing = np.flatnonzero(~seen).tolist()
             raise RuntimeError(f"sam2 propagate_in_video returned no mask for frames {missing[:10]}")
@@ -480,6 +483,40 @@ class Sam2Segmenter:
             masks = RoadMasks(masks=self.propagate(session), backend=self.name)
         # the ego vehicle's hood, found the same way for every backend, is not road
         return exclude_hood(masks, clip.frames, self.cfg.hood)
+
+
+@contextlib.contextmanager
+def batched_features(predictor: Any, state: dict[str, Any], batch: int) -> Iterator[None]:
+    """While active, a frame whose image features sam2 asks for and does not hold is encoded with the next
+    ``batch - 1`` frames in one backbone call (``forward_image`` on ``(B, 3, S, S)``), and the batch is what sam2's
+    ``cached_features`` holds (sam2 ``_get_image_feature`` encodes one frame per call and caches only that one).
+    Each frame's entry is what sam2 would cache: its image ``(1, 3, S, S)`` and backbone output; the position
+    encodings depend only on the feature shapes, so the batch's first is shared by its frames."""
+    import torch
+
+    original = predictor._get_image_feature  # the bound method; the instance attribute below shadows it
+
+    def get(inference_state: dict[str, Any], frame_idx: int, batch_size: int) -> Any:
+        cache = inference_state["cached_features"]
+        if frame_idx not in cache:
+            images = inference_state["images"]
+            stop = min(len(images), frame_idx + batch)
+            img = images[frame_idx:stop].to(inference_state["device"]).float()
+            out = predictor.forward_image(img)
+            pos = [p[:1].clone() for p in out["vision_pos_enc"]]
+            inference_state["cached_features"] = {
+                frame_idx + i: (img[i:i + 1], {"backbone_fpn": [f[i:i + 1] for f in out["backbone_fpn"]],
+                                               "vision_pos_enc": list(pos)})
+                for i in range(stop - frame_idx)}
+        return original(inference_state, frame_idx, batch_size)
+
+    predictor._get_image_feature = get
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        del predictor._get_image_feature
+        state["cached_features"] = {}  # the batch's features are not kept past the clip
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -195,7 +196,8 @@ def test_vos_optimized_builds_compiled_predictor(tmp_path: Path, monkeypatch: py
     seg = Sam2Segmenter(TINY.model_copy(update={"vos_optimized": True, "compile_cache_dir": str(tmp_path)}))
     assert type(seg.predictor).__name__ == "SAM2VideoPredictorVOS"
     assert seg.options == {"vos_optimized": True, "dtype": "float32",
-                           "compile_cache": {"dir": str(tmp_path), "artifacts_loaded": False}}
+                           "compile_cache": {"dir": str(tmp_path), "artifacts_loaded": False},
+                           "encode_batch": 1}  # the compiled encoder's batch is fixed at 1
 
 
 def test_speed_options_default_to_off_on_cpu(tiny: Sam2Segmenter) -> None:
@@ -203,11 +205,54 @@ def test_speed_options_default_to_off_on_cpu(tiny: Sam2Segmenter) -> None:
     float32, no compile cache."""
     assert TINY.vos_optimized is False
     assert type(tiny.predictor).__name__ == "SAM2VideoPredictor"
-    assert tiny.options == {"vos_optimized": False, "dtype": "float32", "compile_cache": None}
+    assert tiny.options == {"vos_optimized": False, "dtype": "float32", "compile_cache": None, "encode_batch": 8}
     auto = Sam2Segmenter(TINY.model_copy(update={"vos_optimized": "auto"}))
     assert type(auto.predictor).__name__ == "SAM2VideoPredictor" and auto.options == tiny.options
     with pytest.raises(ValueError, match="vos_optimized"):
         Sam2Config(vos_optimized="fast")  # type: ignore[arg-type]
+
+
+def test_frames_encoded_in_batches_track_like_one_by_one(tiny: Sam2Segmenter) -> None:
+    """With ``encode_batch`` 4, a 10-frame clip's frames 1..9 go through the backbone in 3 calls (1-4, 5-8, 9;
+    frame 0 was encoded by ``init_state``) instead of 9, and sam2 tracks to the same logits as with its own
+    per-frame encoding; the batch's features are dropped afterwards."""
+    import torch
+
+    from lanepipe.segment.sam2 import batched_features
+
+    clip = _clip(_road_frames(t=10))
+    pred = tiny.predictor
+    calls: list[int] = []
+    forward = pred.forward_image
+
+    def counted(img: torch.Tensor) -> dict:
+        calls.append(int(img.shape[0]))
+        return forward(img)
+
+    def track(batch: int) -> list[torch.Tensor]:
+        session = tiny.open_session(clip)
+        tiny.add_grid_prompt(session, 0)
+        calls.clear()
+        pred.forward_image = counted
+        try:
+            with batched_features(pred, session._state, batch) if batch > 1 else contextlib.nullcontext():
+                out = [lg.clone() for _, _, lg in pred.propagate_in_video(session._state)]
+        finally:
+            del pred.forward_image
+        assert session._state["cached_features"] == {} or batch == 1
+        return out
+
+    with torch.inference_mode():
+        one = track(1)
+        assert calls == [1] * 9
+        four = track(4)
+        assert calls == [4, 4, 1]
+    assert "_get_image_feature" not in vars(pred)  # sam2's own method is back
+    assert len(one) == len(four) == 10
+    for a, b in zip(one, four, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    masks = [Sam2Segmenter(TINY.model_copy(update={"encode_batch": n})).segment(clip).masks for n in (1, 4)]
+    assert (masks[0] == masks[1]).mean() > 0.999
 
 
 def test_leaves_foreign_hydra_state_alone(tmp_path: Path) -> None:
