@@ -23,6 +23,21 @@ def test_psnr_known_values() -> None:
         psnr(a, b[:2])
 
 
+@pytest.mark.parametrize("shape", [(5, 30, 40, 3), (30, 40, 3), (30, 40), (4, 30, 40)])
+def test_psnr_is_the_float_definition_over_the_masked_values(shape: tuple[int, ...]) -> None:
+    """The integer frame-by-frame sums give the textbook float64 mean of squared differences over exactly the values
+    the mask selects (every channel of a selected pixel), for clips, images and grey frames, masks of any depth."""
+    rng = np.random.default_rng(len(shape))
+    a = rng.integers(0, 256, shape, dtype=np.uint8)
+    b = rng.integers(0, 256, shape, dtype=np.uint8)
+    for depth in (None, 2, min(3, len(shape))):
+        mask = None if depth is None else rng.random(shape[:depth]) > 0.5
+        sq = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+        sel = sq if mask is None else sq[np.broadcast_to(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)),
+                                                         a.shape)]
+        assert psnr(a, b, mask) == pytest.approx(10 * np.log10(255**2 / sel.mean()), rel=1e-12)
+
+
 def test_warping_error_zero_for_pure_translation_and_higher_for_flicker() -> None:
     rng = np.random.default_rng(0)
     base = (rng.random((72, 96)) * 255).astype(np.uint8)
