@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from lanepipe.edit.config import QAConfig
 from lanepipe.lanes.instructions import LaneSpec
-from lanepipe.monitoring import span
+from lanepipe.monitoring import lend_device, span
 from lanepipe.types import Clip, RoadMasks
 from lanepipe.verify.base import Verdict, Verifier
 from lanepipe.verify.edit_checks import EditChecker
@@ -180,7 +180,7 @@ def run_attempts(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMa
         t0 = time.perf_counter()
         with span(verify_kind, "verify"):
             v = verifier.check(clip.frames[:n], edited, masks.masks[:n], spec)
-        with span("cpu", "checks"):
+        with span("cpu", "checks"), lend_device():  # CPU only: another clip may use the device meanwhile
             v = v.with_checks(checker.check(edited) if checker is not None else [], boundary=str(spec.side))
         record = job.record(v, time.perf_counter() - t0)
         iterations.append({"attempt": k, **record, "checks": [c.to_dict() for c in v.checks]})

@@ -21,6 +21,7 @@ from lanepipe.monitoring import (
     collect_spans,
     device_wait_summary,
     idle_per_item,
+    lend_device,
     overlap_s,
     release_device,
     span,
@@ -101,6 +102,49 @@ def test_device_turn_serialises_model_calls_and_hands_on_early() -> None:
     assert overlap_s(spans_of(got["a"], "cpu"), spans_of(got["b"], "device")) > 0
     release_device()  # outside a turn: nothing to do
     with turn.hold():  # the turn is free again after early releases
+        pass
+
+
+def test_a_turn_lent_for_a_cpu_step_lets_the_other_clip_run_its_model_call() -> None:
+    """Clip a lends its turn during a CPU step (the QA checks): clip b, waiting, runs its model call then; a takes
+    the turn back only after b released it, so model calls still never overlap, and a's wait is recorded."""
+    turn = DeviceTurn()
+    got: dict[str, list[dict]] = {}
+    a_holds, b_ran = threading.Event(), threading.Event()
+
+    def a() -> None:
+        with collect_spans() as spans, turn.hold():
+            with span("device", "judge"):
+                a_holds.set()
+                time.sleep(0.05)
+            with span("cpu", "checks"), lend_device():
+                assert b_ran.wait(10)  # b's model call ran inside a's CPU step
+            with span("device", "propagate"):
+                time.sleep(0.01)
+        got["a"] = spans
+
+    def b() -> None:
+        assert a_holds.wait(10)
+        with collect_spans() as spans, turn.hold():
+            with span("device", "flux"):
+                time.sleep(0.05)
+            b_ran.set()
+            time.sleep(0.05)  # still b's turn: a must wait for it
+        got["b"] = spans
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = [s["name"] for s in got["a"]]
+    assert names.count("device_turn") == 2 and names[-1] == "propagate"
+    assert overlap_s(spans_of(got["a"], "device"), spans_of(got["b"], "device")) == 0.0
+    wait_back = [s for s in got["a"] if s["name"] == "device_turn"][-1]
+    assert wait_back["t1"] - wait_back["t0"] > 0.02  # a waited for b's turn to end
+    with lend_device():  # outside a turn: nothing to lend
+        pass
+    with turn.hold():  # the turn is free again
         pass
 
 
