@@ -308,8 +308,9 @@ def check_gpu_fit(options: dict[str, dict[str, Any]], cluster_gpus: float) -> No
     way = ""
     if cluster_gpus > 0:
         scale = cluster_gpus / total
-        fit = " ".join(f"{s}.resources.num_gpus={int(share * scale * 100) / 100:g}" for s, (_, share) in demand.items())
-        way = f"set fractional shares that fit (e.g. --set {fit}: the replicas then share the GPUs), "
+        fit = " ".join(f"--set {s}.resources.num_gpus={int(share * scale * 100) / 100:g}"
+                       for s, (_, share) in demand.items())
+        way = f"set fractional shares that fit (e.g. {fit}: the replicas then share the GPUs), "
     raise ConfigError(
         f"serve: the model deployments' minimum replicas reserve {total:g} GPUs ({asks}) but the Ray cluster has "
         f"{cluster_gpus:g}: their replicas would wait for GPUs forever and the app would never become ready; "
