@@ -74,3 +74,23 @@ def test_ssim_known_answers_and_masking() -> None:
     assert m["psnr_out_mask"] > 60 and m["ssim_out_mask"] > 0.99 and m["ssim_in_mask"] < 0.5
     noisy = np.clip(a.astype(int) + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
     assert 0.0 < ssim(a, noisy) < ssim(a, np.clip(a.astype(int) + 2, 0, 255).astype(np.uint8)) <= 1.0
+
+
+def test_per_frame_work_on_threads_gives_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flows, SSIM and warping errors computed frame by frame on several threads equal the one-thread values, in
+    frame order."""
+    from lanepipe import metrics
+
+    rng = np.random.default_rng(3)
+    base = (rng.random((6, 48, 64, 3)) * 255).astype(np.uint8)
+    clip = np.stack([np.roll(base[0], k, axis=1) for k in range(6)])
+    edited = np.clip(clip.astype(np.int16) + rng.integers(-20, 21, clip.shape), 0, 255).astype(np.uint8)
+    mask = rng.random(clip.shape[:3]) > 0.3
+    got = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(metrics, "FRAME_THREADS", threads)
+        assert metrics.map_frames(lambda i: i * i, 7) == [0, 1, 4, 9, 16, 25, 36]
+        flows = metrics.original_flows(clip)
+        got[threads] = (flows, metrics.edit_metrics(clip, edited, mask, flows))
+    assert all(np.array_equal(a, b) for a, b in zip(got[1][0], got[3][0], strict=True))
+    assert got[1][1] == got[3][1] and got[1][1]["warping_error_edited"] > got[1][1]["warping_error_original"]
