@@ -16,7 +16,8 @@
 # Run on 2026-12-05 (A: branch, attention kernels, levers in part; B: install trial, pipeline timed out; C: Serve
 # failed on the image's old grpcio, edit end to end): BENCHMARKS.md, "GPU session 2026-12-05". Again on an H100 the
 # same day (A: SAM2 fp32/bf16, every lever; B: install 51/52, the pipeline's first pass, 5 of 8 edits; C not reached):
-# "GPU session 2026-12-05, second lease".
+# "GPU session 2026-12-05, second lease". On an H200 the same day (A with STEPS=compile_cache; B: the pipeline
+# complete; C: Serve hung on GPU shares that could not all be reserved, fixed since; overlap): "third lease".
 #
 # Each step runs under its own `timeout`, so one failure never loses the others; every log and JSON goes to
 # /root/res/<step>/ and comes back as $OUT/res-<call>.tgz (a call returns at most 8 files).
