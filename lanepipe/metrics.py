@@ -44,9 +44,9 @@ def psnr(a: U8, b: U8, mask: Mask | None = None, peak: float = 255.0) -> float:
     """PSNR in dB between ``a`` and ``b`` over the pixels where ``mask`` is True (all pixels if None).
 
     Both images are compared on the same pixel set, so masking is symmetric. Returns ``inf`` when equal
-    and ``nan`` when the mask selects nothing. Frame by frame in integers (exact sums; a float64 copy of a
-    49-frame 720p clip and a broadcast boolean index took 15 s, most of an edit's metrics time on the GPU run of
-    2026-12-05).
+    and ``nan`` when the mask selects nothing. Frame by frame in integers (exact sums): the float64 copy of a
+    whole 49-frame 720p clip (~3 GB allocated per call) and a broadcast boolean index took 2.6-11 s a call against
+    ~1 s (``benchmarks/metrics_speed.py``).
     """
     _check_pair(a, b, mask)
 
