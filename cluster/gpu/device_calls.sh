@@ -6,13 +6,12 @@
 # and the clips in .device_data/.
 #
 #   A  carry [".whl/part2", ".whl/part3", ".device_data"]: install them, then (issue 15)
-#        gpu_generative.py --parts sam2            (SAM2.1 hiera-large, 150 frames: fp32/bf16/bf16+vos)
-#        gpu_generative.py --parts levers          (the step caches, CFG truncation; 10 steps)
+#        gpu_generative.py --parts sam2            (SAM2.1 hiera-large, 150 frames: bf16 with frames encoded 1, 8 and
+#                                                   16 at a time, fp32; BENCH_SAM2_VARIANTS)
 #   B  carry [".whl/part1", ".whl/part4"] (ray and its extras): install them; the GPU install trial (lanepipe
 #        installed with pip, every requirement of lanepipe[gpu] checked); gpu_pipeline.py (issue 14 items 4 and 7:
-#        Ray metrics scraped; a partial report if the call's time runs out)
-#   C  carry []: serve_resident.py --size full (issue 14 item 5), the compile cache cold vs warm (issue 15 lever 1),
-#        edit_overlap.py --size full (issue 15 lever 5)
+#        Ray metrics scraped; a partial report if the call's time runs out); serve_resident.py --size full (item 5)
+#   C  carry []: edit_overlap.py --size full (issue 15 lever 5), the step caches (levers), the compile cache
 # Run on 2026-12-05 (A: branch, attention kernels, levers in part; B: install trial, pipeline timed out; C: Serve
 # failed on the image's old grpcio, edit end to end): BENCHMARKS.md, "GPU session 2026-12-05". Again on an H100 the
 # same day (A: SAM2 fp32/bf16, every lever; B: install 51/52, the pipeline's first pass, 5 of 8 edits; C not reached):
@@ -82,11 +81,13 @@ case $call in
 A)
   install .whl/part2/*.whl .whl/part3/*.whl
   cp .device_data/*.mp4 /root/clips/
+  touch /root/clips/README.md  # benchmarks check LANEPIPE_DATA_DIR is the shared data folder by its README
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, diffusers, av, sam2; print(torch.__version__, diffusers.__version__, av.__version__)"
-  default="sam2 levers" ;;
-B) install .whl/part1/*.whl .whl/part4/*.whl; default="install pipeline" ;;
-C) default="serve compile_cache overlap" ;;
+  export BENCH_SAM2_VARIANTS=${BENCH_SAM2_VARIANTS:-bfloat16+b1,bfloat16+b8,bfloat16+b16,float32+b1}
+  default="sam2" ;;
+B) install .whl/part1/*.whl .whl/part4/*.whl; default="install pipeline serve" ;;
+C) default="overlap levers compile_cache" ;;
 D) install .whl/part2/*.whl; default="compile_cache" ;;  # a short call on a fresh machine: carry [".whl/part2"]
 *) echo "unknown call $call"; exit 2 ;;
 esac
