@@ -115,6 +115,19 @@ def cluster_has_gpus() -> bool:
     return float(ray.cluster_resources().get("GPU", 0.0)) > 0.0
 
 
+def fitting_gpu_shares(demand: dict[str, tuple[int, float]], cluster_gpus: float) -> dict[str, float] | None:
+    """Whether GPU actors can all be up at once: ``demand`` is, per stage (or deployment), its fewest actors and
+    each one's GPU share. None when their shares fit ``cluster_gpus``; else, per stage, a share scaled down to fit
+    (two decimals, rounded down; empty when the cluster has no GPU to share)."""
+    total = sum(n * share for n, share in demand.values())
+    if total <= cluster_gpus + 1e-9:
+        return None
+    if cluster_gpus <= 0:
+        return {}
+    scale = cluster_gpus / total
+    return {name: int(share * scale * 100) / 100 for name, (_, share) in demand.items()}
+
+
 def require_gpus(full_size: list[str], resources: Resources | None = None) -> None:
     """Refuse to run full-size GPU models (``full_size``: what each is, as config keys) on a Ray cluster without
     GPUs: they would run on CPU for hours instead of failing. A no-op when ``full_size`` is empty, when Ray is not

@@ -31,6 +31,7 @@ from ray import serve
 from lanepipe.config import RunConfig, load_config
 from lanepipe.engine import Stage, StageSpec
 from lanepipe.engine.items import StageItem
+from lanepipe.engine.stage import fitting_gpu_shares
 from lanepipe.errors import ConfigError
 from lanepipe.monitoring import record_model_loads, take_model_loads
 from lanepipe.serve.jobs import summarize_rows
@@ -301,16 +302,15 @@ def check_gpu_fit(options: dict[str, dict[str, Any]], cluster_gpus: float) -> No
         ConfigError: naming each deployment's ask, the cluster's GPUs and the ways out.
     """
     demand = gpu_demand(options)
-    total = sum(n * share for n, share in demand.values())
-    if total <= cluster_gpus + 1e-9:
+    fit = fitting_gpu_shares(demand, cluster_gpus)
+    if fit is None:
         return
+    total = sum(n * share for n, share in demand.values())
     asks = ", ".join(f"{deployment_name(s)} {n} x {share:g}" for s, (n, share) in demand.items())
     way = ""
-    if cluster_gpus > 0:
-        scale = cluster_gpus / total
-        fit = " ".join(f"--set {s}.resources.num_gpus={int(share * scale * 100) / 100:g}"
-                       for s, (_, share) in demand.items())
-        way = f"set fractional shares that fit (e.g. {fit}: the replicas then share the GPUs), "
+    if fit:
+        sets = " ".join(f"--set {s}.resources.num_gpus={share:g}" for s, share in fit.items())
+        way = f"set fractional shares that fit (e.g. {sets}: the replicas then share the GPUs), "
     raise ConfigError(
         f"serve: the model deployments' minimum replicas reserve {total:g} GPUs ({asks}) but the Ray cluster has "
         f"{cluster_gpus:g}: their replicas would wait for GPUs forever and the app would never become ready; "
