@@ -45,6 +45,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lanepipe.monitoring import merged, union_s  # noqa: E402
+
 DEFAULT_INSTRUCTIONS = ("double yellow solid", "single white dashed")
 #: Stage of a Ray Data actor process from its title, e.g. ``ray::MapWorker(MapBatches(EditActor))``.
 _ACTOR_TITLE = re.compile(r"MapBatches\((\w+?)Actor\)")
@@ -256,21 +258,6 @@ def parse_metrics(text: str, prefixes: Sequence[str]) -> list[tuple[str, dict[st
 
 
 # ---------------------------------------------------------------------------------------------- analysis
-def union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Sorted, merged ``[start, end]`` intervals."""
-    out: list[tuple[float, float]] = []
-    for a, b in sorted((a, b) for a, b in intervals if b > a):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def covered(intervals: Sequence[tuple[float, float]]) -> float:
-    return sum(b - a for a, b in intervals)
-
-
 def item_intervals(events: Sequence[tuple[float, dict[str, Any]]], stage: str | None = None,
                    gap_s: float = 2.0) -> list[dict[str, Any]]:
     """The stage items behind live events ``(arrival time, row)`` (of ``stage``, or every stage): the rows one
@@ -366,7 +353,7 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
             d[r["stage"]] = round(d.get(r["stage"], 0.0) + float(r["busy_s"]), 3)
     items = item_intervals(events)
     edit_items = [(it["start"], it["end"]) for it in items if it["stage"] == "edit"]
-    edit_union = union(edit_items)
+    edit_union = merged(edit_items)
     span = [(edit_union[0][0], edit_union[-1][1])] if edit_union else []
     # after the first edit item finished (it holds the compiled blocks' warm-up): the steady state of the stage
     first_end = min((b for _, b in edit_items), default=None)
@@ -378,10 +365,10 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
     ray_start = float(timing.get("ray_start_s") or 0.0)
     start = t0 if t0 is not None else (max((t for t, _ in events), default=wall_s) - wall_s)
     end = start + wall_s
-    activity = union([(start, start + ray_start),
+    activity = merged([(start, start + ray_start),
                       *((it["setup_start"] if it["setup_start"] is not None else it["start"], it["end"])
                         for it in items)])
-    active = covered([(max(a, start), min(b, end)) for a, b in activity if min(b, end) > max(a, start)])
+    active = union_s([(max(a, start), min(b, end)) for a, b in activity if min(b, end) > max(a, start)])
     peak_rows: dict[str, float] = {}
     for r in rows:
         if r.get("gpu_peak_mib") is not None:
@@ -401,7 +388,7 @@ def summarise(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict
         "gpu_busy_fraction_edit_items": busy_fraction(samples, edit_union),
         "gpu_busy_fraction_edit_span": busy_fraction(samples, span),
         "gpu_busy_fraction_edit_after_first_item": busy_fraction(samples, steady),
-        "edit_span_s": round(covered(span), 2), "edit_idle_gaps_s": round(covered(span) - covered(edit_union), 2),
+        "edit_span_s": round(union_s(span), 2), "edit_idle_gaps_s": round(union_s(span) - union_s(edit_union), 2),
         "clips_per_hour_per_gpu": round(clips / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,
         "clips_per_hour": round(clips / (wall_s / 3600), 2) if wall_s else None,
         "edits_per_hour_per_gpu": round(edits / (wall_s / 3600) / gpus, 2) if gpus and wall_s else None,

@@ -290,7 +290,8 @@ def span(kind: str, name: str) -> Iterator[None]:
             sink.append({"kind": kind, "name": name, "t0": round(t0, 6), "t1": round(time.time(), 6)})
 
 
-def _merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+def merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, merged ``(t0, t1)`` intervals (empty ones dropped)."""
     out: list[tuple[float, float]] = []
     for a, b in sorted((float(a), float(b)) for a, b in intervals if b > a):
         if out and a <= out[-1][1]:
@@ -302,12 +303,12 @@ def _merged(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float
 
 def union_s(intervals: Iterable[tuple[float, float]]) -> float:
     """Seconds covered by the union of ``(t0, t1)`` intervals."""
-    return sum(b - a for a, b in _merged(intervals))
+    return sum(b - a for a, b in merged(intervals))
 
 
 def overlap_s(a: Iterable[tuple[float, float]], b: Iterable[tuple[float, float]]) -> float:
     """Seconds covered by both the union of ``a`` and the union of ``b``."""
-    ma, mb = _merged(a), _merged(b)
+    ma, mb = merged(a), merged(b)
     i = j = 0
     total = 0.0
     while i < len(ma) and j < len(mb):
@@ -415,7 +416,7 @@ def idle_per_item(spans_by_item: Mapping[str, Sequence[Mapping[str, Any]]]) -> d
         return {}
     every = [s for v in spans_by_item.values() for s in v]
     lo, hi = min(float(s["t0"]) for s in every), max(float(s["t1"]) for s in every)
-    device = _merged(spans_of(every, "device"))
+    device = merged(spans_of(every, "device"))
     order = sorted(starts, key=lambda k: starts[k])
     out: dict[str, dict[str, float]] = {}
     for i, k in enumerate(order):

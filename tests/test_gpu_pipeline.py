@@ -264,7 +264,6 @@ def _bench():
 
 def test_gpu_pipeline_figures_from_samples_and_events() -> None:
     b = _bench()
-    assert b.union([(0, 2), (1, 3), (5, 6), (4, 4)]) == [(0, 3), (5, 6)]
     samples = [{"t": t, "gpu": 0, "util_pct": u} for t, u in ((0.5, 100), (1.5, 80), (3.5, 0), (5.5, 90))]
     assert b.busy_fraction(samples, [(0, 2)]) == pytest.approx(0.9)
     assert b.busy_fraction(samples, [(10, 11)]) is None

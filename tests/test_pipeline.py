@@ -176,7 +176,7 @@ def test_gpu_pools_that_cannot_all_be_up_are_named_with_shares_that_fit(ray_loca
     """On the session's one (logical) GPU, SAM2's default 0.5 beside the generative edit's 1 cannot both be
     reserved: the run would still finish (a pool waits for the other's share) but the stages would not overlap, so
     the Ray runner warns with the asks and shares that fit; explicit shares that fit, or a CPU edit, say nothing."""
-    from lanepipe.actors.runner import gpu_shortfall
+    from lanepipe.actors.runner import pools_gpu_warning
     from lanepipe.pipeline import stage_spec
 
     def pools(*sets: str) -> dict:
@@ -185,9 +185,9 @@ def test_gpu_pools_that_cannot_all_be_up_are_named_with_shares_that_fit(ray_loca
         return {n: stage_spec(n, cfg, str(tmp_path), "r", str(tmp_path), "r").build().resources()
                 for n in ("segment", "edit", "evaluate")}
 
-    msg = gpu_shortfall(pools(), 1.0)
-    assert msg is not None and "ask for 1.5 GPUs" in msg and "segment 1 x 0.5, edit 1 x 1" in msg
+    msg = pools_gpu_warning(pools(), 1.0)
+    assert msg is not None and "ask for 1.5 GPUs (segment 1 x 0.5, edit 1 x 1) but the Ray cluster has 1" in msg
     assert "--set segment.resources.num_gpus=0.33 --set edit.resources.num_gpus=0.66" in msg
-    assert gpu_shortfall(pools("segment.resources.num_gpus=0.2", "edit.resources.num_gpus=0.8"), 1.0) is None
-    assert gpu_shortfall(pools(), 2.0) is None
-    assert gpu_shortfall(pools("edit.resources.concurrency=2", "edit.resources.num_gpus=1"), 2.0) is not None
+    assert pools_gpu_warning(pools("segment.resources.num_gpus=0.2", "edit.resources.num_gpus=0.8"), 1.0) is None
+    assert pools_gpu_warning(pools(), 2.0) is None
+    assert pools_gpu_warning(pools("edit.resources.concurrency=2", "edit.resources.num_gpus=1"), 2.0) is not None

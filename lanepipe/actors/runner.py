@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lanepipe.actors.base import MAX_TASK_RETRIES, StageActor, resolve_custom_resources
-from lanepipe.config import STAGES, RayConfig, Resources
+from lanepipe.config import RayConfig, Resources
 from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
-from lanepipe.engine.stage import fitting_gpu_shares
+from lanepipe.engine.stage import gpu_shortfall
 from lanepipe.errors import InterruptError
 
 LostFn = Callable[[Row], list[Row]]
@@ -288,8 +288,8 @@ class RayDataRunner:
         ds = item_stream(items)
         relay = EventRelay(self.events) if self.events else None
         pools = [(spec, spec.build().resources()) for spec in specs]  # cheap: models load in setup(), on workers
-        short = gpu_shortfall({spec.name: res for spec, res in pools},
-                              float(ray.cluster_resources().get("GPU", 0.0)))  # type: ignore[no-untyped-call]
+        short = pools_gpu_warning({spec.name: res for spec, res in pools},
+                                  float(ray.cluster_resources().get("GPU", 0.0)))  # type: ignore[no-untyped-call]
         if short:
             log.warning(short)
         for spec, res in pools:
@@ -312,23 +312,18 @@ class RayDataRunner:
         return rows
 
 
-def gpu_shortfall(pools: dict[str, Resources], cluster_gpus: float) -> str | None:
+def pools_gpu_warning(pools: dict[str, Resources], cluster_gpus: float) -> str | None:
     """What to tell the user when the stages' GPU actor pools cannot all be up at once (their fewest actors times
     their GPU shares exceed the cluster's GPUs, e.g. SAM2's default 0.5 beside a generative edit's 1 on one GPU):
     the run still finishes, Ray Data starting a pool's actors as shares free, but the stages do not overlap. None
     when they fit."""
-    demand = {name: (res.concurrency if res.min_concurrency is None else res.min_concurrency, res.num_gpus)
-              for name, res in pools.items() if res.num_gpus > 0}
-    fit = fitting_gpu_shares(demand, cluster_gpus)
-    if fit is None:
+    short = gpu_shortfall({name: (res.concurrency if res.min_concurrency is None else res.min_concurrency,
+                                  res.num_gpus) for name, res in pools.items() if res.num_gpus > 0}, cluster_gpus)
+    if short is None:
         return None
-    asks = ", ".join(f"{name} {n} x {share:g}" for name, (n, share) in demand.items())
-    total = sum(n * share for n, share in demand.values())
-    sets = " ".join(f"--set {name}.resources.num_gpus={share:g}" for name, share in fit.items()
-                    if name in STAGES)  # the split edit's two pools share edit.resources
-    return (f"the GPU stages' actor pools ask for {total:g} GPUs at least ({asks}) but the Ray cluster has "
-            f"{cluster_gpus:g}: a pool's actors wait until another pool's shares free, so these stages will not run "
-            f"side by side" + (f"; shares that fit: {sets}" if sets else ""))
+    what, fix = short
+    return (f"the GPU stages' actor pools ask for {what}: a pool's actors wait until another pool's shares free, so "
+            "these stages will not run side by side" + (f"; shares that fit: {fix}" if fix else ""))
 
 
 def make_runner(executor: str, ray: RayConfig, **ray_options: Any) -> Runner:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from lanepipe.config import Resources
+from lanepipe.config import STAGES, Resources
 from lanepipe.engine.items import StageItem
 from lanepipe.errors import ConfigError
 
@@ -115,17 +116,20 @@ def cluster_has_gpus() -> bool:
     return float(ray.cluster_resources().get("GPU", 0.0)) > 0.0
 
 
-def fitting_gpu_shares(demand: dict[str, tuple[int, float]], cluster_gpus: float) -> dict[str, float] | None:
-    """Whether GPU actors can all be up at once: ``demand`` is, per stage (or deployment), its fewest actors and
-    each one's GPU share. None when their shares fit ``cluster_gpus``; else, per stage, a share scaled down to fit
-    (two decimals, rounded down; empty when the cluster has no GPU to share)."""
+def gpu_shortfall(demand: dict[str, tuple[int, float]], cluster_gpus: float,
+                  label: Callable[[str], str] = str) -> tuple[str, str] | None:
+    """Whether GPU actors can all be up at once: ``demand`` is, per stage, its fewest actors and each one's GPU
+    share. None when they fit ``cluster_gpus``; else ``(what, fix)``: ``what`` names the total, each ask (the stage
+    as ``label`` writes it) and the cluster's GPUs, ``fix`` the ``--set`` overrides of shares scaled down to fit
+    (two decimals, rounded down; only for the run config's stages; empty when the cluster has no GPU)."""
     total = sum(n * share for n, share in demand.values())
     if total <= cluster_gpus + 1e-9:
         return None
-    if cluster_gpus <= 0:
-        return {}
-    scale = cluster_gpus / total
-    return {name: int(share * scale * 100) / 100 for name, (_, share) in demand.items()}
+    asks = ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
+    fix = "" if cluster_gpus <= 0 else " ".join(
+        f"--set {name}.resources.num_gpus={int(share * cluster_gpus / total * 100) / 100:g}"
+        for name, (_, share) in demand.items() if name in STAGES)  # a split edit's two pools share edit.resources
+    return f"{total:g} GPUs ({asks}) but the Ray cluster has {cluster_gpus:g}", fix
 
 
 def require_gpus(full_size: list[str], resources: Resources | None = None) -> None:

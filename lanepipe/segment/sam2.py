@@ -492,8 +492,6 @@ def batched_features(predictor: Any, state: dict[str, Any], batch: int) -> Itera
     ``cached_features`` holds (sam2 ``_get_image_feature`` encodes one frame per call and caches only that one).
     Each frame's entry is what sam2 would cache: its image ``(1, 3, S, S)`` and backbone output; the position
     encodings depend only on the feature shapes, so the batch's first is shared by its frames."""
-    import torch
-
     original = predictor._get_image_feature  # the bound method; the instance attribute below shadows it
 
     def get(inference_state: dict[str, Any], frame_idx: int, batch_size: int) -> Any:
@@ -512,8 +510,7 @@ def batched_features(predictor: Any, state: dict[str, Any], batch: int) -> Itera
 
     predictor._get_image_feature = get
     try:
-        with torch.inference_mode():
-            yield
+        yield
     finally:
         del predictor._get_image_feature
         state["cached_features"] = {}  # the batch's features are not kept past the clip

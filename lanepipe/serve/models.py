@@ -31,7 +31,7 @@ from ray import serve
 from lanepipe.config import RunConfig, load_config
 from lanepipe.engine import Stage, StageSpec
 from lanepipe.engine.items import StageItem
-from lanepipe.engine.stage import fitting_gpu_shares
+from lanepipe.engine.stage import gpu_shortfall
 from lanepipe.errors import ConfigError
 from lanepipe.monitoring import record_model_loads, take_model_loads
 from lanepipe.serve.jobs import summarize_rows
@@ -301,19 +301,14 @@ def check_gpu_fit(options: dict[str, dict[str, Any]], cluster_gpus: float) -> No
     Raises:
         ConfigError: naming each deployment's ask, the cluster's GPUs and the ways out.
     """
-    demand = gpu_demand(options)
-    fit = fitting_gpu_shares(demand, cluster_gpus)
-    if fit is None:
+    short = gpu_shortfall(gpu_demand(options), cluster_gpus, deployment_name)
+    if short is None:
         return
-    total = sum(n * share for n, share in demand.values())
-    asks = ", ".join(f"{deployment_name(s)} {n} x {share:g}" for s, (n, share) in demand.items())
-    way = ""
-    if fit:
-        sets = " ".join(f"--set {s}.resources.num_gpus={share:g}" for s, share in fit.items())
-        way = f"set fractional shares that fit (e.g. {sets}: the replicas then share the GPUs), "
+    what, fix = short
+    way = f"set fractional shares that fit (e.g. {fix}: the replicas then share the GPUs), " if fix else ""
     raise ConfigError(
-        f"serve: the model deployments' minimum replicas reserve {total:g} GPUs ({asks}) but the Ray cluster has "
-        f"{cluster_gpus:g}: their replicas would wait for GPUs forever and the app would never become ready; "
+        f"serve: the model deployments' minimum replicas reserve {what}: their replicas would wait for GPUs forever "
+        "and the app would never become ready; "
         f"{way}lower --min-replicas / --replicas STAGE=MIN:MAX, add GPU nodes, or pass --wait-for-gpus where an "
         "autoscaler adds them")
 

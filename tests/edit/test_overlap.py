@@ -22,6 +22,7 @@ from lanepipe.monitoring import (
     device_wait_summary,
     idle_per_item,
     lend_device,
+    merged,
     overlap_s,
     release_device,
     span,
@@ -37,6 +38,7 @@ SLUG = "double-yellow-solid"
 # ------------------------------------------------------------------------------------------ spans and the turn
 def test_interval_sums() -> None:
     assert union_s([(0, 2), (1, 3), (5, 6), (4, 4)]) == pytest.approx(4.0)
+    assert merged([(5, 6), (0, 2), (1, 3), (4, 4)]) == [(0, 3), (5, 6)]
     assert overlap_s([(0, 2), (5, 6)], [(1, 5.5)]) == pytest.approx(1.5)
     assert overlap_s([(0, 1)], [(1, 2)]) == 0.0
     s = device_wait_summary([{"kind": "cpu", "name": "decode", "t0": 0, "t1": 1},
