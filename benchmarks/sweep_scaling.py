@@ -50,7 +50,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_pipeline import DEFAULT_INSTRUCTIONS, NvmlSampler, busy_fraction, covered, union  # noqa: E402
+from gpu_pipeline import DEFAULT_INSTRUCTIONS, NvmlSampler, busy_fraction, item_intervals  # noqa: E402
+
+from lanepipe.monitoring import merged, union_s  # noqa: E402
 
 GPU_COUNTS = (1, 2, 4, 8)
 #: stages whose live events mark the edit work of a run (the split placement has both)
@@ -107,10 +109,10 @@ def measure(rows: Sequence[dict[str, Any]], events: Sequence[tuple[float, dict[s
     stage events (driver arrival time, event) and NVML samples."""
     edits = [r for r in rows if r.get("stage") == "edit"]
     done = {str(r["clip"]) for r in edits} - {str(r["clip"]) for r in edits if r.get("status") != "ok"}
-    items = [(t - float(e.get("busy_s") or 0.0), t) for t, e in events if e.get("stage") in EDIT_STAGES]
-    merged = union(items)
-    span = [(merged[0][0], merged[-1][1])] if merged else []
-    span_s = covered(span)
+    # the rows of one call are one item (its busy seconds split over them): gpu_pipeline.item_intervals
+    work = merged((it["start"], it["end"]) for it in item_intervals(events) if it["stage"] in EDIT_STAGES)
+    span = [(work[0][0], work[-1][1])] if work else []
+    span_s = union_s(span)
     ff = [r for r in rows if r.get("stage") == "edit_first_frame"]
     loads: dict[str, dict[str, int]] = {}
     for r in rows:
