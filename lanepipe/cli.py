@@ -404,8 +404,8 @@ def serve_cmd(
         "--replicas", help="STAGE=MIN:MAX (or STAGE=N): bounds of one model deployment (segment, edit, evaluate), "
         "overriding --min-replicas/--max-replicas for it (repeatable)")] = None,
     wait_for_gpus: Annotated[bool, typer.Option(
-        "--wait-for-gpus", help="deploy even when the model replicas ask for more GPUs than the cluster has (an "
-        "autoscaler adds GPU nodes); refused otherwise")] = False,
+        "--wait-for-gpus", help="keep the replicas' CPU/GPU asks even when they exceed the cluster's (an "
+        "autoscaler adds nodes); otherwise they are scaled down to fit")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,

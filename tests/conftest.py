@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: A stream that stalls fails its test after 5 minutes rather than Ray Data's default 30 (CPU tests here move blocks
+#: within seconds); read when ray.data is imported, and passed on to the subprocesses tests start.
+os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "300")
 
 
 def _data_dir() -> Path:

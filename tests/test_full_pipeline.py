@@ -108,3 +108,45 @@ def test_removing_both_ego_boundaries_of_the_demo_clip_passes_qa(ray_local, tmp_
     assert first["verdict"] == "PASS", first.get("reasons")
     beyond = first["seen"]["diagnostics"].get("beyond_removed", {})
     assert all(b["ratio"] >= 1.6 for b in beyond.values())
+
+
+def test_all_stages_on_a_one_cpu_cluster_finish(tmp_path: Path, sample_file: Path) -> None:
+    """Four 1-CPU stage pools on a 1-CPU Ray instance: Ray Data starts every pool's actor at once, so without
+    ``ray.fit_pools`` a later stage's actor held the CPU and the segment actor never started (the stream made no
+    progress until Ray Data's no-progress timeout; intermittently so on 2 CPUs, which once hung CI). The asks are
+    scaled to 0.25 CPU each and the run finishes, through the real ``lanepipe run`` in its own Ray instance."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S": "120"}
+    proc = subprocess.run([sys.executable, "-m", "lanepipe.cli", "run", "-i", str(sample_file), "-o", str(tmp_path),
+                           "--stages", "all", "--set", "ray.num_cpus=1", "--set", "run_id=one-cpu",
+                           "--set", "edit.instructions=[single white dashed]", "--set", "edit.qa.max_iterations=1",
+                           "--set", "input.max_frames=8", "--set", "render.comparison=false"],
+                          capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    df = pd.read_parquet(tmp_path / "one-cpu" / "results.parquet")
+    assert list(df.stage) == ["segment", "edit", "evaluate", "render"] and (df.status == "ok").all()
+
+
+def test_pools_that_cannot_all_be_placed_are_scaled_to_fit() -> None:
+    from lanepipe.actors.runner import fit_pools
+    from lanepipe.config import Resources
+
+    asks = {"segment": Resources(num_gpus=0.5), "edit": Resources(num_gpus=1.0, concurrency=2, min_concurrency=1),
+            "evaluate": Resources(num_cpus=2.0), "render": Resources(num_cpus=0.0)}
+    fitted, notes = fit_pools(asks, 2.0, 1.0)
+    # CPUs: 1 + 1 + 2 asked of 2 -> halved; the 0-CPU pool stays at 0; GPUs: 0.5 + 1 (fewest edit actors) of 1
+    assert [fitted[n].num_cpus for n in asks] == [0.5, 0.5, 1.0, 0.0]
+    assert (fitted["segment"].num_gpus, fitted["edit"].num_gpus) == (0.33, 0.66)
+    assert fitted["edit"].concurrency == 2 and fitted["edit"].min_concurrency == 1
+    assert sum(min(r.concurrency, r.min_concurrency or r.concurrency) * r.num_gpus for r in fitted.values()) <= 1.0
+    levels = sorted(level for level, _ in notes)
+    assert len(notes) == 2 and levels[1] > levels[0]  # the GPU note is a warning, the CPU one is info
+    assert any("4 CPUs (segment 1 x 1, edit 1 x 1, evaluate 1 x 2) but the Ray cluster has 2: each one's CPUs scaled"
+               in m for _, m in notes)
+    same, none = fit_pools(fitted, 2.0, 1.0)
+    assert same == fitted and none == []
+    # a cluster without GPUs is left to require_gpus / an autoscaler: GPU asks are kept
+    assert fit_pools({"edit": Resources(num_gpus=1.0)}, 4.0, 0.0)[0]["edit"].num_gpus == 1.0

@@ -24,7 +24,7 @@ from typing import Any
 from lanepipe.actors.base import MAX_TASK_RETRIES, StageActor, resolve_custom_resources
 from lanepipe.config import RayConfig, Resources
 from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
-from lanepipe.engine.stage import gpu_shortfall
+from lanepipe.engine.stage import fit_asks, gpu_shortfall
 from lanepipe.errors import InterruptError
 
 LostFn = Callable[[Row], list[Row]]
@@ -287,11 +287,16 @@ class RayDataRunner:
         self.ray_init_s = start_ray(self.ray)
         ds = item_stream(items)
         relay = EventRelay(self.events) if self.events else None
-        pools = [(spec, spec.build().resources()) for spec in specs]  # cheap: models load in setup(), on workers
-        short = pools_gpu_warning({spec.name: res for spec, res in pools},
-                                  float(ray.cluster_resources().get("GPU", 0.0)))  # type: ignore[no-untyped-call]
-        if short:
+        asks = {spec.name: spec.build().resources() for spec in specs}  # cheap: models load in setup(), on workers
+        have = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        cpus, gpus = float(have.get("CPU", 0.0)), float(have.get("GPU", 0.0))
+        if self.ray.fit_pools:
+            asks, notes = fit_pools(asks, cpus, gpus)
+            for level, note in notes:
+                log.log(level, note)
+        elif short := pools_gpu_warning(asks, gpus):
             log.warning(short)
+        pools = [(spec, asks[spec.name]) for spec in specs]
         for spec, res in pools:
             custom = resolve_custom_resources(spec.name, res, self.prefer.get(spec.name, ()))
             ds = through_actor_pool(ds, spec, res, custom, self.run_id, relay.queue if relay else None)
@@ -312,18 +317,52 @@ class RayDataRunner:
         return rows
 
 
+def fewest_actors(res: Resources) -> int:
+    """The actors a pool sized by ``res`` starts with (and never goes below)."""
+    return res.concurrency if res.min_concurrency is None else res.min_concurrency
+
+
+def fit_pools(pools: dict[str, Resources], cluster_cpus: float,
+              cluster_gpus: float) -> tuple[dict[str, Resources], list[tuple[int, str]]]:
+    """``pools`` with each stage's ``num_cpus`` and ``num_gpus`` scaled down (:func:`fitted_shares`) where the pools'
+    fewest actors together ask for more than the cluster has, and what to log (level, message) about it.
+
+    Ray Data starts every pool's fewest actors at once and keeps them until the stream ends; when they cannot all
+    be placed, which pool gets the resources first is up to Ray's scheduler, and a downstream pool that got them
+    first waits forever for input from an upstream pool whose actor never starts (seen on 2 CPUs with four 1-CPU
+    stages; certain on 1 CPU). The asks are Ray's bookkeeping, not limits: a CPU actor's threads still use every
+    core, GPU actors sharing a GPU share its memory. A cluster with no GPU is left to
+    :func:`lanepipe.engine.stage.require_gpus` (or to an autoscaler adding GPU nodes)."""
+    notes: list[tuple[int, str]] = []
+    for key, unit, capacity in (("num_cpus", "CPUs", cluster_cpus), ("num_gpus", "GPUs", cluster_gpus)):
+        fit = fit_asks({name: (fewest_actors(res), float(getattr(res, key))) for name, res in pools.items()
+                        if getattr(res, key) > 0}, capacity, unit)
+        if fit is None:
+            continue
+        fitted, what = fit
+        pools = {name: res.model_copy(update={key: fitted[name]}) if name in fitted else res
+                 for name, res in pools.items()}
+        gpu = key == "num_gpus"
+        notes.append((logging.WARNING if gpu else logging.INFO,
+                      f"the stages' actor pools ask for {what}"
+                      + ("; these models then share the GPU's memory" if gpu else "")
+                      + "; ray.fit_pools=false keeps the asks (a cluster that adds nodes on demand)"))
+    return pools, notes
+
+
 def pools_gpu_warning(pools: dict[str, Resources], cluster_gpus: float) -> str | None:
     """What to tell the user when the stages' GPU actor pools cannot all be up at once (their fewest actors times
-    their GPU shares exceed the cluster's GPUs, e.g. SAM2's default 0.5 beside a generative edit's 1 on one GPU):
-    the run still finishes, Ray Data starting a pool's actors as shares free, but the stages do not overlap. None
-    when they fit."""
-    short = gpu_shortfall({name: (res.concurrency if res.min_concurrency is None else res.min_concurrency,
-                                  res.num_gpus) for name, res in pools.items() if res.num_gpus > 0}, cluster_gpus)
+    their GPU shares exceed the cluster's GPUs, e.g. SAM2's default 0.5 beside a generative edit's 1 on one GPU)
+    and ``ray.fit_pools`` is off: a pool's actors wait for another pool's shares, and if the scheduler serves a
+    downstream pool first the stream stalls until the cluster grows. None when they fit."""
+    short = gpu_shortfall({name: (fewest_actors(res), res.num_gpus) for name, res in pools.items()
+                           if res.num_gpus > 0}, cluster_gpus)
     if short is None:
         return None
     what, fix = short
-    return (f"the GPU stages' actor pools ask for {what}: a pool's actors wait until another pool's shares free, so "
-            "these stages will not run side by side" + (f"; shares that fit: {fix}" if fix else ""))
+    return (f"the GPU stages' actor pools ask for {what}: a pool's actors wait until another pool's shares free "
+            "(the stream stalls if a later stage's pool takes them first) unless the cluster adds GPUs"
+            + (f"; shares that fit: {fix}" if fix else ""))
 
 
 def make_runner(executor: str, ray: RayConfig, **ray_options: Any) -> Runner:

@@ -116,19 +116,44 @@ def cluster_has_gpus() -> bool:
     return float(ray.cluster_resources().get("GPU", 0.0)) > 0.0
 
 
+def fitted_shares(demand: dict[str, tuple[int, float]], capacity: float) -> dict[str, float] | None:
+    """Per-actor shares scaled down so that every pool's fewest actors fit ``capacity`` together: ``demand`` is,
+    per pool, its fewest actors and each one's share of a resource (CPUs or GPUs). None when they fit already or
+    ``capacity`` is zero; else each share times ``capacity / total``, rounded down to 0.01 (at least 0.01)."""
+    total = sum(n * share for n, share in demand.values())
+    if total <= capacity + 1e-9 or capacity <= 0:
+        return None
+    return {name: max(0.01, int(share * capacity / total * 100) / 100) for name, (_, share) in demand.items()}
+
+
+def fit_asks(demand: dict[str, tuple[int, float]], capacity: float, unit: str,
+             label: Callable[[str], str] = str) -> tuple[dict[str, float], str] | None:
+    """:func:`fitted_shares` of ``demand`` (per pool: fewest actors, each one's share of ``unit``) and a sentence
+    naming the total, each ask (as ``label`` writes the pool), the cluster's ``capacity`` and the scaled shares;
+    None when they fit."""
+    fitted = fitted_shares(demand, capacity)
+    if not fitted:
+        return None
+    total = sum(n * share for n, share in demand.values())
+    asked = ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
+    given = ", ".join(f"{label(name)} {share:g}" for name, share in fitted.items())
+    return fitted, (f"{total:g} {unit} ({asked}) but the Ray cluster has {capacity:g}: each one's {unit} scaled to "
+                    f"fit so that all are up at once ({given})")
+
+
 def gpu_shortfall(demand: dict[str, tuple[int, float]], cluster_gpus: float,
                   label: Callable[[str], str] = str) -> tuple[str, str] | None:
     """Whether GPU actors can all be up at once: ``demand`` is, per stage, its fewest actors and each one's GPU
     share. None when they fit ``cluster_gpus``; else ``(what, fix)``: ``what`` names the total, each ask (the stage
     as ``label`` writes it) and the cluster's GPUs, ``fix`` the ``--set`` overrides of shares scaled down to fit
-    (two decimals, rounded down; only for the run config's stages; empty when the cluster has no GPU)."""
+    (:func:`fitted_shares`; only for the run config's stages; empty when the cluster has no GPU)."""
     total = sum(n * share for n, share in demand.values())
     if total <= cluster_gpus + 1e-9:
         return None
     asks = ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
-    fix = "" if cluster_gpus <= 0 else " ".join(
-        f"--set {name}.resources.num_gpus={int(share * cluster_gpus / total * 100) / 100:g}"
-        for name, (_, share) in demand.items() if name in STAGES)  # a split edit's two pools share edit.resources
+    fitted = fitted_shares(demand, cluster_gpus) or {}
+    fix = " ".join(f"--set {name}.resources.num_gpus={share:g}" for name, share in fitted.items()
+                   if name in STAGES)  # a split edit's two pools share edit.resources
     return f"{total:g} GPUs ({asks}) but the Ray cluster has {cluster_gpus:g}", fix
 
 

@@ -348,7 +348,7 @@ def build_app(settings: ServeSettings) -> Any:
     :func:`~lanepipe.serve.models.stage_options`) unless ``resident_models`` is off."""
     import ray
 
-    from lanepipe.serve.models import ModelDeployment, check_gpu_fit, stage_options
+    from lanepipe.serve.models import ModelDeployment, fit_replicas, stage_options
 
     deployment: Any = EditService  # a serve.Deployment at run time
     options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
@@ -360,7 +360,12 @@ def build_app(settings: ServeSettings) -> Any:
         models = {}
         per_stage = stage_options(settings)
         if ray.is_initialized() and not settings.wait_for_gpus:
-            check_gpu_fit(per_stage, float(ray.cluster_resources().get("GPU", 0.0)))  # type: ignore[no-untyped-call]
+            have = ray.cluster_resources()  # type: ignore[no-untyped-call]
+            per_stage, options["num_cpus"], notes = fit_replicas(per_stage, settings.replica_cpus,
+                                                                 float(have.get("CPU", 0.0)),
+                                                                 float(have.get("GPU", 0.0)))
+            for note in notes:
+                logging.getLogger(__name__).warning(note)
         for stage, opts in per_stage.items():
             actor = dict(opts["ray_actor_options"])
             if env:  # the stage's own runtime_env (pip pins, py_executable) keeps its keys; storage env added

@@ -31,8 +31,7 @@ from ray import serve
 from lanepipe.config import RunConfig, load_config
 from lanepipe.engine import Stage, StageSpec
 from lanepipe.engine.items import StageItem
-from lanepipe.engine.stage import gpu_shortfall
-from lanepipe.errors import ConfigError
+from lanepipe.engine.stage import fit_asks
 from lanepipe.monitoring import record_model_loads, take_model_loads
 from lanepipe.serve.jobs import summarize_rows
 from lanepipe.serve.settings import ServeSettings
@@ -293,25 +292,44 @@ def gpu_demand(options: dict[str, dict[str, Any]]) -> dict[str, tuple[int, float
     return out
 
 
-def check_gpu_fit(options: dict[str, dict[str, Any]], cluster_gpus: float) -> None:
-    """Refuse model deployments whose minimum replicas reserve more GPUs than the cluster has: Serve would wait
-    for them forever (the app never becomes ready, no error; seen on one H200 on 2026-12-05 with SAM2's default
-    0.5 GPU beside the edit stack's 1). Suggests shares that fit, scaled to the cluster's GPUs.
-
-    Raises:
-        ConfigError: naming each deployment's ask, the cluster's GPUs and the ways out.
-    """
-    short = gpu_shortfall(gpu_demand(options), cluster_gpus, deployment_name)
-    if short is None:
-        return
-    what, fix = short
-    way = f"set fractional shares that fit (e.g. {fix}: the replicas then share the GPUs), " if fix else ""
-    raise ConfigError(
-        f"serve: the model deployments' minimum replicas reserve {what}: their replicas would wait for GPUs forever "
-        "and the app would never become ready; "
-        f"{way}lower --min-replicas / --replicas STAGE=MIN:MAX, add GPU nodes, or pass --wait-for-gpus where an "
-        "autoscaler adds them")
+#: The ingress replica's name in :func:`fit_replicas`'s messages.
+INGRESS = "the ingress"
 
 
-__all__ = ["MODEL_STAGES", "ModelDeployment", "ModelStages", "RemoteStage", "ResidentStages", "StageModels",
-           "check_gpu_fit", "deployment_name", "gpu_demand", "model_key", "run_job", "stage_options", "summarize_rows"]
+def fit_replicas(options: dict[str, dict[str, Any]], ingress_cpus: float, cluster_cpus: float,
+                 cluster_gpus: float) -> tuple[dict[str, dict[str, Any]], float, list[str]]:
+    """The model deployments' :func:`stage_options` and the ingress's ``num_cpus`` scaled down to what the Ray
+    cluster has when the ingress and every deployment's minimum replicas together ask for more CPUs or GPUs, and a
+    warning per resource scaled. Serve would otherwise wait for those replicas forever and the app never become
+    ready, with no error: seen with the defaults on a 2-core laptop (1 CPU each for the ingress and three model
+    replicas) and on one H200 (SAM2's 0.5 GPU beside the edit stack's 1), both on 2026-12-05. The asks are Ray's
+    bookkeeping: replicas sharing a GPU share its memory. A cluster with no GPU keeps the GPU asks (an autoscaler
+    may add GPU nodes; :func:`lanepipe.engine.stage.require_gpus` refuses full-size models otherwise)."""
+    options = {stage: {**opts, "ray_actor_options": dict(opts["ray_actor_options"])} for stage, opts in options.items()}
+    notes: list[str] = []
+
+    def label(name: str) -> str:
+        return name if name == INGRESS else deployment_name(name)
+
+    cpus = {INGRESS: (1, ingress_cpus)} | {
+        stage: (int(opts["autoscaling_config"]["min_replicas"]), float(opts["ray_actor_options"]["num_cpus"] or 0))
+        for stage, opts in options.items()}
+    for key, unit, demand, capacity in (
+            ("num_cpus", "CPUs", {k: v for k, v in cpus.items() if v[1] > 0}, cluster_cpus),
+            ("num_gpus", "GPUs", gpu_demand(options), cluster_gpus)):
+        fit = fit_asks(demand, capacity, unit, label)
+        if fit is None:
+            continue
+        fitted, what = fit
+        ingress_cpus = fitted.get(INGRESS, ingress_cpus)
+        for stage, share in fitted.items():
+            if stage != INGRESS:
+                options[stage]["ray_actor_options"][key] = share
+        notes.append(f"serve: the replicas ask for {what}" + ("; these models then share the GPU's memory"
+                                                              if key == "num_gpus" else "")
+                     + "; --wait-for-gpus keeps the asks (an autoscaler adds nodes)")
+    return options, ingress_cpus, notes
+
+
+__all__ = ["INGRESS", "MODEL_STAGES", "ModelDeployment", "ModelStages", "RemoteStage", "ResidentStages", "StageModels",
+           "deployment_name", "fit_replicas", "gpu_demand", "model_key", "run_job", "stage_options", "summarize_rows"]

@@ -77,35 +77,70 @@ def test_stage_options_follow_the_backends_and_the_cluster(ray_local) -> None:
     assert explicit == {"segment": 0.0, "edit": 0.5, "evaluate": 0.0}  # the config's own share is kept
 
 
-def test_model_replicas_that_cannot_get_their_gpus_are_refused_with_shares_that_fit(ray_local) -> None:
-    """On the session's one (logical) GPU, SAM2's default 0.5 beside the painter's 1 cannot all be reserved: Serve
-    would wait for the replicas forever (the hang of 2026-12-05 on one H200), so building the app is refused,
-    naming each deployment's ask and the cluster's GPUs; the suggested shares fit; ``wait_for_gpus`` (an autoscaler
-    adds GPU nodes) and zero minimum replicas are let through."""
-    import re
-
-    from lanepipe.errors import ConfigError
+def test_replicas_that_cannot_all_be_placed_are_scaled_to_fit(ray_local) -> None:
+    """On the session's one (logical) GPU and 2 CPUs, SAM2's default 0.5 GPU beside the painter's 1, and the
+    ingress plus three model replicas at 1 CPU each, cannot all be reserved: Serve would wait for the replicas
+    forever (the hang of 2026-12-05 on one H200; on a 2-core laptop with the defaults). The asks are scaled so that
+    the minimum replicas fit, in proportion, with a warning naming each ask; asks that fit, ``wait_for_gpus`` (an
+    autoscaler adds nodes) and a GPU-less cluster keep them."""
     from lanepipe.serve.app import build_app
-    from lanepipe.serve.models import check_gpu_fit, gpu_demand, stage_options
+    from lanepipe.serve.models import fit_replicas, gpu_demand, stage_options
     from lanepipe.serve.settings import ServeSettings
 
-    settings = ServeSettings(output="runs", base_config=TINY)
-    with pytest.raises(ConfigError) as err:
-        build_app(settings)
-    msg = str(err.value)
-    assert "reserve 1.5 GPUs" in msg and "lanepipe-segment 1 x 0.5" in msg and "lanepipe-edit 1 x 1" in msg
-    assert "cluster has 1:" in msg
-    shares = dict(re.findall(r"(\w+)\.resources\.num_gpus=([\d.]+)", msg))
-    assert set(shares) == {"segment", "edit"} and float(shares["segment"]) < float(shares["edit"])
-    fitted = {**TINY, **{s: {**TINY[s], "resources": {"num_gpus": float(v)}} for s, v in shares.items()}}
-    options = stage_options(ServeSettings(output="runs", base_config=fitted))
-    assert sum(n * g for n, g in gpu_demand(options).values()) <= 1.0
-    check_gpu_fit(options, 1.0)  # the suggestion fits
-    build_app(ServeSettings(output="runs", base_config=LIVE))  # 0.5 + 0.5: fits
+    options = stage_options(ServeSettings(output="runs", base_config=TINY))
+    fitted, ingress, notes = fit_replicas(options, 1.0, 2.0, 1.0)
+    gpus = {s: fitted[s]["ray_actor_options"]["num_gpus"] for s in ("segment", "edit")}
+    assert gpus == {"segment": 0.33, "edit": 0.66} and sum(n * g for n, g in gpu_demand(fitted).values()) <= 1.0
+    assert ingress == 0.5 and all(o["ray_actor_options"]["num_cpus"] == 0.5 for o in fitted.values())
+    assert options["edit"]["ray_actor_options"]["num_gpus"] == 1.0  # the caller's options are left as they were
+    assert len(notes) == 2
+    assert ("4 CPUs (the ingress 1 x 1, lanepipe-segment 1 x 1, lanepipe-edit 1 x 1, lanepipe-evaluate 1 x 1)"
+            in notes[0])
+    assert "1.5 GPUs (lanepipe-segment 1 x 0.5, lanepipe-edit 1 x 1) but the Ray cluster has 1" in notes[1]
+    # what fits stays: the fitted options, the LIVE shares with no CPU for the ingress, zero minimum replicas
+    assert fit_replicas(fitted, ingress, 2.0, 1.0)[2] == []
+    live = stage_options(ServeSettings(output="runs", base_config=LIVE, stage_replicas={"evaluate": {
+        "min_replicas": 0, "max_replicas": 1}}))
+    assert fit_replicas(live, 0.0, 2.0, 1.0)[2] == []
+    none = fit_replicas(options, 1.0, 8.0, 0.0)  # no GPU at all: GPU asks kept (require_gpus / an autoscaler)
+    assert none[0]["edit"]["ray_actor_options"]["num_gpus"] == 1.0 and none[2] == []
+    build_app(ServeSettings(output="runs", base_config=TINY))
     build_app(ServeSettings(output="runs", base_config=TINY, wait_for_gpus=True))
-    check_gpu_fit(stage_options(ServeSettings(output="runs", base_config=TINY, min_replicas=0)), 1.0)
-    with pytest.raises(ConfigError, match="cluster has 0:"):  # no GPU at all: no shares to suggest
-        check_gpu_fit(stage_options(settings), 0.0)
+
+
+def test_serve_with_default_replica_cpus_comes_up_on_one_cpu(tmp_path: Path) -> None:
+    """``lanepipe serve`` with its defaults (1 CPU for the ingress and for each model replica) on a 1-CPU Ray
+    instance, through the real command: the app becomes ready and answers (it used to wait forever for replicas
+    that could not be placed)."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen([sys.executable, "-m", "lanepipe.cli", "serve", "--port", str(port), "-o",
+                             str(tmp_path / "runs"), "--set", "ray.num_cpus=1", "--set", "ray.num_gpus=0"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline, up = time.monotonic() + 240, False
+        while time.monotonic() < deadline and proc.poll() is None and not up:
+            try:
+                up = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                time.sleep(2)
+        assert up, f"serve not ready (exit {proc.poll()})"
+        models = _models(f"http://127.0.0.1:{port}/")
+        assert set(models) >= {"lanepipe-segment", "lanepipe-edit", "lanepipe-evaluate"}, models
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+    assert "serve: the replicas ask for 4 CPUs" in out, out[-3000:]
 
 
 def test_one_load_per_stage_deployment_and_an_edit_replica_restart_loses_nothing(serve_app, tmp_path: Path) -> None:
