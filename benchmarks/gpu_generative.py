@@ -71,7 +71,7 @@ import numpy as np
 import torch
 
 from lanepipe.edit import accel
-from lanepipe.edit.config import GenerativeConfig
+from lanepipe.edit.config import AccelConfig, GenerativeConfig
 from lanepipe.edit.generative import GenerativePainter
 from lanepipe.edit.generative import loading as gen_loading
 from lanepipe.edit.generative import masks as gen_masks
@@ -150,7 +150,9 @@ class InputGrab:
 
     def hook(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.args is None:
-            clone = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
+            def clone(v: Any) -> Any:
+                return v.detach().clone() if isinstance(v, torch.Tensor) else v
+
             self.args = tuple(clone(a) for a in args)
             self.kwargs = {k: clone(v) for k, v in kwargs.items()}
             self.handle.remove()
@@ -317,18 +319,18 @@ def part_flux(tiny: bool, rate: float) -> None:
                              "tflop_per_step": round(flops / 1e12, 2), "floor_ms": round(floor * 1e3, 1),
                              "ratio_to_floor": round(step / floor, 2)})
     ref = forward_once(pipe.transformer, grab)
-    variants = [accel.AccelConfig(attention="auto", fuse_qkv=True, compile="none"),
-                accel.AccelConfig(attention="auto", fuse_qkv=True, compile="blocks")]
+    variants = [AccelConfig(attention="auto", fuse_qkv=True, compile="none"),
+                AccelConfig(attention="auto", fuse_qkv=True, compile="blocks")]
     applied: set[str] = set()
     for v in variants:
         name = "+".join(k for k, on in (("attn_" + v.attention, True), ("fuse_qkv", v.fuse_qkv),
                                         ("compile", v.compile == "blocks")) if on)
         try:
             if v.fuse_qkv and "fuse" not in applied:
-                accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))
+                accel.apply(pipe.transformer, AccelConfig(fuse_qkv=True, compile="none"))
                 applied.add("fuse")
             if v.compile == "blocks" and "compile" not in applied:
-                accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
+                accel.apply(pipe.transformer, AccelConfig(compile="blocks"))
                 applied.add("compile")
             with sdpa_kernels(v.attention):
                 _, warm, _ = timed(lambda: call(2))
@@ -388,8 +390,9 @@ def build_judge(tiny: bool, new_tokens: int) -> Any:
     """A :class:`QwenJudge`; at full size its tiny model is swapped for the Qwen2.5-VL-7B architecture (random
     weights); the byte-level tokenizer keeps its special-token ids, which the config points at."""
     from lanepipe.verify import qwen_vl as q
+    from lanepipe.verify.config import QwenJudgeConfig
 
-    judge = q.QwenJudge(q.QwenJudgeConfig(preset="tiny-random", device=DEV, max_new_tokens=new_tokens,
+    judge = q.QwenJudge(QwenJudgeConfig(preset="tiny-random", device=DEV, max_new_tokens=new_tokens,
                                           dtype="bfloat16" if DEV == "cuda" else "float32"))
     if tiny:
         return judge
@@ -432,8 +435,9 @@ def part_sam2(tiny: bool) -> None:
                                               device=DEV, dtype=dt.split("+")[0],  # type: ignore[arg-type]
                                               vos_optimized="vos" in flags, encode_batch=batch))
         assert seg is not None
-        _, warm_s, _ = timed(lambda: seg.segment(make_clip(frames[:8], "warm")))  # noqa: B023 (vos: compiles)
-        masks, secs, peak = timed(lambda: seg.segment(make_clip(frames, "sam2")))  # noqa: B023
+        segmenter: s2.Sam2Segmenter = seg
+        _, warm_s, _ = timed(lambda: segmenter.segment(make_clip(frames[:8], "warm")))  # noqa: B023 (vos: compiles)
+        masks, secs, peak = timed(lambda: segmenter.segment(make_clip(frames, "sam2")))  # noqa: B023
         if ref is None:  # the first variant (float32 eager) is the reference of the others
             ref = masks.masks
         record("sam2", f"segment_{dt}", {
@@ -484,14 +488,14 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
     free()
     ref = forward_once(pipe.transformer, grab)
 
-    def variant(name: str, cfg: accel.AccelConfig, full: bool = False) -> None:
+    def variant(name: str, cfg: AccelConfig, full: bool = False) -> None:
         try:
             _variant(name, cfg, full)
         except Exception as e:  # one failing option is reported, the others still run
             record("cogvideox", name, f"failed: {type(e).__name__}: {e}")
             traceback.print_exc()
 
-    def _variant(name: str, cfg: accel.AccelConfig, full: bool) -> None:
+    def _variant(name: str, cfg: AccelConfig, full: bool) -> None:
         with sdpa_kernels(cfg.attention):
             _, warm, _ = timed(lambda: call(1, "latent"))
             _, tot, pk = timed(lambda: call(steps if full else few, "np" if full else "latent"))
@@ -505,11 +509,11 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
 
     att = "auto"
     for a in (["flash", "cudnn"] if DEV == "cuda" else ["auto"]):
-        variant(f"attn_{a}", accel.AccelConfig(attention=a))  # type: ignore[arg-type]
-    accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, compile="none"))  # compile: its own variant
-    variant(f"attn_{att}+fuse_qkv", accel.AccelConfig(attention=att))
-    accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
-    variant(f"attn_{att}+fuse_qkv+compile", accel.AccelConfig(attention=att), full=True)
+        variant(f"attn_{a}", AccelConfig(attention=a))  # type: ignore[arg-type]
+    accel.apply(pipe.transformer, AccelConfig(fuse_qkv=True, compile="none"))  # compile: its own variant
+    variant(f"attn_{att}+fuse_qkv", AccelConfig(attention=att))
+    accel.apply(pipe.transformer, AccelConfig(compile="blocks"))
+    variant(f"attn_{att}+fuse_qkv+compile", AccelConfig(attention=att), full=True)
     if DEV == "cuda" and accel.fp8_supported(DEV):  # a fresh bf16 transformer, then the same with fp8 GEMMs
         old = pipe.transformer
         pipe.transformer = None
@@ -517,12 +521,12 @@ def part_cogvideox(tiny: bool, rate: float) -> None:
         pipe.transformer = build_cogvideox_transformer(tiny)
         with sdpa_kernels(att):
             ref8 = forward_once(pipe.transformer, grab)
-            accel.apply(pipe.transformer, accel.AccelConfig(fuse_qkv=True, fp8_linear=True, compile="none"))
+            accel.apply(pipe.transformer, AccelConfig(fuse_qkv=True, fp8_linear=True, compile="none"))
             e8 = rel_err(forward_once(pipe.transformer, grab), ref8)
         record("cogvideox", "fp8_rel_err_one_forward", round(e8, 4))
-        variant(f"attn_{att}+fuse_qkv+fp8", accel.AccelConfig(attention=att))
-        accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks"))
-        variant(f"attn_{att}+fuse_qkv+fp8+compile", accel.AccelConfig(attention=att))
+        variant(f"attn_{att}+fuse_qkv+fp8", AccelConfig(attention=att))
+        accel.apply(pipe.transformer, AccelConfig(compile="blocks"))
+        variant(f"attn_{att}+fuse_qkv+fp8+compile", AccelConfig(attention=att))
     free(pipe)
 
 
@@ -546,7 +550,7 @@ def part_edit(tiny: bool) -> None:
     frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
     clip = make_clip(frames, "bridge")
     masks = RoadMasks(masks=road_masks(frames), backend="grid")
-    on = accel.AccelConfig(attention="auto", fuse_qkv=True,
+    on = AccelConfig(attention="auto", fuse_qkv=True,
                            compile="blocks" if DEV == "cuda" else "none")
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
     cfg = GenerativeConfig(**extra, flux_device=DEV, video_device=DEV, accel=on, video_accel=on,
@@ -628,7 +632,7 @@ def part_branch(tiny: bool) -> None:
     pipe, build_s, _ = timed(fresh)
     record("branch", "build_s", round(build_s, 1))
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
-    eager = accel.AccelConfig(compile="none")  # as measured before compile became the CUDA default
+    eager = AccelConfig(compile="none")  # as measured before compile became the CUDA default
     base = GenerativeConfig(**extra, video_device=DEV, flux_device=DEV, video_steps=steps, latent_blend=True,
                             dtype="bfloat16" if DEV == "cuda" else "float32", accel=eager, video_accel=eager)
 
@@ -814,7 +818,8 @@ def part_levers(tiny: bool, profile_top: int) -> None:
     def cache(kind: str) -> Callable[[], Callable[[], None]]:
         def setup() -> Callable[[], None]:
             accel.apply_cache(tr, kind, lambda: pipe.current_timestep, steps)
-            return tr.disable_cache
+            disable: Callable[[], None] = tr.disable_cache
+            return disable
         return setup
 
     for kind in ("faster", "pab", "taylorseer"):
@@ -825,7 +830,10 @@ def part_levers(tiny: bool, profile_top: int) -> None:
             trunc = accel.CfgTruncation(fraction)
             trunc.start(steps)
             handles = trunc.install(tr)
-            return lambda: [hd.remove() for hd in handles] and None
+            def remove() -> None:
+                for hd in handles:
+                    hd.remove()
+            return remove
         return setup
 
     for fraction in (0.5, 0.7):
@@ -845,7 +853,7 @@ def part_compile_worker(tiny: bool, cache_dir: str) -> None:
     w, h, n = _sizes(tiny)
     pipe = build_cogvideox(tiny)
     pipe.set_progress_bar_config(disable=True)
-    done = accel.apply(pipe.transformer, accel.AccelConfig(compile="blocks", compile_cache_dir=cache_dir))
+    done = accel.apply(pipe.transformer, AccelConfig(compile="blocks", compile_cache_dir=cache_dir))
     image = Image.fromarray(np.zeros((h, w, 3), np.uint8))
     _, first, _ = timed(lambda: pipe(image=image, prompt="road", height=h, width=w, num_frames=n,
                                      num_inference_steps=1, guidance_scale=6.0,

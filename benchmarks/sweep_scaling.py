@@ -213,7 +213,11 @@ def main() -> None:
             events: list[tuple[float, dict[str, Any]]] = []
             n0 = len(sampler.samples)
             t = time.time()
-            pipeline.run(cfg, progress=rows.append, on_event=lambda e, ev=events: ev.append((time.time(), dict(e))))
+
+            def on_event(e: dict[str, Any], ev: list[tuple[float, dict[str, Any]]] = events) -> None:
+                ev.append((time.time(), dict(e)))
+
+            pipeline.run(cfg, progress=rows.append, on_event=on_event)
             wall = time.time() - t
             res = measure(rows, events, wall, len(clips), sampler.samples[n0:], range(len(sampler.handles)))
             res.update(gpus=gpus, placement=placement, overrides=sets)

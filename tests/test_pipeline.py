@@ -174,8 +174,8 @@ def test_sam2_tiny_random_end_to_end_through_ray_actor_on_logical_gpu(ray_local,
 
 def test_gpu_pools_that_cannot_all_be_up_are_named_with_shares_that_fit(ray_local, tmp_path: Path) -> None:
     """On the session's one (logical) GPU, SAM2's default 0.5 beside the generative edit's 1 cannot both be
-    reserved: the run would still finish (a pool waits for the other's share) but the stages would not overlap, so
-    the Ray runner warns with the asks and shares that fit; explicit shares that fit, or a CPU edit, say nothing."""
+    reserved; with ``ray.fit_pools`` off (an autoscaling cluster) the Ray runner warns with the asks and shares that
+    fit; explicit shares that fit, or more GPUs, say nothing."""
     from lanepipe.actors.runner import pools_gpu_warning
     from lanepipe.pipeline import stage_spec
 

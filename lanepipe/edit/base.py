@@ -47,9 +47,15 @@ class EditOutput(Protocol):
         diagnostics: JSON-ready extras (camera, timing, prompt…), kept in the edit row's ``geometry``.
     """
 
-    frames: npt.NDArray[np.uint8]
-    lanes: list[list[Any]]
-    diagnostics: dict[str, Any]
+    # read-only members, so that frozen dataclasses (PaintResult) satisfy the protocol
+    @property
+    def frames(self) -> npt.NDArray[np.uint8]: ...
+
+    @property
+    def lanes(self) -> list[list[Any]]: ...
+
+    @property
+    def diagnostics(self) -> dict[str, Any]: ...
 
 
 class PaintJob(Protocol):
