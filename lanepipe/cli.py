@@ -403,9 +403,6 @@ def serve_cmd(
     replicas: Annotated[list[str] | None, typer.Option(
         "--replicas", help="STAGE=MIN:MAX (or STAGE=N): bounds of one model deployment (segment, edit, evaluate), "
         "overriding --min-replicas/--max-replicas for it (repeatable)")] = None,
-    wait_for_gpus: Annotated[bool, typer.Option(
-        "--wait-for-gpus", help="keep the replicas' CPU/GPU asks even when they exceed the cluster's (an "
-        "autoscaler adds nodes); otherwise they are scaled down to fit")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     address: AddressOpt = None,
@@ -435,7 +432,7 @@ def serve_cmd(
                                  max_upload_bytes=int(max_upload_mb * 2**20), predictors=cfg.evaluate.predictors,
                                  allow_url_prefixes=[*(allow_url_prefix or []), *(input_root or [])],
                                  min_replicas=min_replicas, max_replicas=max_replicas, stage_replicas=per_stage,
-                                 wait_for_gpus=wait_for_gpus,
+                                 fit_to_cluster=cfg.ray.fits_pools(),
                                  # only what was set: backend default resources (GPUs) still apply in the replicas
                                  base_config=cfg.model_dump(mode="json", exclude={"run_id", "from_run"},
                                                             exclude_unset=True))

@@ -337,11 +337,16 @@ class RayConfig(_Strict):
     bind_host: str = Field("127.0.0.1", min_length=1, description="address a local instance started by "
                            "lanepipe listens on (every Ray server, agent and metrics endpoint); 127.0.0.1 keeps it "
                            "on this machine, an interface address or 0.0.0.0 opens it (ignored when joining)")
-    fit_pools: bool = Field(True, description="when the stages' actor pools (their fewest actors) ask for more "
-                            "CPUs or GPUs than the Ray cluster has at the start of a run, scale each stage's "
-                            "num_cpus/num_gpus down so all pools are up at once (a pool whose actor cannot start "
-                            "stalls the stream while the others hold the resources); false on a cluster that adds "
-                            "nodes on demand")
+    fit_pools: bool | None = Field(None, description="when the stages' actor pools (their fewest actors) ask for "
+                                   "more CPUs or GPUs than the Ray cluster has at the start of a run, scale each "
+                                   "stage's num_cpus/num_gpus down so all pools are up at once (a pool whose actor "
+                                   "cannot start stalls the stream while the others hold the resources); unset: on "
+                                   "for a local instance, off when joining a cluster (which may add nodes on demand)")
+
+    def fits_pools(self) -> bool:
+        """Whether the stages' CPU/GPU asks are scaled to fit the cluster at start (``fit_pools``, or by default
+        on a local instance only: a joined cluster may grow to meet them)."""
+        return self.fit_pools if self.fit_pools is not None else self.address == "local"
 
 
 class RunConfig(_Strict):

@@ -290,7 +290,7 @@ class RayDataRunner:
         asks = {spec.name: spec.build().resources() for spec in specs}  # cheap: models load in setup(), on workers
         have = ray.cluster_resources()  # type: ignore[no-untyped-call]
         cpus, gpus = float(have.get("CPU", 0.0)), float(have.get("GPU", 0.0))
-        if self.ray.fit_pools:
+        if self.ray.fits_pools():
             asks, notes = fit_pools(asks, cpus, gpus)
             for level, note in notes:
                 log.log(level, note)

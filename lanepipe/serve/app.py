@@ -359,7 +359,7 @@ def build_app(settings: ServeSettings) -> Any:
     if settings.resident_models:
         models = {}
         per_stage = stage_options(settings)
-        if ray.is_initialized() and not settings.wait_for_gpus:
+        if ray.is_initialized() and settings.fit_to_cluster:
             have = ray.cluster_resources()  # type: ignore[no-untyped-call]
             per_stage, options["num_cpus"], notes = fit_replicas(per_stage, settings.replica_cpus,
                                                                  float(have.get("CPU", 0.0)),

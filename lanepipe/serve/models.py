@@ -327,7 +327,7 @@ def fit_replicas(options: dict[str, dict[str, Any]], ingress_cpus: float, cluste
                 options[stage]["ray_actor_options"][key] = share
         notes.append(f"serve: the replicas ask for {what}" + ("; these models then share the GPU's memory"
                                                               if key == "num_gpus" else "")
-                     + "; --wait-for-gpus keeps the asks (an autoscaler adds nodes)")
+                     + "; --set ray.fit_pools=false keeps the asks (a cluster that adds nodes on demand)")
     return options, ingress_cpus, notes
 
 

@@ -82,10 +82,11 @@ class ServeSettings(BaseModel):
     stage_replicas: dict[str, ReplicaBounds] = Field(
         default_factory=dict, description="per model stage (segment, edit, evaluate): bounds that override "
         "min_replicas/max_replicas for its deployment")
-    wait_for_gpus: bool = Field(False, description="keep the replicas' CPU and GPU asks even when the ingress and "
-                                "the model deployments' minimum replicas ask for more than the Ray cluster has (an "
-                                "autoscaler adds nodes); otherwise they are scaled down to fit at start, since "
-                                "replicas that cannot be placed would keep the app from ever becoming ready")
+    fit_to_cluster: bool = Field(False, description="scale the replicas' CPU and GPU asks down when the ingress "
+                                 "and the model deployments' minimum replicas ask for more than the Ray cluster has "
+                                 "at start: replicas that cannot be placed keep the app from ever becoming ready. "
+                                 "`lanepipe serve` turns it on for a local Ray instance (ray.fit_pools); off, a "
+                                 "cluster that adds nodes on demand gets the asks as they are")
     target_ongoing_requests: float = Field(1.0, gt=0, description="jobs per model replica the autoscaler aims at")
     default_retry_after_s: int = Field(30, ge=1, description="Retry-After before any job has finished")
 

@@ -81,8 +81,10 @@ def test_replicas_that_cannot_all_be_placed_are_scaled_to_fit(ray_local) -> None
     """On the session's one (logical) GPU and 2 CPUs, SAM2's default 0.5 GPU beside the painter's 1, and the
     ingress plus three model replicas at 1 CPU each, cannot all be reserved: Serve would wait for the replicas
     forever (the hang of 2026-12-05 on one H200; on a 2-core laptop with the defaults). The asks are scaled so that
-    the minimum replicas fit, in proportion, with a warning naming each ask; asks that fit, ``wait_for_gpus`` (an
-    autoscaler adds nodes) and a GPU-less cluster keep them."""
+    the minimum replicas fit, in proportion, with a warning naming each ask; asks that fit and a GPU-less cluster
+    keep them. ``lanepipe serve`` fits on the local instance it starts, not on a joined cluster (a RayService
+    builds the app with the settings' default: asks kept, the autoscaler adds nodes)."""
+    from lanepipe.config import load_config
     from lanepipe.serve.app import build_app
     from lanepipe.serve.models import fit_replicas, gpu_demand, stage_options
     from lanepipe.serve.settings import ServeSettings
@@ -104,8 +106,11 @@ def test_replicas_that_cannot_all_be_placed_are_scaled_to_fit(ray_local) -> None
     assert fit_replicas(live, 0.0, 2.0, 1.0)[2] == []
     none = fit_replicas(options, 1.0, 8.0, 0.0)  # no GPU at all: GPU asks kept (require_gpus / an autoscaler)
     assert none[0]["edit"]["ray_actor_options"]["num_gpus"] == 1.0 and none[2] == []
-    build_app(ServeSettings(output="runs", base_config=TINY))
-    build_app(ServeSettings(output="runs", base_config=TINY, wait_for_gpus=True))
+    build_app(ServeSettings(output="runs", base_config=TINY, fit_to_cluster=True))
+    assert not ServeSettings(output="runs").fit_to_cluster
+    local, joined = (load_config(None, sets).ray for sets in ([], ["ray.address=auto"]))
+    assert local.fits_pools() and not joined.fits_pools()
+    assert not load_config(None, ["ray.fit_pools=false"]).ray.fits_pools()
 
 
 def test_serve_with_default_replica_cpus_comes_up_on_one_cpu(tmp_path: Path) -> None:
