@@ -160,6 +160,10 @@ class EditCheckConfig(BaseModel):
                                  description="top-hat width: structures narrower than this can be paint (a double "
                                              "line is 2 x 6 in lines 4 in apart, MUTCD 2009 §3A.06: 0.41 m)")
     paint_min_contrast: float = Field(9.0, gt=0.0, description="least lightness (or 2 x b*) top-hat of paint")
+    dark_contrast_share: float = Field(0.5, gt=0.0, le=1.0, description="in a dark frame the least top-hat of paint "
+                                       "is at most this share of the road's median lightness (night, tunnels: paint "
+                                       "twice as light as the pavement is paint); no effect on a road lighter than "
+                                       "paint_min_contrast / this share")
     noise_factor: float = Field(4.0, gt=0.0, description="paint threshold in multiples of the road's median top-hat")
     # a car is 1.6-2.0 m wide: with the camera on its centre line, a boundary nearer than 0.6 m lies under the
     # car (mid lane change, no ego lane to speak of); a band that near is a seam or a crack in the lane

@@ -189,7 +189,8 @@ def _samples(frames: U8, masks: Bool, view: RoadView, cfg: EditCheckConfig) -> _
         th_l = tophat(lab[:, :, 0], k)
         th_b = tophat(lab[:, :, 2], k)
         noise = float(np.median(th_l[r])) if r.any() else 0.0
-        thr = max(cfg.paint_min_contrast, cfg.noise_factor * noise)
+        pavement = float(np.median(lab[:, :, 0][r])) if r.any() else 255.0
+        thr = max(min(cfg.paint_min_contrast, cfg.dark_contrast_share * pavement), cfg.noise_factor * noise)
         st = np.maximum(th_l, 2.0 * th_b)
         p = (st > thr) & r
         strength.append(st)
@@ -201,19 +202,21 @@ def _samples(frames: U8, masks: Bool, view: RoadView, cfg: EditCheckConfig) -> _
     return _Samples(np.stack(lum), np.stack(a), np.stack(b), np.stack(strength), np.stack(paint), np.stack(road))
 
 
-def _bands(occupancy: F64, lats: F64, cfg: EditCheckConfig, step: float) -> list[tuple[float, float]]:
+def _bands(occupancy: F64, lats: F64, cfg: EditCheckConfig, step: float,
+           baseline: float | None = None) -> list[tuple[float, float]]:
     """Bands ``(lat_hi, lat_lo)`` of ground columns that paint lines occupy.
 
     A column's occupancy is its share of road samples that are paint; road texture gives every column some
-    (about 0.03-0.1 on the shared clips), so a line is a peak at least ``min_occupancy`` above the median column,
-    and its band the columns around the peak above half of that excess (gaps up to ``merge_gap_m`` bridged: the
-    two lines of a double are one band). Bands wider than ``max_band_m`` (a bright shoulder, a barrier's base)
-    are no line.
+    (about 0.03-0.1 on the shared clips), so a line is a peak at least ``min_occupancy`` above the median column
+    with any (or above ``baseline`` when given: the occupancy of *new* paint, where texture gives none and the only
+    occupied columns may be the line's own), and its band the columns around the peak above half of that excess
+    (gaps up to ``merge_gap_m`` bridged: the two lines of a double are one band). Bands wider than ``max_band_m``
+    (a bright shoulder, a barrier's base) are no line.
     """
     if len(occupancy) < 3 or not (occupancy > 0).any():
         return []
     occ = np.convolve(occupancy, np.ones(3) / 3, mode="same")
-    excess = occ - float(np.median(occ[occupancy > 0]))
+    excess = occ - (float(np.median(occ[occupancy > 0])) if baseline is None else baseline)
     mid = excess[1:-1]
     peaks = np.nonzero((mid >= excess[:-2]) & (mid > excess[2:]) & (mid >= cfg.min_occupancy))[0] + 1
     widest = max(1, round(cfg.max_band_m / step))
@@ -410,7 +413,8 @@ class EditChecker:
         untouched = (np.abs(d_l) <= cfg.untouched_tol) & (np.abs(d_b) <= cfg.untouched_tol)
         new_paint = e.paint & changed
         bands = dict(orig.bands)
-        found_new = _ego_bands(_bands(_occupancy(new_paint, road), view.lats, cfg, view.step_m), cfg)
+        # where the original shows no paint of a boundary (worn, or too dark to tell), the edit's new paint marks it
+        found_new = _ego_bands(_bands(_occupancy(new_paint, road), view.lats, cfg, view.step_m, baseline=0.0), cfg)
         for side in ("left", "right"):
             if side not in bands and side in found_new:
                 bands[side] = found_new[side]

@@ -202,6 +202,34 @@ def test_dark_white_paint_on_light_concrete_fails(data_dir: Path) -> None:
     assert _by(checker.check(bright), "white_brightness", "right").status == "pass"
 
 
+def test_a_night_clip_finds_its_lines_and_still_catches_a_changed_unnamed_boundary(data_dir: Path,
+                                                                                   painter: ProceduralPainter) -> None:
+    """A real clip at night (its frames at 12 % light: pavement lightness ~7, the dashed left line a few steps
+    above it): the ego boundaries are still found (the paint threshold follows the pavement's lightness,
+    ``dark_contrast_share``; a boundary the original hides is taken from the edit's new paint), so honest edits
+    pass every check, where they used to FAIL ``unnamed_unchanged`` on their own new or erased paint; an edit that
+    also removes the unnamed right line still FAILs."""
+    import dataclasses as dc
+
+    from lanepipe.io.video import decode
+    from lanepipe.segment.config import GridConfig
+    from lanepipe.segment.grid import GridSegmenter
+
+    day = decode(str(data_dir / "udacity_lanelines_p1" / "solidWhiteRight.mp4"), max_frames=8)
+    night = dc.replace(day, frames=(day.frames * 0.12).astype(np.uint8))
+    m = RoadMasks(GridSegmenter(GridConfig()).segment(day).masks, "grid")
+    for text in ("single white dashed", "none@both", "double yellow solid"):
+        spec = parse_instruction(text)
+        edited = painter.paint(night, m, spec).frames
+        results = EditChecker(night.frames, m.masks, spec).check(edited)
+        assert not _failed(results), (text, [r.reason() for r in results if r.failed])
+    checker = EditChecker(night.frames, m.masks, parse_instruction("none@left"))
+    _, bands = checker.boundaries(night.num_frames)
+    assert {"left", "right"} <= set(bands)  # the dim dashed left line is found in the original
+    both = painter.paint(night, m, parse_instruction("none@both")).frames
+    assert _by(checker.check(both), "unnamed_unchanged", "right").failed
+
+
 def test_paint_on_the_hood_fails(painter: ProceduralPainter, sample: SampleClip) -> None:
     """A static hood at the bottom of every frame, wrongly inside the road mask: the painter's lines run onto it
     and on_hood FAILs; the static block is found from the frames alone."""
