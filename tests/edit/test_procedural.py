@@ -434,3 +434,37 @@ def test_boundaries_follow_the_curve_the_car_drives_into() -> None:
         assert np.abs(err).max() < 0.10, (side, np.abs(err).max(axis=1).round(3))
     # the end of the clip is in the curve: the painter's curvature there is the road's (1 / 250 m)
     assert abs(2 * res.road.coefs["left"][-1, 2] - 1 / 250.0) < 0.001
+
+
+def test_a_short_60_fps_clip_paints_at_a_default_speed(data_dir: Path, tmp_path: Path) -> None:
+    """A real clip re-encoded at 60 fps, 24 frames (0.4 s), decoded at 8 fps: 4 frames whose two image speed
+    measurements disagree, so the outlier rule rejected both and the speed became NaN, the dash phase a NaN cast
+    to an index (IndexError in the renderer). Now such a clip paints at the default speed, saying so."""
+    import av
+    import cv2
+
+    from lanepipe.io.video import decode
+    from lanepipe.segment.config import GridConfig
+    from lanepipe.segment.grid import GridSegmenter
+
+    cap = cv2.VideoCapture(str(data_dir / "udacity_lanelines_p1" / "solidWhiteRight.mp4"))
+    frames = []
+    while len(frames) < 24:
+        ok, f = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    path = tmp_path / "fast.mov"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=60)
+        stream.width, stream.height, stream.pix_fmt = 960, 540, "yuv420p"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    clip = decode(str(path))
+    assert clip.num_frames == 4
+    masks = RoadMasks(GridSegmenter(GridConfig()).segment(clip).masks, "grid")
+    for text in ("double yellow solid", "single white dashed"):
+        result = ProceduralPainter(ProceduralConfig()).paint(clip, masks, parse_instruction(text))
+        assert result.diagnostics["speed_source"] in ("image", "default")
+        assert np.isfinite(result.diagnostics["speed_mps_median"])
+        assert (result.frames != clip.frames).any()

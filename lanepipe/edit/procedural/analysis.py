@@ -439,6 +439,8 @@ class ClipAnalyser:
         med = geo.rolling_median(shifts, 3)
         dev = np.abs(shifts - med)
         shifts[dev > np.maximum(3.0, 0.25 * np.abs(med))] = np.nan
+        if not np.isfinite(shifts).any():  # every shift an outlier (a few frames that disagree): unreliable
+            return None
         per_step = geo.fill_nan(geo.rolling_median(shifts, 2), float(np.nanmedian(shifts)))
         per_step = geo.gaussian_smooth(per_step, 1.0)
         speed: F64 = np.maximum(np.concatenate([per_step[:1], 0.5 * (per_step[1:] + per_step[:-1]), per_step[-1:]]),
