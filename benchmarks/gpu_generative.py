@@ -393,7 +393,7 @@ def build_judge(tiny: bool, new_tokens: int) -> Any:
     from lanepipe.verify.config import QwenJudgeConfig
 
     judge = q.QwenJudge(QwenJudgeConfig(preset="tiny-random", device=DEV, max_new_tokens=new_tokens,
-                                          dtype="bfloat16" if DEV == "cuda" else "float32"))
+                                        dtype="bfloat16" if DEV == "cuda" else "float32"))
     if tiny:
         return judge
     model, build_s, _ = timed(lambda: q.random_init_model(judge.tokenizer, DEV, DTYPE))
@@ -550,8 +550,7 @@ def part_edit(tiny: bool) -> None:
     frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
     clip = make_clip(frames, "bridge")
     masks = RoadMasks(masks=road_masks(frames), backend="grid")
-    on = AccelConfig(attention="auto", fuse_qkv=True,
-                           compile="blocks" if DEV == "cuda" else "none")
+    on = AccelConfig(attention="auto", fuse_qkv=True, compile="blocks" if DEV == "cuda" else "none")
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
     cfg = GenerativeConfig(**extra, flux_device=DEV, video_device=DEV, accel=on, video_accel=on,
                                latent_blend=True, vae_slicing=True, vae_tiling=True,

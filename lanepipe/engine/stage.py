@@ -126,6 +126,12 @@ def fitted_shares(demand: dict[str, tuple[int, float]], capacity: float) -> dict
     return {name: max(0.01, int(share * capacity / total * 100) / 100) for name, (_, share) in demand.items()}
 
 
+def _asks(demand: dict[str, tuple[int, float]], label: Callable[[str], str]) -> tuple[float, str]:
+    """The total of ``demand`` (per pool: fewest actors, each one's share) and each ask as ``label`` names it."""
+    total = sum(n * share for n, share in demand.values())
+    return total, ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
+
+
 def fit_asks(demand: dict[str, tuple[int, float]], capacity: float, unit: str,
              label: Callable[[str], str] = str) -> tuple[dict[str, float], str] | None:
     """:func:`fitted_shares` of ``demand`` (per pool: fewest actors, each one's share of ``unit``) and a sentence
@@ -134,8 +140,7 @@ def fit_asks(demand: dict[str, tuple[int, float]], capacity: float, unit: str,
     fitted = fitted_shares(demand, capacity)
     if not fitted:
         return None
-    total = sum(n * share for n, share in demand.values())
-    asked = ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
+    total, asked = _asks(demand, label)
     given = ", ".join(f"{label(name)} {share:g}" for name, share in fitted.items())
     return fitted, (f"{total:g} {unit} ({asked}) but the Ray cluster has {capacity:g}: each one's {unit} scaled to "
                     f"fit so that all are up at once ({given})")
@@ -147,10 +152,9 @@ def gpu_shortfall(demand: dict[str, tuple[int, float]], cluster_gpus: float,
     share. None when they fit ``cluster_gpus``; else ``(what, fix)``: ``what`` names the total, each ask (the stage
     as ``label`` writes it) and the cluster's GPUs, ``fix`` the ``--set`` overrides of shares scaled down to fit
     (:func:`fitted_shares`; only for the run config's stages; empty when the cluster has no GPU)."""
-    total = sum(n * share for n, share in demand.values())
+    total, asks = _asks(demand, label)
     if total <= cluster_gpus + 1e-9:
         return None
-    asks = ", ".join(f"{label(name)} {n} x {share:g}" for name, (n, share) in demand.items())
     fitted = fitted_shares(demand, cluster_gpus) or {}
     fix = " ".join(f"--set {name}.resources.num_gpus={share:g}" for name, share in fitted.items()
                    if name in STAGES)  # a split edit's two pools share edit.resources
