@@ -11,7 +11,8 @@
 #   B  carry [".whl/part1", ".whl/part4"] (ray and its extras): install them; the GPU install trial (lanepipe
 #        installed with pip, every requirement of lanepipe[gpu] checked); gpu_pipeline.py (issue 14 items 4 and 7:
 #        Ray metrics scraped; a partial report if the call's time runs out); serve_resident.py --size full (item 5)
-#   C  carry []: edit_overlap.py --size full (issue 15 lever 5), the step caches (levers), the compile cache
+#   C  carry []: on an H200, one clip end to end with today's defaults (the headline) and with TaylorSeer on
+#        (gpu_generative.py --parts edit / edit_cache); on a smaller card edit_overlap.py --size full and the levers
 # Run on 2026-12-05 (A: branch, attention kernels, levers in part; B: install trial, pipeline timed out; C: Serve
 # failed on the image's old grpcio, edit end to end): BENCHMARKS.md, "GPU session 2026-12-05". Again on an H100 the
 # same day (A: SAM2 fp32/bf16, every lever; B: install 51/52, the pipeline's first pass, 5 of 8 edits; C not reached):
@@ -69,6 +70,9 @@ run_step() {  # the steps a call may run, by name
     pipeline) TAIL=16 step pipeline 600 python3 benchmarks/gpu_pipeline.py --steps "${PIPELINE_STEPS:-10}" \
       --out "$RES/pipeline"
       rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null ;;
+    # issue 15's clip end to end (the headline), then with TaylorSeer (off by default): one process each, ~4 min
+    edit) step edit 330 python3 benchmarks/gpu_generative.py --parts edit --out "$RES/edit" ;;
+    edit_cache) step edit_cache 330 python3 benchmarks/gpu_generative.py --parts edit_cache --out "$RES/edit_cache" ;;
     serve) TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full ;;
     overlap) step overlap 600 python3 benchmarks/edit_overlap.py --size full --clips "${OVERLAP_CLIPS:-2}" \
       --out "$RES/overlap" ;;
@@ -87,7 +91,12 @@ A)
   export BENCH_SAM2_VARIANTS=${BENCH_SAM2_VARIANTS:-bfloat16+b1,bfloat16+b8,bfloat16+b16,float32+b1}
   default="sam2" ;;
 B) install .whl/part1/*.whl .whl/part4/*.whl; default="install pipeline serve" ;;
-C) default="overlap levers compile_cache" ;;
+C)  # the clip end to end peaked at 79.1 GiB with every model resident: an H200's (> 100 GB) figure only
+  if (( $(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n1) > 100000 )); then
+    default="edit edit_cache"
+  else
+    default="overlap levers"
+  fi ;;
 D) install .whl/part2/*.whl; default="compile_cache" ;;  # a short call on a fresh machine: carry [".whl/part2"]
 *) echo "unknown call $call"; exit 2 ;;
 esac

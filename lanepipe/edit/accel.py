@@ -192,6 +192,13 @@ def apply_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps:
     return layers
 
 
+def resize_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps: int) -> None:
+    """Re-enable the ``kind`` cache sized for ``steps`` denoising steps (its intervals follow the step count, set
+    when it was enabled: a video with another step count would otherwise cache on the old schedule)."""
+    transformer.disable_cache()
+    apply_cache(transformer, kind, timestep, steps)
+
+
 def reset_cache(transformer: Any) -> None:
     """Forget cached step outputs (call before each new video: the caches keep state across calls)."""
     reset = getattr(transformer, "_reset_stateful_cache", None)
@@ -299,7 +306,7 @@ def apply(transformer: Any, cfg: AccelConfig, *, timestep: Callable[[], Any] | N
     if cfg.cache != "none":
         if timestep is None and cfg.cache in ("faster", "pab"):
             raise ValueError(f"cache={cfg.cache!r} needs the pipeline's current timestep (timestep=...)")
-        done["cache"] = {"kind": cfg.cache,
+        done["cache"] = {"kind": cfg.cache, "steps": steps,
                          "layers": apply_cache(transformer, cfg.cache, timestep or (lambda: None), steps)}
     if cfg.cfg_truncation < 1.0:
         trunc = CfgTruncation(cfg.cfg_truncation)

@@ -99,6 +99,27 @@ def test_cache_state_is_reset_between_windows(window) -> None:
     torch.testing.assert_close(a, b)
 
 
+def test_cache_follows_a_changed_step_count(window) -> None:
+    """TaylorSeer's intervals are sized from the step count: a painter whose cache was set up by a 2-step video
+    (a warm-up) computes a 30-step video as a painter set up for 30 steps does (it re-sizes the cache)."""
+    frames, masks = window
+    va = AccelConfig(cache="taylorseer")
+    steps = 30  # interval 3, first 3 steps uncached; 2 steps: interval 2, first step uncached
+
+    def painter(n: int) -> GenerativePainter:
+        return GenerativePainter(GenerativeConfig(preset="tiny-random", seed=3, video_steps=n, video_accel=va))
+
+    ref, _ = painter(steps).propagate_window(frames, masks, frames[0], "double yellow solid", 5,
+                                             output_type="latent")
+    warmed = painter(2)
+    warmed.propagate_window(frames, masks, frames[0], "double yellow solid", 5, output_type="latent")
+    assert warmed.accel_applied["video"]["cache"]["steps"] == 2
+    warmed.cfg = warmed.cfg.model_copy(update={"video_steps": steps})
+    got, _ = warmed.propagate_window(frames, masks, frames[0], "double yellow solid", 5, output_type="latent")
+    assert warmed.accel_applied["video"]["cache"]["steps"] == steps
+    torch.testing.assert_close(got, ref)
+
+
 def test_diffusers_default_taylorseer_patterns_miss_cogvideox() -> None:
     """Why the issue saw no effect: diffusers' default TaylorSeer patterns fullmatch no CogVideoX module."""
     import re
