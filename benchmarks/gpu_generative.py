@@ -562,7 +562,11 @@ def part_edit(tiny: bool, video_cache: str = "none") -> None:
     extra: dict[str, Any] = {"preset": "tiny-random"} if tiny else {}
     cfg = GenerativeConfig(**extra, flux_device=DEV, video_device=DEV, accel=on, video_accel=video_on,
                                latent_blend=True, vae_slicing=True, vae_tiling=True,
-                               dtype="bfloat16" if DEV == "cuda" else "float32")
+                               dtype="bfloat16" if DEV == "cuda" else "float32",
+                               # every model resident peaked at 79.1 GiB (H200): park FLUX / CogVideoX in pinned
+                               # host memory between phases on a smaller card (an 80 GB H100)
+                               unload_between_phases=DEV == "cuda" and not tiny and
+                               torch.cuda.get_device_properties(0).total_memory < 100 * 2**30)
     fill = build_flux(tiny)
     video = build_cogvideox(tiny, None if tiny else fill.text_encoder_2)  # one T5-XXL for both (same arch)
     painter = GenerativePainter(cfg)
