@@ -127,14 +127,15 @@ def compile_mode(cfg: AccelConfig, device: Any) -> str:
     return "blocks" if str(device).startswith("cuda") else "none"
 
 
-def cache_config(kind: str, timestep: Callable[[], Any], steps: int) -> Any:
+def cache_config(kind: str, timestep: Callable[[], Any], steps: int, dtype: str = "float32") -> Any:
     """The diffusers cache config of ``kind`` for CogVideoX, its layer patterns matching CogVideoX's modules.
 
     Settings: FasterCache as diffusers documents it for CogVideoX (attention reused every 2nd step for timesteps
     below 681, weight 0.3; the unconditional batch reused every 5th step below 781; ``BFCHW`` latents); PAB
     spatial attention reused every 2nd step within timesteps 100-800 (diffusers' default range); TaylorSeer
     first-order prediction of whole blocks, computed every ``max(2, steps // 10)`` steps after the first
-    ``max(1, steps // 10)`` full steps (diffusers' defaults, interval 5 after 3, assume ~50 steps).
+    ``max(1, steps // 10)`` full steps (diffusers' defaults, interval 5 after 3, assume ~50 steps), its factors
+    stored in ``dtype`` (``video_accel.cache_dtype``).
     """
     import torch
 
@@ -154,7 +155,7 @@ def cache_config(kind: str, timestep: Callable[[], Any], steps: int) -> Any:
     if kind == "taylorseer":
         return d.TaylorSeerCacheConfig(
             cache_interval=max(2, steps // 10), disable_cache_before_step=max(1, steps // 10), max_order=1,
-            taylor_factors_dtype=torch.float32, cache_identifiers=[COGVIDEOX_BLOCKS])
+            taylor_factors_dtype=getattr(torch, dtype), cache_identifiers=[COGVIDEOX_BLOCKS])
     raise ValueError(f"video_accel.cache must be one of none, faster, pab, taylorseer; got {kind!r}")
 
 
@@ -174,7 +175,8 @@ def cached_layers(transformer: Any, kind: str) -> list[str]:
     return [n for n in names if re.search(COGVIDEOX_ATTENTION, n)]
 
 
-def apply_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps: int) -> list[str]:
+def apply_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps: int,
+                dtype: str = "float32") -> list[str]:
     """Enable the diffusers cache ``kind`` on a CogVideoX transformer; returns the hooked layer names.
 
     Raises:
@@ -188,15 +190,16 @@ def apply_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps:
             f"{COGVIDEOX_BLOCKS if kind == 'taylorseer' else COGVIDEOX_ATTENTION!r}; the cache would do nothing")
     if not hasattr(transformer, "enable_cache"):
         raise BackendUnavailableError(f"{type(transformer).__name__} has no enable_cache(): diffusers >= 0.33 needed")
-    transformer.enable_cache(cache_config(kind, timestep, steps))
+    transformer.enable_cache(cache_config(kind, timestep, steps, dtype))
     return layers
 
 
-def resize_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps: int) -> None:
+def resize_cache(transformer: Any, kind: str, timestep: Callable[[], Any], steps: int,
+                 dtype: str = "float32") -> None:
     """Re-enable the ``kind`` cache sized for ``steps`` denoising steps (its intervals follow the step count, set
     when it was enabled: a video with another step count would otherwise cache on the old schedule)."""
     transformer.disable_cache()
-    apply_cache(transformer, kind, timestep, steps)
+    apply_cache(transformer, kind, timestep, steps, dtype)
 
 
 def reset_cache(transformer: Any) -> None:
@@ -306,8 +309,9 @@ def apply(transformer: Any, cfg: AccelConfig, *, timestep: Callable[[], Any] | N
     if cfg.cache != "none":
         if timestep is None and cfg.cache in ("faster", "pab"):
             raise ValueError(f"cache={cfg.cache!r} needs the pipeline's current timestep (timestep=...)")
-        done["cache"] = {"kind": cfg.cache, "steps": steps,
-                         "layers": apply_cache(transformer, cfg.cache, timestep or (lambda: None), steps)}
+        done["cache"] = {"kind": cfg.cache, "steps": steps, "dtype": cfg.cache_dtype,
+                         "layers": apply_cache(transformer, cfg.cache, timestep or (lambda: None), steps,
+                                               cfg.cache_dtype)}
     if cfg.cfg_truncation < 1.0:
         trunc = CfgTruncation(cfg.cfg_truncation)
         trunc.install(transformer)

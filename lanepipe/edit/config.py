@@ -41,6 +41,10 @@ class AccelConfig(BaseModel):
         "none", description="CogVideoX only (video_accel): reuse attention/block outputs across denoising steps: "
         "'faster' (FasterCache), 'pab' (pyramid attention broadcast), 'taylorseer' (TaylorSeer, whole blocks); "
         "changes the pictures: check with benchmarks/quality_check.py")
+    cache_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="cache='taylorseer': dtype of the stored Taylor factors (two per block output); "
+        "'bfloat16' halves them (~18 GB less for CogVideoX-5B, 49 frames 720x480 with CFG: what lets the whole "
+        "stack fit an 80 GB card), at a rounding cost not measured on real weights")
     cfg_truncation: float = Field(
         1.0, gt=0.0, le=1.0, description="CogVideoX only (video_accel): fraction of the denoising steps run with "
         "classifier-free guidance; later steps drop the unconditional branch (batch 1). 1.0 = CFG on every step")

@@ -388,7 +388,8 @@ class GenerativePainter:
             kwargs.update(callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"])
         cache = self.accel_applied.get("video", {}).get("cache")
         if cache is not None and cache["steps"] != cfg.video_steps:  # sized for another step count: re-size it
-            accel.resize_cache(pipe.transformer, cache["kind"], lambda: pipe.current_timestep, cfg.video_steps)
+            accel.resize_cache(pipe.transformer, cache["kind"], lambda: pipe.current_timestep, cfg.video_steps,
+                               cache["dtype"])
             cache["steps"] = cfg.video_steps
         accel.reset_cache(pipe.transformer)
         if self._truncation is not None:
