@@ -145,8 +145,13 @@ def run_qa(painter: Painter, verifier: Verifier, clip: Clip, masks: RoadMasks, s
     ``qa_fields`` gets the job's own fields and, when an :data:`UNRETRYABLE` check stopped the loop,
     ``stopped_early`` (the attempt, the checks and the reason), for ``qa.json``.
     """
-    tried = run_attempts(painter, verifier, clip, masks, spec, qa)
-    result = tried.job.finish(verifier.name)  # before qa_fields: finishing may settle them (the generative prompt)
+    return finish_attempts(run_attempts(painter, verifier, clip, masks, spec, qa), verifier.name)
+
+
+def finish_attempts(tried: QAAttempts, verifier: str) -> QAOutcome:
+    """The final edit from the QA loop's attempts (``job.finish``) and the outcome :func:`run_qa` returns;
+    ``verifier`` names the verifier that checked them."""
+    result = tried.job.finish(verifier)  # before qa_fields: finishing may settle them (the generative prompt)
     fields = tried.job.qa_fields()
     if tried.stopped is not None:
         fields = {**fields, "stopped_early": tried.stopped}

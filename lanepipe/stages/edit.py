@@ -38,12 +38,14 @@ clip's decode) and the sums ``device_s``, ``cpu_s``, ``device_wait_s`` (seconds 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,7 +57,7 @@ from lanepipe import registry
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import load_context
 from lanepipe.datasets.rig import ClipRig, load_rig
-from lanepipe.edit.base import Painter, QAOutcome, run_qa
+from lanepipe.edit.base import Painter, QAAttempts, QAOutcome, finish_attempts, run_attempts, run_qa
 from lanepipe.edit.config import QAConfig
 from lanepipe.edit.generative.painter import next_prompt
 from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines, road_plane_check
@@ -122,6 +124,19 @@ def qa_generative(painter: Painter, judge: Verifier, clip: Clip, masks: RoadMask
     (:class:`lanepipe.edit.generative.GenerativeJob` driven by :func:`lanepipe.edit.base.run_qa`)."""
     return run_qa(painter, judge, clip, masks, spec,
                   QAConfig(max_iterations=max_iterations, enabled=enabled, vary_seed=vary_seed))
+
+
+@contextlib.contextmanager
+def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
+    """Record an error of the block in ``row`` (status failed, the error, its type) instead of raising it: one bad
+    instruction never stops the others."""
+    try:
+        yield
+    except LanepipeError as e:
+        row.update(status="failed", error=str(e), error_type=type(e).__name__)
+    except Exception as e:
+        row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                   error_type=type(e).__name__)
 
 
 def span_columns(spans: list[dict[str, Any]]) -> dict[str, Any]:
@@ -421,17 +436,44 @@ class EditStage:
                 return [EditResult.from_row(r) for r in rows]
             with span("cpu", "flows"):
                 flows = original_flows(clip.frames) if clip.num_frames > 1 else None
+        if len(todo) > 1 and getattr(self.painter, "switches_phases", False):
+            self.edit_grouped(clip, masks, todo, flows, clip_spans)
+            return [EditResult.from_row(r) for r in rows]
         for k, (spec, row) in enumerate(todo):
-            with collect_spans() as spans:
-                try:
-                    self.edit_one(clip, masks, spec, row, flows)
-                except LanepipeError as e:
-                    row.update(status="failed", error=str(e), error_type=type(e).__name__)
-                except Exception as e:  # one bad instruction never stops the others
-                    row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                               error_type=type(e).__name__)
+            with collect_spans() as spans, failures_recorded(row):
+                self.edit_one(clip, masks, spec, row, flows)
             row.update(span_columns([*clip_spans, *spans] if k == 0 else spans))
         return [EditResult.from_row(r) for r in rows]
+
+    def edit_grouped(self, clip: Clip, masks: RoadMasks, todo: list[tuple[LaneSpec, dict[str, Any]]],
+                     flows: list[npt.NDArray[np.float32]] | None, clip_spans: list[dict[str, Any]]) -> None:
+        """The clip's instructions phase by phase, for a painter that moves weights between host and GPU at each
+        change of phase (``switches_phases``): every instruction's QA attempts (first frames and their checks),
+        then every final edit (propagation) and its outputs. Same outputs as :meth:`edit_one` per instruction;
+        a failure in either phase fails that instruction only."""
+        prepare = getattr(self.painter, "model_inputs", None)
+        tried: list[tuple[QAAttempts | None, float, list[dict[str, Any]]]] = []
+        for spec, row in todo:
+            attempts = None
+            t0 = time.perf_counter()
+            with collect_spans() as spans, failures_recorded(row):
+                if callable(prepare):
+                    prepare(clip, masks)
+                with self._turn.hold(), span("paint", "qa_loop"):
+                    attempts = run_attempts(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
+            tried.append((attempts, time.perf_counter() - t0, list(spans)))
+        for k, ((spec, row), (attempts, first_s, first_spans)) in enumerate(zip(todo, tried, strict=True)):
+            with collect_spans() as spans:
+                if attempts is not None:
+                    with failures_recorded(row):
+                        t0 = time.perf_counter()
+                        if callable(prepare):
+                            prepare(clip, masks)
+                        with self._turn.hold(), span("paint", "qa_loop"):
+                            outcome = finish_attempts(attempts, self.verifier.name)
+                        self.write_outcome(clip, masks, spec, row, outcome, first_s + time.perf_counter() - t0,
+                                           flows)
+            row.update(span_columns([*clip_spans, *first_spans, *spans] if k == 0 else [*first_spans, *spans]))
 
     def load_inputs(self, seg: SegmentResult) -> tuple[Clip, RoadMasks]:
         """The decoded clip (with its context) and its road masks from the segment stage."""

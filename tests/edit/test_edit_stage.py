@@ -247,3 +247,32 @@ def test_generative_config_keys_and_errors() -> None:
         load_config(None, ["verify.backend=qwen"])
     with pytest.raises(ConfigError, match="8k"):
         load_config(None, ["edit.generative.num_frames=13"])
+
+
+def test_parked_generative_edits_run_phase_by_phase_with_the_same_outputs(tmp_path: Path, sample_file: Path) -> None:
+    """With ``unload_between_phases`` (weights moved between host and GPU at each change of phase) the edit stage
+    runs every instruction's first frames, then every propagation: two switches for the clip, not two per
+    instruction, and the same videos, QA records and row fields as with both pipelines resident."""
+    runs = {}
+    for name, park in (("resident", "false"), ("parked", "true")):
+        cfg = _cfg([str(sample_file)], tmp_path, "stages=segment,edit", f"run_id={name}", *GEN, "input.max_frames=4",
+                   "edit.instructions=[double yellow solid,none@left,single white dashed]",
+                   "edit.qa.max_iterations=2", f"edit.generative.unload_between_phases={park}")
+        summary = pipeline.run(cfg, executor="sequential")
+        rows = [r for r in summary.rows if r["stage"] == "edit"]
+        assert [r["status"] for r in rows] == ["ok"] * 3, [r["error"] for r in rows]
+        runs[name] = (Path(summary.url), rows)
+    placements = [json.loads(r["geometry"])["placement"] for r in runs["parked"][1]]
+    # the painter's placement log so far, as each propagation finished: FLUX parked once, CogVideoX placed once
+    assert placements == [["flux -> cpu", "flux parked on cpu", "video -> cpu"]] * 3
+    for (url_a, rows_a), (url_b, rows_b) in [(runs["resident"], runs["parked"])]:
+        for a, b in zip(rows_a, rows_b, strict=True):
+            assert (a["instruction"], a["qa_verdict"], a["qa_iterations"]) == (b["instruction"], b["qa_verdict"],
+                                                                             b["qa_iterations"])
+            d = f"edit/sample/{a['slug']}"
+            qa_a, qa_b = (json.loads((u / d / "qa.json").read_text()) for u in (url_a, url_b))
+            assert [(i["verdict"], i["seed"], i["prompt"]) for i in qa_a["iterations"]] == \
+                [(i["verdict"], i["seed"], i["prompt"]) for i in qa_b["iterations"]]
+            np.testing.assert_array_equal(decode(str(url_a / d / "edited.mp4"), target_fps=None).frames,
+                                          decode(str(url_b / d / "edited.mp4"), target_fps=None).frames)
+            assert json.loads(b["spans"]) and any(s["name"] == "qa_loop" for s in json.loads(b["spans"]))

@@ -127,6 +127,13 @@ class GenerativePainter:
         else:
             self._activate("video")
 
+    @property
+    def switches_phases(self) -> bool:
+        """Whether each change between first frames (FLUX) and propagation (CogVideoX) moves weights between host
+        and GPU memory (``unload_between_phases``): a caller with several instructions for one clip runs all
+        their first frames, then all their propagations (two switches per clip instead of two per instruction)."""
+        return self.cfg.unload_between_phases
+
     def setup_video(self) -> None:
         """Load and place the video pipeline only (a rank of a parallel group that propagates only)."""
         self._activate("video")
