@@ -70,7 +70,8 @@ run_step() {  # the steps a call may run, by name
     pipeline) TAIL=16 step pipeline 600 python3 benchmarks/gpu_pipeline.py --steps "${PIPELINE_STEPS:-10}" \
       --out "$RES/pipeline"
       rm -rf "$RES/pipeline/runs"/*/clips 2>/dev/null ;;
-    # issue 15's clip end to end (the headline), then with TaylorSeer (off by default): one process each, ~4 min
+    # issue 15's clip end to end (the headline), then with TaylorSeer (off by default; bf16 factors and parking on
+    # a card under 100 GiB, BENCH_EDIT_CACHE_DTYPE to choose): one process each, ~4 min
     edit) step edit 330 python3 benchmarks/gpu_generative.py --parts edit --out "$RES/edit" ;;
     edit_cache) step edit_cache 330 python3 benchmarks/gpu_generative.py --parts edit_cache --out "$RES/edit_cache" ;;
     serve) TAIL=14 step serve 300 python3 benchmarks/serve_resident.py --size full ;;
