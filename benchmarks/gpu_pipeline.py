@@ -93,6 +93,7 @@ class NvmlSampler(_Periodic):
         self.samples: list[dict[str, Any]] = []  # t, gpu, util_pct, mem_used_mib
         self.proc_peak_mib: dict[int, float] = {}
         self.proc_now_mib: dict[int, float] = {}  # the last sample's GPU memory per process
+        self.proc_stage: dict[int, str] = {}  # each GPU process's stage, read from its title while it runs
         try:
             import pynvml
 
@@ -120,6 +121,8 @@ class NvmlSampler(_Periodic):
                     used = (p.usedGpuMemory or 0) / 2**20
                     self.proc_now_mib[p.pid] = round(used, 1)
                     self.proc_peak_mib[p.pid] = max(self.proc_peak_mib.get(p.pid, 0.0), round(used, 1))
+                    if p.pid not in self.proc_stage:  # the actors are gone when the run's report is written
+                        self.proc_stage.update(process_stages([p.pid]))
             except Exception as e:  # keep sampling the rest; say what failed once
                 self.error = self.error or f"{type(e).__name__}: {e}"
 
@@ -302,15 +305,13 @@ def stage_of_title(title: str) -> str | None:
 
 
 def process_stages(pids: Iterable[int]) -> dict[int, str]:
-    """The stage of each Ray actor process among ``pids`` (from its process title)."""
+    """The stage of each Ray actor process among ``pids`` that still runs (from its process title, which Ray writes
+    over the process's arguments: ``/proc/PID/cmdline``)."""
     out: dict[int, str] = {}
-    try:
-        import psutil
-    except ImportError:
-        return out
     for pid in pids:
-        with contextlib.suppress(Exception):
-            stage = stage_of_title(" ".join(psutil.Process(pid).cmdline()))
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stage = stage_of_title(title)
             if stage:
                 out[pid] = stage
     return out
@@ -521,8 +522,9 @@ def main() -> None:
         (out / "ray_worker_tails.txt").write_text(tails)
     wall = time.time() - t0
     manifest = json.loads((Path(summary.url) / "manifest.json").read_text())
+    pid_stage = {int(r["worker_pid"]): str(r["stage"]) for r in summary.rows if r.get("worker_pid") is not None}
     result = summarise(summary.rows, events, manifest, sampler.samples, sampler.proc_peak_mib,
-                       process_stages(sampler.proc_peak_mib), gpus, wall, t0)
+                       {**pid_stage, **sampler.proc_stage}, gpus, wall, t0)
     result["events"] = [{"t": round(t - t0, 3), **e} for t, e in events]  # seconds since the run started
     result.update(size=args.size, overrides=overrides, nvml=sampler.available, nvml_error=sampler.error,
                   failed=[{k: r.get(k) for k in ("clip", "stage", "instruction", "error")} for r in summary.failed],

@@ -393,3 +393,24 @@ def torch_cuda_count() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def test_process_stages_reads_a_running_process_title() -> None:
+    """The stage of a GPU process comes from its title in /proc while it runs (a Ray actor's title is written over
+    its arguments); a process that has ended, or one that is no stage actor, gives none."""
+    import subprocess
+    import sys
+
+    b = _bench()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                             "ray::MapWorker(MapBatches(SegmentActor))"])
+    try:
+        deadline = time.monotonic() + 10
+        while b"SegmentActor" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # not yet exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert b.process_stages([proc.pid, os.getpid()]) == {proc.pid: "segment"}
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b.process_stages([proc.pid]) == {}
