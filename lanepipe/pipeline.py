@@ -22,7 +22,7 @@ from lanepipe.actors.runner import RayDataRunner, make_runner, start_ray, stop_l
 from lanepipe.config import STAGES, RunConfig, check_run_id, new_run_id, random_weight_models
 from lanepipe.datasets.sources import InputFailure, resolve_each
 from lanepipe.engine import BUSY_KEY, SETUP_KEY, Runner, SequentialRunner, Stage, StageSpec
-from lanepipe.engine.lifecycle import interrupt_signals
+from lanepipe.engine.lifecycle import interrupt_signals, raise_pending
 from lanepipe.engine.stage import config_json
 from lanepipe.errors import ConfigError, InputError, InterruptError, LanepipeError, StorageError
 from lanepipe.io import storage
@@ -356,8 +356,10 @@ def run(cfg: RunConfig, *, executor: str = "ray", progress: ProgressFn | None = 
     state = _RunState()
     with interrupt_signals():
         try:
-            return _run(cfg, state, executor=executor, progress=progress, on_plan=on_plan, on_start=on_start,
-                        on_event=on_event, provide=provide)
+            summary = _run(cfg, state, executor=executor, progress=progress, on_plan=on_plan, on_start=on_start,
+                           on_event=on_event, provide=provide)
+            raise_pending()  # a signal swallowed after the last item: the run still stops as interrupted
+            return summary
         except (InterruptError, KeyboardInterrupt) as e:
             err = e if isinstance(e, InterruptError) else InterruptError(signal.SIGINT, "SIGINT (Ctrl-C)")
             state.close("interrupted", err)

@@ -4,6 +4,7 @@ any stage in the one generic actor."""
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,39 @@ def test_typed_items_round_trip_through_json() -> None:
     assert item_from_row(rows[3]).first_error_line == "x"  # type: ignore[attr-defined]
     fresh = SegmentResult(run_id="r", clip="b", source="b.mp4", num_frames=3)
     assert fresh.to_row()["stage"] == "segment" and item_from_row(fresh.to_row()) == fresh
+
+
+class CatchAll(Doubler):
+    """A test stage that records any error of an item as its row, as the real stages do ("never raises"); on item
+    ``c1`` a Ctrl-C arrives while it works."""
+
+    def process(self, item: StageItem) -> list[StageItem]:
+        assert isinstance(item, ClipItem)
+        try:
+            if item.name == "c1":
+                signal.raise_signal(signal.SIGINT)
+            error = None
+        except Exception as e:  # the point: a per-item handler takes the signal's exception too
+            error = str(e)
+        return [ResultItem(clip=item.name, source=item.source, stage="segment", extra={"error": error})]
+
+
+def test_a_ctrl_c_a_stage_swallowed_still_stops_the_run() -> None:
+    """A signal's exception lands wherever the main thread is; a stage's per-item ``except Exception`` takes it
+    for that item's failure. The runner raises it again before the next item: the run stops as interrupted
+    instead of going on with c2 and c3."""
+    from lanepipe.engine.lifecycle import interrupt_signals
+    from lanepipe.errors import InterruptError
+
+    cfg = load_config(None, [])
+    spec = StageSpec(name="segment", target=f"{__name__}:CatchAll", config="lanepipe.config:RunConfig",
+                     cfg_json=cfg.model_dump_json(), args=("t",))
+    seen: list[str] = []
+    with interrupt_signals(), pytest.raises(InterruptError) as err:
+        SequentialRunner().run([spec], [{"source": f"s{i}.mp4", "name": f"c{i}"} for i in range(4)],
+                               lambda row: seen.append(str(row["clip"])))
+    assert err.value.exit_code == 128 + signal.SIGINT
+    assert seen == ["c0"]  # c1's row was never reported, c2 and c3 never ran
+    with interrupt_signals():  # a new run starts with no signal pending
+        rows = SequentialRunner().run([_doubler_spec(cfg)], [{"source": "s.mp4", "name": "c0"}])
+    assert len(rows) == 2

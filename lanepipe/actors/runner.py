@@ -24,6 +24,7 @@ from typing import Any
 from lanepipe.actors.base import MAX_TASK_RETRIES, StageActor, resolve_custom_resources
 from lanepipe.config import RayConfig, Resources
 from lanepipe.engine import ProgressFn, Row, Runner, SequentialRunner, StageSpec, item_key
+from lanepipe.engine.lifecycle import raise_pending
 from lanepipe.engine.stage import fit_asks, gpu_shortfall
 from lanepipe.errors import InterruptError
 
@@ -205,10 +206,12 @@ def drain(ds: Any, progress: ProgressFn | None) -> list[Row]:
     """Every row the stream emits (JSON-decoded), reported to ``progress`` as it arrives."""
     rows: list[Row] = []
     for item in ds.iter_rows():
+        raise_pending()  # a Ctrl-C that Ray Data's iterator swallowed
         row = json.loads(item["row"])
         rows.append(row)
         if progress:
             progress(row)
+    raise_pending()
     return rows
 
 

@@ -20,8 +20,23 @@ from lanepipe.errors import InterruptError
 _NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 
 
+#: the signal's error, kept until the run ends: the handler raises it wherever the main thread happens to be, and
+#: an ``except Exception`` there (a stage's per-item handler, Ray Data's iterator) may swallow it
+_PENDING: list[InterruptError] = []
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise InterruptError(signum, _NAMES.get(signal.Signals(signum), signal.Signals(signum).name))
+    err = InterruptError(signum, _NAMES.get(signal.Signals(signum), signal.Signals(signum).name))
+    _PENDING[:] = [err]
+    raise err
+
+
+def raise_pending() -> None:
+    """Raise the :class:`InterruptError` of a signal received in this run whose raise some handler swallowed (call
+    between items: a Ctrl-C must stop the run, not only fail the item it landed in). A no-op without one, and
+    outside the main thread."""
+    if _PENDING and threading.current_thread() is threading.main_thread():
+        raise _PENDING.pop()
 
 
 @contextlib.contextmanager
@@ -32,6 +47,7 @@ def interrupt_signals() -> Iterator[None]:
         yield
         return
     saved: dict[signal.Signals, Any] = {}
+    _PENDING.clear()
     for sig in _NAMES:
         current = signal.getsignal(sig)
         if current in (signal.SIG_DFL, signal.default_int_handler):
@@ -40,5 +56,6 @@ def interrupt_signals() -> Iterator[None]:
     try:
         yield
     finally:
+        _PENDING.clear()
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lanepipe.engine.items import StageItem, item_from_row, item_to_row
+from lanepipe.engine.lifecycle import raise_pending
 from lanepipe.engine.stage import Item, Row, Stage, StageSpec
 from lanepipe.io import storage
 from lanepipe.monitoring import loads_columns, take_model_loads
@@ -83,6 +84,7 @@ class SequentialRunner:
                     for it in batch:
                         t = time.perf_counter()
                         outs = stage.process(it)
+                        raise_pending()  # a Ctrl-C the stage's per-item handler took for the item's failure
                         loads = self.loads[stage.name] + take_model_loads()
                         stamp_busy(stage.name, outs, time.perf_counter() - t, setup.get(stage.name), loads)
                         if any(o.get("stage") == stage.name for o in outs):
