@@ -268,14 +268,14 @@ def test_signal_records_interrupted_and_stops_the_local_ray(tmp_path: Path, real
     try:
         ray_procs: list[psutil.Process] = []
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and proc.poll() is None:  # mid-stream: Ray up, the first clip written
             kids = psutil.Process(proc.pid).children(recursive=True)
-            if _stage_status(out / "r") == "running" and any("raylet" in k.name() for k in kids):
+            if _stage_status(out / "r") == "running" and any("raylet" in k.name() for k in kids) and \
+                    any((out / "r" / "segment").glob("*/meta.json")):
                 ray_procs = kids
                 break
             time.sleep(0.2)
-        assert ray_procs, "the run never got to Ray"
-        time.sleep(1.0)
+        assert ray_procs, "the run never got to its first clip through Ray"
         ray_procs = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
@@ -287,6 +287,32 @@ def test_signal_records_interrupted_and_stops_the_local_ray(tmp_path: Path, real
     assert _stage_status(out / "r") == "interrupted"
     _, alive = psutil.wait_procs(ray_procs, timeout=30)
     assert [p.name() for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_ctrl_c_while_ray_starts_stops_the_run_cleanly(tmp_path: Path, real_clips: list[Path]) -> None:
+    """A Ctrl-C while ``ray.init`` runs waits for the start-up, then stops the run as interrupted (before, 3 of 6
+    runs with the signal 1 s after the raylet appeared ended with exit 0 after the whole run, or SIGSEGV)."""
+    import psutil
+
+    out = tmp_path / "runs"
+    cmd = [*CLI, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
+           "--set", "ray.num_cpus=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            if _stage_status(out / "r") == "running" and any("raylet" in k.name() for k in kids):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "error: interrupted by SIGINT" in stderr and _stage_status(out / "r") == "interrupted"
 
 
 def test_killed_driver_leaves_temp_files_only_in_the_run_and_resume_cleans_them(tmp_path: Path,

@@ -121,18 +121,27 @@ def start_ray(ray_cfg: RayConfig, *, log_to_driver: bool = False) -> float:
     if loopback:  # the processes Ray spawns read the variable, this one the constant (read at each call)
         os.environ[_RAY_CLUSTER_ENV] = "0"
         ray_constants.ENABLE_RAY_CLUSTER = False
-    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    main = threading.current_thread() is threading.main_thread()
+    term = signal.getsignal(signal.SIGTERM) if main else None
     _STARTED_HERE.append(True)  # before init: an interrupt during start-up leaves processes to stop too
+    # a Ctrl-C inside ray.init was lost or crashed the driver (exit 0 after the whole run, or SIGSEGV): it waits
+    # until the start-up is done, then stops the run as usual. Ray blocks SIGINT in the processes it starts anyway
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
     try:
         ray.init(**kwargs, **_local_ray_kwargs(ray_cfg))
         if callable(term):  # ray.init replaces a SIGTERM handler of ours (a run's clean stop) with sys.exit
             signal.signal(signal.SIGTERM, term)
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a Ctrl-C that came meanwhile is delivered here
+            held = None
     except SystemExit as e:  # that sys.exit, on a SIGTERM during start-up: stop as our handler would
         if callable(term) and e.code == signal.SIGTERM:
             signal.signal(signal.SIGTERM, term)
             raise InterruptError(signal.SIGTERM, "SIGTERM") from None
         raise
     finally:
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if loopback:
             ray_constants.ENABLE_RAY_CLUSTER = saved_const
             if saved_env is None:
