@@ -178,11 +178,16 @@ def test_a_ctrl_c_a_stage_swallowed_still_stops_the_run() -> None:
     spec = StageSpec(name="segment", target=f"{__name__}:CatchAll", config="lanepipe.config:RunConfig",
                      cfg_json=cfg.model_dump_json(), args=("t",))
     seen: list[str] = []
-    with interrupt_signals(), pytest.raises(InterruptError) as err:
-        SequentialRunner().run([spec], [{"source": f"s{i}.mp4", "name": f"c{i}"} for i in range(4)],
-                               lambda row: seen.append(str(row["clip"])))
+    # Python's own Ctrl-C handler, as in a fresh `lanepipe run` (an earlier test's Ray may have left its own here)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with interrupt_signals(), pytest.raises(InterruptError) as err:
+            SequentialRunner().run([spec], [{"source": f"s{i}.mp4", "name": f"c{i}"} for i in range(4)],
+                                   lambda row: seen.append(str(row["clip"])))
+        with interrupt_signals():  # a new run starts with no signal pending
+            rows = SequentialRunner().run([_doubler_spec(cfg)], [{"source": "s.mp4", "name": "c0"}])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert err.value.exit_code == 128 + signal.SIGINT
     assert seen == ["c0"]  # c1's row was never reported, c2 and c3 never ran
-    with interrupt_signals():  # a new run starts with no signal pending
-        rows = SequentialRunner().run([_doubler_spec(cfg)], [{"source": "s.mp4", "name": "c0"}])
     assert len(rows) == 2
