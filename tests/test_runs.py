@@ -44,6 +44,12 @@ def s3_env(port: int) -> dict[str, str]:
             "LANEPIPE_STORAGE_RETRIES": "2", "LANEPIPE_STORAGE_RETRY_DELAY": "0.05"}
 
 
+#: the CLI with Ctrl-C's default action: a shell that runs the suite in the background (``make test &``) starts it
+#: with SIGINT ignored, an ignored signal stays ignored across exec, and the run would rightly keep it so
+CLI_CTRL_C = [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "runpy.run_module('lanepipe.cli', run_name='__main__', alter_sys=True)"]
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     env.update(PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1", **extra)
@@ -262,7 +268,7 @@ def test_signal_records_interrupted_and_stops_the_local_ray(tmp_path: Path, real
     import psutil
 
     out = tmp_path / "runs"
-    cmd = [*CLI, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
+    cmd = [*CLI_CTRL_C, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
            "--set", "ray.num_cpus=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     try:
@@ -295,7 +301,7 @@ def test_ctrl_c_while_ray_starts_stops_the_run_cleanly(tmp_path: Path, real_clip
     import psutil
 
     out = tmp_path / "runs"
-    cmd = [*CLI, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
+    cmd = [*CLI_CTRL_C, "segment", *[a for c in real_clips for a in ("-i", str(c))], "-o", str(out), "--run-id", "r",
            "--set", "ray.num_cpus=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     try:
