@@ -558,7 +558,8 @@ def part_edit(tiny: bool, video_cache: str = "none") -> None:
     frames = read_clip("project_video_subclip_bridge_6s.mp4", n, every=3)
     clip = make_clip(frames, "bridge")
     masks = RoadMasks(masks=road_masks(frames), backend="grid")
-    small = DEV == "cuda" and not tiny and torch.cuda.get_device_properties(0).total_memory < 100 * 2**30
+    small = DEV == "cuda" and not tiny and gen_published.parks_between_phases(
+        torch.cuda.get_device_properties(0).total_memory / 2**30)
     on = AccelConfig(attention="auto", fuse_qkv=True, compile="blocks" if DEV == "cuda" else "none")
     # TaylorSeer's float32 factors (~37 GB here) do not fit beside the stack on an 80 GB card: bf16 ones there
     factors = os.environ.get("BENCH_EDIT_CACHE_DTYPE") or ("bfloat16" if small else "float32")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
 
 class LanepipeError(Exception):
     """Base class of every error lanepipe raises on purpose. ``exit_code``: the CLI's exit status for it."""
@@ -61,3 +66,17 @@ class InterruptError(LanepipeError):
 
     def __reduce__(self) -> tuple[type[InterruptError], tuple[int, str]]:
         return (InterruptError, (self.signum, str(self).removeprefix("interrupted by ")))
+
+
+@contextlib.contextmanager
+def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
+    """Record an error of the block in ``row`` (``status`` failed, ``error``, ``error_type``; a
+    :class:`LanepipeError` by its message, anything else with its traceback's tail) instead of raising it: one bad
+    clip, instruction or predictor never stops the others."""
+    try:
+        yield
+    except LanepipeError as e:
+        row.update(status="failed", error=str(e), error_type=type(e).__name__)
+    except Exception as e:
+        row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
+                   error_type=type(e).__name__)

@@ -93,6 +93,7 @@ A)
   default="sam2" ;;
 B) install .whl/part1/*.whl .whl/part4/*.whl; default="install pipeline serve" ;;
 C)  # the clip end to end peaked at 79.1 GiB with every model resident: an H200's (> 100 GB) figure only
+  # (lanepipe.edit.generative.published.PARK_BELOW_GIB: 100 GiB)
   if (( $(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n1) > 100000 )); then
     default="edit edit_cache"
   else

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import posixpath
 import time
-import traceback
 from typing import Any
 
 import cv2
@@ -18,7 +17,7 @@ from lanepipe.datasets.frames import read_frames
 from lanepipe.datasets.schema import _FRAME_KEY, CLIPS_DIR, IMAGES_DIR, MASKS_DIR, RECORDS_DIR, frame_key
 from lanepipe.datasets.sources import ClipRef
 from lanepipe.engine.items import ClipItem, DatasetResult, StageItem
-from lanepipe.errors import LanepipeError
+from lanepipe.errors import failures_recorded
 from lanepipe.io import storage
 from lanepipe.lanes.instructions import parse_caption
 from lanepipe.types import Clip, RoadMasks
@@ -99,7 +98,7 @@ class DatasetStage:
                                "num_frames": 0, "frames_resumed": 0, "frames_dropped": [], "missing_indices": [],
                                "skipped": False, "seconds": None}
         marker = self.url(CLIPS_DIR, f"{ref.name}.json")
-        try:
+        with failures_recorded(row):  # one bad clip never stops the others
             if storage.exists(marker):
                 done: dict[str, Any] = json.loads(storage.read_text(marker))
                 if done.get("selection") == selection and done.get("source") == ref.source:
@@ -107,11 +106,6 @@ class DatasetStage:
             self._run(ref, row)
             row["seconds"] = round(time.perf_counter() - t_start, 3)
             storage.write_text_atomic(marker, json.dumps(row, indent=2, default=str))
-        except LanepipeError as e:
-            row.update(status="failed", error=str(e), error_type=type(e).__name__)
-        except Exception as e:  # one bad clip never stops the others: record it with its traceback tail
-            row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                       error_type=type(e).__name__)
         row["seconds"] = round(time.perf_counter() - t_start, 3)
         return row
 

@@ -44,7 +44,6 @@ import json
 import os
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -63,7 +62,7 @@ from lanepipe.edit.generative.painter import next_prompt
 from lanepipe.edit.rig import RoadEdit, measure_paint, paint_camera, recover_lines, road_plane_check
 from lanepipe.engine.items import EditResult, SegmentResult, StageItem
 from lanepipe.engine.stage import cluster_has_gpus, require_gpus
-from lanepipe.errors import ConfigError, InputError, LanepipeError
+from lanepipe.errors import ConfigError, InputError, LanepipeError, failures_recorded
 from lanepipe.geometry.camera import PinholeCamera
 from lanepipe.geometry.ftheta import FThetaCamera
 from lanepipe.geometry.rig import pixel_ground
@@ -124,19 +123,6 @@ def qa_generative(painter: Painter, judge: Verifier, clip: Clip, masks: RoadMask
     (:class:`lanepipe.edit.generative.GenerativeJob` driven by :func:`lanepipe.edit.base.run_qa`)."""
     return run_qa(painter, judge, clip, masks, spec,
                   QAConfig(max_iterations=max_iterations, enabled=enabled, vary_seed=vary_seed))
-
-
-@contextlib.contextmanager
-def failures_recorded(row: dict[str, Any]) -> Iterator[None]:
-    """Record an error of the block in ``row`` (status failed, the error, its type) instead of raising it: one bad
-    instruction never stops the others."""
-    try:
-        yield
-    except LanepipeError as e:
-        row.update(status="failed", error=str(e), error_type=type(e).__name__)
-    except Exception as e:
-        row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                   error_type=type(e).__name__)
 
 
 def span_columns(spans: list[dict[str, Any]]) -> dict[str, Any]:
@@ -268,13 +254,20 @@ class EditStage:
         The image metrics (PSNR/SSIM in and out of the mask, warping errors; ``flows``: the original's, shared by
         the instructions of a clip) are measured on the edited frames in memory, before the lossy encode."""
         t0 = time.perf_counter()
-        prepare = getattr(self.painter, "model_inputs", None)  # the generative painter's resized frames and masks
-        if callable(prepare):
-            prepare(clip, masks)  # before the turn: CPU work beside another clip's model calls
-        # the device turn: the painter may end it early (after its last model call, before compositing)
-        with self._turn.hold(), span("paint", "qa_loop"):
+        with self.model_turn(clip, masks):
             outcome = run_qa(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
         self.write_outcome(clip, masks, spec, row, outcome, time.perf_counter() - t0, flows)
+
+    @contextlib.contextmanager
+    def model_turn(self, clip: Clip, masks: RoadMasks) -> Iterator[None]:
+        """The clip's inputs at model size (the generative painter's resized frames and masks: CPU work done before
+        the turn, beside another clip's model calls), then the device turn around the block (the painter may end it
+        early, after its last model call, before compositing)."""
+        prepare = getattr(self.painter, "model_inputs", None)
+        if callable(prepare):
+            prepare(clip, masks)
+        with self._turn.hold(), span("paint", "qa_loop"):
+            yield
 
     def write_outcome(self, clip: Clip, masks: RoadMasks, spec: LaneSpec, row: dict[str, Any], outcome: QAOutcome,
                       paint_s: float, flows: list[npt.NDArray[np.float32]] | None = None) -> None:
@@ -451,25 +444,19 @@ class EditStage:
         change of phase (``switches_phases``): every instruction's QA attempts (first frames and their checks),
         then every final edit (propagation) and its outputs. Same outputs as :meth:`edit_one` per instruction;
         a failure in either phase fails that instruction only."""
-        prepare = getattr(self.painter, "model_inputs", None)
         tried: list[tuple[QAAttempts | None, float, list[dict[str, Any]]]] = []
         for spec, row in todo:
             attempts = None
             t0 = time.perf_counter()
-            with collect_spans() as spans, failures_recorded(row):
-                if callable(prepare):
-                    prepare(clip, masks)
-                with self._turn.hold(), span("paint", "qa_loop"):
-                    attempts = run_attempts(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
+            with collect_spans() as spans, failures_recorded(row), self.model_turn(clip, masks):
+                attempts = run_attempts(self.painter, self.verifier, clip, masks, spec, self.cfg.edit.qa)
             tried.append((attempts, time.perf_counter() - t0, list(spans)))
         for k, ((spec, row), (attempts, first_s, first_spans)) in enumerate(zip(todo, tried, strict=True)):
             with collect_spans() as spans:
                 if attempts is not None:
                     with failures_recorded(row):
                         t0 = time.perf_counter()
-                        if callable(prepare):
-                            prepare(clip, masks)
-                        with self._turn.hold(), span("paint", "qa_loop"):
+                        with self.model_turn(clip, masks):
                             outcome = finish_attempts(attempts, self.verifier.name)
                         self.write_outcome(clip, masks, spec, row, outcome, first_s + time.perf_counter() - t0,
                                            flows)

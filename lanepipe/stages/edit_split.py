@@ -43,7 +43,7 @@ from lanepipe.config import Resources, RunConfig
 from lanepipe.edit.base import QAOutcome, run_attempts
 from lanepipe.edit.generative.painter import GenerativeJob, GenerativePainter
 from lanepipe.engine.items import EditResult, FirstFrameItem, SegmentResult, StageItem
-from lanepipe.errors import ConfigError, InputError, LanepipeError
+from lanepipe.errors import ConfigError, InputError, LanepipeError, failures_recorded
 from lanepipe.io import storage
 from lanepipe.lanes.instructions import LaneSpec, parse_instruction
 from lanepipe.metrics import original_flows
@@ -153,13 +153,8 @@ class FirstFrameStage(EditStage):
                     row.update(status="failed", error=msg, error_type=type(e).__name__)
             else:
                 for spec, row in todo:
-                    try:
+                    with failures_recorded(row):
                         out[id(row)] = self.first_frame(clip, masks, spec, row)
-                    except LanepipeError as e:
-                        row.update(status="failed", error=str(e), error_type=type(e).__name__)
-                    except Exception as e:  # one bad instruction never stops the others
-                        row.update(status="failed", error=f"{type(e).__name__}: {e}\n"
-                                   f"{traceback.format_exc(limit=3)}", error_type=type(e).__name__)
         return [out.get(id(r)) or EditResult.from_row(r) for r in rows]
 
     def process(self, item: StageItem) -> list[StageItem]:

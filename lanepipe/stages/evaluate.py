@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,7 +33,7 @@ from lanepipe.datasets.context import ClipContext, load_context
 from lanepipe.datasets.trajectory import ego_state_at, future_at
 from lanepipe.engine.items import EditResult, PredictionResult, StageItem
 from lanepipe.engine.stage import cluster_has_gpus, require_gpus
-from lanepipe.errors import InputError, LanepipeError
+from lanepipe.errors import InputError, LanepipeError, failures_recorded
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
 from lanepipe.io.layout import NULL_EDIT_SLUG, RunLayout
@@ -353,13 +352,8 @@ class EvaluateStage:
                 row.update(status="failed", error=msg, error_type=type(e).__name__)
             return [PredictionResult.from_row(r) for r in rows]
         for name, predictor, row in todo:
-            try:
+            with failures_recorded(row):  # a predictor that raises fails this item only
                 self._evaluate(edit, clip, reference, edited, ctx, name, predictor, row)
-            except LanepipeError as e:
-                row.update(status="failed", error=str(e), error_type=type(e).__name__)
-            except Exception as e:  # a predictor that raises fails this item only
-                row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                           error_type=type(e).__name__)
         return [PredictionResult.from_row(r) for r in rows]
 
     def process(self, item: StageItem) -> list[StageItem]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import traceback
 from typing import Any
 
 import cv2
@@ -20,7 +19,7 @@ import numpy as np
 from lanepipe.config import Resources, RunConfig
 from lanepipe.datasets.context import camera_from_dict
 from lanepipe.engine.items import PredictionResult, RenderResult, StageItem
-from lanepipe.errors import LanepipeError
+from lanepipe.errors import failures_recorded
 from lanepipe.io import storage
 from lanepipe.io.clip_cache import decode_cached
 from lanepipe.io.layout import RunLayout
@@ -108,11 +107,6 @@ class RenderStage:
         if not item.ok:
             return [item, RenderResult.from_row(row | {"status": "failed", "error_type": "UpstreamFailed",
                                                        "error": f"evaluate failed: {item.first_error_line}"})]
-        try:
+        with failures_recorded(row):
             self._render(item, row)
-        except LanepipeError as e:
-            row.update(status="failed", error=str(e), error_type=type(e).__name__)
-        except Exception as e:
-            row.update(status="failed", error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                       error_type=type(e).__name__)
         return [item, RenderResult.from_row(row)]
